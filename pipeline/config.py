@@ -1,0 +1,125 @@
+"""Settings: embedded defaults, overridden by ``qhopper.toml``, then by the environment.
+
+Every knob has a default that works on one laptop; the same file scales out by
+naming a PostgreSQL URL, a Dask scheduler address and a Prefect server.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError
+
+DEFAULT_HOME = Path(".qhopper")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntakeSettings(_Section):
+    database_url: str | None = None  # default: SQLite file under the home
+    lease_seconds: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    claim_limit: int = Field(default=100_000, ge=1)
+
+
+class LimitSettings(_Section):
+    max_variables: int = Field(default=2_000, ge=1)
+    max_terms: int = Field(default=200_000, ge=1)
+    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_record_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+
+
+class QuantumSettings(_Section):
+    backend: str = "aer"
+    max_qubits: int = Field(default=16, ge=1, le=32)
+    default_reps: int = Field(default=1, ge=1, le=10)
+    default_shots: int = Field(default=1024, ge=1, le=1_000_000)
+    max_batch_size: int = Field(default=64, ge=1)
+    max_iterations: int = Field(default=40, ge=1)
+    seed: int = 7
+
+
+class ClassicalSettings(_Section):
+    time_limit_s: float = Field(default=10.0, gt=0)
+    workers: int = Field(default=1, ge=1)
+    chunk_size: int = Field(default=16, ge=1)
+
+
+class PriceSettings(_Section):
+    # Compute priced like an on-demand general-purpose vCPU (~USD 0.04 per vCPU-hour).
+    cpu_usd_per_core_second: float = Field(default=0.04 / 3600, ge=0)
+    simulator_usd_per_shot: float = Field(default=0.0, ge=0)
+
+
+class DaskSettings(_Section):
+    address: str | None = None
+    n_workers: int = Field(default=2, ge=1)
+
+
+class Settings(_Section):
+    home: Path = DEFAULT_HOME
+    intake: IntakeSettings = IntakeSettings()
+    limits: LimitSettings = LimitSettings()
+    quantum: QuantumSettings = QuantumSettings()
+    classical: ClassicalSettings = ClassicalSettings()
+    prices: PriceSettings = PriceSettings()
+    dask: DaskSettings = DaskSettings()
+
+    @property
+    def database_url(self) -> str:
+        return self.intake.database_url or f"sqlite:///{(self.home / 'intake.db').resolve()}"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+
+_ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "QHOPPER_DATABASE_URL": ("intake", "database_url"),
+    "QHOPPER_LEASE_SECONDS": ("intake", "lease_seconds"),
+    "QHOPPER_DASK_ADDRESS": ("dask", "address"),
+    "QHOPPER_BACKEND": ("quantum", "backend"),
+}
+
+
+def load_settings(
+    home: Path | None = None,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and explicit overrides (last wins)."""
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{config_file}: cannot read configuration: {exc}") from exc
+    for var, (section, key) in _ENV_OVERRIDES.items():
+        if os.environ.get(var):
+            raw.setdefault(section, {})[key] = os.environ[var]
+    env_home = os.environ.get("QHOPPER_HOME")
+    if home is not None:
+        raw["home"] = home
+    elif env_home:
+        raw["home"] = env_home
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        source = config_file or "settings"
+        raise ConfigError(f"{source}: {exc}") from exc

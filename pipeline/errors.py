@@ -1,0 +1,60 @@
+"""The one error tree of qhopper.
+
+    QhopperError
+    ├── InputRejected          bad input; carries every InputIssue (file, record, field)
+    ├── ConfigError            an unreadable or inconsistent configuration
+    └── BackendError           anything a quantum backend raised, mapped at its boundary
+        ├── TransientBackendError   worth retrying (timeouts, rate limits, 5xx, queue full)
+        └── PermanentBackendError   never retried (invalid circuit, unsupported target, auth)
+
+Errors of the libraries underneath are mapped onto this tree in one place per
+boundary (``raise ... from exc``), so callers decide on retries by type alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class QhopperError(Exception):
+    """Base of every error qhopper raises on purpose."""
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """One thing wrong with one record: where it is and what is wrong."""
+
+    file: str
+    record: str  # "line 7", "record 3" or "file"
+    field: str  # dotted path inside the record, "" for the record as a whole
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.record}"
+        if self.field:
+            where += f": field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class InputRejected(QhopperError):
+    """Raised when input is invalid; nothing has been enqueued."""
+
+    def __init__(self, issues: list[InputIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class ConfigError(QhopperError):
+    """Configuration that cannot be used as written."""
+
+
+class BackendError(QhopperError):
+    """A quantum backend failed; subclasses say whether a retry can help."""
+
+
+class TransientBackendError(BackendError):
+    """A failure that may pass: retry with backoff, within the bound."""
+
+
+class PermanentBackendError(BackendError):
+    """A failure that will repeat: never retried, the batch falls back at once."""

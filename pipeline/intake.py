@@ -1,0 +1,467 @@
+"""The intake queue: a real database (SQLite by default, PostgreSQL by URL) via SQLAlchemy.
+
+What it guarantees:
+- submission is idempotent by key (``INSERT .. ON CONFLICT DO NOTHING``), all-or-nothing
+  per call;
+- a claim is one atomic ``UPDATE .. WHERE id IN (SELECT .. [FOR UPDATE SKIP LOCKED])
+  RETURNING``, so two runs never hold the same problem; claims carry a lease and
+  count attempts; a problem whose lease expired is claimable again;
+- results are journalled: a batch is recorded as ``writing`` before its Parquet file is
+  written and ``written`` once its problems are final, so recovery after a crash can
+  roll forward (file present) or release the problems (file absent) and every problem
+  ends with exactly one result row.
+Every state change is also appended to ``problem_events`` with its time.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
+
+QUEUED, CLAIMED, COMPILED, SUBMITTED, RUNNING = (
+    "queued",
+    "claimed",
+    "compiled",
+    "submitted",
+    "running",
+)
+COMPLETED, DEGRADED, FAILED = "completed", "degraded", "failed"
+ACTIVE_STATES = (CLAIMED, COMPILED, SUBMITTED, RUNNING)
+FINAL_STATES = (COMPLETED, DEGRADED, FAILED)
+STATES = (QUEUED, *ACTIVE_STATES, *FINAL_STATES)
+
+metadata = sa.MetaData()
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("n_variables", sa.Integer, nullable=False),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("deadline", sa.DateTime, nullable=True),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(60), nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime, nullable=True),
+    sa.Column("batch_id", sa.String(40), nullable=True),
+    sa.Column("route", sa.String(20), nullable=True),
+    sa.Column("solver_path", sa.String(20), nullable=True),
+    sa.Column("result_path", sa.Text, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("submitted_at", sa.DateTime, nullable=False),
+    sa.Column("claimed_at", sa.DateTime, nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_problems_state_priority", "state", "priority", "submitted_at"),
+)
+
+problem_events = sa.Table(
+    "problem_events",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("problem_id", sa.String(40), nullable=False, index=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+result_batches = sa.Table(
+    "result_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # writing | written
+    sa.Column("result_path", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way by SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    id: str
+    key: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClaimedProblem:
+    id: str
+    key: str
+    spec_json: str
+    input_hash: str
+    attempts: int
+    submitted_at: datetime
+    claimed_at: datetime
+
+
+def create_intake_engine(url: str) -> Engine:
+    """An engine tuned for concurrent writers: SQLite in WAL mode with immediate transactions."""
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            # Take the write lock up front: no read-then-upgrade deadlocks between writers.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class IntakeStore:
+    """Durable queue state for problems, behind one small API."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str) -> IntakeStore:
+        store = cls(create_intake_engine(url))
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.DatabaseError:
+            # Another process created the tables between our check and our CREATE.
+            metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # --- submission -------------------------------------------------------------------------
+    def submit(self, specs: Sequence[tuple[ProblemSpec, str]]) -> list[SubmitOutcome]:
+        """Enqueue every spec (with its source label) in one transaction; known keys are reused."""
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for spec, source in specs:
+            record = spec_to_record(spec)
+            rows.append(
+                {
+                    "id": new_id("p"),
+                    "key": idempotency_key(spec),
+                    "kind": spec.kind,
+                    "n_variables": n_variables(spec),
+                    "tenant": spec.tenant,
+                    "priority": spec.priority,
+                    "deadline": spec.deadline.astimezone(UTC).replace(tzinfo=None)
+                    if spec.deadline
+                    else None,
+                    "spec_json": json.dumps(record, sort_keys=True, separators=(",", ":")),
+                    "input_hash": content_hash(spec),
+                    "source": source,
+                    "state": QUEUED,
+                    "attempts": 0,
+                    "submitted_at": now,
+                    "updated_at": now,
+                }
+            )
+        outcomes: list[SubmitOutcome] = []
+        with self._tx() as tx:
+            for chunk in _chunks(rows, 500):
+                tx.execute(self._insert_ignore(problems), chunk)
+                keys = [row["key"] for row in chunk]
+                found = dict(
+                    tx.execute(
+                        sa.select(problems.c.key, problems.c.id).where(problems.c.key.in_(keys))
+                    ).all()
+                )
+                created = [row for row in chunk if found[row["key"]] == row["id"]]
+                if created:
+                    tx.execute(
+                        problem_events.insert(),
+                        [
+                            {
+                                "problem_id": row["id"],
+                                "state": QUEUED,
+                                "at": now,
+                                "detail": row["source"],
+                            }
+                            for row in created
+                        ],
+                    )
+                outcomes += [
+                    SubmitOutcome(found[row["key"]], row["key"], found[row["key"]] == row["id"])
+                    for row in chunk
+                ]
+        return outcomes
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=["key"])
+        if self._dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=["key"])
+        raise NotImplementedError(f"intake supports SQLite and PostgreSQL, not {self._dialect}")
+
+    # --- claims and leases ------------------------------------------------------------------
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedProblem]:
+        """Atomically take up to ``limit`` queued or lease-expired problems for ``owner``."""
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        claimable = sa.or_(
+            problems.c.state == QUEUED,
+            sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.lease_expires_at < now),
+        )
+        candidates = (
+            sa.select(problems.c.id)
+            .where(claimable)
+            .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            problems.update()
+            .where(problems.c.id.in_(candidates.scalar_subquery()))
+            .values(
+                state=CLAIMED,
+                lease_owner=owner,
+                lease_expires_at=expires,
+                attempts=problems.c.attempts + 1,
+                claimed_at=now,
+                updated_at=now,
+                batch_id=None,
+            )
+            .returning(
+                problems.c.id,
+                problems.c.key,
+                problems.c.spec_json,
+                problems.c.input_hash,
+                problems.c.attempts,
+                problems.c.submitted_at,
+            )
+        )
+        with self._tx() as tx:
+            rows = tx.execute(statement).all()
+            if rows:
+                tx.execute(
+                    problem_events.insert(),
+                    [
+                        {
+                            "problem_id": r.id,
+                            "state": CLAIMED,
+                            "at": now,
+                            "detail": f"owner={owner} attempt={r.attempts}",
+                        }
+                        for r in rows
+                    ],
+                )
+        claimed = [
+            ClaimedProblem(r.id, r.key, r.spec_json, r.input_hash, r.attempts, r.submitted_at, now)
+            for r in rows
+        ]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend every lease ``owner`` holds; returns how many problems it still holds."""
+        now = utcnow()
+        with self._tx() as tx:
+            result = tx.execute(
+                problems.update()
+                .where(problems.c.lease_owner == owner, problems.c.state.in_(ACTIVE_STATES))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+        return int(result.rowcount)
+
+    def advance(
+        self, owner: str, problem_ids: Iterable[str], state: str, detail: str | None = None
+    ) -> int:
+        """Move held problems to a later active state (compiled, submitted, running)."""
+        if state not in ACTIVE_STATES:
+            raise ValueError(f"advance() moves between active states, not to {state!r}")
+        ids = list(problem_ids)
+        now = utcnow()
+        moved = 0
+        with self._tx() as tx:
+            for chunk in _chunks(ids, 500):
+                result = tx.execute(
+                    problems.update()
+                    .where(
+                        problems.c.id.in_(chunk),
+                        problems.c.lease_owner == owner,
+                        problems.c.state.in_(ACTIVE_STATES),
+                    )
+                    .values(state=state, updated_at=now)
+                )
+                moved += int(result.rowcount)
+                tx.execute(
+                    problem_events.insert(),
+                    [
+                        {"problem_id": pid, "state": state, "at": now, "detail": detail}
+                        for pid in chunk
+                    ],
+                )
+        return moved
+
+    # --- result journal ---------------------------------------------------------------------
+    def begin_batch(
+        self, run_id: str, batch_id: str, problem_ids: Sequence[str], result_path: str
+    ) -> None:
+        """Record that ``batch_id``'s result file is about to be written for these problems."""
+        with self._tx() as tx:
+            tx.execute(
+                result_batches.insert().values(
+                    batch_id=batch_id,
+                    run_id=run_id,
+                    state="writing",
+                    result_path=result_path,
+                    created_at=utcnow(),
+                )
+            )
+            for chunk in _chunks(list(problem_ids), 500):
+                tx.execute(
+                    problems.update().where(problems.c.id.in_(chunk)).values(batch_id=batch_id)
+                )
+
+    def finish_batch(self, batch_id: str, outcomes: Sequence[dict[str, Any]]) -> None:
+        """Mark the batch's problems final, after its result file is in place.
+
+        ``outcomes`` items carry ``problem_id``, ``status``, ``route``, ``solver_path`` and
+        ``fallback_reason``.
+        """
+        now = utcnow()
+        with self._tx() as tx:
+            path = tx.execute(
+                sa.select(result_batches.c.result_path).where(result_batches.c.batch_id == batch_id)
+            ).scalar_one()
+            for outcome in outcomes:
+                tx.execute(
+                    problems.update()
+                    .where(problems.c.id == outcome["problem_id"], problems.c.batch_id == batch_id)
+                    .values(
+                        state=outcome["status"],
+                        route=outcome["route"],
+                        solver_path=outcome["solver_path"],
+                        result_path=path,
+                        last_error=outcome.get("fallback_reason"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                )
+            tx.execute(
+                problem_events.insert(),
+                [
+                    {
+                        "problem_id": o["problem_id"],
+                        "state": o["status"],
+                        "at": now,
+                        "detail": f"batch={batch_id}",
+                    }
+                    for o in outcomes
+                ],
+            )
+            tx.execute(
+                result_batches.update()
+                .where(result_batches.c.batch_id == batch_id)
+                .values(state="written")
+            )
+
+    def unfinished_batches(self) -> list[tuple[str, str]]:
+        """Batches whose file may or may not exist and whose holders' leases have expired."""
+        now = utcnow()
+        held = sa.select(problems.c.id).where(
+            problems.c.batch_id == result_batches.c.batch_id,
+            problems.c.state.in_(ACTIVE_STATES),
+            problems.c.lease_expires_at >= now,
+        )
+        with self._tx() as tx:
+            rows = tx.execute(
+                sa.select(result_batches.c.batch_id, result_batches.c.result_path).where(
+                    result_batches.c.state == "writing", ~sa.exists(held)
+                )
+            ).all()
+        return [(r.batch_id, r.result_path) for r in rows]
+
+    def abandon_batch(self, batch_id: str) -> None:
+        """Forget a batch whose file never landed: its problems stay claimable."""
+        with self._tx() as tx:
+            tx.execute(
+                problems.update()
+                .where(problems.c.batch_id == batch_id, problems.c.state.in_(ACTIVE_STATES))
+                .values(batch_id=None)
+            )
+            tx.execute(result_batches.delete().where(result_batches.c.batch_id == batch_id))
+
+    # --- queries ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)
+            ).all()
+        counted = {state: 0 for state in STATES}
+        counted.update({state: int(count) for state, count in rows})
+        return counted
+
+    def get(self, problem_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(problems).where(problems.c.id == problem_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            events = (
+                connection.execute(
+                    sa.select(problem_events.c.state, problem_events.c.at, problem_events.c.detail)
+                    .where(problem_events.c.problem_id == problem_id)
+                    .order_by(problem_events.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        found = dict(row)
+        found["events"] = [dict(e) for e in events]
+        return found
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
