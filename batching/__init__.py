@@ -1,0 +1,15 @@
+"""Circuit-shape keys, grouping of claimed problems into batches, and routing."""
+
+from batching.planner import Batch, PlannedProblem, plan_batches
+from batching.routing import RouteDecision, route_problem
+from batching.shapes import ShapeKey, shape_of
+
+__all__ = [
+    "Batch",
+    "PlannedProblem",
+    "RouteDecision",
+    "ShapeKey",
+    "plan_batches",
+    "route_problem",
+    "shape_of",
+]
