@@ -61,6 +61,7 @@ class PriceSettings(_Section):
 class DaskSettings(_Section):
     address: str | None = None
     n_workers: int = Field(default=2, ge=1)
+    run_timeout_s: float = Field(default=3600.0, gt=0)  # the longest a run waits for its batches
 
 
 class Settings(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,12 +22,34 @@ from pydantic import (
     Field,
     StrictFloat,
     StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Route = Literal["auto", "quantum", "classical"]
 Kind = Literal["maxcut", "qubo", "portfolio"]
-Number = StrictInt | StrictFloat
+_TYPE_ERRORS = frozenset({"int_type", "float_type"})
+
+
+def _number(value: Any, handler: ValidatorFunctionWrapHandler) -> int | float:
+    """One error per bad number (not one per union member), and no integer a float cannot hold."""
+    try:
+        number: int | float = handler(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+        pick = next((e for e in errors if e["type"] not in _TYPE_ERRORS), errors[-1])
+        raise PydanticCustomError(pick["type"], pick["msg"]) from None
+    if isinstance(number, int) and abs(number) > sys.float_info.max:
+        raise PydanticCustomError(
+            "finite_number", "Input should be a finite number (too large for a float)"
+        )
+    return number
+
+
+Number = Annotated[StrictInt | StrictFloat, WrapValidator(_number)]
 KEY_MAX_LENGTH = 200
 
 

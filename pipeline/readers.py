@@ -9,6 +9,8 @@ Every issue names the file, the record (line or position) and the field.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,33 +105,41 @@ def _read_json_document(name: str, text: str, limits: LimitSettings) -> list[Par
     if isinstance(document, list):
         if not document:
             return [_file_issue(name, "the JSON array is empty: no problems to submit")]
+        big = len(text.encode()) > limits.max_record_bytes  # else no record can be over it
         return [
-            _validate(name, f"record {index}", item, limits)
+            _oversized(name, f"record {index}", limits)
+            if big and _encoded_size(item) > limits.max_record_bytes
+            else _validate(name, f"record {index}", item, limits)
             for index, item in enumerate(document, start=1)
         ]
+    if len(text.encode()) > limits.max_record_bytes:
+        return [_oversized(name, "record 1", limits)]
     return [_validate(name, "record 1", document, limits)]
+
+
+def _encoded_size(item: Any) -> int:
+    """Bytes of one record of a JSON array, written compactly."""
+    try:
+        return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+    except (RecursionError, ValueError):
+        return 0  # left to _validate, which rejects whatever this is
+
+
+def _oversized(name: str, where: str, limits: LimitSettings) -> ParsedRecord:
+    message = f"record is over the limit of {limits.max_record_bytes} bytes"
+    return ParsedRecord(name, where, issues=[InputIssue(name, where, "", message)])
 
 
 def _read_json_lines(name: str, text: str, limits: LimitSettings) -> Iterator[ParsedRecord]:
     empty = True
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split inside strings at U+2028, U+0085...
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         empty = False
         where = f"line {number}"
         if len(line.encode()) > limits.max_record_bytes:
-            yield ParsedRecord(
-                name,
-                where,
-                issues=[
-                    InputIssue(
-                        name,
-                        where,
-                        "",
-                        f"record is over the limit of {limits.max_record_bytes} bytes",
-                    )
-                ],
-            )
+            yield _oversized(name, where, limits)
             continue
         try:
             document = _loads(line)
@@ -158,17 +168,27 @@ def _json_failure(exc: Exception) -> str:
     return f"invalid JSON: {exc}"
 
 
-def _reject_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"field '{key}' appears twice in one object")
-        result[key] = value
+class _Object(dict[str, Any]):
+    """A decoded JSON object that remembers the field names it was given more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = _Object(pairs)
+    if len(result) != len(pairs):  # reported by _validate, which knows the record
+        counts = Counter(key for key, _ in pairs)
+        result.duplicates = tuple(key for key, count in counts.items() if count > 1)
     return result
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_reject_duplicate_fields)
+    return json.loads(text, object_pairs_hook=_object)
+
+
+def _field_name(path: str) -> str:
+    """A field path safe to print: control characters escaped."""
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
 def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> ParsedRecord:
@@ -179,8 +199,15 @@ def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> Pa
             InputIssue(name, where, "", f"expected a JSON object, got {type(document).__name__}")
         )
         return record
+    duplicates = getattr(document, "duplicates", ())
+    for key in duplicates:
+        record.issues.append(
+            InputIssue(name, where, _field_name(key), "field appears more than once in the object")
+        )
+    if record.issues:
+        return record
     kind = document.get("kind")
-    if kind not in SPEC_TYPES:
+    if not isinstance(kind, str) or kind not in SPEC_TYPES:
         message = "missing" if kind is None else f"unknown kind {kind!r}"
         record.issues.append(
             InputIssue(name, where, "kind", f"{message}; expected one of {', '.join(SPEC_TYPES)}")
@@ -190,7 +217,7 @@ def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> Pa
         spec: ProblemSpec = SPEC_TYPES[kind].model_validate(document)  # type: ignore[assignment]
     except ValidationError as exc:
         for error in exc.errors():
-            field_path = ".".join(str(part) for part in error["loc"])
+            field_path = _field_name(".".join(str(part) for part in error["loc"]))
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             record.issues.append(InputIssue(name, where, field_path, message))
         return record
@@ -202,7 +229,7 @@ def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> Pa
 
 
 def _numeric_lines(text: str) -> Iterator[tuple[int, list[str]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): see above
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             yield number, stripped.split()
@@ -266,64 +293,65 @@ def _read_triples(
     return n, triples, issues
 
 
+# What each position of a line-oriented entry is called in messages, per list of the document.
+_COLUMNS = {"edges": ("i", "j", "w"), "linear": ("i", "q"), "quadratic": ("i", "j", "q")}
+
+
 def _read_edge_list(name: str, text: str, limits: LimitSettings) -> ParsedRecord:
     n, triples, issues = _read_triples(name, text, "maxcut", limits)
     document = {"kind": "maxcut", "n": n, "edges": [t for _, t in triples]}
-    return _validate_positional(name, document, "edges", triples, issues, limits)
+    lines = {"edges": [where for where, _ in triples]}
+    return _validate_positional(name, document, lines, issues, limits)
 
 
 def _read_sparse_qubo(name: str, text: str, limits: LimitSettings) -> ParsedRecord:
     n, triples, issues = _read_triples(name, text, "qubo", limits)
-    linear = [[t[0], t[2]] for _, t in triples if t[0] == t[1]]
+    diagonal = [(where, t) for where, t in triples if t[0] == t[1]]
+    upper = [(where, t) for where, t in triples if t[0] != t[1]]
+    linear = [[t[0], t[2]] for _, t in diagonal]
     # The file lists the upper triangle of a symmetric Q: off-diagonal terms count twice.
-    quadratic = [[t[0], t[1], 2 * t[2]] for _, t in triples if t[0] != t[1]]
+    quadratic = [[t[0], t[1], 2 * t[2]] for _, t in upper]
     document = {"kind": "qubo", "n": n, "linear": linear, "quadratic": quadratic, "sense": "min"}
-    return _validate_positional(name, document, "quadratic", triples, issues, limits)
+    lines = {"linear": [where for where, _ in diagonal], "quadratic": [where for where, _ in upper]}
+    return _validate_positional(name, document, lines, issues, limits)
 
 
 def _validate_positional(
     name: str,
     document: dict[str, Any],
-    list_field: str,
-    triples: list[tuple[str, list[int | float]]],
+    lines: dict[str, list[str]],
     issues: list[InputIssue],
     limits: LimitSettings,
 ) -> ParsedRecord:
-    """Validate a line-oriented file as one record, reporting issues by the line they came from."""
+    """Validate a line-oriented file as one record, reporting issues by the line they came from.
+
+    ``lines[list_field][k]`` is the line that entry k of ``document[list_field]`` was read from.
+    """
     if issues:
         return ParsedRecord(name, "file", issues=issues)
     parsed = _validate(name, "file", document, limits)
-    line_of = {tuple(t): where for where, t in triples}
+
+    def line_of(match: re.Match[str]) -> str:  # "first given as edges.3" -> "... on line 7"
+        return f"on {lines[match[1]][int(match[2])]}"
+
     remapped = []
     for issue in parsed.issues:
-        where = issue.record
+        where, field_name = issue.record, issue.field
         parts = issue.field.split(".")
-        if (
-            len(parts) >= 2
-            and parts[0] in {list_field, "linear", "quadratic", "edges"}
-            and parts[1].isdigit()
-        ):
-            entry = document[parts[0]][int(parts[1])]
-            key = tuple(entry) if parts[0] == "edges" else _origin(entry, parts[0])
-            where = line_of.get(key, where)
-        remapped.append(
-            InputIssue(
-                name, where, "i j" if where != "file" else issue.field, _one_based(issue.message)
-            )
-        )
+        if len(parts) >= 2 and parts[0] in lines and parts[1].isdigit():
+            where = lines[parts[0]][int(parts[1])]
+            columns = _COLUMNS[parts[0]]
+            position = int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else None
+            field_name = columns[position] if position is not None else "i j"
+        message = re.sub(r"\bas (edges|linear|quadratic)\.(\d+)\b", line_of, issue.message)
+        remapped.append(InputIssue(name, where, field_name, _one_based(message)))
     parsed.issues = remapped
     return parsed
-
-
-def _origin(entry: list[int | float], field_name: str) -> tuple[int | float, ...]:
-    if field_name == "linear":
-        return (entry[0], entry[0], entry[1])
-    return (entry[0], entry[1], entry[2] / 2)
 
 
 def _one_based(message: str) -> str:
     return (
         message + " (indices as 0-based; the file is 1-based)"
-        if "index" in message or "node" in message
+        if any(word in message for word in ("index", "node", "duplicate"))
         else message
     )
