@@ -1,0 +1,146 @@
+"""The intake store on SQLite and PostgreSQL: idempotency, atomic claims, leases, journal."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline.intake import (
+    CLAIMED,
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    IntakeStore,
+    problems,
+)
+from pipeline.model import MaxCutSpec, idempotency_key
+
+
+def ring(n: int, key: str | None = None, weight: float = 1.0) -> MaxCutSpec:
+    edges = [[i, (i + 1) % n, weight] for i in range(n)]
+    return MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "key": key})
+
+
+@pytest.fixture
+def store(intake_url: str):
+    opened = IntakeStore.open(intake_url)
+    yield opened
+    opened.close()
+
+
+def test_submit_is_idempotent_by_key(store: IntakeStore) -> None:
+    first = store.submit([(ring(4, "a"), "f:1"), (ring(5, "b"), "f:2")])
+    again = store.submit([(ring(4, "a"), "g:1"), (ring(6, "c"), "g:2"), (ring(6, "c"), "g:3")])
+    assert [o.created for o in first] == [True, True]
+    assert again[0].id == first[0].id and not again[0].created
+    assert again[1].created and again[2].id == again[1].id and not again[2].created
+    assert store.counts()[QUEUED] == 3
+
+
+def test_default_key_dedupes_the_same_content(store: IntakeStore) -> None:
+    a = store.submit([(ring(5), "x")])[0]
+    b = store.submit([(ring(5, weight=1.0), "y")])[0]
+    c = store.submit([(ring(5, weight=2.0), "z")])[0]
+    assert a.id == b.id and a.key == idempotency_key(ring(5))
+    assert c.id != a.id
+
+
+def test_claims_are_exclusive_and_leased(store: IntakeStore) -> None:
+    store.submit([(ring(4, f"k{i}"), "s") for i in range(10)])
+    first = store.claim("run-1", 6, lease_seconds=60)
+    second = store.claim("run-2", 100, lease_seconds=60)
+    assert len(first) == 6 and len(second) == 4
+    assert not {c.id for c in first} & {c.id for c in second}
+    assert store.claim("run-3", 100, lease_seconds=60) == []
+    assert store.counts()[CLAIMED] == 10
+    assert all(c.attempts == 1 for c in first + second)
+
+
+def test_claim_order_follows_priority(store: IntakeStore) -> None:
+    specs = [ring(4, f"p{p}").model_copy(update={"priority": p}) for p in (1, 5, 3)]
+    store.submit([(s, "s") for s in specs])
+    claimed = store.claim("run", 1, 60)
+    assert claimed[0].key == "p5"
+
+
+def test_expired_lease_is_reclaimed_with_another_attempt(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (held,) = store.claim("dead-run", 10, lease_seconds=60)
+    assert store.claim("other", 10, lease_seconds=60) == []
+    _expire_leases(store)
+    (again,) = store.claim("other", 10, lease_seconds=60)
+    assert again.id == held.id and again.attempts == 2
+
+
+def test_renew_keeps_a_live_lease(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    store.claim("run", 10, lease_seconds=60)
+    assert store.renew("run", 60) == 1
+    assert store.renew("someone-else", 60) == 0
+
+
+def test_lifecycle_history_is_recorded(store: IntakeStore) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "file.json:record 1")])
+    store.claim("run", 10, 60)
+    store.advance("run", [outcome.id], RUNNING, "batch=b-1")
+    store.begin_batch("run", "b-1", [outcome.id], "/tmp/b-1.parquet")
+    store.finish_batch("b-1", [{"problem_id": outcome.id, "status": COMPLETED, "route": "quantum",
+                                "solver_path": "simulator", "fallback_reason": None}])
+    found = store.get(outcome.id)
+    assert found is not None
+    assert found["state"] == COMPLETED and found["result_path"] == "/tmp/b-1.parquet"
+    assert [e["state"] for e in found["events"]] == [QUEUED, CLAIMED, RUNNING, COMPLETED]
+    times = [e["at"] for e in found["events"]]
+    assert times == sorted(times)
+
+
+def test_advance_refuses_problems_held_by_another_run(store: IntakeStore) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "s")])
+    store.claim("owner", 10, 60)
+    assert store.advance("intruder", [outcome.id], RUNNING) == 0
+    assert store.get(outcome.id)["state"] == CLAIMED  # type: ignore[index]
+
+
+def test_unfinished_batches_wait_for_the_lease_then_can_be_abandoned(store: IntakeStore) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "s")])
+    store.claim("run", 10, 60)
+    store.begin_batch("run", "b-1", [outcome.id], "/nowhere/b-1.parquet")
+    assert store.unfinished_batches() == []  # its run may still be writing
+    _expire_leases(store)
+    assert store.unfinished_batches() == [("b-1", "/nowhere/b-1.parquet")]
+    store.abandon_batch("b-1")
+    assert store.unfinished_batches() == []
+    assert [c.id for c in store.claim("next", 10, 60)] == [outcome.id]
+
+
+def _claim_worker(url: str, owner: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = IntakeStore.open(url)
+    taken: list[str] = []
+    while batch := store.claim(owner, 7, 60):
+        taken += [c.id for c in batch]
+    store.close()
+    queue.put(taken)
+
+
+def test_concurrent_claimers_never_share_a_problem(store: IntakeStore, intake_url: str) -> None:
+    store.submit([(ring(4, f"k{i}"), "s") for i in range(300)])
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_claim_worker, args=(intake_url, f"w{i}", queue)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    taken = [pid for result in results for pid in result]
+    assert len(taken) == 300 and len(set(taken)) == 300
+
+
+def _expire_leases(store: IntakeStore) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(problems).values(lease_expires_at=problems.c.lease_expires_at - timedelta(hours=1))
+        )
