@@ -9,8 +9,8 @@ problem. The optimiser:
 2. scans a coarse (gamma, beta) grid at depth 1 for every problem in a single call;
 3. spreads the best depth-1 angles into a linear ramp for depth p (the INTERP idea of
    Zhou et al., PRX 10, 021067), which starts deeper circuits near good angles;
-4. refines with Adam on central finite differences of the exact expectation, stopping
-   each problem on its own when its energy stops improving.
+4. refines with trust-region Newton steps from finite differences of the exact
+   expectation, stopping each problem on its own when it has converged.
 
 The answer is the best sampled bitstring under the problem's true objective, feasible
 samples first; ``expected_objective`` is the exact QAOA expectation at the final angles.
@@ -33,10 +33,11 @@ FloatArray = npt.NDArray[np.float64]
 
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
-LEARNING_RATE = 0.05
 FD_STEP = 1e-3
-STALL_TOLERANCE = 1e-6
-STALL_STEPS = 3
+INITIAL_RADIUS = 0.1
+MAX_RADIUS = 0.5
+MIN_RADIUS = 1e-4
+GRADIENT_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,36 @@ def _grid_start(
     return gammas[index, best, :].copy(), betas[index, best, :].copy(), energies[index, best]
 
 
+def _stencil(dims: int) -> FloatArray:
+    """Offsets for a centre, central first differences and mixed second differences."""
+    unit = np.eye(dims)
+    rows = [np.zeros(dims)]
+    rows += [FD_STEP * unit[i] for i in range(dims)] + [-FD_STEP * unit[i] for i in range(dims)]
+    for i in range(dims):
+        for j in range(i + 1, dims):
+            for si in (1, -1):
+                for sj in (1, -1):
+                    rows.append(FD_STEP * (si * unit[i] + sj * unit[j]))
+    return np.array(rows)
+
+
+def _derivatives(values: FloatArray, dims: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Energy, gradient and Hessian per problem from energies on the stencil."""
+    centre = values[:, 0]
+    plus, minus = values[:, 1 : dims + 1], values[:, dims + 1 : 2 * dims + 1]
+    gradient = (plus - minus) / (2 * FD_STEP)
+    hessian = np.zeros((len(values), dims, dims))
+    diagonal = (plus - 2 * centre[:, None] + minus) / FD_STEP**2
+    hessian[:, np.arange(dims), np.arange(dims)] = diagonal
+    column = 2 * dims + 1
+    for i in range(dims):
+        for j in range(i + 1, dims):
+            pp, pm, mp, mm = (values[:, column + k] for k in range(4))
+            hessian[:, i, j] = hessian[:, j, i] = (pp - pm - mp + mm) / (4 * FD_STEP**2)
+            column += 4
+    return centre, gradient, hessian
+
+
 def _refine(
     evaluator: _Evaluator,
     gammas: FloatArray,
@@ -166,35 +197,54 @@ def _refine(
     energy: FloatArray,
     max_iterations: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Adam on central differences, all running problems in one call per step."""
+    """Trust-region Newton steps from finite differences; every running problem in one call.
+
+    With 2p <= 4 angles a full stencil costs 9 (p=1) or 33 (p=2) evaluations, and
+    converges in a handful of steps from the grid start, far fewer than first-order
+    methods need. A step is kept only if it lowers the energy; each problem stops on
+    its own when its gradient vanishes or its trust radius collapses.
+    """
     batch, reps = gammas.shape
-    theta = np.concatenate([gammas, betas], axis=1)  # (B, 2p)
+    theta = np.concatenate([gammas, betas], axis=1)
     dims = theta.shape[1]
-    best_theta, best_energy = theta.copy(), energy.copy()
-    first, second = np.zeros_like(theta), np.zeros_like(theta)
-    stalled = np.zeros(batch, dtype=np.int64)
+    stencil = _stencil(dims)
+    best_energy = energy.copy()
+    best_theta = theta.copy()
+    radius = np.full(batch, INITIAL_RADIUS)
     running = np.ones(batch, dtype=bool)
-    offsets = np.concatenate([np.zeros((1, dims)), FD_STEP * np.eye(dims), -FD_STEP * np.eye(dims)])
-    for step in range(1, max_iterations + 1):
+    for _ in range(max_iterations):
         rows = np.flatnonzero(running)
         if rows.size == 0:
             break
-        points = theta[rows, None, :] + offsets[None, :, :]  # (R, 1 + 2d, d)
+        points = theta[rows, None, :] + stencil[None, :, :]
         values = evaluator.energies(rows, points[:, :, :reps], points[:, :, reps:])
-        centre = values[:, 0]
-        gradient = (values[:, 1 : dims + 1] - values[:, dims + 1 :]) / (2 * FD_STEP)
-        improved = centre < best_energy[rows] - STALL_TOLERANCE
-        stalled[rows] = np.where(improved, 0, stalled[rows] + 1)
-        better = centre < best_energy[rows]
-        best_energy[rows] = np.where(better, centre, best_energy[rows])
-        best_theta[rows] = np.where(better[:, None], theta[rows], best_theta[rows])
-        first[rows] = 0.9 * first[rows] + 0.1 * gradient
-        second[rows] = 0.999 * second[rows] + 0.001 * gradient**2
-        m_hat = first[rows] / (1 - 0.9**step)
-        v_hat = second[rows] / (1 - 0.999**step)
-        theta[rows] -= LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-8)
-        running[rows] = stalled[rows] < STALL_STEPS
+        centre, gradient, hessian = _derivatives(values, dims)
+        accepted = centre <= best_energy[rows]
+        # Rejected: return to the best point and shrink; accepted: remember it and grow.
+        best_energy[rows] = np.where(accepted, centre, best_energy[rows])
+        best_theta[rows] = np.where(accepted[:, None], theta[rows], best_theta[rows])
+        radius[rows] = np.where(
+            accepted, np.minimum(radius[rows] * 2, MAX_RADIUS), radius[rows] / 4
+        )
+        theta[rows] = best_theta[rows]
+        for position, b in enumerate(rows):
+            if not accepted[position]:
+                continue
+            step = _newton_step(gradient[position], hessian[position], radius[b])
+            if np.linalg.norm(gradient[position]) < GRADIENT_TOLERANCE:
+                running[b] = False
+            theta[b] = best_theta[b] + step
+        running[rows] &= radius[rows] > MIN_RADIUS
     return best_theta[:, :reps], best_theta[:, reps:], best_energy
+
+
+def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> FloatArray:
+    """Regularised Newton step, clipped to the trust radius (a descent step even if H is indefinite)."""
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    shift = max(0.0, -float(eigenvalues.min()) + 1e-3)
+    step = -np.linalg.solve(hessian + shift * np.eye(len(gradient)), gradient)
+    length = float(np.linalg.norm(step))
+    return step * (radius / length) if length > radius else step
 
 
 def _sample(
