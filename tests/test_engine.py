@@ -1,0 +1,147 @@
+"""The quantum path: templates, Aer expectations against NumPy, answers against brute force,
+and optimised p=1 expectations against the published QAOA dataset."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qaoa_dataset import load_graphs
+
+from batching.shapes import shape_of
+from pipeline.backends import get_backend
+from pipeline.formulation import Formulation, formulate
+from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
+from pipeline.qaoa_engine import BatchProblem, _Evaluator, optimise_batch
+from pipeline.templates import TemplateStore, compile_template
+
+BACKEND = get_backend("aer", 16)
+
+
+def random_qubo(n: int, rng: np.random.Generator, sense: str = "min") -> QuboSpec:
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [(0, 1)]
+    return QuboSpec.model_validate({
+        "kind": "qubo", "n": n, "sense": sense, "offset": float(rng.normal()),
+        "linear": [[i, float(rng.normal())] for i in range(n)],
+        "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
+    })
+
+
+def numpy_qaoa_energy(formulation: Formulation, gammas: np.ndarray, betas: np.ndarray, scale: float) -> float:
+    """Independent statevector QAOA: diagonal phase from the QUBO itself, RX mixers by kron."""
+    n = formulation.qubo.n
+    states = np.array(list(itertools.product([0, 1], repeat=n)))[:, ::-1]  # index bit k = qubit k
+    ising = formulation.ising
+    energy = (ising.sign * formulation.qubo.evaluate(states) - ising.constant) / scale
+    psi = np.full(2**n, 2 ** (-n / 2), dtype=complex)
+    for gamma, beta in zip(gammas, betas, strict=True):
+        psi = psi * np.exp(-1j * gamma * energy)
+        rx = np.array([[np.cos(beta), -1j * np.sin(beta)], [-1j * np.sin(beta), np.cos(beta)]])
+        tensor = psi.reshape([2] * n)
+        for qubit in range(n):
+            axis = n - 1 - qubit
+            tensor = np.moveaxis(np.tensordot(rx, tensor, axes=([1], [axis])), 0, axis)
+        psi = tensor.reshape(-1)
+    return float(np.real(np.vdot(psi, energy * psi)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("reps", [1, 2])
+def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) -> None:
+    rng = np.random.default_rng(seed)
+    formulation = formulate(random_qubo(5, rng))
+    template = compile_template(shape_of(formulation.ising, reps, "aer"), BACKEND, "test")
+    evaluator = _Evaluator(template, [BatchProblem("p", formulation, 100)], BACKEND, seed)
+    gammas = rng.uniform(-1, 1, (1, 3, reps))
+    betas = rng.uniform(-1, 1, (1, 3, reps))
+    energies = evaluator.energies(np.array([0]), gammas, betas)
+    for s in range(3):
+        expected = numpy_qaoa_energy(formulation, gammas[0, s], betas[0, s], evaluator.scale[0])
+        assert energies[0, s] == pytest.approx(expected, abs=1e-9)
+
+
+def brute_force_best(formulation: Formulation) -> float:
+    bits = np.array(list(itertools.product([0, 1], repeat=formulation.qubo.n)))
+    objectives = formulation.objective(bits)
+    feasible = formulation.feasible(bits)
+    candidates = objectives[feasible]
+    return float(candidates.max() if formulation.qubo.sense == "max" else candidates.min())
+
+
+def test_batch_answers_equal_brute_force_optima() -> None:
+    rng = np.random.default_rng(11)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3), (1, 4)]
+    specs = [
+        MaxCutSpec.model_validate({"kind": "maxcut", "n": 6, "edges": [[u, v, float(rng.integers(1, 6))] for u, v in graph]})
+        for _ in range(6)
+    ]
+    problems = [BatchProblem(f"p{i}", formulate(s), 512) for i, s in enumerate(specs)]
+    template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
+    answers = optimise_batch(template, problems, BACKEND, max_iterations=20, seed=3)
+    for problem, answer in zip(problems, answers, strict=True):
+        bits = np.array([[int(c) for c in answer.solution]])
+        assert answer.objective == pytest.approx(float(problem.formulation.objective(bits)[0]))
+        assert answer.objective == pytest.approx(brute_force_best(problem.formulation))
+        assert answer.expected_objective <= answer.objective + 1e-9
+        assert answer.evaluations > 0
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_qubo_answers_respect_the_sense(sense: str) -> None:
+    rng = np.random.default_rng(5)
+    formulation = formulate(random_qubo(6, rng, sense))
+    template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
+    (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 1024)], BACKEND, 20, 1)
+    assert answer.objective == pytest.approx(brute_force_best(formulation))
+
+
+def test_portfolio_answer_is_feasible_and_optimal() -> None:
+    rng = np.random.default_rng(8)
+    n = 5
+    factors = rng.normal(0, 0.2, (n, 2))
+    sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
+    spec = PortfolioSpec.model_validate({
+        "kind": "portfolio", "mu": rng.uniform(0, 0.2, n).round(4).tolist(), "sigma": sigma.tolist(),
+        "budget": 2, "risk": 0.5,
+    })
+    formulation = formulate(spec)
+    template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
+    (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 2048)], BACKEND, 20, 1)
+    assert answer.feasible and answer.solution.count("1") == 2
+    assert answer.objective == pytest.approx(brute_force_best(formulation))
+
+
+def _dataset_sample() -> list:
+    rng = random.Random(1)
+    chosen = []
+    for n in range(3, 8):
+        graphs = load_graphs(n)
+        chosen += rng.sample(graphs, min(3, len(graphs)))
+    return chosen
+
+
+@pytest.mark.parametrize("graph", _dataset_sample(), ids=lambda g: f"n{g.n}-g{g.number}")
+def test_optimised_p1_expectation_reaches_the_published_value(graph) -> None:
+    spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": graph.n, "edges": [list(e) for e in graph.edges]})
+    formulation = formulate(spec)
+    template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
+    (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 256)], BACKEND, 40, 1)
+    assert answer.expected_objective == pytest.approx(graph.optimised_p1, abs=1e-3)
+    assert answer.objective == pytest.approx(graph.max_cut)
+
+
+def test_template_store_compiles_once_and_reuses(tmp_path: Path) -> None:
+    formulation = formulate(random_qubo(4, np.random.default_rng(0)))
+    shape = shape_of(formulation.ising, 2, BACKEND.target_label)
+    store = TemplateStore(tmp_path)
+    first = store.get(shape, BACKEND)
+    second = TemplateStore(tmp_path).get(shape, BACKEND)
+    assert not first.reused and second.reused
+    assert second.template.artifact_key == first.template.artifact_key
+    assert list(store.root.glob("*.qpy")) == [store.path_for(first.template.artifact_key)]
+    assert [p.name for p in second.template.expectation_circuit.parameters] == [
+        p.name for p in first.template.expectation_circuit.parameters
+    ]
