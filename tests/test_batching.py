@@ -1,0 +1,81 @@
+"""Batch planning invariants, by example and by hypothesis."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batching.planner import PlannedProblem, plan_batches
+from batching.routing import route_problem
+from batching.shapes import shape_of
+from pipeline.formulation import formulate
+from pipeline.model import MaxCutSpec
+
+NOW = datetime(2026, 1, 1)
+
+
+def planned(index: int, n: int, edges: list[list[float]], route: str = "auto", reps: int = 1) -> PlannedProblem:
+    spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "route": route})
+    return PlannedProblem(f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, NOW, NOW, reps, 128)
+
+
+def path_edges(n: int, weight: float) -> list[list[float]]:
+    return [[i, i + 1, weight] for i in range(n - 1)]
+
+
+def test_same_structure_different_weights_share_a_shape() -> None:
+    a, b = planned(0, 5, path_edges(5, 1.0)), planned(1, 5, path_edges(5, 3.5))
+    assert shape_of(a.formulation.ising, 1, "aer") == shape_of(b.formulation.ising, 1, "aer")
+    assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 2, "aer")
+    assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer-noisy")
+    c = planned(2, 5, [*path_edges(5, 1.0), [0, 4, 1.0]])
+    assert shape_of(c.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer")
+
+
+@pytest.mark.parametrize(
+    ("requested", "n", "route", "fallback"),
+    [("auto", 8, "quantum", False), ("auto", 20, "classical", False), ("classical", 4, "classical", False),
+     ("quantum", 20, "classical", True), ("quantum", 16, "quantum", False)],
+)
+def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
+    decision = route_problem(requested, n, "aer", 16)
+    assert decision.route == route and decision.fallback == fallback
+    assert decision.reason
+
+
+problem_lists = st.lists(
+    st.tuples(
+        st.integers(2, 7),  # nodes
+        st.booleans(),  # extra chord
+        st.sampled_from(["auto", "quantum", "classical"]),
+        st.integers(1, 2),  # reps
+        st.floats(0.5, 5.0),  # weight
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=problem_lists, max_qubits=st.integers(2, 8), max_batch=st.integers(1, 9))
+def test_every_problem_lands_in_exactly_one_valid_batch(items, max_qubits: int, max_batch: int) -> None:
+    problems = []
+    for index, (n, chord, route, reps, weight) in enumerate(items):
+        edges = path_edges(n, weight) + ([[0, n - 1, weight]] if chord and n > 2 else [])
+        problems.append(planned(index, n, edges, route, reps))
+    batches = plan_batches(problems, "aer", max_qubits, max_batch)
+    placed = [p.problem_id for b in batches for p in b.problems]
+    assert sorted(placed) == sorted(p.problem_id for p in problems)
+    for batch in batches:
+        assert 1 <= batch.size <= max_batch
+        if batch.route == "quantum":
+            assert batch.shape is not None
+            assert {shape_of(p.formulation.ising, p.reps, "aer") for p in batch.problems} == {batch.shape}
+            assert all(p.spec.route != "classical" and p.formulation.ising.n <= max_qubits for p in batch.problems)
+        else:
+            assert all(p.spec.route == "classical" or p.formulation.ising.n > max_qubits for p in batch.problems)
+            for p in batch.problems:
+                assert (p.problem_id in batch.fallback_reasons) == (p.spec.route == "quantum")
+    assert len({b.batch_id for b in batches}) == len(batches)
