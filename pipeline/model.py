@@ -218,7 +218,7 @@ def semantic_issues(spec: ProblemSpec, max_variables: int, max_terms: int) -> li
         if len(spec.linear) + len(spec.quadratic) > max_terms:
             issues.append(("quadratic", f"more than {max_terms} terms"))
             return issues
-        seen_linear: dict[int, int] = {}
+        seen_linear: dict[int | float, int] = {}
         for index, (i, _c) in enumerate(spec.linear):
             issues += _index_issues(f"linear.{index}", [i], n)
             if i in seen_linear:
