@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ SHARED_BENCHMARKS = REPO.parent / "shared" / "data" / "benchmarks"
 
 # Prefect reads its settings when first imported: give the whole session one private home.
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="qhopper-prefect-"))
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ.update({
     "PREFECT_HOME": str(_PREFECT_HOME),
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
