@@ -72,13 +72,13 @@ def plan_batches(
     for (route, group_key), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
         for start in range(0, len(members), max_batch_size):
             chunk = members[start : start + max_batch_size]
-            shape = group_key if isinstance(group_key, ShapeKey) else None
+            template_shape = group_key if isinstance(group_key, ShapeKey) else None
             reasons = sorted({decision.reason for _, decision in chunk})
             batches.append(
                 Batch(
                     batch_id=new_batch_id(),
                     route=route,
-                    shape=shape,
+                    shape=template_shape,
                     problems=tuple(problem for problem, _ in chunk),
                     route_reason="; ".join(reasons[:3])
                     + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""),

@@ -7,10 +7,11 @@ are not persisted: Prefect records the run, its states and timings, nothing per 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import steps
@@ -19,14 +20,21 @@ from pipeline.config import load_settings
 
 FLOW_NAME = "qhopper-run"
 
-recover_task = task(steps.recover, name="recover", cache_policy=NO_CACHE, persist_result=False)
-collect_task = task(steps.collect, name="collect", cache_policy=NO_CACHE, persist_result=False)
-plan_task = task(steps.plan, name="plan", cache_policy=NO_CACHE, persist_result=False)
-compile_task = task(
-    steps.compile_templates, name="compile", cache_policy=NO_CACHE, persist_result=False
-)
-execute_task = task(steps.execute, name="execute", cache_policy=NO_CACHE, persist_result=False)
-finalise_task = task(steps.finalise, name="finalise", cache_policy=NO_CACHE, persist_result=False)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _step_task(step: Callable[P, R], name: str) -> Task[P, R]:
+    """A task that neither caches nor persists: its inputs are in-process objects."""
+    return task(step, name=name, cache_policy=NO_CACHE, persist_result=False)  # type: ignore[call-overload]
+
+
+recover_task = _step_task(steps.recover, "recover")
+collect_task = _step_task(steps.collect, "collect")
+plan_task = _step_task(steps.plan, "plan")
+compile_task = _step_task(steps.compile_templates, "compile")
+execute_task = _step_task(steps.execute, "execute")
+finalise_task = _step_task(steps.finalise, "finalise")
 
 
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False)

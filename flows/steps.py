@@ -493,7 +493,7 @@ def _write_exhausted(ctx: RunContext, exhausted: list[ClaimedProblem]) -> None:
 
     batch_id = new_batch_id()
     completed_at = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for claim in exhausted:
         spec = spec_from_record(json.loads(claim.spec_json))
         formulation = formulate(spec)

@@ -242,7 +242,9 @@ def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> Fl
     """Regularised Newton step, clipped to the trust radius (a descent step even if H is indefinite)."""
     eigenvalues = np.linalg.eigvalsh(hessian)
     shift = max(0.0, -float(eigenvalues.min()) + 1e-3)
-    step = -np.linalg.solve(hessian + shift * np.eye(len(gradient)), gradient)
+    step = np.asarray(
+        -np.linalg.solve(hessian + shift * np.eye(len(gradient)), gradient), dtype=np.float64
+    )
     length = float(np.linalg.norm(step))
     return step * (radius / length) if length > radius else step
 
