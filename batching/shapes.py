@@ -37,4 +37,11 @@ class ShapeKey:
 
 
 def shape_of(ising: Ising, reps: int, target: str) -> ShapeKey:
-    return ShapeKey(ising.n, ising.pairs, ising.linear_support, reps, target)
+    """A problem's shape; a linear field on any qubit puts one on every qubit.
+
+    Linear coefficients vanish by coincidence (a QUBO's diagonal cancelling its
+    couplings), and a zero-angle RZ costs nothing, so keying on the exact support
+    would split same-structure problems into needless extra templates.
+    """
+    linear = tuple(range(ising.n)) if ising.linear_support else ()
+    return ShapeKey(ising.n, ising.pairs, linear, reps, target)

@@ -7,6 +7,7 @@ BLAS/OpenMP thread counts pinned to one.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ def dask_client(address: str | None, n_workers: int) -> Iterator[Client]:
         finally:
             client.close()
         return
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     for name, value in _SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     cluster = LocalCluster(

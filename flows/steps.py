@@ -247,7 +247,7 @@ def execute(
         # Dask starts work as soon as it is submitted: for a simulator, submitted is running.
         ctx.store.advance(ctx.run_id, ids, RUNNING, f"batch={batch.batch_id}")
     timeout = ctx.settings.dask.run_timeout_s
-    for future in as_completed(list(futures), timeout=timeout):
+    for future in as_completed(list(futures), loop=client.loop, timeout=timeout):
         state = pending[futures[future]]
         try:
             state.outcomes.append(future.result())

@@ -50,26 +50,56 @@ def unseen_problems(seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     problems: list[dict[str, Any]] = []
     for n in (5, 7):
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [(0, 1)]
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [
+            (0, 1)
+        ]
         for _ in range(3):  # same structure, new weights: one shape, one batch
-            problems.append({"kind": "maxcut", "n": n, "edges": [[i, j, rng.randint(-3, 9)] for i, j in pairs]})
+            problems.append(
+                {"kind": "maxcut", "n": n, "edges": [[i, j, rng.randint(-3, 9)] for i, j in pairs]}
+            )
     for sense in ("min", "max"):
-        problems.append({
-            "kind": "qubo", "n": 6, "sense": sense, "offset": rng.uniform(-2, 2),
-            "linear": [[i, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-            "quadratic": [[i, (i + 1) % 6, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-        })
+        problems.append(
+            {
+                "kind": "qubo",
+                "n": 6,
+                "sense": sense,
+                "offset": rng.uniform(-2, 2),
+                "linear": [[i, round(rng.uniform(-3, 3), 3)] for i in range(6)],
+                "quadratic": [[i, (i + 1) % 6, round(rng.uniform(-3, 3), 3)] for i in range(6)],
+            }
+        )
     n = 5
     sigma = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
-            sigma[i][j] = sigma[j][i] = round(rng.uniform(0.01, 0.1) if i == j else rng.uniform(-0.03, 0.03), 4)
-    problems.append({"kind": "portfolio", "mu": [round(rng.uniform(0, 0.3), 3) for _ in range(n)],
-                     "sigma": sigma, "budget": 2, "risk": 0.7})
-    problems.append({"kind": "maxcut", "n": 6, "edges": [[0, 1, 2], [1, 2], [2, 3, 4], [3, 4], [4, 5, 3], [5, 0]],
-                     "route": "classical"})
-    problems.append({"kind": "maxcut", "n": 18, "route": "quantum",  # too big for 16 qubits: labelled fallback
-                     "edges": [[i, (i + 1) % 18, rng.randint(1, 5)] for i in range(18)]})
+            sigma[i][j] = sigma[j][i] = round(
+                rng.uniform(0.01, 0.1) if i == j else rng.uniform(-0.03, 0.03), 4
+            )
+    problems.append(
+        {
+            "kind": "portfolio",
+            "mu": [round(rng.uniform(0, 0.3), 3) for _ in range(n)],
+            "sigma": sigma,
+            "budget": 2,
+            "risk": 0.7,
+        }
+    )
+    problems.append(
+        {
+            "kind": "maxcut",
+            "n": 6,
+            "edges": [[0, 1, 2], [1, 2], [2, 3, 4], [3, 4], [4, 5, 3], [5, 0]],
+            "route": "classical",
+        }
+    )
+    problems.append(
+        {
+            "kind": "maxcut",
+            "n": 18,
+            "route": "quantum",  # too big for 16 qubits: labelled fallback
+            "edges": [[i, (i + 1) % 18, rng.randint(1, 5)] for i in range(18)],
+        }
+    )
     return problems
 
 
@@ -80,12 +110,16 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     problems_file.write_text("\n".join(json.dumps(p) for p in problems) + "\n")
     benchmark_files = [BENCHMARKS / c / i for c, i in INSTANCES.items()]
 
-    submitted = cli("submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home))
+    submitted = cli(
+        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
+    )
     assert submitted.exit_code == 0, submitted.output
     ids = json.loads(submitted.stdout)
     assert len(ids) == len(problems) + len(benchmark_files) and all(i["created"] for i in ids)
 
-    again = cli("submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home))
+    again = cli(
+        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
+    )
     assert again.exit_code == 0
     assert [i["id"] for i in json.loads(again.stdout)] == [i["id"] for i in ids]
     assert not any(i["created"] for i in json.loads(again.stdout))
@@ -94,12 +128,16 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     assert ran.exit_code == 0, ran.output
     assert "Time per stage" in ran.stdout
 
-    rows = json.loads(cli("results", "--json", "--sql", "SELECT * FROM problems", "--home", str(home)).stdout)
+    rows = json.loads(
+        cli("results", "--json", "--sql", "SELECT * FROM problems", "--home", str(home)).stdout
+    )
     by_id: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_id.setdefault(row["problem_id"], []).append(row)
     assert sorted(by_id) == sorted(i["id"] for i in ids)
-    assert all(len(found) == 1 for found in by_id.values()), "a problem has more than one result row"
+    assert all(len(found) == 1 for found in by_id.values()), (
+        "a problem has more than one result row"
+    )
 
     for record, item in zip(problems, ids, strict=False):
         row = by_id[item["id"]][0]
@@ -109,15 +147,22 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     routes = {item["id"]: by_id[item["id"]][0] for item in ids}
     first_quantum = routes[ids[0]["id"]]
     assert (first_quantum["route"], first_quantum["solver_path"], first_quantum["status"]) == (
-        "quantum", "simulator", "completed")
+        "quantum",
+        "simulator",
+        "completed",
+    )
     assert first_quantum["expected_objective"] is not None and first_quantum["evaluations"] > 0
     forced = routes[ids[len(problems) - 2]["id"]]
     assert (forced["route"], forced["status"]) == ("classical", "completed")
     too_big = routes[ids[len(problems) - 1]["id"]]
-    assert (too_big["route"], too_big["solver_path"], too_big["status"]) == ("classical", "classical", "degraded")
+    assert (too_big["route"], too_big["solver_path"], too_big["status"]) == (
+        "classical",
+        "classical",
+        "degraded",
+    )
     assert "qubits" in too_big["fallback_reason"]
 
-    for (collection, instance), item in zip(INSTANCES.items(), ids[len(problems):], strict=True):
+    for (collection, instance), item in zip(INSTANCES.items(), ids[len(problems) :], strict=True):
         row = by_id[item["id"]][0]
         assert row["route"] == "classical" and row["proven_optimal"]
         assert row["objective"] == pytest.approx(published_optimum(collection, instance), abs=1e-6)
@@ -125,7 +170,9 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     # One shape, one batch, one template: the three 5-node problems ran together.
     shapes = {routes[ids[i]["id"]]["batch_id"] for i in range(3)}
     assert len(shapes) == 1
-    batches = json.loads(cli("results", "--json", "--sql", "SELECT * FROM batches", "--home", str(home)).stdout)
+    batches = json.loads(
+        cli("results", "--json", "--sql", "SELECT * FROM batches", "--home", str(home)).stdout
+    )
     assert sum(b["size"] for b in batches) == len(ids)
     status = json.loads(cli("status", "--json", "--home", str(home)).stdout)
     assert status["queued"] == 0 and status["claimed"] == 0
@@ -133,19 +180,29 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
 
     # A second run finds nothing to do and writes nothing new.
     assert "Nothing queued" in cli("run", "--home", str(home)).stdout
-    assert len(json.loads(cli("results", "--json", "--sql", "SELECT problem_id FROM problems",
-                              "--home", str(home)).stdout)) == len(ids)
+    assert len(
+        json.loads(
+            cli(
+                "results", "--json", "--sql", "SELECT problem_id FROM problems", "--home", str(home)
+            ).stdout
+        )
+    ) == len(ids)
 
 
 def test_a_file_with_bad_records_is_rejected_whole(tmp_path: Path) -> None:
     home = tmp_path / "home"
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([
-        json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]}),
-        json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 3]]}),
-        json.dumps({"kind": "qubo", "n": 2, "linear": [[0, 1]], "colour": "red"}),
-        "{not json",
-    ]) + "\n")
+    bad.write_text(
+        "\n".join(
+            [
+                json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]}),
+                json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 3]]}),
+                json.dumps({"kind": "qubo", "n": 2, "linear": [[0, 1]], "colour": "red"}),
+                "{not json",
+            ]
+        )
+        + "\n"
+    )
     result = cli("submit", str(bad), "--home", str(home))
     assert result.exit_code == 2
     for line, field in (("line 2", "edges.0.1"), ("line 3", "colour"), ("line 4", "")):
@@ -164,8 +221,13 @@ def test_demo_runs_from_a_fresh_home_as_a_user_would(tmp_path: Path) -> None:
     env = {**os.environ, "QHOPPER_HOME": str(tmp_path / "home")}
     env.pop("PREFECT_HOME", None)
     completed = subprocess.run(
-        [str(Path(sys.executable).parent / "qhopper"), "demo"], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=600, check=False,
+        [str(Path(sys.executable).parent / "qhopper"), "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     for heading in ("route", "Batches and templates", "Time per stage", "Results:"):
