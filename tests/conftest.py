@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,21 +13,25 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get("QHOPPER_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "QHOPPER_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
 REPO = Path(__file__).resolve().parent.parent
 SHARED_BENCHMARKS = REPO.parent / "shared" / "data" / "benchmarks"
 
 # Prefect reads its settings when first imported: give the whole session one private home.
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="qhopper-prefect-"))
 atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
-os.environ.update({
-    "PREFECT_HOME": str(_PREFECT_HOME),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
-})
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_PREFECT_HOME),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    }
+)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("QHOPPER_HOME", None)
 os.environ.pop("QHOPPER_DATABASE_URL", None)

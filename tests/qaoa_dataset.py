@@ -35,7 +35,10 @@ def load_graphs(n: int) -> list[DatasetGraph]:
         number = int(header.split()[1].rstrip(","))
         rows = [lines[index + 1 + r].strip() for r in range(n - 1)]
         edges = tuple(
-            (u, u + 1 + offset) for u, row in enumerate(rows) for offset, bit in enumerate(row) if bit == "1"
+            (u, u + 1 + offset)
+            for u, row in enumerate(rows)
+            for offset, bit in enumerate(row)
+            if bit == "1"
         )
         max_cut, optimised = results[number]
         graphs.append(DatasetGraph(n, number, edges, max_cut, optimised))

@@ -17,9 +17,13 @@ from pipeline.model import MaxCutSpec
 NOW = datetime(2026, 1, 1)
 
 
-def planned(index: int, n: int, edges: list[list[float]], route: str = "auto", reps: int = 1) -> PlannedProblem:
+def planned(
+    index: int, n: int, edges: list[list[float]], route: str = "auto", reps: int = 1
+) -> PlannedProblem:
     spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "route": route})
-    return PlannedProblem(f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, NOW, NOW, reps, 128)
+    return PlannedProblem(
+        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, NOW, NOW, reps, 128
+    )
 
 
 def path_edges(n: int, weight: float) -> list[list[float]]:
@@ -37,8 +41,13 @@ def test_same_structure_different_weights_share_a_shape() -> None:
 
 @pytest.mark.parametrize(
     ("requested", "n", "route", "fallback"),
-    [("auto", 8, "quantum", False), ("auto", 20, "classical", False), ("classical", 4, "classical", False),
-     ("quantum", 20, "classical", True), ("quantum", 16, "quantum", False)],
+    [
+        ("auto", 8, "quantum", False),
+        ("auto", 20, "classical", False),
+        ("classical", 4, "classical", False),
+        ("quantum", 20, "classical", True),
+        ("quantum", 16, "quantum", False),
+    ],
 )
 def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
     decision = route_problem(requested, n, "aer", 16)
@@ -60,7 +69,9 @@ problem_lists = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(items=problem_lists, max_qubits=st.integers(2, 8), max_batch=st.integers(1, 9))
-def test_every_problem_lands_in_exactly_one_valid_batch(items, max_qubits: int, max_batch: int) -> None:
+def test_every_problem_lands_in_exactly_one_valid_batch(
+    items, max_qubits: int, max_batch: int
+) -> None:
     problems = []
     for index, (n, chord, route, reps, weight) in enumerate(items):
         edges = path_edges(n, weight) + ([[0, n - 1, weight]] if chord and n > 2 else [])
@@ -72,10 +83,18 @@ def test_every_problem_lands_in_exactly_one_valid_batch(items, max_qubits: int, 
         assert 1 <= batch.size <= max_batch
         if batch.route == "quantum":
             assert batch.shape is not None
-            assert {shape_of(p.formulation.ising, p.reps, "aer") for p in batch.problems} == {batch.shape}
-            assert all(p.spec.route != "classical" and p.formulation.ising.n <= max_qubits for p in batch.problems)
+            assert {shape_of(p.formulation.ising, p.reps, "aer") for p in batch.problems} == {
+                batch.shape
+            }
+            assert all(
+                p.spec.route != "classical" and p.formulation.ising.n <= max_qubits
+                for p in batch.problems
+            )
         else:
-            assert all(p.spec.route == "classical" or p.formulation.ising.n > max_qubits for p in batch.problems)
+            assert all(
+                p.spec.route == "classical" or p.formulation.ising.n > max_qubits
+                for p in batch.problems
+            )
             for p in batch.problems:
                 assert (p.problem_id in batch.fallback_reasons) == (p.spec.route == "quantum")
     assert len({b.batch_id for b in batches}) == len(batches)

@@ -13,7 +13,9 @@ from pipeline.cli import app, parse_interval
 runner = CliRunner()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("90", 90), ("0.5m", 30)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("90", 90), ("0.5m", 30)]
+)
 def test_parse_interval(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
@@ -27,7 +29,9 @@ def test_parse_interval_rejects_nonsense(text: str) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["submit"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
-    assert runner.invoke(app, ["serve", "--interval", "soon", "--home", str(tmp_path)]).exit_code == 2
+    assert (
+        runner.invoke(app, ["serve", "--interval", "soon", "--home", str(tmp_path)]).exit_code == 2
+    )
 
 
 def test_missing_file_and_unknown_id_exit_2(tmp_path: Path) -> None:
@@ -38,7 +42,9 @@ def test_missing_file_and_unknown_id_exit_2(tmp_path: Path) -> None:
 
 
 def test_bad_sql_exits_2(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["results", "--sql", "SELECT nope FROM problems", "--home", str(tmp_path)])
+    result = runner.invoke(
+        app, ["results", "--sql", "SELECT nope FROM problems", "--home", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "query failed" in result.stderr
 
 

@@ -23,14 +23,21 @@ BACKEND = get_backend("aer", 16)
 
 def random_qubo(n: int, rng: np.random.Generator, sense: str = "min") -> QuboSpec:
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [(0, 1)]
-    return QuboSpec.model_validate({
-        "kind": "qubo", "n": n, "sense": sense, "offset": float(rng.normal()),
-        "linear": [[i, float(rng.normal())] for i in range(n)],
-        "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
-    })
+    return QuboSpec.model_validate(
+        {
+            "kind": "qubo",
+            "n": n,
+            "sense": sense,
+            "offset": float(rng.normal()),
+            "linear": [[i, float(rng.normal())] for i in range(n)],
+            "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
+        }
+    )
 
 
-def numpy_qaoa_energy(formulation: Formulation, gammas: np.ndarray, betas: np.ndarray, scale: float) -> float:
+def numpy_qaoa_energy(
+    formulation: Formulation, gammas: np.ndarray, betas: np.ndarray, scale: float
+) -> float:
     """Independent statevector QAOA: diagonal phase from the QUBO itself, RX mixers by kron."""
     n = formulation.qubo.n
     states = np.array(list(itertools.product([0, 1], repeat=n)))[:, ::-1]  # index bit k = qubit k
@@ -75,7 +82,13 @@ def test_batch_answers_equal_brute_force_optima() -> None:
     rng = np.random.default_rng(11)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3), (1, 4)]
     specs = [
-        MaxCutSpec.model_validate({"kind": "maxcut", "n": 6, "edges": [[u, v, float(rng.integers(1, 6))] for u, v in graph]})
+        MaxCutSpec.model_validate(
+            {
+                "kind": "maxcut",
+                "n": 6,
+                "edges": [[u, v, float(rng.integers(1, 6))] for u, v in graph],
+            }
+        )
         for _ in range(6)
     ]
     problems = [BatchProblem(f"p{i}", formulate(s), 512) for i, s in enumerate(specs)]
@@ -103,10 +116,15 @@ def test_portfolio_answer_is_feasible_and_optimal() -> None:
     n = 5
     factors = rng.normal(0, 0.2, (n, 2))
     sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
-    spec = PortfolioSpec.model_validate({
-        "kind": "portfolio", "mu": rng.uniform(0, 0.2, n).round(4).tolist(), "sigma": sigma.tolist(),
-        "budget": 2, "risk": 0.5,
-    })
+    spec = PortfolioSpec.model_validate(
+        {
+            "kind": "portfolio",
+            "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
+            "sigma": sigma.tolist(),
+            "budget": 2,
+            "risk": 0.5,
+        }
+    )
     formulation = formulate(spec)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 2048)], BACKEND, 20, 1)
@@ -125,7 +143,9 @@ def _dataset_sample() -> list:
 
 @pytest.mark.parametrize("graph", _dataset_sample(), ids=lambda g: f"n{g.n}-g{g.number}")
 def test_optimised_p1_expectation_reaches_the_published_value(graph) -> None:
-    spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": graph.n, "edges": [list(e) for e in graph.edges]})
+    spec = MaxCutSpec.model_validate(
+        {"kind": "maxcut", "n": graph.n, "edges": [list(e) for e in graph.edges]}
+    )
     formulation = formulate(spec)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 256)], BACKEND, 40, 1)

@@ -87,8 +87,18 @@ def test_lifecycle_history_is_recorded(store: IntakeStore) -> None:
     store.claim("run", 10, 60)
     store.advance("run", [outcome.id], RUNNING, "batch=b-1")
     store.begin_batch("run", "b-1", [outcome.id], "/tmp/b-1.parquet")
-    store.finish_batch("b-1", [{"problem_id": outcome.id, "status": COMPLETED, "route": "quantum",
-                                "solver_path": "simulator", "fallback_reason": None}])
+    store.finish_batch(
+        "b-1",
+        [
+            {
+                "problem_id": outcome.id,
+                "status": COMPLETED,
+                "route": "quantum",
+                "solver_path": "simulator",
+                "fallback_reason": None,
+            }
+        ],
+    )
     found = store.get(outcome.id)
     assert found is not None
     assert found["state"] == COMPLETED and found["result_path"] == "/tmp/b-1.parquet"
@@ -129,7 +139,9 @@ def test_concurrent_claimers_never_share_a_problem(store: IntakeStore, intake_ur
     store.submit([(ring(4, f"k{i}"), "s") for i in range(300)])
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=_claim_worker, args=(intake_url, f"w{i}", queue)) for i in range(4)]
+    workers = [
+        context.Process(target=_claim_worker, args=(intake_url, f"w{i}", queue)) for i in range(4)
+    ]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=120) for _ in workers]
@@ -142,5 +154,7 @@ def test_concurrent_claimers_never_share_a_problem(store: IntakeStore, intake_ur
 def _expire_leases(store: IntakeStore) -> None:
     with store.engine.begin() as connection:
         connection.execute(
-            sa.update(problems).values(lease_expires_at=problems.c.lease_expires_at - timedelta(hours=1))
+            sa.update(problems).values(
+                lease_expires_at=problems.c.lease_expires_at - timedelta(hours=1)
+            )
         )

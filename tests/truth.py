@@ -13,7 +13,9 @@ def objective(record: dict[str, Any], solution: str) -> float:
     x = [int(c) for c in solution]
     kind = record["kind"]
     if kind == "maxcut":
-        return float(sum((e[2] if len(e) == 3 else 1) for e in record["edges"] if x[e[0]] != x[e[1]]))
+        return float(
+            sum((e[2] if len(e) == 3 else 1) for e in record["edges"] if x[e[0]] != x[e[1]])
+        )
     if kind == "qubo":
         value = float(record.get("offset", 0))
         value += sum(c * x[i] for i, c in record.get("linear", []))
