@@ -1,0 +1,282 @@
+"""CP-SAT path against independent brute force, published optima and tight time limits.
+
+The brute-force evaluator below reads the raw spec lists and shares no code with
+pipeline/: a formulation or scaling bug cannot hide behind it.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qaoa_dataset import load_graphs
+
+from pipeline.classical import ClassicalAnswer, solve_classical
+from pipeline.config import LimitSettings
+from pipeline.formulation import formulate
+from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec
+from pipeline.readers import read_path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+WORKERS = 2
+
+
+# --- independent truth -------------------------------------------------------------
+
+
+def all_bits(n: int) -> np.ndarray:
+    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=float).reshape(-1, n)
+
+
+def evaluate(spec: ProblemSpec, x: np.ndarray) -> np.ndarray:
+    """Objective of each row of ``x``, straight from the spec's lists."""
+    if isinstance(spec, MaxCutSpec):
+        value = np.zeros(len(x))
+        for edge in spec.edges:
+            weight = edge[2] if len(edge) == 3 else 1
+            value += weight * (x[:, int(edge[0])] != x[:, int(edge[1])])
+        return value
+    if isinstance(spec, QuboSpec):
+        value = np.full(len(x), float(spec.offset))
+        for i, c in spec.linear:
+            value += c * x[:, int(i)]
+        for i, j, c in spec.quadratic:
+            value += c * x[:, int(i)] * x[:, int(j)]
+        return value
+    mu, sigma = np.array(spec.mu, dtype=float), np.array(spec.sigma, dtype=float)
+    return x @ mu - spec.risk * np.einsum("ki,ij,kj->k", x, sigma, x)
+
+
+def brute_force(spec: ProblemSpec) -> float:
+    n = len(spec.mu) if isinstance(spec, PortfolioSpec) else spec.n
+    x = all_bits(n)
+    if isinstance(spec, PortfolioSpec):
+        x = x[x.sum(axis=1) == spec.budget]
+    values = evaluate(spec, x)
+    return float(
+        values.min() if isinstance(spec, QuboSpec) and spec.sense == "min" else values.max()
+    )
+
+
+def check_answer(spec: ProblemSpec, answer: ClassicalAnswer) -> None:
+    """What every answer must satisfy, optimal or not."""
+    n = len(spec.mu) if isinstance(spec, PortfolioSpec) else spec.n
+    assert len(answer.solution) == n and set(answer.solution) <= {"0", "1"}
+    bits = np.array([[int(c) for c in answer.solution]], dtype=float)
+    assert answer.objective == pytest.approx(float(evaluate(spec, bits)[0]), rel=1e-9, abs=1e-9)
+    assert answer.objective == float(formulate(spec).objective(bits)[0])
+    if isinstance(spec, PortfolioSpec):
+        assert answer.solution.count("1") == spec.budget
+    assert answer.feasible
+    assert answer.wall_s > 0
+
+
+# --- random small instances --------------------------------------------------------
+
+
+def random_maxcut(seed: int, decimals: int | None) -> MaxCutSpec:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 13))
+    edges: list[list[int | float]] = []
+    for u, v in itertools.combinations(range(n), 2):
+        if rng.random() < 0.6:
+            if decimals is None:
+                edges.append([u, v, int(rng.integers(-5, 10))])
+            else:
+                edges.append([u, v, round(float(rng.uniform(-3, 5)), decimals)])
+    if seed % 4 == 0:  # unweighted edges too
+        edges = [e[:2] for e in edges]
+    return MaxCutSpec(kind="maxcut", n=n, edges=edges)
+
+
+def random_qubo(seed: int, sense: str) -> QuboSpec:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 13))
+    linear = [[i, int(rng.integers(-20, 20))] for i in range(n) if rng.random() < 0.7]
+    quadratic: list[list[int | float]] = [
+        [i, j, int(rng.integers(-15, 15))]
+        for i, j in itertools.combinations_with_replacement(range(n), 2)
+        if rng.random() < 0.5
+    ]
+    if seed % 3 == 0:  # decimal coefficients
+        quadratic = [[i, j, c + 0.25] for i, j, c in quadratic]
+    offset = round(float(rng.uniform(-50, 50)), 3)
+    return QuboSpec(
+        kind="qubo", n=n, linear=linear, quadratic=quadratic, offset=offset, sense=sense
+    )
+
+
+def random_portfolio(seed: int, decimals: int | None = 3) -> PortfolioSpec:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 13))
+    a = rng.normal(size=(n, n))
+    sigma = a @ a.T / n
+    mu = rng.uniform(-0.2, 1.0, n)
+    risk = float(rng.choice([0.0, 0.5, 1.0, 2.5]))
+    if decimals is not None:
+        sigma, mu = sigma.round(decimals), mu.round(decimals)
+    return PortfolioSpec(
+        kind="portfolio",
+        mu=[float(m) for m in mu],
+        sigma=[[float(s) for s in row] for row in sigma],
+        budget=int(rng.integers(0, n + 1)),
+        risk=risk,
+    )
+
+
+SEEDS = range(12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("decimals", [None, 2], ids=["integer", "decimal"])
+def test_maxcut_matches_brute_force(seed: int, decimals: int | None) -> None:
+    spec = random_maxcut(seed, decimals)
+    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
+    check_answer(spec, answer)
+    assert answer.status == "OPTIMAL" and answer.proven_optimal
+    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_qubo_matches_brute_force(seed: int, sense: str) -> None:
+    spec = random_qubo(seed, sense)
+    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
+    check_answer(spec, answer)
+    assert answer.status == "OPTIMAL" and answer.proven_optimal
+    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_portfolio_matches_brute_force_with_hard_budget(seed: int) -> None:
+    spec = random_portfolio(seed)
+    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
+    check_answer(spec, answer)
+    assert answer.status == "OPTIMAL" and answer.proven_optimal
+    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_full_precision_floats_are_rounded_and_not_claimed_proven(seed: int) -> None:
+    """17-digit floats cannot be scaled to exact integers: near-optimal, never 'proven'."""
+    spec = random_portfolio(100 + seed, decimals=None)
+    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS)
+    check_answer(spec, answer)
+    assert not answer.proven_optimal
+    best = brute_force(spec)
+    assert answer.objective == pytest.approx(best, rel=1e-4, abs=1e-6)
+
+
+def test_seed_and_single_worker_reproduce() -> None:
+    spec = random_qubo(5, "min")
+    first = solve_classical(formulate(spec), 5.0, workers=1, seed=3)
+    second = solve_classical(formulate(spec), 5.0, workers=1, seed=3)
+    assert (first.solution, first.objective) == (second.solution, second.objective)
+
+
+def test_rejects_bad_limits() -> None:
+    formulation = formulate(random_qubo(1, "min"))
+    with pytest.raises(ValueError):
+        solve_classical(formulation, 0.0)
+    with pytest.raises(ValueError):
+        solve_classical(formulation, 1.0, workers=0)
+
+
+# --- published optima --------------------------------------------------------------
+
+
+def optima(folder: str) -> dict[str, tuple[str, float]]:
+    with (BENCHMARKS / folder / "optima.csv").open(newline="") as handle:
+        return {
+            row["instance"]: (row["sense"], float(row["optimal_value"]))
+            for row in csv.DictReader(handle)
+        }
+
+
+def read_spec(folder: str, instance: str) -> ProblemSpec:
+    records = read_path(BENCHMARKS / folder / instance, LimitSettings())
+    assert len(records) == 1 and records[0].ok, records[0].issues
+    assert records[0].spec is not None
+    return records[0].spec
+
+
+PUBLISHED = [
+    ("ciquab-karloff-maxcut", "Karloff/Karloff_6_3_1.txt"),
+    ("biqmac-qubo", "gka/gka1b.sparse"),
+    ("biqmac-qubo", "gka/gka2b.sparse"),
+    ("biqmac-qubo", "gka/gka4b.sparse"),
+    ("biqmac-qubo", "gka/gka9b.sparse"),
+    ("biqmac-qubo", "gka/gka1a.sparse"),
+    ("biqmac-qubo", "beasley/bqp50-1.sparse"),
+    ("biqmac-qubo", "beasley/bqp50-4.sparse"),
+]
+
+
+@pytest.mark.parametrize(("folder", "instance"), PUBLISHED)
+def test_published_optimum_is_proven(folder: str, instance: str) -> None:
+    sense, optimum = optima(folder)[instance]
+    spec = read_spec(folder, instance)
+    assert (isinstance(spec, QuboSpec) and spec.sense == sense) or sense == "max"
+    answer = solve_classical(formulate(spec), 30.0, workers=WORKERS)
+    check_answer(spec, answer)
+    assert answer.status == "OPTIMAL" and answer.proven_optimal
+    assert answer.objective == pytest.approx(optimum, rel=1e-12)
+
+
+def test_qaoa_dataset_max_cuts() -> None:
+    """Every 10th connected 7-node graph of the QAOA dataset, against its listed max cut."""
+    listed = optima("qaoa-dataset-v1-maxcut")
+    graphs = load_graphs(7)[::10]
+    assert len(graphs) > 80
+    for graph in graphs:
+        spec = MaxCutSpec(kind="maxcut", n=7, edges=[list(e) for e in graph.edges])
+        answer = solve_classical(formulate(spec), 10.0, workers=WORKERS)
+        check_answer(spec, answer)
+        assert answer.proven_optimal
+        assert answer.objective == listed[f"Graphs/graph7c.txt:{graph.number}"][1]
+
+
+# --- time limits -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "instance"),
+    [
+        ("biqmac-qubo", "gka/gka1d.sparse"),
+        ("biqmac-maxcut", "rudy/w01_100.0"),
+        ("biqmac-maxcut", "ising/t3g6_5555"),
+    ],
+)
+@pytest.mark.parametrize("limit", [1e-9, 0.05])
+def test_hard_instance_under_tiny_limit_is_feasible_not_proven(
+    folder: str, instance: str, limit: float
+) -> None:
+    sense, optimum = optima(folder)[instance]
+    spec = read_spec(folder, instance)
+    answer = solve_classical(formulate(spec), limit, workers=WORKERS)
+    check_answer(spec, answer)
+    assert not answer.proven_optimal
+    assert answer.status in {"UNKNOWN", "FEASIBLE"}
+    if limit < 1e-6:  # no time for CP-SAT at all: the heuristic fallback answers
+        assert answer.status == "UNKNOWN"
+    assert answer.objective >= optimum if sense == "min" else answer.objective <= optimum
+    assert answer.wall_s < 5.0
+
+
+def test_portfolio_fallback_keeps_the_budget() -> None:
+    rng = np.random.default_rng(7)
+    n = 80
+    a = rng.normal(size=(n, n))
+    spec = PortfolioSpec(
+        kind="portfolio",
+        mu=[float(m) for m in rng.uniform(0, 1, n).round(3)],
+        sigma=[[float(s) for s in row] for row in (a @ a.T / n).round(4)],
+        budget=20,
+        risk=0.5,
+    )
+    answer = solve_classical(formulate(spec), 1e-9, workers=WORKERS)
+    assert answer.status == "UNKNOWN" and not answer.proven_optimal
+    check_answer(spec, answer)
