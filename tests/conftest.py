@@ -17,7 +17,6 @@ PG_ADMIN_URL = os.environ.get(
     "QHOPPER_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
 REPO = Path(__file__).resolve().parent.parent
-SHARED_BENCHMARKS = REPO.parent / "shared" / "data" / "benchmarks"
 
 # Prefect reads its settings when first imported: give the whole session one private home.
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="qhopper-prefect-"))

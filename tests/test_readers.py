@@ -22,7 +22,7 @@ from pipeline.formulation import formulate, objective
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec, idempotency_key
 from pipeline.readers import ParsedRecord, read_bytes, read_path
 
-BENCHMARKS = Path("/work/shared/data/benchmarks")
+BENCHMARKS = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 KARLOFF = BENCHMARKS / "ciquab-karloff-maxcut/Karloff/Karloff_6_3_1.txt"
 G05_60 = BENCHMARKS / "biqmac-maxcut/rudy/g05_60.0"
 GKA1B = BENCHMARKS / "biqmac-qubo/gka/gka1b.sparse"
