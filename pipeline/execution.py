@@ -13,9 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.classical import solve_classical
-
 from pipeline.backends import get_backend
+from pipeline.classical import solve_classical
 from pipeline.formulation import formulate
 from pipeline.model import spec_from_record
 from pipeline.qaoa_engine import BatchProblem, optimise_batch
