@@ -1,16 +1,16 @@
 """Lockstep QAOA: every problem of a batch is optimised together on one compiled template.
 
 Each optimiser step gathers the angle sets of every problem still improving into one
-Estimator call (a V2 PUB with a (problems, sets, parameters) array and one observable
-per problem), so the fixed cost of a primitive call is paid once per step, not once per
-problem. The optimiser:
+evaluation call: on a backend, one Estimator call (a V2 PUB with a (problems, sets,
+parameters) array and one observable per problem); on Aer's noiseless statevector, the
+same numbers from the compiled diagonal simulator in pipeline.fast_sim. The optimiser:
 
 1. normalises each problem's Ising weights to max |w| = 1, so one angle range suits all;
-2. scans a coarse (gamma, beta) grid at depth 1 for every problem in a single call;
-3. spreads the best depth-1 angles into a linear ramp for depth p (the INTERP idea of
-   Zhou et al., PRX 10, 021067), which starts deeper circuits near good angles;
-4. refines with trust-region Newton steps from finite differences of the exact
-   expectation, stopping each problem on its own when it has converged.
+2. scans a coarse grid of (gamma, beta) ramps for a few pilot problems in one call;
+3. refines the pilots with trust-region Newton steps from finite differences of the
+   exact expectation, each problem stopping on its own when it has converged;
+4. starts every other problem of the batch from the best of the pilots' optima
+   (warm start by parameter transfer), then refines all of them the same way.
 
 The answer is the best sampled bitstring under the problem's true objective, feasible
 samples first; ``expected_objective`` is the exact QAOA expectation at the final angles.
@@ -18,7 +18,7 @@ samples first; ``expected_objective`` is the exact QAOA expectation at the final
 
 from __future__ import annotations
 
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,11 +26,15 @@ import numpy.typing as npt
 from qiskit.quantum_info import SparsePauliOp
 
 from pipeline.backends.base import QuantumBackend
+from pipeline.fast_sim import DiagonalQAOA, spin_energies
 from pipeline.formulation import Formulation, bits_to_string
 from pipeline.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
 
+FAST_PATH_BACKENDS = frozenset({"aer"})  # noiseless statevector: the diagonal simulator is exact
+FAST_PATH_MAX_QUBITS = 24
+PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
 FD_STEP = 1e-3
@@ -52,6 +56,7 @@ class QuantumAnswer:
     shots: int
     gammas: tuple[float, ...]
     betas: tuple[float, ...]
+    evaluator: str  # "fast" (exact diagonal simulator) or "estimator" (the backend's primitive)
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,51 @@ class BatchProblem:
     shots: int
 
 
-class _Evaluator:
+def normalised_weights(
+    template: CompiledTemplate, problems: list[BatchProblem]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each problem's Ising weights scaled to max |w| = 1: (scale, h, J), one row per problem."""
+    shape = template.shape
+    scale = np.ones(len(problems))
+    h = np.zeros((len(problems), len(shape.linear)))
+    J = np.zeros((len(problems), len(shape.pairs)))
+    for b, problem in enumerate(problems):
+        ising = problem.formulation.ising
+        linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
+        weights = np.concatenate([np.abs(linear), np.abs(ising.J)])
+        scale[b] = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
+        h[b] = linear / scale[b]
+        J[b] = ising.J / scale[b]
+    return scale, h, J
+
+
+class Evaluator(ABC):
     """Exact expectations of the normalised energies, many angle sets per problem per call."""
+
+    name: str
+
+    def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]) -> None:
+        self.template = template
+        self.scale, self.h, self.J = normalised_weights(template, problems)
+        self.evaluations = np.zeros(len(problems), dtype=np.int64)
+
+    def energies(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
+    ) -> FloatArray:
+        """Normalised energies for problems ``rows`` at angle sets (len(rows), S, reps)."""
+        self.evaluations[rows] += gammas.shape[1]
+        return self._energies(rows, gammas, betas)
+
+    @abstractmethod
+    def _energies(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
+    ) -> FloatArray: ...
+
+
+class PrimitiveEvaluator(Evaluator):
+    """The backend's EstimatorV2 on the compiled template: one PUB per optimiser step."""
+
+    name = "estimator"
 
     def __init__(
         self,
@@ -71,40 +119,78 @@ class _Evaluator:
         backend: QuantumBackend,
         seed: int,
     ):
-        self.template = template
+        super().__init__(template, problems)
         self.estimator = backend.estimator(seed)
         shape = template.shape
-        self.scale = np.ones(len(problems))
-        self.h = np.zeros((len(problems), len(shape.linear)))
-        self.J = np.zeros((len(problems), len(shape.pairs)))
-        self.observables: list[SparsePauliOp] = []
         layout = template.expectation_circuit.layout
-        for b, problem in enumerate(problems):
-            ising = problem.formulation.ising
-            h = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
-            weights = np.concatenate([np.abs(h), np.abs(ising.J)])
-            self.scale[b] = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
-            self.h[b] = h / self.scale[b]
-            self.J[b] = ising.J / self.scale[b]
+        self.observables: list[SparsePauliOp] = []
+        for b in range(len(problems)):
             terms = [("ZZ", [i, j], w) for (i, j), w in zip(shape.pairs, self.J[b], strict=True)]
             terms += [("Z", [q], w) for q, w in zip(shape.linear, self.h[b], strict=True)]
             operator = SparsePauliOp.from_sparse_list(terms or [("", [], 0.0)], shape.n_qubits)
             self.observables.append(
                 operator.apply_layout(layout) if layout is not None else operator
             )
-        self.evaluations = np.zeros(len(problems), dtype=np.int64)
 
-    def energies(
+    def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray:
-        """Normalised energies for problems ``rows`` at angle sets (len(rows), S, reps)."""
         values = self.template.bind_values(gammas, betas, self.h[rows], self.J[rows])
         observables = [[self.observables[r]] for r in rows]
         result = self.estimator.run(
             [(self.template.expectation_circuit, observables, values)]
         ).result()
-        self.evaluations[rows] += gammas.shape[1]
         return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows), gammas.shape[1])
+
+
+class DiagonalEvaluator(Evaluator):
+    """The same expectations from the fast diagonal simulator (see pipeline.fast_sim)."""
+
+    name = "fast"
+
+    def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]):
+        super().__init__(template, problems)
+        shape = template.shape
+        pairs = list(shape.pairs)
+        diagonals = np.empty((len(problems), 2**shape.n_qubits))
+        for b in range(len(problems)):
+            h = np.zeros(shape.n_qubits)
+            h[list(shape.linear)] = self.h[b]
+            diagonals[b] = spin_energies(shape.n_qubits, h, pairs, self.J[b])
+        self.simulator = DiagonalQAOA(shape.n_qubits, diagonals)
+
+    def _energies(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
+    ) -> FloatArray:
+        sets = gammas.shape[1]
+        owner = np.repeat(np.asarray(rows, dtype=np.int64), sets)
+        reps = gammas.shape[2]
+        values = self.simulator.expectations(
+            owner, gammas.reshape(-1, reps), betas.reshape(-1, reps)
+        )
+        return values.reshape(len(rows), sets)
+
+
+def choose_evaluator(
+    mode: str,
+    template: CompiledTemplate,
+    problems: list[BatchProblem],
+    backend: QuantumBackend,
+    seed: int,
+) -> Evaluator:
+    """``fast`` only where it reproduces the backend exactly: Aer's noiseless statevector.
+
+    Every other backend (noisy simulators, devices, fault wrappers) is evaluated through
+    its own Estimator, so what the optimiser sees is what that backend does.
+    """
+    if mode not in {"auto", "fast", "estimator"}:
+        raise ValueError(f"unknown evaluator {mode!r}; expected auto, fast or estimator")
+    exact = backend.name in FAST_PATH_BACKENDS and template.shape.n_qubits <= FAST_PATH_MAX_QUBITS
+    if mode == "fast" and not exact:
+        raise ValueError(f"the fast evaluator cannot stand in for backend {backend.name!r}")
+    if mode == "estimator" or not exact:
+        return PrimitiveEvaluator(template, problems, backend, seed)
+    return DiagonalEvaluator(template, problems)
 
 
 def optimise_batch(
@@ -113,20 +199,22 @@ def optimise_batch(
     backend: QuantumBackend,
     max_iterations: int,
     seed: int,
+    evaluator: str = "auto",
 ) -> list[QuantumAnswer]:
-    """Optimise every problem's angles in lockstep, then sample each at its best angles."""
+    """Optimise every problem's angles in lockstep, then sample each on the backend."""
     if not problems:
         return []
     reps = template.shape.reps
-    evaluator = _Evaluator(template, problems, backend, seed)
-    everyone = np.arange(len(problems))
-    gammas, betas, energy = _grid_start(evaluator, everyone, reps)
-    gammas, betas, energy = _refine(evaluator, gammas, betas, energy, max_iterations)
-    samples = _sample(evaluator, problems, backend, gammas, betas, seed)
+    engine = choose_evaluator(evaluator, template, problems, backend, seed)
+    gammas, betas, energy = _start(engine, len(problems), reps, max_iterations)
+    gammas, betas, energy = _refine(
+        engine, np.arange(len(problems)), gammas, betas, energy, max_iterations
+    )
+    samples = _sample(engine, problems, backend, gammas, betas, seed)
     answers = []
     for b, problem in enumerate(problems):
         ising = problem.formulation.ising
-        expected = ising.sign * (ising.constant + evaluator.scale[b] * energy[b])
+        expected = ising.sign * (ising.constant + engine.scale[b] * energy[b])
         solution, objective, feasible = _best_sample(problem.formulation, samples[b])
         answers.append(
             QuantumAnswer(
@@ -135,29 +223,48 @@ def optimise_batch(
                 objective,
                 feasible,
                 float(expected),
-                int(evaluator.evaluations[b]),
+                int(engine.evaluations[b]),
                 reps,
                 problem.shots,
                 tuple(map(float, gammas[b])),
                 tuple(map(float, betas[b])),
+                engine.name,
             )
         )
     return answers
 
 
-def _grid_start(
-    evaluator: _Evaluator, rows: npt.NDArray[np.intp], reps: int
+def _start(
+    engine: Evaluator, count: int, reps: int, max_iterations: int
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Scan the grid as linear ramps whose mean is the depth-1 angle pair; keep each best."""
-    grid_g, grid_b = np.meshgrid(GRID_GAMMAS, GRID_BETAS, indexing="ij")
-    sets = grid_g.size
-    ramp_up = 2 * (np.arange(reps) + 0.5) / reps
-    gammas = np.broadcast_to(grid_g.reshape(1, sets, 1) * ramp_up, (len(rows), sets, reps))
-    betas = np.broadcast_to(grid_b.reshape(1, sets, 1) * ramp_up[::-1], (len(rows), sets, reps))
-    energies = evaluator.energies(rows, np.ascontiguousarray(gammas), np.ascontiguousarray(betas))
-    best = energies.argmin(axis=1)
-    index = np.arange(len(rows))
-    return gammas[index, best, :].copy(), betas[index, best, :].copy(), energies[index, best]
+    """Starting angles: a grid scan for a few pilot problems, transferred to the rest.
+
+    Problems of one shape with normalised weights have nearly the same optimal angles
+    (parameter concentration; Brandao et al. 2018, Galda et al. 2021), so the pilots'
+    optima are tried as warm starts for everyone else instead of a full grid each.
+    A problem whose warm start is poor still converges locally; the pilots' spread
+    (several candidates, not one) guards against transferring a bad basin.
+    """
+    everyone = np.arange(count)
+    if count <= PILOTS:
+        return _grid_start(engine, everyone, reps)
+    pilots, others = everyone[:PILOTS], everyone[PILOTS:]
+    gammas, betas, energy = _grid_start(engine, pilots, reps)
+    gammas, betas, energy = _refine(engine, pilots, gammas, betas, energy, max_iterations)
+    candidates_g = np.broadcast_to(gammas[None], (len(others), PILOTS, reps))
+    candidates_b = np.broadcast_to(betas[None], (len(others), PILOTS, reps))
+    values = engine.energies(
+        others, np.ascontiguousarray(candidates_g), np.ascontiguousarray(candidates_b)
+    )
+    best = values.argmin(axis=1)
+    all_g = np.empty((count, reps))
+    all_b = np.empty((count, reps))
+    all_e = np.empty(count)
+    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
+    all_g[others] = gammas[best]
+    all_b[others] = betas[best]
+    all_e[others] = values[np.arange(len(others)), best]
+    return all_g, all_b, all_e
 
 
 def _stencil(dims: int) -> FloatArray:
@@ -190,8 +297,28 @@ def _derivatives(values: FloatArray, dims: int) -> tuple[FloatArray, FloatArray,
     return centre, gradient, hessian
 
 
+def _grid_start(
+    engine: Evaluator, rows: npt.NDArray[np.intp], reps: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Scan the grid as linear ramps whose mean is the depth-1 angle pair; keep each best.
+
+    The ramps follow the INTERP idea (Zhou et al., PRX 10, 021067): gamma grows and
+    beta shrinks through the layers, which starts deeper circuits near good angles.
+    """
+    grid_g, grid_b = np.meshgrid(GRID_GAMMAS, GRID_BETAS, indexing="ij")
+    sets = grid_g.size
+    ramp_up = 2 * (np.arange(reps) + 0.5) / reps
+    gammas = np.broadcast_to(grid_g.reshape(1, sets, 1) * ramp_up, (len(rows), sets, reps))
+    betas = np.broadcast_to(grid_b.reshape(1, sets, 1) * ramp_up[::-1], (len(rows), sets, reps))
+    energies = engine.energies(rows, np.ascontiguousarray(gammas), np.ascontiguousarray(betas))
+    best = energies.argmin(axis=1)
+    index = np.arange(len(rows))
+    return gammas[index, best, :].copy(), betas[index, best, :].copy(), energies[index, best]
+
+
 def _refine(
-    evaluator: _Evaluator,
+    engine: Evaluator,
+    problems: npt.NDArray[np.intp],
     gammas: FloatArray,
     betas: FloatArray,
     energy: FloatArray,
@@ -204,7 +331,7 @@ def _refine(
     methods need. A step is kept only if it lowers the energy; each problem stops on
     its own when its gradient vanishes or its trust radius collapses.
     """
-    batch, reps = gammas.shape
+    batch, reps = gammas.shape  # row r of the arrays is problem problems[r]
     theta = np.concatenate([gammas, betas], axis=1)
     dims = theta.shape[1]
     stencil = _stencil(dims)
@@ -217,7 +344,7 @@ def _refine(
         if rows.size == 0:
             break
         points = theta[rows, None, :] + stencil[None, :, :]
-        values = evaluator.energies(rows, points[:, :, :reps], points[:, :, reps:])
+        values = engine.energies(problems[rows], points[:, :, :reps], points[:, :, reps:])
         centre, gradient, hessian = _derivatives(values, dims)
         accepted = centre <= best_energy[rows]
         # Rejected: return to the best point and shrink; accepted: remember it and grow.
@@ -250,7 +377,7 @@ def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> Fl
 
 
 def _sample(
-    evaluator: _Evaluator,
+    evaluator: Evaluator,
     problems: list[BatchProblem],
     backend: QuantumBackend,
     gammas: FloatArray,
@@ -288,15 +415,3 @@ def _best_sample(formulation: Formulation, counts: dict[str, int]) -> tuple[str,
         score = penalised if maximise else -penalised
     best = int(np.argmax(score))
     return bits_to_string(bits[best]), float(objectives[best]), bool(feasible[best])
-
-
-def timed_optimise(
-    template: CompiledTemplate,
-    problems: list[BatchProblem],
-    backend: QuantumBackend,
-    max_iterations: int,
-    seed: int,
-) -> tuple[list[QuantumAnswer], float]:
-    started = time.perf_counter()
-    answers = optimise_batch(template, problems, backend, max_iterations, seed)
-    return answers, time.perf_counter() - started

@@ -15,7 +15,12 @@ from batching.shapes import shape_of
 from pipeline.backends import get_backend
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
-from pipeline.qaoa_engine import BatchProblem, _Evaluator, optimise_batch
+from pipeline.qaoa_engine import (
+    BatchProblem,
+    DiagonalEvaluator,
+    PrimitiveEvaluator,
+    optimise_batch,
+)
 from pipeline.templates import TemplateStore, compile_template
 
 BACKEND = get_backend("aer", 16)
@@ -61,13 +66,99 @@ def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) ->
     rng = np.random.default_rng(seed)
     formulation = formulate(random_qubo(5, rng))
     template = compile_template(shape_of(formulation.ising, reps, "aer"), BACKEND, "test")
-    evaluator = _Evaluator(template, [BatchProblem("p", formulation, 100)], BACKEND, seed)
+    evaluator = PrimitiveEvaluator(template, [BatchProblem("p", formulation, 100)], BACKEND, seed)
     gammas = rng.uniform(-1, 1, (1, 3, reps))
     betas = rng.uniform(-1, 1, (1, 3, reps))
     energies = evaluator.energies(np.array([0]), gammas, betas)
     for s in range(3):
         expected = numpy_qaoa_energy(formulation, gammas[0, s], betas[0, s], evaluator.scale[0])
         assert energies[0, s] == pytest.approx(expected, abs=1e-9)
+
+
+def random_portfolio(n: int, rng: np.random.Generator) -> PortfolioSpec:
+    factors = rng.normal(0, 0.2, (n, 2))
+    sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
+    return PortfolioSpec.model_validate(
+        {
+            "kind": "portfolio",
+            "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
+            "sigma": sigma.tolist(),
+            "budget": n // 2,
+            "risk": 0.5,
+        }
+    )
+
+
+def random_maxcut(n: int, rng: np.random.Generator) -> MaxCutSpec:
+    edges = [
+        [i, j, float(rng.integers(1, 9))]
+        for i in range(n)
+        for j in range(i + 1, n)
+        if rng.random() < 0.4
+    ]
+    return MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges or [[0, 1]]})
+
+
+@pytest.mark.parametrize("kind", ["maxcut", "qubo", "portfolio"])
+@pytest.mark.parametrize("reps", [1, 2, 3])
+def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
+    rng = np.random.default_rng(reps * 10 + len(kind))
+    makers = {"maxcut": random_maxcut, "qubo": random_qubo, "portfolio": random_portfolio}
+    formulations = [formulate(makers[kind](7, rng)) for _ in range(1)]
+    template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
+    problems = [BatchProblem("p", f, 100) for f in formulations]
+    reference = PrimitiveEvaluator(template, problems, BACKEND, 0)
+    fast = DiagonalEvaluator(template, problems)
+    gammas = rng.uniform(-1.5, 1.5, (1, 6, reps))
+    betas = rng.uniform(-1.5, 1.5, (1, 6, reps))
+    rows = np.array([0])
+    np.testing.assert_allclose(
+        fast.energies(rows, gammas, betas), reference.energies(rows, gammas, betas), atol=1e-9
+    )
+
+
+def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
+    rng = np.random.default_rng(3)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
+    specs = [
+        MaxCutSpec.model_validate(
+            {"kind": "maxcut", "n": 6, "edges": [[u, v, float(rng.normal())] for u, v in graph]}
+        )
+        for _ in range(5)
+    ]
+    problems = [BatchProblem(f"p{i}", formulate(s), 100) for i, s in enumerate(specs)]
+    template = compile_template(shape_of(problems[0].formulation.ising, 2, "aer"), BACKEND, "test")
+    gammas = rng.uniform(-1, 1, (5, 4, 2))
+    betas = rng.uniform(-1, 1, (5, 4, 2))
+    rows = np.arange(5)
+    expected = PrimitiveEvaluator(template, problems, BACKEND, 0).energies(rows, gammas, betas)
+    np.testing.assert_allclose(
+        DiagonalEvaluator(template, problems).energies(rows, gammas, betas), expected, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("evaluator", ["fast", "estimator"])
+def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
+    rng = np.random.default_rng(21)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)]
+    specs = [
+        MaxCutSpec.model_validate(
+            {
+                "kind": "maxcut",
+                "n": 5,
+                "edges": [[u, v, float(rng.integers(1, 5))] for u, v in graph],
+            }
+        )
+        for _ in range(5)
+    ]
+    problems = [BatchProblem(f"p{i}", formulate(s), 256) for i, s in enumerate(specs)]
+    template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
+    answers = optimise_batch(template, problems, BACKEND, 30, 1, evaluator=evaluator)
+    assert {a.evaluator for a in answers} == {evaluator}
+    for problem, answer in zip(problems, answers, strict=True):
+        assert answer.objective == pytest.approx(brute_force_best(problem.formulation))
+    # Warm starts: problems after the pilots skip the grid and need fewer evaluations.
+    assert max(a.evaluations for a in answers[3:]) < min(a.evaluations for a in answers[:3])
 
 
 def brute_force_best(formulation: Formulation) -> float:
