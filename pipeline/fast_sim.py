@@ -75,7 +75,7 @@ def _expectations(
     amplitude = 1.0 / np.sqrt(states)
     for k in range(sets):
         b = owner[k]
-        use_levels = sizes[b] * 4 <= states
+        use_levels = sizes[b] * 2 <= states
         re[:] = amplitude
         im[:] = 0.0
         for layer in range(reps):

@@ -31,6 +31,7 @@ from pipeline.formulation import Formulation, bits_to_string
 from pipeline.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 FAST_PATH_BACKENDS = frozenset({"aer"})  # noiseless statevector: the diagonal simulator is exact
 FAST_PATH_MAX_QUBITS = 24
@@ -41,7 +42,7 @@ FD_STEP = 1e-3
 INITIAL_RADIUS = 0.1
 MAX_RADIUS = 0.5
 MIN_RADIUS = 1e-4
-GRADIENT_TOLERANCE = 1e-5
+DECREASE_TOLERANCE = 1e-7  # in units of the normalised energy (max |weight| = 1)
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,10 @@ def optimise_batch(
         return []
     reps = template.shape.reps
     engine = choose_evaluator(evaluator, template, problems, backend, seed)
-    gammas, betas, energy = _start(engine, len(problems), reps, max_iterations)
-    gammas, betas, energy = _refine(
-        engine, np.arange(len(problems)), gammas, betas, energy, max_iterations
+    gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
+    rest = np.arange(PILOTS if hint is not None else 0, len(problems))
+    gammas[rest], betas[rest], energy[rest], _ = _refine(
+        engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
     )
     samples = _sample(engine, problems, backend, gammas, betas, seed)
     answers = []
@@ -236,21 +238,24 @@ def optimise_batch(
 
 def _start(
     engine: Evaluator, count: int, reps: int, max_iterations: int
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
     """Starting angles: a grid scan for a few pilot problems, transferred to the rest.
 
     Problems of one shape with normalised weights have nearly the same optimal angles
     (parameter concentration; Brandao et al. 2018, Galda et al. 2021), so the pilots'
     optima are tried as warm starts for everyone else instead of a full grid each.
     A problem whose warm start is poor still converges locally; the pilots' spread
-    (several candidates, not one) guards against transferring a bad basin.
+    (several candidates, not one) guards against transferring a bad basin. The pilots'
+    mean curvature at their optima is returned too, as the others' Hessian estimate.
     """
     everyone = np.arange(count)
     if count <= PILOTS:
-        return _grid_start(engine, everyone, reps)
+        return (*_grid_start(engine, everyone, reps), None)
     pilots, others = everyone[:PILOTS], everyone[PILOTS:]
     gammas, betas, energy = _grid_start(engine, pilots, reps)
-    gammas, betas, energy = _refine(engine, pilots, gammas, betas, energy, max_iterations)
+    gammas, betas, energy, curvature = _refine(
+        engine, pilots, gammas, betas, energy, max_iterations
+    )
     candidates_g = np.broadcast_to(gammas[None], (len(others), PILOTS, reps))
     candidates_b = np.broadcast_to(betas[None], (len(others), PILOTS, reps))
     values = engine.energies(
@@ -264,7 +269,7 @@ def _start(
     all_g[others] = gammas[best]
     all_b[others] = betas[best]
     all_e[others] = values[np.arange(len(others)), best]
-    return all_g, all_b, all_e
+    return all_g, all_b, all_e, curvature.mean(axis=0)
 
 
 def _stencil(dims: int) -> FloatArray:
@@ -280,14 +285,26 @@ def _stencil(dims: int) -> FloatArray:
     return np.array(rows)
 
 
-def _derivatives(values: FloatArray, dims: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Energy, gradient and Hessian per problem from energies on the stencil."""
+def _derivatives(
+    values: FloatArray, dims: int, hint: FloatArray | None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Energy, gradient and Hessian per problem from energies on the stencil.
+
+    With a ``hint`` only the axis points were evaluated: the diagonal curvature is
+    measured and the mixed terms come from the hint.
+    """
     centre = values[:, 0]
     plus, minus = values[:, 1 : dims + 1], values[:, dims + 1 : 2 * dims + 1]
     gradient = (plus - minus) / (2 * FD_STEP)
-    hessian = np.zeros((len(values), dims, dims))
+    hessian = (
+        np.zeros((len(values), dims, dims))
+        if hint is None
+        else np.repeat(hint[None], len(values), 0)
+    )
     diagonal = (plus - 2 * centre[:, None] + minus) / FD_STEP**2
     hessian[:, np.arange(dims), np.arange(dims)] = diagonal
+    if hint is not None:
+        return centre, gradient, hessian
     column = 2 * dims + 1
     for i in range(dims):
         for j in range(i + 1, dims):
@@ -323,18 +340,21 @@ def _refine(
     betas: FloatArray,
     energy: FloatArray,
     max_iterations: int,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+    hint: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Trust-region Newton steps from finite differences; every running problem in one call.
 
     With 2p <= 4 angles a full stencil costs 9 (p=1) or 33 (p=2) evaluations, and
     converges in a handful of steps from the grid start, far fewer than first-order
     methods need. A step is kept only if it lowers the energy; each problem stops on
-    its own when its gradient vanishes or its trust radius collapses.
+    its own when its Newton model predicts no worthwhile decrease or its trust radius
+    collapses.
     """
     batch, reps = gammas.shape  # row r of the arrays is problem problems[r]
     theta = np.concatenate([gammas, betas], axis=1)
     dims = theta.shape[1]
-    stencil = _stencil(dims)
+    stencil = _stencil(dims) if hint is None else _stencil(dims)[: 2 * dims + 1]
+    curvature = np.zeros((batch, dims, dims))
     best_energy = energy.copy()
     best_theta = theta.copy()
     radius = np.full(batch, INITIAL_RADIUS)
@@ -345,7 +365,7 @@ def _refine(
             break
         points = theta[rows, None, :] + stencil[None, :, :]
         values = engine.energies(problems[rows], points[:, :, :reps], points[:, :, reps:])
-        centre, gradient, hessian = _derivatives(values, dims)
+        centre, gradient, hessian = _derivatives(values, dims, hint)
         accepted = centre <= best_energy[rows]
         # Rejected: return to the best point and shrink; accepted: remember it and grow.
         best_energy[rows] = np.where(accepted, centre, best_energy[rows])
@@ -357,12 +377,15 @@ def _refine(
         for position, b in enumerate(rows):
             if not accepted[position]:
                 continue
-            step = _newton_step(gradient[position], hessian[position], radius[b])
-            if np.linalg.norm(gradient[position]) < GRADIENT_TOLERANCE:
-                running[b] = False
+            g, H = gradient[position], hessian[position]
+            curvature[b] = H
+            step = _newton_step(g, H, radius[b])
+            predicted = -(g @ step + 0.5 * step @ H @ step)
+            if predicted < DECREASE_TOLERANCE:
+                running[b] = False  # converged: the model promises no worthwhile gain
             theta[b] = best_theta[b] + step
         running[rows] &= radius[rows] > MIN_RADIUS
-    return best_theta[:, :reps], best_theta[:, reps:], best_energy
+    return best_theta[:, :reps], best_theta[:, reps:], best_energy, curvature
 
 
 def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> FloatArray:
@@ -383,29 +406,31 @@ def _sample(
     gammas: FloatArray,
     betas: FloatArray,
     seed: int,
-) -> list[dict[str, int]]:
-    """Counts per problem at its final angles; one PUB per distinct shot count."""
+) -> list[IntArray]:
+    """Distinct measured outcomes per problem at its final angles; one PUB per shot count.
+
+    An outcome is an integer whose bit k is classical bit k, which ``measure_all`` (added
+    before transpilation) ties to variable k whatever the layout.
+    """
     template = evaluator.template
-    values = template.bind_values(gammas[:, None, :], betas[:, None, :], evaluator.h, evaluator.J)[
-        :, 0, :
-    ]
-    counts: list[dict[str, int]] = [{} for _ in problems]
+    values = template.bind_values(gammas[:, None, :], betas[:, None, :], evaluator.h, evaluator.J)
+    values = values[:, 0, :]
+    outcomes: list[IntArray] = [np.zeros(0, dtype=np.int64) for _ in problems]
     by_shots: dict[int, list[int]] = {}
     for b, problem in enumerate(problems):
         by_shots.setdefault(problem.shots, []).append(b)
     pubs = [(template.sampling_circuit, values[rows], shots) for shots, rows in by_shots.items()]
     result = backend.sampler(max(by_shots), seed).run(pubs).result()
     for pub_result, rows in zip(result, by_shots.values(), strict=True):
-        bits = pub_result.data.meas
+        measured = pub_result.data.meas
         for position, b in enumerate(rows):
-            counts[b] = bits.get_counts(loc=position)
-    return counts
+            outcomes[b] = np.fromiter(measured.get_int_counts(loc=position), dtype=np.int64)
+    return outcomes
 
 
-def _best_sample(formulation: Formulation, counts: dict[str, int]) -> tuple[str, float, bool]:
-    """Best bitstring under the true objective, feasible ones first (Qiskit strings are qubit 0 last)."""
-    strings = list(counts)
-    bits = np.array([[int(c) for c in reversed(s)] for s in strings], dtype=np.int8)
+def _best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, float, bool]:
+    """Best measured bitstring under the true objective, feasible ones first."""
+    bits = ((outcomes[:, None] >> np.arange(formulation.qubo.n)) & 1).astype(np.int8)
     objectives = formulation.objective(bits)
     feasible = formulation.feasible(bits)
     maximise = formulation.qubo.sense == "max"
