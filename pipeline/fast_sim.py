@@ -53,6 +53,45 @@ def energy_levels(diagonals: FloatArray) -> tuple[FloatArray, IntArray, IntArray
 
 
 @njit(cache=True, nogil=True)
+def _mixer(re: FloatArray, im: FloatArray, n: int, c: float, s: float) -> None:  # pragma: no cover
+    """RX(2 beta) on every qubit, two qubits per pass: half the sweeps over the state.
+
+    One qubit: [[c, -is], [-is, c]]; two qubits: its Kronecker square, with entries
+    c^2, -ics and -s^2.
+    """
+    states = 1 << n
+    cc, ss, cs = c * c, s * s, c * s
+    qubit = 0
+    while qubit + 1 < n:
+        low, high = 1 << qubit, 1 << (qubit + 1)
+        for base in range(0, states, 2 * high):
+            for a in range(base, base + low):
+                b, d = a + low, a + high
+                e = d + low
+                ar, ai, br, bi = re[a], im[a], re[b], im[b]
+                dr, di, er, ei = re[d], im[d], re[e], im[e]
+                re[a] = cc * ar + cs * (bi + di) - ss * er
+                im[a] = cc * ai - cs * (br + dr) - ss * ei
+                re[b] = cc * br + cs * (ai + ei) - ss * dr
+                im[b] = cc * bi - cs * (ar + er) - ss * di
+                re[d] = cc * dr + cs * (ai + ei) - ss * br
+                im[d] = cc * di - cs * (ar + er) - ss * bi
+                re[e] = cc * er + cs * (bi + di) - ss * ar
+                im[e] = cc * ei - cs * (br + dr) - ss * ai
+        qubit += 2
+    if qubit < n:
+        stride = 1 << qubit
+        for base in range(0, states, 2 * stride):
+            for x in range(base, base + stride):
+                y = x + stride
+                ar, ai, dr, di = re[x], im[x], re[y], im[y]
+                re[x] = c * ar + s * di
+                im[x] = c * ai - s * dr
+                re[y] = c * dr + s * ai
+                im[y] = c * di - s * ar
+
+
+@njit(cache=True, nogil=True)
 def _expectations(
     n: int,
     diagonals: FloatArray,
@@ -97,19 +136,7 @@ def _expectations(
                     r, i = re[x], im[x]
                     re[x] = r * pr - i * pi
                     im[x] = r * pi + i * pr
-            c = np.cos(betas[k, layer])
-            s = np.sin(betas[k, layer])
-            for qubit in range(n):
-                stride = 1 << qubit
-                for base in range(0, states, 2 * stride):
-                    for x in range(base, base + stride):
-                        y = x + stride
-                        ar, ai, dr, di = re[x], im[x], re[y], im[y]
-                        # RX(2 beta) = [[c, -i s], [-i s, c]]
-                        re[x] = c * ar + s * di
-                        im[x] = c * ai - s * dr
-                        re[y] = c * dr + s * ai
-                        im[y] = c * di - s * ar
+            _mixer(re, im, n, np.cos(betas[k, layer]), np.sin(betas[k, layer]))
         total = 0.0
         for x in range(states):
             weight = re[x] * re[x] + im[x] * im[x]
