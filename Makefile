@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean
+.PHONY: demo test lint typecheck setup clean bench-engine bench-pipeline
 
 setup: $(STAMP)
 
@@ -28,6 +28,18 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench-engine: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .qhopper .pytest_cache .mypy_cache .ruff_cache

@@ -49,8 +49,14 @@ def problems_of_one_shape(n: int, count: int, seed: int, integer: bool) -> list[
     graph = regular_graph(n, 3, rng)
     specs = []
     for _ in range(count):
-        weight = (lambda: rng.randint(1, 10)) if integer else (lambda: round(rng.uniform(0.1, 1.0), 6))
-        specs.append(MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}))
+        weight = (
+            (lambda: rng.randint(1, 10)) if integer else (lambda: round(rng.uniform(0.1, 1.0), 6))
+        )
+        specs.append(
+            MaxCutSpec.model_validate(
+                {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
+            )
+        )
     return specs
 
 
@@ -79,14 +85,21 @@ def naive_loop(specs: list[MaxCutSpec], optima: list[float], reps: int) -> Figur
     for spec, optimum in zip(specs, optima, strict=True):
         started = time.perf_counter()
         total = sum(e[2] for e in spec.edges)
-        operator = SparsePauliOp.from_sparse_list([("ZZ", [u, v], w / 2) for u, v, w in spec.edges], spec.n)
+        operator = SparsePauliOp.from_sparse_list(
+            [("ZZ", [u, v], w / 2) for u, v, w in spec.edges], spec.n
+        )
         counter = {"evaluations": 0}
 
         def count(*_: object, counter: dict[str, int] = counter) -> None:
             counter["evaluations"] += 1
 
-        qaoa = QAOA(SamplerV2(default_shots=1024, seed=7), COBYLA(maxiter=100), reps=reps,
-                    transpiler=BACKEND.pass_manager(), callback=count)
+        qaoa = QAOA(
+            SamplerV2(default_shots=1024, seed=7),
+            COBYLA(maxiter=100),
+            reps=reps,
+            transpiler=BACKEND.pass_manager(),
+            callback=count,
+        )
         result = qaoa.compute_minimum_eigenvalue(operator)
         times.append(time.perf_counter() - started)
         evaluations.append(counter["evaluations"])
@@ -94,19 +107,30 @@ def naive_loop(specs: list[MaxCutSpec], optima: list[float], reps: int) -> Figur
         bits = result.best_measurement["bitstring"][::-1]
         cut = sum(w for u, v, w in spec.edges if bits[u] != bits[v])
         best.append(cut / optimum)
-    return Figures("naive loop (qiskit-algorithms QAOA + COBYLA, Aer)", statistics.median(times),
-                   statistics.median(evaluations), statistics.mean(expectation), statistics.mean(best))
+    return Figures(
+        "naive loop (qiskit-algorithms QAOA + COBYLA, Aer)",
+        statistics.median(times),
+        statistics.median(evaluations),
+        statistics.mean(expectation),
+        statistics.mean(best),
+    )
 
 
 def engine(specs: list[MaxCutSpec], optima: list[float], reps: int, evaluator: str) -> Figures:
     formulations = [formulate(s) for s in specs]
     problems = [BatchProblem(f"p{i}", f, 1024) for i, f in enumerate(formulations)]
-    template = compile_template(shape_of(formulations[0].ising, reps, BACKEND.target_label), BACKEND, "bench")
+    template = compile_template(
+        shape_of(formulations[0].ising, reps, BACKEND.target_label), BACKEND, "bench"
+    )
     started = time.perf_counter()
-    answers = optimise_batch(template, problems, BACKEND, max_iterations=40, seed=7, evaluator=evaluator)
+    answers = optimise_batch(
+        template, problems, BACKEND, max_iterations=40, seed=7, evaluator=evaluator
+    )
     elapsed = time.perf_counter() - started
     return Figures(
-        f"engine, {evaluator} evaluator", elapsed / len(specs), statistics.median(a.evaluations for a in answers),
+        f"engine, {evaluator} evaluator",
+        elapsed / len(specs),
+        statistics.median(a.evaluations for a in answers),
         statistics.mean(a.expected_objective / o for a, o in zip(answers, optima, strict=True)),
         statistics.mean(a.objective / o for a, o in zip(answers, optima, strict=True)),
     )
@@ -117,25 +141,44 @@ def part_a(count: int, naive_count: int, reps: int) -> None:
     optima = [exact_optimum(formulate(s)) for s in specs]
     optimise_batch(  # warm the numba cache and Aer so start-up is not measured
         compile_template(shape_of(formulate(specs[0]).ising, reps, "aer"), BACKEND, "w"),
-        [BatchProblem("w", formulate(specs[0]), 16)], BACKEND, 2, 1, evaluator="fast")
+        [BatchProblem("w", formulate(specs[0]), 16)],
+        BACKEND,
+        2,
+        1,
+        evaluator="fast",
+    )
     rows = [
         naive_loop(specs[:naive_count], optima[:naive_count], reps),
         engine(specs, optima, reps, "estimator"),
         engine(specs, optima, reps, "fast"),
     ]
-    print(f"\n(a) {count} weighted 12-node 3-regular MaxCut problems of one shape, p={reps}"
-          f" (naive loop on the first {naive_count}; weights uniform in [0.1, 1])")
-    print(f"{'method':58} {'s/problem':>10} {'evals':>7} {'E ratio':>8} {'best ratio':>10} {'speed-up':>9}")
+    print(
+        f"\n(a) {count} weighted 12-node 3-regular MaxCut problems of one shape, p={reps}"
+        f" (naive loop on the first {naive_count}; weights uniform in [0.1, 1])"
+    )
+    print(
+        f"{'method':58} {'s/problem':>10} {'evals':>7} {'E ratio':>8} {'best ratio':>10} {'speed-up':>9}"
+    )
     for row in rows:
-        print(f"{row.label:58} {row.seconds_per_problem:10.4f} {row.evaluations:7.0f} "
-              f"{row.expectation_ratio:8.4f} {row.best_sample_ratio:10.4f} "
-              f"{rows[0].seconds_per_problem / row.seconds_per_problem:8.1f}x")
+        print(
+            f"{row.label:58} {row.seconds_per_problem:10.4f} {row.evaluations:7.0f} "
+            f"{row.expectation_ratio:8.4f} {row.best_sample_ratio:10.4f} "
+            f"{rows[0].seconds_per_problem / row.seconds_per_problem:8.1f}x"
+        )
 
 
-def per_evaluation(template: CompiledTemplate, problems: list[BatchProblem], sets_per_call: int, evaluator: str,
-                   repeats: int) -> float:
-    engine_ = (PrimitiveEvaluator(template, problems, BACKEND, 1) if evaluator == "aer"
-               else DiagonalEvaluator(template, problems))
+def per_evaluation(
+    template: CompiledTemplate,
+    problems: list[BatchProblem],
+    sets_per_call: int,
+    evaluator: str,
+    repeats: int,
+) -> float:
+    engine_ = (
+        PrimitiveEvaluator(template, problems, BACKEND, 1)
+        if evaluator == "aer"
+        else DiagonalEvaluator(template, problems)
+    )
     rng = np.random.default_rng(0)
     rows = np.arange(len(problems))
     samples = []
@@ -168,28 +211,46 @@ def qokit_per_evaluation(n: int, edges: list[list[float]], reps: int, repeats: i
 
 def part_c(reps: int, repeats: int) -> None:
     print(f"\n(c) milliseconds per evaluation, p={reps} (median of {repeats} calls)")
-    print(f"{'n':>3} {'Aer 1 set/call':>15} {'Aer 100 sets/call':>18} {'fast, int weights':>18} "
-          f"{'fast, real weights':>19}   QOKit")
+    print(
+        f"{'n':>3} {'Aer 1 set/call':>15} {'Aer 100 sets/call':>18} {'fast, int weights':>18} "
+        f"{'fast, real weights':>19}   QOKit"
+    )
     for n in (12, 16):
         real = [formulate(s) for s in problems_of_one_shape(n, 100, seed=n, integer=False)]
         integer = [formulate(s) for s in problems_of_one_shape(n, 100, seed=n, integer=True)]
-        template = compile_template(shape_of(real[0].ising, reps, BACKEND.target_label), BACKEND, "bench")
+        template = compile_template(
+            shape_of(real[0].ising, reps, BACKEND.target_label), BACKEND, "bench"
+        )
         one = [BatchProblem("p", real[0], 1)]
         hundred = [BatchProblem(f"p{i}", f, 1) for i, f in enumerate(real)]
         aer_one = per_evaluation(template, one, 1, "aer", repeats)
         aer_hundred = per_evaluation(template, one, 100, "aer", max(3, repeats // 5))
-        fast_int = per_evaluation(template, [BatchProblem(f"p{i}", f, 1) for i, f in enumerate(integer)], 9, "fast", repeats)
+        fast_int = per_evaluation(
+            template,
+            [BatchProblem(f"p{i}", f, 1) for i, f in enumerate(integer)],
+            9,
+            "fast",
+            repeats,
+        )
         fast_real = per_evaluation(template, hundred, 9, "fast", repeats)
         spec = problems_of_one_shape(n, 1, seed=n, integer=False)[0]
         qokit = qokit_per_evaluation(n, [list(e) for e in spec.edges], reps, repeats)
-        print(f"{n:3} {aer_one:15.3f} {aer_hundred:18.3f} {fast_int:18.3f} {fast_real:19.3f}   {qokit}")
-        print(f"    fast path vs Aer at 100 sets/call: {aer_hundred / fast_real:.1f}x (real weights),"
-              f" {aer_hundred / fast_int:.1f}x (integer weights)")
+        print(
+            f"{n:3} {aer_one:15.3f} {aer_hundred:18.3f} {fast_int:18.3f} {fast_real:19.3f}   {qokit}"
+        )
+        print(
+            f"    fast path vs Aer at 100 sets/call: {aer_hundred / fast_real:.1f}x (real weights),"
+            f" {aer_hundred / fast_int:.1f}x (integer weights)"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer problems and repeats (a smoke run)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer problems and repeats (a smoke run)"
+    )
     args = parser.parse_args()
     count, naive_count, repeats = (20, 3, 5) if args.quick else (100, 10, 15)
     part_a(count, naive_count, reps=2)
