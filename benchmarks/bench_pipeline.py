@@ -156,9 +156,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
             size = settings.classical.chunk_size
             work += [("c", (records[i : i + size], settings)) for i in range(0, len(records), size)]
     with ProcessPoolExecutor(max_workers=2) as pool:
-        list(
-            pool.map(_classical_chunk, [([problems[0]] if problems[0]["n"] > 16 else [], settings)])
-        )  # start
+        list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
         started = time.perf_counter()
         futures = [
             pool.submit(_quantum_chunk if kind == "q" else _classical_chunk, args)
