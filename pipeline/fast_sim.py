@@ -101,12 +101,10 @@ def _expectations(
     owner: IntArray,
     gammas: FloatArray,
     betas: FloatArray,
-    want_probabilities: bool,
-) -> tuple[FloatArray, FloatArray]:  # pragma: no cover - compiled
+) -> FloatArray:  # pragma: no cover - compiled
     states = 1 << n
     sets, reps = gammas.shape
     out = np.empty(sets)
-    probabilities = np.empty((sets if want_probabilities else 0, states))
     re = np.empty(states)
     im = np.empty(states)
     phase_re = np.empty(levels.shape[1])
@@ -141,10 +139,8 @@ def _expectations(
         for x in range(states):
             weight = re[x] * re[x] + im[x] * im[x]
             total += weight * diagonals[b, x]
-            if want_probabilities:
-                probabilities[k, x] = weight
         out[k] = total
-    return out, probabilities
+    return out
 
 
 class DiagonalQAOA:
@@ -157,7 +153,7 @@ class DiagonalQAOA:
 
     def expectations(self, owner: IntArray, gammas: FloatArray, betas: FloatArray) -> FloatArray:
         """<E> for angle set k of problem ``owner[k]``; angles are (K, reps)."""
-        values, _ = _expectations(
+        return _expectations(
             self.n,
             self.diagonals,
             self.levels,
@@ -166,21 +162,4 @@ class DiagonalQAOA:
             np.ascontiguousarray(owner, dtype=np.int64),
             np.ascontiguousarray(gammas, dtype=np.float64),
             np.ascontiguousarray(betas, dtype=np.float64),
-            False,
         )
-        return values
-
-    def probabilities(self, owner: IntArray, gammas: FloatArray, betas: FloatArray) -> FloatArray:
-        """Measurement distribution over basis states (index bit k = qubit k) per angle set."""
-        _, probabilities = _expectations(
-            self.n,
-            self.diagonals,
-            self.levels,
-            self.inverse,
-            self.sizes,
-            np.ascontiguousarray(owner, dtype=np.int64),
-            np.ascontiguousarray(gammas, dtype=np.float64),
-            np.ascontiguousarray(betas, dtype=np.float64),
-            True,
-        )
-        return probabilities
