@@ -178,15 +178,31 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     assert status["queued"] == 0 and status["claimed"] == 0
     assert status["completed"] + status["degraded"] == len(ids)
 
-    # A second run finds nothing to do and writes nothing new.
+    # New problems of a shape seen before: the stored template is reused, nothing compiled.
+    same_shape = tmp_path / "again.jsonl"
+    reweighted = [{**problems[0], "edges": [[u, v, w + 1] for u, v, w in problems[0]["edges"]]}]
+    same_shape.write_text(json.dumps(reweighted[0]) + "\n")
+    assert cli("submit", str(same_shape), "--home", str(home)).exit_code == 0
+    warm = json.loads(cli("run", "--json", "--home", str(home)).stdout)
+    assert (warm["problems"], warm["templates_compiled"], warm["templates_reused"]) == (1, 0, 1)
+
+    # A further run finds nothing to do and writes nothing new.
     assert "Nothing queued" in cli("run", "--home", str(home)).stdout
-    assert len(
-        json.loads(
-            cli(
-                "results", "--json", "--sql", "SELECT problem_id FROM problems", "--home", str(home)
-            ).stdout
+    assert (
+        len(
+            json.loads(
+                cli(
+                    "results",
+                    "--json",
+                    "--sql",
+                    "SELECT problem_id FROM problems",
+                    "--home",
+                    str(home),
+                ).stdout
+            )
         )
-    ) == len(ids)
+        == len(ids) + 1
+    )
 
 
 def test_a_file_with_bad_records_is_rejected_whole(tmp_path: Path) -> None:
