@@ -32,7 +32,8 @@ def dask_client(address: str | None, n_workers: int) -> Iterator[Client]:
         finally:
             client.close()
         return
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # Our own cluster: its shutdown chatter (slow nanny closes) is not actionable by users.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     for name, value in _SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     cluster = LocalCluster(
