@@ -35,8 +35,13 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r benchmarks/requirements.txt
 	touch $(BENCH_STAMP)
 
-bench-engine: $(BENCH_STAMP)
+bench-engine: $(BENCH_STAMP) .venv-qokit
 	$(BIN)/python benchmarks/bench_engine.py
+
+# QOKit pins an older qiskit: it gets an environment of its own, used only by bench-engine.
+.venv-qokit:
+	$(PYTHON) -m venv .venv-qokit
+	.venv-qokit/bin/python -m pip install --quiet --disable-pip-version-check --no-input -r benchmarks/requirements-qokit.txt
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
