@@ -11,11 +11,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from batching.routing import RouteDecision, route_problem
 from batching.shapes import ShapeKey, shape_of
 from pipeline.formulation import Formulation
 from pipeline.model import ProblemSpec
+
+if TYPE_CHECKING:
+    from batching.economics import RoutingNumbers
 
 CLASSICAL_TARGET = "cpsat"
 
@@ -42,6 +46,7 @@ class Batch:
     problems: tuple[PlannedProblem, ...]
     route_reason: str
     fallback_reasons: dict[str, str] = field(default_factory=dict)  # problem_id -> reason
+    routing: RoutingNumbers | None = None  # the economics behind the route, once decided
 
     @property
     def size(self) -> int:

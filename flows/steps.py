@@ -19,10 +19,11 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
+from batching.economics import classical_seconds, route_batches
 from batching.planner import Batch, PlannedProblem, plan_batches
 from batching.shapes import shape_of
 from flows.progress import sink
-from pipeline.backends import QuantumBackend, get_backend
+from pipeline.backends import CallPolicy, QuantumBackend, get_backend
 from pipeline.config import Settings
 from pipeline.execution import ChunkOutcome, run_classical_chunk, run_quantum_chunk
 from pipeline.formulation import formulate
@@ -35,7 +36,10 @@ from pipeline.intake import (
     SUBMITTED,
     ClaimedProblem,
     IntakeStore,
+    LeaseKeeper,
+    fault_point,
     new_id,
+    rename_fault_point,
     utcnow,
 )
 from pipeline.model import spec_from_record
@@ -47,7 +51,7 @@ from pipeline.results import (
     read_file,
     write_rows,
 )
-from pipeline.templates import CompiledTemplate, TemplateStore
+from pipeline.templates import CompiledTemplate, TemplateStore, artifact_key
 
 log = logging.getLogger("qhopper.run")
 
@@ -64,6 +68,7 @@ class RunContext:
     started_at: datetime = field(default_factory=utcnow)
     timings: dict[str, float] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    lease_keeper: LeaseKeeper | None = None
 
     @classmethod
     def open(
@@ -81,7 +86,18 @@ class RunContext:
         )
 
     def close(self) -> None:
-        self.store.close()
+        """Stop renewing; give back at once whatever this run claimed and did not finish."""
+        if self.lease_keeper is not None:
+            self.lease_keeper.stop()
+            self.lease_keeper = None
+        try:
+            released = self.store.release(self.run_id)
+            if released:
+                log.warning("run %s released %d unfinished problems", self.run_id, released)
+        except Exception as exc:  # never hide the error that ended the run; leases expire
+            log.error("run %s could not release its claims: %s", self.run_id, exc)
+        finally:
+            self.store.close()
 
 
 @dataclass
@@ -116,7 +132,21 @@ def recover(ctx: RunContext) -> int:
             _remove_batch_row(ctx, path)
             ctx.store.abandon_batch(batch_id)
             log.warning("run %s released batch %s (file missing)", ctx.run_id, batch_id)
+        # Temporaries the dead writer left (hidden names, never read): its batch is settled.
+        batches_dir = ctx.settings.results_dir / "batches" / path.parent.name
+        for directory in (path.parent, batches_dir):
+            for orphan in directory.glob(f".{batch_id}.*.tmp"):
+                orphan.unlink(missing_ok=True)
         settled += 1
+    # Any other temporary (a run summary cut short) is an orphan once it is an hour old:
+    # a live writer holds one for milliseconds.
+    cutoff = time.time() - 3600
+    for orphan in ctx.settings.results_dir.glob("*/date=*/.*.tmp"):
+        try:
+            if orphan.stat().st_mtime < cutoff:
+                orphan.unlink()
+        except FileNotFoundError:
+            pass
     ctx.timings["recover"] = time.perf_counter() - started
     return settled
 
@@ -131,9 +161,11 @@ def _remove_batch_row(ctx: RunContext, problems_path: Path) -> None:
 # --- collect and plan ---------------------------------------------------------------------
 def collect(ctx: RunContext) -> list[ClaimedProblem]:
     started = time.perf_counter()
-    claimed = ctx.store.claim(
-        ctx.run_id, ctx.settings.intake.claim_limit, ctx.settings.intake.lease_seconds
-    )
+    lease_seconds = ctx.settings.intake.lease_seconds
+    claimed = ctx.store.claim(ctx.run_id, ctx.settings.intake.claim_limit, lease_seconds)
+    fault_point("claim")
+    if claimed and ctx.lease_keeper is None:
+        ctx.lease_keeper = LeaseKeeper(ctx.store, ctx.run_id, lease_seconds).start()
     ctx.timings["collect"] = time.perf_counter() - started
     ctx.counters["problems"] = len(claimed)
     log.info("run %s claimed %d problems", ctx.run_id, len(claimed))
@@ -179,8 +211,13 @@ def plan(
 
 # --- compile ------------------------------------------------------------------------------
 def compile_templates(ctx: RunContext, batches: list[Batch]) -> list[CompiledBatch]:
-    """One template lookup per distinct shape: compiled at most once, then reused."""
+    """Route each batch on its economics, then look up one template per distinct shape.
+
+    Routing comes first so no template is compiled for a batch that goes to CP-SAT; a
+    template is compiled at most once, then reused.
+    """
     started = time.perf_counter()
+    batches = _route(ctx, batches)
     progress = sink()
     progress.stage("compile", len(batches))
     by_shape: dict[str, tuple[CompiledTemplate, bool, float]] = {}
@@ -209,6 +246,29 @@ def compile_templates(ctx: RunContext, batches: list[Batch]) -> list[CompiledBat
         progress.advance(1)
     ctx.timings["compile"] = time.perf_counter() - started
     return compiled
+
+
+def _route(ctx: RunContext, batches: list[Batch]) -> list[Batch]:
+    """Quantum or classical per batch, on cost, latency, feasibility, deadlines and budgets."""
+    routed = route_batches(
+        batches,
+        ctx.backend,
+        ctx.settings,
+        datetime.now(UTC),
+        compiled=lambda shape: ctx.templates.path_for(artifact_key(shape, ctx.backend)).exists(),
+        workers=ctx.settings.dask.n_workers,
+    )
+    ctx.counters["quantum_batches"] = sum(b.route == "quantum" for b in routed)
+    ctx.counters["classical_batches"] = sum(b.route == "classical" for b in routed)
+    for before, after in zip(batches, routed, strict=True):
+        if before.route != after.route:
+            log.info(
+                "run %s batch %s routed classical: %s",
+                ctx.run_id,
+                after.batch_id,
+                after.route_reason,
+            )
+    return routed
 
 
 # --- execute and write --------------------------------------------------------------------
@@ -285,6 +345,7 @@ def _submit(
             settings.quantum.max_qubits,
             settings.quantum.max_iterations,
             settings.quantum.seed,
+            policy=_policy(ctx, item.batch, chunk),
             pure=False,
         )
     items_c = [(p.problem_id, _spec_text(p)) for p in chunk]
@@ -298,22 +359,58 @@ def _submit(
     )
 
 
+def _policy(ctx: RunContext, batch: Batch, chunk: list[PlannedProblem]) -> CallPolicy:
+    """A quantum chunk's limits: its share of the batch's budget, and a deadline early
+    enough that CP-SAT can still answer the batch in time if the backend gives up."""
+    routing = batch.routing
+    time_limit = ctx.settings.classical.time_limit_s
+    reserve = 1.0 + sum(classical_seconds(p, time_limit) for p in batch.problems)
+    ends = [ctx.started_at.replace(tzinfo=UTC).timestamp() + ctx.settings.dask.run_timeout_s]
+    if routing is not None and routing.deadline is not None:
+        ends.append(routing.deadline.timestamp())
+    budget = math.inf
+    if routing is not None and routing.decision == "quantum":
+        budget = routing.budget_allotted_usd * len(chunk) / batch.size
+    return CallPolicy.from_settings(
+        ctx.settings, deadline_at=min(ends) - reserve, budget_usd=budget
+    )
+
+
 def _spec_text(problem: PlannedProblem) -> str:
     return problem.spec.model_dump_json(exclude_none=True)
 
 
 def _finish_batch(ctx: RunContext, client: Client, state: _Pending) -> None:
-    """Fall back where needed, then journal, write and mark the batch's problems final."""
+    """Fall back where needed, then journal, write and mark the batch's problems final.
+
+    A quantum chunk whose backend gave up (retries exhausted, a permanent error, an
+    outage, its budget or its deadline) says why in ``outcome.error``: its problems go to
+    CP-SAT labelled with that reason, and what its attempts cost is charged to them.
+    """
     item = state.compiled
     batch = item.batch
     answers: dict[str, dict[str, Any]] = {}
     chunk_seconds: dict[str, float] = {}
+    attempt_cost: dict[str, float] = {}
+    fallbacks: dict[str, str] = dict(batch.fallback_reasons)
     for outcome in state.outcomes:
         for pid, answer in outcome.answers.items():
             answers[pid] = answer
             chunk_seconds[pid] = outcome.seconds / max(1, len(outcome.answers))
+        for pid in outcome.problem_ids:
+            attempt_cost[pid] = outcome.cost_usd / len(outcome.problem_ids)
+            if outcome.error:
+                fallbacks.setdefault(pid, outcome.error[:500])
+        if outcome.error:
+            log.warning(
+                "run %s batch %s: %d problems fall back to CP-SAT after %d attempts: %s",
+                ctx.run_id,
+                batch.batch_id,
+                len(outcome.problem_ids),
+                outcome.attempts,
+                outcome.error,
+            )
     execute_s = max((o.seconds for o in state.outcomes), default=0.0)
-    fallbacks: dict[str, str] = dict(batch.fallback_reasons)
     error = "; ".join(state.errors)
     for problem in batch.problems:
         pid = problem.problem_id
@@ -360,10 +457,26 @@ def _finish_batch(ctx: RunContext, client: Client, state: _Pending) -> None:
             fallbacks.get(p.problem_id),
             chunk_seconds.get(p.problem_id, 0.0),
             execute_s,
+            attempt_cost.get(p.problem_id, 0.0),
         )
         for p in batch.problems
     ]
     _write_batch(ctx, batch, item, rows, state, execute_s, post_started)
+
+
+def _batch_columns(batch: Batch, state: _Pending) -> dict[str, Any]:
+    """The routing numbers and the quantum attempts of a batch, for its ``batches/`` row."""
+    outcomes = state.outcomes
+    errors = [o.error for o in outcomes if o.error] + state.errors
+    columns: dict[str, Any] = batch.routing.columns() if batch.routing else {}
+    return columns | {
+        "backend_attempts": sum(o.attempts for o in outcomes),
+        "backend_failures": sum(o.failures for o in outcomes),
+        "max_attempts_per_call": max((o.max_attempts_per_call for o in outcomes), default=0),
+        "quantum_cost_usd": sum(o.cost_usd for o in outcomes),
+        "provider_job_ids": ",".join(j for o in outcomes for j in o.job_ids) or None,
+        "fallback_reason": "; ".join(dict.fromkeys(errors))[:1000] or None,
+    }
 
 
 def _problem_row(
@@ -375,7 +488,9 @@ def _problem_row(
     fallback: str | None,
     seconds: float,
     batch_execute_s: float,
+    attempt_cost: float = 0.0,
 ) -> dict[str, Any]:
+    """One problem's row; ``attempt_cost`` is its share of every quantum attempt's bill."""
     prices = ctx.settings.prices
     spec = problem.spec
     quantum = not classical and answer is not None
@@ -384,9 +499,7 @@ def _problem_row(
     else:
         status = DEGRADED if fallback else COMPLETED
     shape = item.batch.shape or shape_of(problem.formulation.ising, 0, "cpsat")
-    cost = seconds * prices.cpu_usd_per_core_second
-    if quantum:
-        cost += problem.shots * prices.simulator_usd_per_shot
+    cost = attempt_cost if quantum else attempt_cost + seconds * prices.cpu_usd_per_core_second
     return {
         "problem_id": problem.problem_id,
         "key": problem.key,
@@ -412,7 +525,7 @@ def _problem_row(
         "t_queue_s": (problem.claimed_at - problem.submitted_at).total_seconds(),
         "t_compile_s": item.compile_s,
         "t_execute_s": batch_execute_s if quantum else seconds,
-        "provider_job_id": None,
+        "provider_job_id": answer.get("provider_job_id") if quantum and answer else None,
         "circuit_hash": item.template.artifact_key if quantum and item.template else None,
         "input_hash": problem.input_hash,
         "submitted_at": problem.submitted_at.replace(tzinfo=UTC),
@@ -436,6 +549,9 @@ def _write_batch(
     day = completed_at.date()
     results = ctx.settings.results_dir
     problems_path = dataset_path(results, "problems", day, batch.batch_id)
+    rows = _journal(ctx, batch.batch_id, rows, problems_path)
+    if not rows:
+        return
     batch_row = {
         "batch_id": batch.batch_id,
         "run_id": ctx.run_id,
@@ -443,7 +559,7 @@ def _write_batch(
         "route_reason": batch.route_reason,
         "shape_key": batch.shape.label if batch.shape else None,
         "kind": ",".join(sorted({p.spec.kind for p in batch.problems})),
-        "size": batch.size,
+        "size": len(rows),
         "n_qubits": batch.shape.n_qubits if batch.shape else None,
         "reps": batch.shape.reps if batch.shape else None,
         "backend": ctx.backend_spec if batch.route == "quantum" else "ortools-cpsat",
@@ -461,18 +577,9 @@ def _write_batch(
         "started_at": ctx.started_at.replace(tzinfo=UTC),
         "completed_at": completed_at,
     }
-    ctx.store.begin_batch(
-        ctx.run_id, batch.batch_id, [r["problem_id"] for r in rows], str(problems_path)
-    )
+    batch_row |= _batch_columns(batch, state)
     write_rows(dataset_path(results, "batches", day, batch.batch_id), BATCH_SCHEMA, [batch_row])
-    write_rows(problems_path, PROBLEM_SCHEMA, rows)  # the commit point of this batch
-    ctx.store.finish_batch(
-        batch.batch_id,
-        [
-            {k: r[k] for k in ("problem_id", "status", "route", "solver_path", "fallback_reason")}
-            for r in rows
-        ],
-    )
+    _commit(ctx, batch.batch_id, problems_path, rows)
     for row in rows:
         ctx.counters[row["status"]] += 1
     ctx.counters["cost_micro_usd"] += round(batch_row["cost_usd"] * 1e6)
@@ -481,9 +588,54 @@ def _write_batch(
         ctx.run_id,
         batch.batch_id,
         batch.route,
-        batch.size,
+        len(rows),
         batch_row["shape_key"],
     )
+
+
+def _journal(
+    ctx: RunContext, batch_id: str, rows: list[dict[str, Any]], problems_path: Path
+) -> list[dict[str, Any]]:
+    """Journal the batch for the rows whose problems this run still holds; those rows only.
+
+    A problem this run no longer holds (its lease ran out and another run took it) must
+    not get a second row: the run that holds it now writes the one row.
+    """
+    held = set(
+        ctx.store.begin_batch(
+            ctx.run_id,
+            batch_id,
+            [r["problem_id"] for r in rows],
+            str(problems_path),
+            ctx.settings.intake.lease_seconds,
+        )
+    )
+    if len(held) < len(rows):
+        log.warning(
+            "run %s batch %s: %d of %d problems are no longer held by this run; not written",
+            ctx.run_id,
+            batch_id,
+            len(rows) - len(held),
+            len(rows),
+        )
+    return [r for r in rows if r["problem_id"] in held]
+
+
+def _commit(
+    ctx: RunContext, batch_id: str, problems_path: Path, rows: list[dict[str, Any]]
+) -> None:
+    """Write the problems file (the batch's commit point), then mark its problems final."""
+    with rename_fault_point("write-before-rename"):
+        write_rows(problems_path, PROBLEM_SCHEMA, rows)
+    fault_point("write-after-rename")
+    ctx.store.finish_batch(
+        batch_id,
+        [
+            {k: r[k] for k in ("problem_id", "status", "route", "solver_path", "fallback_reason")}
+            for r in rows
+        ],
+    )
+    fault_point("finish")
 
 
 def _write_exhausted(ctx: RunContext, exhausted: list[ClaimedProblem]) -> None:
@@ -535,21 +687,39 @@ def _write_exhausted(ctx: RunContext, exhausted: list[ClaimedProblem]) -> None:
             }
         )
     path = dataset_path(ctx.settings.results_dir, "problems", completed_at.date(), batch_id)
-    ctx.store.begin_batch(ctx.run_id, batch_id, [r["problem_id"] for r in rows], str(path))
-    write_rows(path, PROBLEM_SCHEMA, rows)
-    ctx.store.finish_batch(
-        batch_id,
-        [
-            {
-                "problem_id": r["problem_id"],
-                "status": FAILED,
-                "route": None,
-                "solver_path": None,
-                "fallback_reason": r["fallback_reason"],
-            }
-            for r in rows
-        ],
+    rows = _journal(ctx, batch_id, rows, path)
+    if not rows:
+        return
+    batch_row = {
+        "batch_id": batch_id,
+        "run_id": ctx.run_id,
+        "route": None,
+        "route_reason": f"attempt limit reached (limit {limit}): not run again",
+        "shape_key": None,
+        "kind": ",".join(sorted({r["kind"] for r in rows})),
+        "size": len(rows),
+        "n_qubits": None,
+        "reps": None,
+        "backend": None,
+        "solver_path": None,
+        "attempts": max(c.attempts for c in exhausted),
+        "templates_compiled": 0,
+        "templates_reused": 0,
+        "artifact_key": None,
+        "chunks": 0,
+        "evaluations": 0,
+        "t_compile_s": 0.0,
+        "t_execute_s": 0.0,
+        "t_post_s": 0.0,
+        "cost_usd": 0.0,
+        "started_at": ctx.started_at.replace(tzinfo=UTC),
+        "completed_at": completed_at,
+    }
+    day = completed_at.date()
+    write_rows(
+        dataset_path(ctx.settings.results_dir, "batches", day, batch_id), BATCH_SCHEMA, [batch_row]
     )
+    _commit(ctx, batch_id, path, rows)
     ctx.counters[FAILED] += len(rows)
 
 

@@ -39,7 +39,9 @@ class LimitSettings(_Section):
 class QuantumSettings(_Section):
     backend: str = "aer"
     max_qubits: int = Field(default=16, ge=1, le=32)
-    default_reps: int = Field(default=1, ge=1, le=10)
+    default_reps: int = Field(
+        default=2, ge=1, le=10
+    )  # p=2: ~0.86 vs ~0.79 expectation ratio for ~2x the work
     default_shots: int = Field(default=1024, ge=1, le=1_000_000)
     max_batch_size: int = Field(default=64, ge=1)
     max_iterations: int = Field(default=40, ge=1)
@@ -53,9 +55,56 @@ class ClassicalSettings(_Section):
 
 
 class PriceSettings(_Section):
-    # Compute priced like an on-demand general-purpose vCPU (~USD 0.04 per vCPU-hour).
+    """What each attempt costs; every attempt is billed, failed ones included."""
+
+    # Simulators and CP-SAT are priced as on-demand cloud compute: AWS EC2 lists general-purpose
+    # instances at about USD 0.04-0.05 per vCPU-hour (m7i.large, us-east-1, USD 0.1008/h for
+    # 2 vCPU; https://aws.amazon.com/ec2/pricing/on-demand/).
     cpu_usd_per_core_second: float = Field(default=0.04 / 3600, ge=0)
     simulator_usd_per_shot: float = Field(default=0.0, ge=0)
+    # IBM Quantum Pay-As-You-Go plan: USD 96 per minute of QPU time, billed per second
+    # (https://www.ibm.com/quantum/pricing).
+    qpu_usd_per_second: float = Field(default=96.0 / 60, ge=0)
+    # QPU time a job takes, for estimates before it runs (IBM bills measured usage afterwards):
+    # a fixed per-job overhead plus one repetition delay per shot, 250 us being the default
+    # rep_delay of IBM Eagle and Heron devices (https://docs.quantum.ibm.com/guides/estimate-job-run-time).
+    qpu_seconds_per_job: float = Field(default=2.0, ge=0)
+    qpu_seconds_per_shot: float = Field(default=250e-6, ge=0)
+
+
+class BudgetSettings(_Section):
+    """Spending limits the router enforces before a batch runs and workers enforce while it runs."""
+
+    per_problem_usd: float = Field(default=0.05, ge=0)
+    per_run_usd: float = Field(default=50.0, ge=0)
+    # Per tenant and run, e.g. {research = 5.0}; a tenant not listed is bounded by the run budget.
+    tenant_quota_usd: dict[str, float] = Field(default_factory=dict)
+
+
+class RetrySettings(_Section):
+    """Bounded retries with exponential backoff and full jitter, on transient errors only."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)  # per backend call, the first one included
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    # After this many calls in a row ran out of retries, a worker skips the backend this long.
+    breaker_threshold: int = Field(default=2, ge=1)
+    breaker_cooldown_s: float = Field(default=60.0, ge=0)
+
+
+class TimeoutSettings(_Section):
+    """Per job: how long it may wait to start and how long it may run (the run's is dask.run_timeout_s)."""
+
+    submit_s: float = Field(default=600.0, gt=0)
+    execute_s: float = Field(default=900.0, gt=0)
+
+
+class RoutingSettings(_Section):
+    """Inputs of the routing estimates that no backend can state about itself."""
+
+    simulator_memory_bytes: int = Field(default=4 * 1024**3, ge=1)  # per worker process
+    compile_estimate_s: float = Field(default=2.0, ge=0)  # a template not in the store yet
+    qpu_queue_estimate_s: float = Field(default=900.0, ge=0)  # expected wait on a shared QPU
 
 
 class DaskSettings(_Section):
@@ -71,6 +120,10 @@ class Settings(_Section):
     quantum: QuantumSettings = QuantumSettings()
     classical: ClassicalSettings = ClassicalSettings()
     prices: PriceSettings = PriceSettings()
+    budget: BudgetSettings = BudgetSettings()
+    retry: RetrySettings = RetrySettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    routing: RoutingSettings = RoutingSettings()
     dask: DaskSettings = DaskSettings()
 
     @property

@@ -3,12 +3,18 @@
     QhopperError
     ├── InputRejected          bad input; carries every InputIssue (file, record, field)
     ├── ConfigError            an unreadable or inconsistent configuration
-    └── BackendError           anything a quantum backend raised, mapped at its boundary
-        ├── TransientBackendError   worth retrying (timeouts, rate limits, 5xx, queue full)
-        └── PermanentBackendError   never retried (invalid circuit, unsupported target, auth)
+    ├── BackendError           anything a quantum backend raised, mapped at its boundary
+    │   ├── TransientBackendError   worth retrying (timeouts, rate limits, network, 5xx, queue full)
+    │   │   ├── BackendTimeout          a job stayed queued or ran past its configured timeout
+    │   │   └── BackendUnavailable      the provider is down (outage, 503, circuit breaker open)
+    │   └── PermanentBackendError   never retried (invalid circuit, unsupported target, auth)
+    └── FallbackRequired       quantum work stopped on purpose; the batch goes to CP-SAT
+        ├── BudgetExhausted         the next attempt would spend more than the batch was allotted
+        └── DeadlineExceeded        the next attempt could not finish before the batch's deadline
 
 Errors of the libraries underneath are mapped onto this tree in one place per
-boundary (``raise ... from exc``), so callers decide on retries by type alone.
+boundary (``raise ... from exc``), so callers decide on retries by type alone: the
+quantum backends' boundary is :func:`pipeline.backends.base.translate_error`.
 """
 
 from __future__ import annotations
@@ -58,3 +64,23 @@ class TransientBackendError(BackendError):
 
 class PermanentBackendError(BackendError):
     """A failure that will repeat: never retried, the batch falls back at once."""
+
+
+class BackendTimeout(TransientBackendError):
+    """A job waited in the queue or ran longer than its configured timeout; it was cancelled."""
+
+
+class BackendUnavailable(TransientBackendError):
+    """The provider does not take work now: an outage, a 503, or our circuit breaker is open."""
+
+
+class FallbackRequired(QhopperError):
+    """Quantum work was stopped by policy, not by a failure; the batch falls back to CP-SAT."""
+
+
+class BudgetExhausted(FallbackRequired):
+    """Spending more on this batch would exceed the budget it was allotted at routing."""
+
+
+class DeadlineExceeded(FallbackRequired):
+    """Another attempt could not finish before the batch's deadline."""

@@ -13,8 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.backends import get_backend
+from pipeline.backends import CallPolicy, Ledger, MeteredBackend, get_backend
 from pipeline.classical import solve_classical
+from pipeline.errors import BackendError, FallbackRequired, PermanentBackendError
 from pipeline.formulation import formulate
 from pipeline.model import spec_from_record
 from pipeline.qaoa_engine import BatchProblem, optimise_batch
@@ -23,11 +24,23 @@ from pipeline.templates import CompiledTemplate
 
 @dataclass
 class ChunkOutcome:
-    """Answers of one chunk, keyed by problem id, with the chunk's own timing."""
+    """Answers of one chunk, keyed by problem id, with the chunk's own timing.
+
+    Quantum chunks also say what their backend calls took (every attempt, failed ones
+    included, and what they cost) and, when the backend could not answer, why: ``error``
+    is then the fallback reason and ``answers`` is empty.
+    """
 
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     worker_pid: int = 0
+    problem_ids: list[str] = field(default_factory=list)
+    attempts: int = 0
+    failures: int = 0
+    max_attempts_per_call: int = 0
+    cost_usd: float = 0.0
+    job_ids: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def run_quantum_chunk(
@@ -37,18 +50,39 @@ def run_quantum_chunk(
     max_qubits: int,
     max_iterations: int,
     seed: int,
+    *,
+    policy: CallPolicy | None = None,
 ) -> ChunkOutcome:
-    """Optimise ``items`` (problem id, spec JSON, shots) in lockstep on one template."""
+    """Optimise ``items`` (problem id, spec JSON, shots) in lockstep on one template.
+
+    Every backend call goes through ``policy`` (timeouts, retries, budget, deadline); a
+    backend failure that survives it ends the chunk with ``error`` set, not an exception,
+    so the cost and attempts already spent reach the flow with the reason.
+    """
     started = time.perf_counter()
-    backend = get_backend(backend_spec, max_qubits)
+    ledger = Ledger()
+    backend = MeteredBackend(get_backend(backend_spec, max_qubits), policy or CallPolicy(), ledger)
     problems = [
         BatchProblem(pid, formulate(spec_from_record(json.loads(text))), shots)
         for pid, text, shots in items
     ]
-    answers = optimise_batch(template, problems, backend, max_iterations, seed)
-    outcome = ChunkOutcome(worker_pid=os.getpid())
+    outcome = ChunkOutcome(worker_pid=os.getpid(), problem_ids=[p.problem_id for p in problems])
+    try:
+        answers = optimise_batch(template, problems, backend, max_iterations, seed)
+    except PermanentBackendError as exc:
+        answers, outcome.error = [], f"permanent backend error, not retried: {exc}"
+    except (BackendError, FallbackRequired) as exc:
+        answers, outcome.error = [], str(exc)
     for answer in answers:
-        outcome.answers[answer.problem_id] = asdict(answer) | {"proven_optimal": False}
+        outcome.answers[answer.problem_id] = asdict(answer) | {
+            "proven_optimal": False,
+            "provider_job_id": ledger.last_job_id,
+        }
+    outcome.attempts = ledger.attempts
+    outcome.failures = ledger.failures
+    outcome.max_attempts_per_call = ledger.max_attempts_per_call
+    outcome.cost_usd = ledger.cost_usd
+    outcome.job_ids = ledger.job_ids
     outcome.seconds = time.perf_counter() - started
     return outcome
 

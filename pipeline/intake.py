@@ -5,18 +5,31 @@ What it guarantees:
   per call;
 - a claim is one atomic ``UPDATE .. WHERE id IN (SELECT .. [FOR UPDATE SKIP LOCKED])
   RETURNING``, so two runs never hold the same problem; claims carry a lease and
-  count attempts; a problem whose lease expired is claimable again;
+  count attempts; a problem whose lease expired, or whose holder is a process of this host
+  that no longer exists, is claimable again;
 - results are journalled: a batch is recorded as ``writing`` before its Parquet file is
   written and ``written`` once its problems are final, so recovery after a crash can
   roll forward (file present) or release the problems (file absent) and every problem
-  ends with exactly one result row.
+  ends with exactly one result row. A batch is fenced: it takes only the problems its run
+  still holds, and a problem in a journalled batch is settled by recovery, never re-claimed
+  behind the journal's back.
 Every state change is also appended to ``problem_events`` with its time.
+
+``fault_point`` is a test-only fault hook: with ``QHOPPER_CRASH_AT=stage:count`` in the
+environment the process SIGKILLs itself at the count-th pass through that stage. Unset, it
+costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import secrets
+import signal
+import socket
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +55,8 @@ COMPLETED, DEGRADED, FAILED = "completed", "degraded", "failed"
 ACTIVE_STATES = (CLAIMED, COMPILED, SUBMITTED, RUNNING)
 FINAL_STATES = (COMPLETED, DEGRADED, FAILED)
 STATES = (QUEUED, *ACTIVE_STATES, *FINAL_STATES)
+
+log = logging.getLogger("qhopper.intake")
 
 metadata = sa.MetaData()
 
@@ -61,6 +77,10 @@ problems = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(60), nullable=True),
     sa.Column("lease_expires_at", sa.DateTime, nullable=True),
+    # Where the holder runs: a host identity and a process id, so that a claim whose
+    # holder is provably dead on this host can be taken over without waiting for the lease.
+    sa.Column("lease_host", sa.String(255), nullable=True),
+    sa.Column("lease_pid", sa.Integer, nullable=True),
     sa.Column("batch_id", sa.String(40), nullable=True),
     sa.Column("route", sa.String(20), nullable=True),
     sa.Column("solver_path", sa.String(20), nullable=True),
@@ -100,6 +120,110 @@ def utcnow() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
+
+
+# --- test-only fault hook -----------------------------------------------------------------
+CRASH_STAGES = (
+    "claim",
+    "compile",
+    "execute",
+    "write-before-rename",
+    "write-after-rename",
+    "finish",
+)
+_fault_passes: dict[str, int] = {}
+
+
+def _crash_target() -> tuple[str, int, str] | None:
+    text = os.environ.get("QHOPPER_CRASH_AT")
+    if not text:
+        return None
+    spec, _, marker = text.partition("@")
+    stage, _, count = spec.partition(":")
+    if stage not in CRASH_STAGES or not count.isdigit() or int(count) < 1:
+        raise ValueError(
+            f"QHOPPER_CRASH_AT={text!r}: expected STAGE:COUNT[@MARKER_FILE] with STAGE one "
+            f"of {', '.join(CRASH_STAGES)} and COUNT >= 1"
+        )
+    return stage, int(count), marker
+
+
+def fault_armed(stage: str) -> bool:
+    """Whether ``QHOPPER_CRASH_AT`` names ``stage`` (test-only fault injection)."""
+    target = _crash_target()
+    return target is not None and target[0] == stage
+
+
+def fault_point(stage: str) -> None:
+    """Test-only: SIGKILL this process at the COUNT-th pass when QHOPPER_CRASH_AT=stage:COUNT.
+
+    With ``@MARKER_FILE`` appended, only the first process to create that file dies, so
+    one crash can be injected into a long-lived service. The kill is as abrupt as a
+    power cut for the process: no ``finally``, no atexit, no flush. Used by the
+    durability tests to stop a run at each of its commit points.
+    """
+    target = _crash_target()
+    if target is None or target[0] != stage:
+        return
+    _fault_passes[stage] = _fault_passes.get(stage, 0) + 1
+    if _fault_passes[stage] != target[1]:
+        return
+    if target[2]:
+        try:
+            os.close(os.open(target[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # someone already crashed here once
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def rename_fault_point(stage: str) -> Iterator[None]:
+    """Test-only: inside the block, a file rename passes through ``fault_point(stage)`` first.
+
+    Lets the durability tests kill a run after a result file is written and synced under
+    its temporary name but before it is renamed into place. Unarmed, it does nothing.
+    """
+    if not fault_armed(stage):
+        yield
+        return
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any, **kwargs: Any) -> None:
+        fault_point(stage)
+        real_replace(src, dst, **kwargs)
+
+    os.replace = replace
+    try:
+        yield
+    finally:
+        os.replace = real_replace
+
+
+# --- who holds a lease ----------------------------------------------------------------------
+@functools.cache
+def host_identity() -> str:
+    """This host as its processes see it: host name, boot and PID namespace.
+
+    Two processes with the same identity share one process table, so one can tell for
+    certain whether the other is alive.
+    """
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return ":".join(parts)[:255]
+
+
+def process_alive(pid: int) -> bool:
+    """True unless ``pid`` is certainly gone from this host (zombies count as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: assume alive, the lease decides
 
 
 @dataclass(frozen=True)
@@ -144,6 +268,37 @@ def create_intake_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+class LeaseKeeper:
+    """Renews one owner's leases every third of a lease on a daemon thread, until stopped.
+
+    A live run keeps what it claimed however long a batch takes; a dead one stops renewing
+    and its problems become claimable when the lease runs out (at once, on its own host).
+    """
+
+    def __init__(self, store: IntakeStore, owner: str, lease_seconds: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-keeper-{owner}", daemon=True)
+
+    def start(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.store.renew(self.owner, self.lease_seconds)
+            except Exception as exc:  # the next beat tries again; the lease has slack
+                log.warning("renewing the leases of %s failed: %s", self.owner, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
 
 
 class IntakeStore:
@@ -240,12 +395,20 @@ class IntakeStore:
 
     # --- claims and leases ------------------------------------------------------------------
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedProblem]:
-        """Atomically take up to ``limit`` queued or lease-expired problems for ``owner``."""
+        """Atomically take up to ``limit`` claimable problems for ``owner``.
+
+        Claimable: queued, or active and not in a journalled batch (recovery settles those)
+        with a lease that expired or a holder that is provably dead on this host.
+        """
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
+        dead = self.dead_local_owners(now)
+        lapsed = problems.c.lease_expires_at < now
+        if dead:
+            lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
         claimable = sa.or_(
             problems.c.state == QUEUED,
-            sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.lease_expires_at < now),
+            sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed),
         )
         candidates = (
             sa.select(problems.c.id)
@@ -262,6 +425,8 @@ class IntakeStore:
                 state=CLAIMED,
                 lease_owner=owner,
                 lease_expires_at=expires,
+                lease_host=host_identity(),
+                lease_pid=os.getpid(),
                 attempts=problems.c.attempts + 1,
                 claimed_at=now,
                 updated_at=now,
@@ -298,16 +463,81 @@ class IntakeStore:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
-    def renew(self, owner: str, lease_seconds: float) -> int:
-        """Extend every lease ``owner`` holds; returns how many problems it still holds."""
+    def dead_local_owners(self, now: datetime | None = None) -> list[str]:
+        """Owners of unexpired leases whose holding process no longer exists on this host."""
+        now = now or utcnow()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(problems.c.lease_owner, problems.c.lease_pid)
+                .where(
+                    problems.c.state.in_(ACTIVE_STATES),
+                    problems.c.lease_host == host_identity(),
+                    problems.c.lease_expires_at >= now,
+                    problems.c.lease_pid.is_not(None),
+                )
+                .distinct()
+            ).all()
+        alive = {pid: process_alive(int(pid)) for pid in {pid for _, pid in rows}}  # once per pid
+        return sorted({owner for owner, pid in rows if owner and not alive[pid]})
+
+    def release(self, owner: str) -> int:
+        """Give back what ``owner`` holds outside any journalled batch: queued again at once."""
         now = utcnow()
         with self._tx() as tx:
-            result = tx.execute(
+            released = (
+                tx.execute(
+                    problems.update()
+                    .where(
+                        problems.c.lease_owner == owner,
+                        problems.c.state.in_(ACTIVE_STATES),
+                        problems.c.batch_id.is_(None),
+                    )
+                    .values(
+                        state=QUEUED,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        lease_host=None,
+                        lease_pid=None,
+                        updated_at=now,
+                    )
+                    .returning(problems.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            if released:
+                tx.execute(
+                    problem_events.insert(),
+                    [
+                        {
+                            "problem_id": pid,
+                            "state": QUEUED,
+                            "at": now,
+                            "detail": f"released by {owner}",
+                        }
+                        for pid in released
+                    ],
+                )
+        return len(released)
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend the leases ``owner`` holds; returns how many problems it still holds.
+
+        Leases renewed within the last tenth of a lease are left as they are: a run that
+        renews after every batch then rewrites its rows a few times per lease, not once
+        per batch (with 100,000 claims, per-batch rewrites made a run quadratic).
+        """
+        now = utcnow()
+        stale = problems.c.lease_expires_at < now + timedelta(seconds=0.9 * lease_seconds)
+        mine = (problems.c.lease_owner == owner, problems.c.state.in_(ACTIVE_STATES))
+        with self._tx() as tx:
+            tx.execute(
                 problems.update()
-                .where(problems.c.lease_owner == owner, problems.c.state.in_(ACTIVE_STATES))
+                .where(*mine, stale)
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
             )
-        return int(result.rowcount)
+            held = tx.execute(sa.select(sa.func.count()).where(*mine)).scalar_one()
+        return int(held)
 
     def advance(
         self, owner: str, problem_ids: Iterable[str], state: str, detail: str | None = None
@@ -320,44 +550,87 @@ class IntakeStore:
         moved = 0
         with self._tx() as tx:
             for chunk in _chunks(ids, 500):
-                result = tx.execute(
-                    problems.update()
-                    .where(
-                        problems.c.id.in_(chunk),
-                        problems.c.lease_owner == owner,
-                        problems.c.state.in_(ACTIVE_STATES),
+                taken = (
+                    tx.execute(
+                        problems.update()
+                        .where(
+                            problems.c.id.in_(chunk),
+                            problems.c.lease_owner == owner,
+                            _is_active(),
+                        )
+                        .values(state=state, updated_at=now)
+                        .returning(problems.c.id)
                     )
-                    .values(state=state, updated_at=now)
+                    .scalars()
+                    .all()
                 )
-                moved += int(result.rowcount)
-                tx.execute(
-                    problem_events.insert(),
-                    [
-                        {"problem_id": pid, "state": state, "at": now, "detail": detail}
-                        for pid in chunk
-                    ],
-                )
+                moved += len(taken)
+                if taken:  # the history records what moved, not what was asked for
+                    tx.execute(
+                        problem_events.insert(),
+                        [
+                            {"problem_id": pid, "state": state, "at": now, "detail": detail}
+                            for pid in taken
+                        ],
+                    )
+        if state == COMPILED:
+            fault_point("compile")
+        elif state == RUNNING:
+            fault_point("execute")
         return moved
 
     # --- result journal ---------------------------------------------------------------------
     def begin_batch(
-        self, run_id: str, batch_id: str, problem_ids: Sequence[str], result_path: str
-    ) -> None:
-        """Record that ``batch_id``'s result file is about to be written for these problems."""
+        self,
+        run_id: str,
+        batch_id: str,
+        problem_ids: Sequence[str],
+        result_path: str,
+        lease_seconds: float | None = None,
+    ) -> list[str]:
+        """Journal that ``batch_id``'s result file is about to be written for these problems.
+
+        Fenced: only problems ``run_id`` still holds (active, its lease, in no other batch)
+        join the batch; their ids are returned, in the order given, and the caller writes
+        rows for those alone. Nothing is journalled when none is held. ``lease_seconds``
+        extends the leases, so the write has a whole lease to land.
+        """
+        now = utcnow()
+        values: dict[str, Any] = {"batch_id": batch_id}
+        if lease_seconds is not None:
+            values |= {
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "updated_at": now,
+            }
+        held: set[str] = set()
         with self._tx() as tx:
-            tx.execute(
-                result_batches.insert().values(
-                    batch_id=batch_id,
-                    run_id=run_id,
-                    state="writing",
-                    result_path=result_path,
-                    created_at=utcnow(),
-                )
-            )
             for chunk in _chunks(list(problem_ids), 500):
-                tx.execute(
-                    problems.update().where(problems.c.id.in_(chunk)).values(batch_id=batch_id)
+                held.update(
+                    tx.execute(
+                        problems.update()
+                        .where(
+                            problems.c.id.in_(chunk),
+                            problems.c.lease_owner == run_id,
+                            _is_active(),
+                            problems.c.batch_id.is_(None),
+                        )
+                        .values(**values)
+                        .returning(problems.c.id)
+                    )
+                    .scalars()
+                    .all()
                 )
+            if held:
+                tx.execute(
+                    result_batches.insert().values(
+                        batch_id=batch_id,
+                        run_id=run_id,
+                        state="writing",
+                        result_path=result_path,
+                        created_at=now,
+                    )
+                )
+        return [pid for pid in problem_ids if pid in held]
 
     def finish_batch(self, batch_id: str, outcomes: Sequence[dict[str, Any]]) -> None:
         """Mark the batch's problems final, after its result file is in place.
@@ -382,6 +655,8 @@ class IntakeStore:
                         last_error=outcome.get("fallback_reason"),
                         lease_owner=None,
                         lease_expires_at=None,
+                        lease_host=None,
+                        lease_pid=None,
                         updated_at=now,
                     )
                 )
@@ -404,13 +679,17 @@ class IntakeStore:
             )
 
     def unfinished_batches(self) -> list[tuple[str, str]]:
-        """Batches whose file may or may not exist and whose holders' leases have expired."""
+        """Batches being written whose holders are gone: leases expired or processes dead."""
         now = utcnow()
-        held = sa.select(problems.c.id).where(
+        dead = self.dead_local_owners(now)
+        conditions = [
             problems.c.batch_id == result_batches.c.batch_id,
             problems.c.state.in_(ACTIVE_STATES),
             problems.c.lease_expires_at >= now,
-        )
+        ]
+        if dead:
+            conditions.append(problems.c.lease_owner.not_in(dead))
+        held = sa.select(problems.c.id).where(*conditions)
         with self._tx() as tx:
             rows = tx.execute(
                 sa.select(result_batches.c.batch_id, result_batches.c.result_path).where(
@@ -460,6 +739,15 @@ class IntakeStore:
         found = dict(row)
         found["events"] = [dict(e) for e in events]
         return found
+
+
+def _is_active() -> sa.ColumnElement[bool]:
+    """``state`` is active, written so that no index on ``state`` can serve it.
+
+    Beside ``id IN (...)``, SQLite would otherwise pick the state index (it guesses ten
+    rows per value) and scan every claimed problem, once per batch: quadratic at scale.
+    """
+    return problems.c.state.not_in((QUEUED, *FINAL_STATES))
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

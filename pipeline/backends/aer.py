@@ -9,11 +9,12 @@ from __future__ import annotations
 from functools import cached_property
 
 import qiskit_aer
-from qiskit.transpiler import StagedPassManager, generate_preset_pass_manager
+from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
+from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
-from pipeline.backends.base import QuantumBackend, register
+from pipeline.backends.base import Kind, QuantumBackend, register
 
 OPTIMIZATION_LEVEL = 1
 _BACKEND_OPTIONS = {"method": "statevector", "max_parallel_threads": 1}
@@ -34,6 +35,10 @@ class AerBackend(QuantumBackend):
     def _simulator(self) -> AerSimulator:
         return AerSimulator(**_BACKEND_OPTIONS)
 
+    @property
+    def target(self) -> Target:
+        return self._simulator.target
+
     def pass_manager(self) -> StagedPassManager:
         return self._pass_manager
 
@@ -44,15 +49,14 @@ class AerBackend(QuantumBackend):
             optimization_level=OPTIMIZATION_LEVEL, backend=self._simulator
         )
 
-    def estimator(self, seed: int) -> EstimatorV2:
-        return EstimatorV2(
-            options={
-                "backend_options": dict(_BACKEND_OPTIONS),
-                "run_options": {"seed_simulator": seed},
-            }
-        )
-
-    def sampler(self, shots: int, seed: int) -> SamplerV2:
+    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
+        if kind == "estimator":
+            return EstimatorV2(
+                options={
+                    "backend_options": dict(_BACKEND_OPTIONS),
+                    "run_options": {"seed_simulator": seed},
+                }
+            )
         return SamplerV2(
             default_shots=shots, seed=seed, options={"backend_options": dict(_BACKEND_OPTIONS)}
         )

@@ -1,0 +1,296 @@
+"""How one backend call is made: timeouts, bounded retries, budget, deadline, breaker, ledger.
+
+Retries live here, around each primitive call, and not around a whole chunk: a chunk's
+lockstep optimisation makes tens of calls (grid, refinement steps, sampling), so
+retrying the chunk would repeat and re-bill every call already done, and at a 30 %
+transient rate a 20-call chunk would almost never get through (0.7**20 < 0.1 %).
+Retrying the failed call alone wastes one call at most and keeps the bound per call.
+
+:class:`MeteredBackend` is a view of a backend for one chunk whose ``estimator`` and
+``sampler`` go through :meth:`QuantumBackend.submit` / ``result`` under a
+:class:`CallPolicy`, and record every attempt (job id, outcome, cost) in a
+:class:`Ledger` that travels back to the flow with the chunk's answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BasePrimitiveJob,
+    BaseSamplerV2,
+    PrimitiveResult,
+)
+from qiskit.providers import JobStatus
+from qiskit.transpiler import StagedPassManager, Target
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from pipeline.backends.base import Estimate, Kind, QuantumBackend, Workload
+from pipeline.config import PriceSettings, Settings
+from pipeline.errors import (
+    BackendUnavailable,
+    BudgetExhausted,
+    DeadlineExceeded,
+    TransientBackendError,
+)
+
+log = logging.getLogger("qhopper.backends")
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """Limits for the calls of one chunk; plain data, so it travels to Dask workers."""
+
+    max_attempts: int = 4
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    submit_timeout_s: float = 600.0
+    execute_timeout_s: float = 900.0
+    breaker_cooldown_s: float = 60.0
+    breaker_threshold: int = 2
+    deadline_at: float | None = None  # epoch seconds; no attempt starts that cannot end by then
+    budget_usd: float = math.inf  # what this chunk may spend, failed attempts included
+    prices: PriceSettings = field(default_factory=PriceSettings)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, deadline_at: float | None = None, budget_usd: float = math.inf
+    ) -> CallPolicy:
+        retry, timeouts = settings.retry, settings.timeouts
+        return cls(
+            max_attempts=retry.max_attempts,
+            backoff_initial_s=retry.backoff_initial_s,
+            backoff_max_s=retry.backoff_max_s,
+            submit_timeout_s=timeouts.submit_s,
+            execute_timeout_s=timeouts.execute_s,
+            breaker_cooldown_s=retry.breaker_cooldown_s,
+            breaker_threshold=retry.breaker_threshold,
+            deadline_at=deadline_at,
+            budget_usd=budget_usd,
+            prices=settings.prices,
+        )
+
+
+@dataclass
+class Ledger:
+    """Every attempt of a chunk: how many, which failed, the provider's job ids, the cost."""
+
+    attempts: int = 0
+    failures: int = 0
+    max_attempts_per_call: int = 0
+    cost_usd: float = 0.0
+    job_ids: list[str] = field(default_factory=list)
+    last_job_id: str | None = None  # the job whose result the answers come from
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Breaker:
+    exhausted: int = 0  # consecutive calls that ran out of retries
+    open_until: float = 0.0
+
+
+# A worker process remembers a backend whose calls keep exhausting their retries, and skips
+# it for a while instead of spending every chunk's retries on an outage. One exhausted call
+# does not open it: at a 30 % transient rate one call in ~120 exhausts 4 attempts.
+_BREAKERS: dict[str, _Breaker] = {}
+
+
+class MeteredBackend(QuantumBackend):
+    """``backend`` as one chunk sees it: every call bounded, retried and recorded."""
+
+    def __init__(self, backend: QuantumBackend, policy: CallPolicy, ledger: Ledger) -> None:
+        self.inner = backend
+        self.policy = policy
+        self.ledger = ledger
+        self.name = backend.name
+        self.solver_path = backend.solver_path
+        self.max_qubits = backend.max_qubits
+
+    @property
+    def target_label(self) -> str:
+        return self.inner.target_label
+
+    @property
+    def target(self) -> Target:
+        return self.inner.target
+
+    def pass_manager(self) -> StagedPassManager:
+        return self.inner.pass_manager()
+
+    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
+        call = self.call
+        if kind == "estimator":
+            return JobEstimator(lambda pubs: call("estimator", pubs, 0, seed))
+        return JobSampler(lambda pubs: call("sampler", pubs, shots, seed))
+
+    def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
+        return self.inner.estimate(work, prices, memory_limit)
+
+    def call(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
+        """One primitive call, retried on transient errors within the policy's bounds."""
+        policy = self.policy
+        breaker = _BREAKERS.setdefault(self.name, _Breaker())
+        if time.time() < breaker.open_until:
+            raise BackendUnavailable(
+                f"{self.name} is down: circuit open for {breaker.open_until - time.time():.0f}s "
+                f"more after {policy.breaker_threshold} calls in a row exhausted their retries"
+            )
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            self._check_budget_and_deadline()
+            attempts += 1
+            self.ledger.attempts += 1
+            self.ledger.max_attempts_per_call = max(self.ledger.max_attempts_per_call, attempts)
+            return self._attempt(kind, pubs, shots, seed)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientBackendError),
+            stop=stop_any(
+                stop_after_attempt(policy.max_attempts), _StopAtDeadline(policy.deadline_at)
+            ),
+            wait=wait_exponential_jitter(
+                initial=policy.backoff_initial_s,
+                max=policy.backoff_max_s,
+                jitter=policy.backoff_initial_s,
+            ),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
+        except TransientBackendError as exc:
+            if attempts < policy.max_attempts:  # stopped early: the next try would end too late
+                raise DeadlineExceeded(
+                    f"deadline would be missed: stopped after {attempts} attempts; last error: {exc}"
+                ) from exc
+            breaker.exhausted += 1
+            if breaker.exhausted >= policy.breaker_threshold:
+                breaker.exhausted, breaker.open_until = 0, time.time() + policy.breaker_cooldown_s
+            kind_of = (
+                BackendUnavailable if isinstance(exc, BackendUnavailable) else TransientBackendError
+            )
+            what = "backend down" if kind_of is BackendUnavailable else "retries exhausted"
+            raise kind_of(f"{what}: {attempts} attempts on one call; last error: {exc}") from exc
+        breaker.exhausted = 0
+        return result
+
+    def _attempt(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
+        inner, policy, ledger = self.inner, self.policy, self.ledger
+        total_shots = shots * len(pubs)
+        started = time.perf_counter()
+        job = None
+        try:
+            job = inner.submit(kind, pubs, shots, seed)
+            ledger.job_ids.append(job.job_id())
+            result = inner.result(job, policy.submit_timeout_s, policy.execute_timeout_s)
+        except Exception as exc:
+            ledger.failures += 1
+            ledger.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            if job is not None:
+                ledger.cost_usd += inner.bill(
+                    job, time.perf_counter() - started, total_shots, policy.prices
+                )
+            raise
+        ledger.cost_usd += inner.bill(
+            job, time.perf_counter() - started, total_shots, policy.prices
+        )
+        ledger.last_job_id = job.job_id()
+        return result
+
+    def _check_budget_and_deadline(self) -> None:
+        policy = self.policy
+        if self.ledger.cost_usd >= policy.budget_usd:
+            raise BudgetExhausted(
+                f"budget spent: {self.ledger.cost_usd:.6f} USD of the {policy.budget_usd:.6f} "
+                "allotted to this chunk"
+            )
+        if policy.deadline_at is not None and time.time() >= policy.deadline_at:
+            raise DeadlineExceeded("deadline would be missed: no time left for another attempt")
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "%s attempt %d failed (%s); retrying in %.2fs",
+            self.name,
+            state.attempt_number,
+            error,
+            state.upcoming_sleep,
+        )
+
+
+class _StopAtDeadline(stop_base):
+    """Stop retrying when the backoff before the next attempt would end past the deadline."""
+
+    def __init__(self, deadline_at: float | None) -> None:
+        self.deadline_at = deadline_at
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if self.deadline_at is None:
+            return False
+        return time.time() + (state.upcoming_sleep or 0.0) >= self.deadline_at
+
+
+class _Finished(BasePrimitiveJob[Any, JobStatus]):
+    """A job that already has its result: the metered call blocks until it does."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(job_id="finished")
+        self._result = result
+
+    def result(self) -> Any:
+        return self._result
+
+    def status(self) -> JobStatus:
+        return JobStatus.DONE
+
+    def done(self) -> bool:
+        return True
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def in_final_state(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        return None
+
+
+class JobEstimator(BaseEstimatorV2):
+    """An Estimator whose ``run`` makes one call through a backend's job interface."""
+
+    def __init__(self, call: Callable[[list[Any]], PrimitiveResult[Any]]) -> None:
+        self._call = call
+
+    def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> _Finished:
+        return _Finished(self._call(list(pubs)))
+
+
+class JobSampler(BaseSamplerV2):
+    """A Sampler whose ``run`` makes one call through a backend's job interface."""
+
+    def __init__(self, call: Callable[[list[Any]], PrimitiveResult[Any]]) -> None:
+        self._call = call
+
+    def run(self, pubs: Iterable[Any], *, shots: int | None = None) -> _Finished:
+        return _Finished(self._call(list(pubs)))

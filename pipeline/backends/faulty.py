@@ -1,0 +1,219 @@
+"""A fault-injecting provider around any backend: ``faulty:aer?transient=0.3&latency=2s``.
+
+It is a fake, and says so in its name, but behaves like a remote provider: jobs wait in
+a queue, take time to run, fail now and then, and the service has outages. Options
+(durations as ``250ms``, ``2s``, ``1m`` or plain seconds):
+
+==============  =====================================================================
+``transient``   probability that an attempt fails transiently: half of them at
+                submission (429 rate limited, 503, connection reset), half after
+                running (500 internal error, billed for the time it ran)
+``permanent``   probability that a job fails permanently (400 invalid circuit)
+``latency``     how long each job runs before its result is there
+``queue``       how long each job waits in the queue before it runs
+``outage``      fraction of every ``period`` during which the service is down
+                (``outage=1``: down all the time); every client sees the same windows
+``period``      the outage cycle, default 60s
+``seed``        seeds the fault draws (default 0), so a test sees the same faults
+==============  =====================================================================
+
+Faults are raised as a provider's own errors would be (HTTP status codes, connection
+errors) and go through :func:`pipeline.backends.base.translate_error` like theirs.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl
+
+from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
+from qiskit.transpiler import StagedPassManager, Target
+
+from pipeline.backends.base import (
+    BackendJob,
+    Estimate,
+    Kind,
+    QuantumBackend,
+    Workload,
+    get_backend,
+    mapped_errors,
+    register,
+)
+from pipeline.backends.calls import JobEstimator, JobSampler
+from pipeline.config import PriceSettings
+from pipeline.errors import ConfigError
+
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ProviderHTTPError(Exception):
+    """What a provider's client raises for an HTTP error status."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+
+
+def parse_duration(text: str) -> float:
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * _UNITS[unit]
+    return float(text)
+
+
+@dataclass(frozen=True)
+class Faults:
+    transient: float = 0.0
+    permanent: float = 0.0
+    latency: float = 0.0
+    queue: float = 0.0
+    outage: float = 0.0
+    period: float = 60.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, query: str) -> Faults:
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+            if key not in known:
+                raise ConfigError(
+                    f"faulty: unknown option {key!r}; known: {', '.join(sorted(known))}"
+                )
+            try:
+                values[key] = (
+                    int(raw)
+                    if key == "seed"
+                    else parse_duration(raw)
+                    if key in ("latency", "queue", "period")
+                    else float(raw)
+                )
+            except ValueError as exc:
+                raise ConfigError(f"faulty: {key}={raw!r} is not a number or duration") from exc
+        faults = cls(**values)
+        for name in ("transient", "permanent", "outage"):
+            if not 0.0 <= getattr(faults, name) <= 1.0:
+                raise ConfigError(f"faulty: {name} must be between 0 and 1")
+        if min(faults.latency, faults.queue) < 0 or faults.period <= 0:
+            raise ConfigError("faulty: durations must not be negative, period must be positive")
+        return faults
+
+    def down(self, now: float) -> bool:
+        return self.outage >= 1.0 or (now % self.period) < self.outage * self.period
+
+
+class FaultyJob:
+    """A job on the fake provider: queued, then running, then done or failed."""
+
+    def __init__(
+        self, inner: BackendJob, queued_until: float, done_at: float, failure: Exception | None
+    ) -> None:
+        self.inner = inner
+        self._id = f"faulty-{secrets.token_hex(6)}"
+        self.queued_until = queued_until
+        self.done_at = done_at
+        self.failure = failure
+        self.cancelled = False
+
+    def job_id(self) -> str:
+        return self._id
+
+    def status(self) -> str:
+        now = time.monotonic()
+        if self.cancelled:
+            return "CANCELLED"
+        if now < self.queued_until:
+            return "QUEUED"
+        if now < self.done_at:
+            return "RUNNING"
+        return "ERROR" if self.failure else "DONE"
+
+    def result(self) -> Any:
+        time.sleep(max(0.0, self.done_at - time.monotonic()))  # a real job's result() blocks too
+        if self.cancelled:
+            raise ProviderHTTPError(409, f"job {self._id} was cancelled")
+        if self.failure:
+            raise self.failure
+        return self.inner.result()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.inner.cancel()
+
+
+class FaultyBackend(QuantumBackend):
+    def __init__(self, inner: QuantumBackend, faults: Faults, spec: str) -> None:
+        self.inner = inner
+        self.faults = faults
+        self.name = f"faulty:{spec}"
+        self.solver_path = inner.solver_path
+        self.max_qubits = inner.max_qubits
+        self._rng = random.Random(faults.seed)
+
+    @property
+    def target_label(self) -> str:
+        return self.inner.target_label
+
+    @property
+    def target(self) -> Target:
+        return self.inner.target
+
+    def pass_manager(self) -> StagedPassManager:
+        return self.inner.pass_manager()
+
+    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
+        """Primitives that go through the fake provider's jobs (no retries: callers decide)."""
+
+        def call(pubs: list[Any]) -> Any:
+            job = self.submit(kind, pubs, shots, seed)
+            return self.result(job, float("inf"), float("inf"))
+
+        return JobEstimator(call) if kind == "estimator" else JobSampler(call)
+
+    def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
+        faults, draw = self.faults, self._rng.random()
+        with mapped_errors():
+            if faults.down(time.time()):
+                raise ProviderHTTPError(503, "service unavailable: the provider is in an outage")
+            if draw < faults.transient / 2:
+                raise [
+                    ProviderHTTPError(429, "rate limited: too many requests"),
+                    ProviderHTTPError(503, "service unavailable: backend is being calibrated"),
+                    ConnectionResetError("connection reset by peer"),
+                ][int(draw * 1e6) % 3]
+        failure: Exception | None = None
+        if draw < faults.transient:
+            failure = ProviderHTTPError(500, "internal error while running the job")
+        elif draw < faults.transient + faults.permanent:
+            failure = ProviderHTTPError(400, "invalid circuit: instruction not supported by target")
+        inner = self.inner.submit(kind, pubs, shots, seed)
+        now = time.monotonic()
+        return FaultyJob(inner, now + faults.queue, now + faults.queue + faults.latency, failure)
+
+    def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
+        inner = self.inner.estimate(work, prices, memory_limit)
+        retries = 1.0 / max(1e-9, 1.0 - self.faults.transient)  # expected attempts per call
+        return Estimate(
+            inner.cost_usd * retries,
+            work.calls * self.faults.queue * retries,
+            (inner.execute_s + work.calls * self.faults.latency) * retries,
+            inner.memory_bytes,
+            inner.reason,
+        )
+
+    def bill(self, job: BackendJob, run_s: float, shots: int, prices: PriceSettings) -> float:
+        queued = self.faults.queue if isinstance(job, FaultyJob) else 0.0
+        return self.inner.bill(job, max(0.0, run_s - queued), shots, prices)
+
+
+@register("faulty")
+def _make(argument: str, max_qubits: int) -> QuantumBackend:
+    inner_spec, _, query = argument.rpartition("?") if "?" in argument else (argument, "", "")
+    if not inner_spec:
+        raise ConfigError("faulty needs an inner backend: faulty:aer?transient=0.3")
+    return FaultyBackend(get_backend(inner_spec, max_qubits), Faults.parse(query), argument)

@@ -1,0 +1,328 @@
+"""The backend interface, its error mapping, the fault wrapper, the call policy, routing economics.
+
+Everything runs offline on real simulators: Aer, Aer with a fake device's noise model, and
+qiskit-ibm-runtime's local testing mode. Fault rates of 0 or 1 and millisecond latencies
+make every outcome certain.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.providers.exceptions import QiskitBackendNotFoundError
+from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+from qiskit_ibm_runtime.exceptions import (
+    IBMNotAuthorizedError,
+    RuntimeJobMaxTimeoutError,
+    RuntimeJobTimeoutError,
+)
+
+from batching.economics import route_batches
+from batching.planner import PlannedProblem, plan_batches
+from pipeline.backends import CallPolicy, JobState, Ledger, MeteredBackend, get_backend
+from pipeline.backends.base import known_backends, translate_error
+from pipeline.backends.faulty import Faults, ProviderHTTPError
+from pipeline.backends.ibm import Credentials
+from pipeline.config import load_settings
+from pipeline.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    BudgetExhausted,
+    ConfigError,
+    DeadlineExceeded,
+    PermanentBackendError,
+    TransientBackendError,
+)
+from pipeline.formulation import formulate
+from pipeline.model import MaxCutSpec
+
+FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005)
+
+
+def bell() -> QuantumCircuit:
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    return circuit
+
+
+def test_known_backends_and_unknown_specs_name_the_known_ones() -> None:
+    assert known_backends() == ["aer", "aer-noisy", "faulty", "ibm"]
+    with pytest.raises(ConfigError, match="known backends: aer, aer-noisy, faulty, ibm"):
+        get_backend("braket:sv1", 16)
+    with pytest.raises(ConfigError, match="fake_brisbane"):
+        get_backend("aer-noisy:fake_nowhere", 16)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("transient=0.3&colour=red", "unknown option 'colour'"),
+        ("transient=1.5", "between 0 and 1"),
+        ("latency=soon", "not a number or duration"),
+    ],
+)
+def test_fault_options_are_checked(query: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Faults.parse(query)
+
+
+def test_fault_options_parse_durations_and_outage_windows() -> None:
+    faults = Faults.parse("transient=0.3&latency=2s&queue=250ms&outage=0.25&period=1m&seed=4")
+    assert (faults.latency, faults.queue, faults.period, faults.seed) == (2.0, 0.25, 60.0, 4)
+    assert faults.down(600.0 + 5) and not faults.down(600.0 + 20)
+    assert Faults.parse("outage=1").down(123.4)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ProviderHTTPError(429, "rate limited"), TransientBackendError),
+        (ProviderHTTPError(500, "internal"), TransientBackendError),
+        (ProviderHTTPError(503, "unavailable"), BackendUnavailable),
+        (ProviderHTTPError(401, "bad token"), PermanentBackendError),
+        (ProviderHTTPError(400, "invalid circuit"), PermanentBackendError),
+        (RequestsApiError("bad gateway", status_code=502), TransientBackendError),
+        (RequestsApiError("forbidden", status_code=403), PermanentBackendError),
+        (TimeoutError("read timed out"), BackendTimeout),
+        (concurrent.futures.TimeoutError(), BackendTimeout),
+        (RuntimeJobTimeoutError("waited too long"), BackendTimeout),
+        (ConnectionResetError("reset by peer"), TransientBackendError),
+        (RuntimeError("the job queue is full, try again later"), TransientBackendError),
+        (IBMNotAuthorizedError("no access"), PermanentBackendError),
+        (RuntimeJobMaxTimeoutError("ran past max_execution_time"), PermanentBackendError),
+        (QiskitBackendNotFoundError("no such backend"), PermanentBackendError),
+        (ValueError("circuit is not ISA"), PermanentBackendError),
+    ],
+)
+def test_errors_are_mapped_at_one_boundary(error: Exception, expected: type) -> None:
+    mapped = translate_error(error)
+    assert type(mapped) is expected, mapped
+
+
+def test_aer_jobs_submit_poll_result_cancel() -> None:
+    backend = get_backend("aer", 16)
+    job = backend.submit("sampler", [bell()], 64, 5)
+    assert job.job_id()
+    result = backend.result(job, 5.0, 5.0)
+    assert backend.poll(job) is JobState.DONE
+    assert set(result[0].data.meas.get_counts()) <= {"00", "11"}
+    backend.cancel(job)  # a finished job stays finished
+    assert backend.target.num_qubits is not None
+
+
+def test_faulty_jobs_queue_then_run_then_finish() -> None:
+    backend = get_backend("faulty:aer?queue=30ms&latency=30ms", 16)
+    job = backend.submit("sampler", [bell()], 32, 1)
+    assert backend.poll(job) is JobState.QUEUED
+    result = backend.result(job, 5.0, 5.0)
+    assert backend.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 32
+
+
+def test_a_job_queued_past_the_submission_timeout_is_cancelled() -> None:
+    backend = get_backend("faulty:aer?queue=5s", 16)
+    job = backend.submit("sampler", [bell()], 32, 1)
+    with pytest.raises(BackendTimeout, match="still queued"):
+        backend.result(job, 0.02, 5.0)
+    assert backend.poll(job) is JobState.CANCELLED
+
+
+def test_a_job_running_past_the_execution_timeout_is_cancelled() -> None:
+    backend = get_backend("faulty:aer?latency=5s", 16)
+    job = backend.submit("sampler", [bell()], 32, 1)
+    with pytest.raises(BackendTimeout, match="still running"):
+        backend.result(job, 5.0, 0.02)
+
+
+def test_transient_errors_are_retried_up_to_the_bound_then_open_the_breaker() -> None:
+    ledger = Ledger()
+    metered = MeteredBackend(get_backend("faulty:aer?transient=1&seed=1", 16), FAST, ledger)
+    for _ in range(FAST.breaker_threshold):
+        with pytest.raises(TransientBackendError, match=r"(retries exhausted|down): 3 attempts"):
+            metered.sampler(32, 1).run([bell()]).result()
+    assert ledger.attempts == ledger.failures == 3 * FAST.breaker_threshold
+    assert ledger.max_attempts_per_call == 3
+    with pytest.raises(BackendUnavailable, match="circuit open"):
+        metered.sampler(32, 1).run([bell()]).result()
+    assert ledger.attempts == 3 * FAST.breaker_threshold  # the open breaker spent nothing
+
+
+def test_one_exhausted_call_does_not_open_the_breaker() -> None:
+    backend = get_backend("faulty:aer?transient=1&seed=9", 16)
+    ledger = Ledger()
+    metered = MeteredBackend(backend, FAST, ledger)
+    with pytest.raises(TransientBackendError, match="attempts on one call"):
+        metered.sampler(8, 1).run([bell()]).result()
+    with pytest.raises(TransientBackendError, match="attempts on one call"):  # tried again
+        metered.sampler(8, 1).run([bell()]).result()
+    assert ledger.attempts == 6
+
+
+def test_permanent_errors_are_raised_at_once() -> None:
+    ledger = Ledger()
+    metered = MeteredBackend(get_backend("faulty:aer?permanent=1&seed=2", 16), FAST, ledger)
+    with pytest.raises(PermanentBackendError, match="invalid circuit"):
+        metered.sampler(32, 1).run([bell()]).result()
+    assert (ledger.attempts, ledger.failures) == (1, 1)
+    assert ledger.cost_usd > 0 and len(ledger.job_ids) == 1  # it ran, and is billed
+
+
+def test_a_flaky_call_succeeds_and_every_attempt_is_recorded() -> None:
+    ledger = Ledger()
+    backend = get_backend("faulty:aer?transient=0.5&seed=3", 16)
+    metered = MeteredBackend(backend, CallPolicy(max_attempts=10, backoff_initial_s=0.001), ledger)
+    for _ in range(6):
+        metered.sampler(16, 1).run([bell()]).result()
+    assert ledger.attempts == 6 + ledger.failures and ledger.failures > 0
+    assert ledger.last_job_id == ledger.job_ids[-1]
+
+
+def test_budget_and_deadline_stop_attempts_before_they_start() -> None:
+    backend = get_backend("aer", 16)
+    broke = MeteredBackend(backend, CallPolicy(budget_usd=0.0), Ledger())
+    with pytest.raises(BudgetExhausted, match="budget spent"):
+        broke.sampler(16, 1).run([bell()]).result()
+    late = MeteredBackend(backend, CallPolicy(deadline_at=time.time() - 1), Ledger())
+    with pytest.raises(DeadlineExceeded, match="deadline would be missed"):
+        late.sampler(16, 1).run([bell()]).result()
+
+
+def test_aer_noisy_compiles_for_the_device_coupling_map_and_adds_noise() -> None:
+    backend = get_backend("aer-noisy:fake_manila", 16)
+    assert backend.max_qubits == 5 and backend.target.num_qubits == 5
+    coupling = {tuple(edge) for edge in backend.target.build_coupling_map().get_edges()}
+    ring = QuantumCircuit(4)
+    ring.h(range(4))
+    for i in range(4):
+        ring.cz(i, (i + 1) % 4)  # a ring does not fit manila's T-shaped coupling map
+    ring.measure_all()
+    compiled = backend.pass_manager().run(ring)
+    for instruction in compiled.data:
+        if instruction.operation.num_qubits == 2:
+            pair = tuple(compiled.find_bit(q).index for q in instruction.qubits)
+            assert pair in coupling
+    counts = backend.result(backend.submit("sampler", [compiled], 400, 3), 30.0, 30.0)[0]
+    assert counts.data.meas.num_shots == 400
+
+
+def test_ibm_adapter_runs_batch_mode_jobs_in_local_testing_mode() -> None:
+    from qiskit_ibm_runtime import Batch
+
+    backend = get_backend("ibm:fake_manila", 16)
+    assert isinstance(backend.batch, Batch) and backend.solver_path == "simulator"
+    circuit = backend.pass_manager().run(bell())
+    job = backend.submit("sampler", [circuit], 100, 7)
+    assert job.job_id()
+    result = backend.result(job, 60.0, 60.0)
+    assert backend.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 100
+
+
+def test_credentials_are_masked_and_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "s3cret-token")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:v1:example")
+    credentials = Credentials.load()
+    assert credentials.token == "s3cret-token"
+    assert "s3cret" not in repr(credentials) and "s3cret" not in str(credentials)
+    monkeypatch.delenv("QISKIT_IBM_TOKEN")
+    monkeypatch.delenv("QHOPPER_IBM_SECRET_BLOCK", raising=False)
+    with pytest.raises(ConfigError, match="QISKIT_IBM_TOKEN"):
+        Credentials.load()
+
+
+# --- routing economics --------------------------------------------------------------------
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def planned(index: int, n: int = 5, tenant: str = "default", **extra: object) -> PlannedProblem:
+    edges = [[i, (i + 1) % n, 1 + (index + i) % 3] for i in range(n)]
+    spec = MaxCutSpec.model_validate(
+        {"kind": "maxcut", "n": n, "edges": edges, "tenant": tenant, **extra}
+    )
+    naive = NOW.replace(tzinfo=None)
+    return PlannedProblem(
+        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, naive, naive, 1, 128
+    )
+
+
+def route(problems: list[PlannedProblem], backend: str = "aer", **overrides: object) -> list:
+    settings = load_settings(overrides=dict(overrides))
+    quantum = get_backend(backend, settings.quantum.max_qubits)
+    batches = plan_batches(problems, backend, quantum.max_qubits, 4)
+    return route_batches(batches, quantum, settings, NOW, compiled=lambda _: True, workers=2)
+
+
+def test_affordable_and_on_time_goes_quantum_with_its_numbers() -> None:
+    (batch,) = route([planned(i) for i in range(4)])
+    numbers = batch.routing
+    assert batch.route == "quantum" and numbers.decision == "quantum"
+    assert numbers.est_quantum_cost_usd > 0 and numbers.est_quantum_compile_s == 0.0
+    assert numbers.budget_allotted_usd >= numbers.est_quantum_cost_usd
+    assert numbers.est_quantum_latency_s == pytest.approx(numbers.est_quantum_execute_s)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra", "word"),
+    [
+        ({"budget.per_problem_usd": 1e-12}, {}, "per-problem budget"),
+        ({"budget.per_run_usd": 1e-12}, {}, "run budget"),
+        ({"budget.tenant_quota_usd": {"lab": 1e-12}}, {"tenant": "lab"}, "tenant 'lab'"),
+        ({}, {"deadline": (NOW + timedelta(milliseconds=1)).isoformat()}, "deadline"),
+    ],
+)
+def test_unaffordable_or_late_goes_classical_with_the_reason(
+    overrides: dict, extra: dict, word: str
+) -> None:
+    problems = [planned(i, **extra) for i in range(3)] + [planned(9, route="quantum", **extra)]
+    (batch,) = route(problems, **overrides)
+    assert batch.route == "classical" and batch.shape is None and word in batch.route_reason
+    assert batch.fallback_reasons == {"p9": batch.route_reason}  # only the one that asked
+
+
+def test_the_run_budget_goes_to_the_earliest_deadline_first() -> None:
+    later = [planned(i, n=5, deadline=(NOW + timedelta(hours=2)).isoformat()) for i in range(4)]
+    sooner = [
+        planned(10 + i, n=6, deadline=(NOW + timedelta(hours=1)).isoformat()) for i in range(4)
+    ]
+    probe = route(later + sooner)
+    cost = {b.shape.n_qubits: b.routing.est_quantum_cost_usd for b in probe}
+    budget = cost[6] * 3 + cost[5] * 0.5  # room for one batch's reservation, not both
+    routed = {
+        b.problems[0].formulation.ising.n: b
+        for b in route(later + sooner, **{"budget.per_run_usd": budget})
+    }
+    assert routed[6].route == "quantum" and routed[5].route == "classical"
+    assert "run budget" in routed[5].route_reason
+
+
+def test_too_big_for_the_simulator_memory_is_infeasible() -> None:
+    (batch,) = route(
+        [planned(i, n=12) for i in range(2)], **{"routing.simulator_memory_bytes": 1024}
+    )
+    assert batch.route == "classical" and not batch.routing.est_quantum_feasible
+    assert "statevector of 12 qubits" in batch.route_reason
+    assert math.isfinite(batch.routing.est_classical_latency_s)
+    assert np.isclose(batch.routing.budget_allotted_usd, 0.0)
+
+
+def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("### Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "qhopper.toml"
+    config.write_text(block.replace('database_url = "sqlite:///<home>/intake.db"', ""))
+    shown = load_settings(tmp_path, config)
+    defaults = load_settings(tmp_path)
+    for section in ("prices", "budget", "retry", "timeouts", "routing", "quantum", "dask"):
+        for name, value in getattr(defaults, section).model_dump().items():
+            actual = getattr(getattr(shown, section), name)
+            if isinstance(value, float):
+                assert actual == pytest.approx(value, rel=0.01), f"{section}.{name}"
+            else:
+                assert actual == value, f"{section}.{name}"

@@ -1,0 +1,337 @@
+"""Hostile input through `qhopper submit`: never a traceback, never a half-valid queue.
+
+tests/test_readers.py covers the readers record by record (every rejection, its record
+and field, and that they never raise). This file drives the command line end to end
+(typer's CliRunner): whatever the bytes, `submit` exits 0 or 2 with no traceback; an
+invalid file enqueues nothing; what is enqueued is exactly the valid records, stored so
+that they validate again; hostile idempotency keys are kept verbatim and never used as
+paths. The answers for hostile keys are checked in tests/test_durability.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import LimitSettings
+from pipeline.intake import IntakeStore, problems
+from pipeline.model import ProblemSpec, idempotency_key, spec_from_record, spec_to_record
+from pipeline.readers import read_bytes
+
+runner = CliRunner()
+HOSTILE_KEYS = [
+    "../../etc/passwd",
+    "/absolute/path",
+    "C:\\Windows\\system32",
+    "a/b\\c/../d",
+    "date=2026-01-01/b-1.parquet",
+    ".hidden",
+    "ключ-🔑-키",
+    "'; DROP TABLE problems; --",
+    "%s%n%x",
+    " leading and trailing ",
+    "k" * 200,
+]
+CONTROL_KEYS = ["a\x00b", "line\nbreak", "\x1b[2J", "tab\there", "del\x7f", "bidi\u202eevil"]
+
+
+def submit(home: Path, *args: str) -> Any:
+    return runner.invoke(app, ["submit", *args, "--home", str(home)])
+
+
+def queued_rows(home: Path) -> list[dict[str, Any]]:
+    engine = sa.create_engine(f"sqlite:///{home / 'intake.db'}")
+    try:
+        with engine.connect() as connection:
+            return [dict(r) for r in connection.execute(sa.select(problems)).mappings()]
+    except sa.exc.OperationalError:
+        return []  # no database yet: nothing was ever enqueued
+    finally:
+        engine.dispose()
+
+
+def assert_clean_exit(result: Any) -> None:
+    """Exit 0 or 2, and no traceback: any exception but typer's own exit is a crash."""
+    assert result.exit_code in (0, 2), (result.exit_code, result.output[-2000:])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+
+
+def assert_queue_holds_exactly(home: Path, specs: list[ProblemSpec]) -> None:
+    """The queue holds one row per distinct key of ``specs``, each re-validating as stored."""
+    rows = queued_rows(home)
+    first_by_key: dict[str, ProblemSpec] = {}
+    for spec in specs:
+        first_by_key.setdefault(idempotency_key(spec), spec)
+    assert sorted(r["key"] for r in rows) == sorted(first_by_key)
+    for row in rows:
+        stored = json.loads(row["spec_json"])
+        assert spec_to_record(spec_from_record(stored)) == spec_to_record(first_by_key[row["key"]])
+        [again] = read_bytes("stored.json", row["spec_json"].encode(), LimitSettings())
+        assert again.ok, again.issues  # nothing half-valid reached the queue
+
+
+# --- property: random hostile files through the CLI --------------------------------------
+keys = st.one_of(
+    st.sampled_from(HOSTILE_KEYS + CONTROL_KEYS),
+    st.text(
+        st.one_of(st.characters(), st.sampled_from(list("/\\.\x00\n\r\t\u2028\u202e%'\";"))),
+        max_size=210,
+    ),
+)
+huge = st.one_of(
+    st.integers(-(10**400), 10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([10**308, -(10**309), 1e308, 5e-324, 2**63, -(2**64)]),
+)
+
+
+@st.composite
+def hostile_record(draw: st.DrawFn) -> str:
+    """One JSON record, valid or not, with something hostile in it; returned as text."""
+    n = draw(st.integers(2, 6))
+    record: dict[str, Any] = {
+        "kind": "maxcut",
+        "n": n,
+        "edges": [[i, (i + 1) % n, draw(st.integers(1, 5))] for i in range(n - 1)],
+    }
+    deep = ""
+    for attack in draw(st.sets(st.sampled_from(ATTACKS), max_size=3)):
+        if attack == "key":
+            record["key"] = draw(keys)
+        elif attack == "tenant":
+            record["tenant"] = draw(keys)
+        elif attack == "huge-weight" and isinstance(record["edges"], list):
+            record["edges"][0][2] = draw(huge)
+        elif attack == "huge-n":
+            record["n"] = draw(huge)
+        elif attack == "huge-index" and isinstance(record["edges"], list):
+            record["edges"].append([0, draw(huge)])
+        elif attack == "huge-priority":
+            record["priority"] = draw(huge)
+        elif attack == "deep":
+            depth = draw(st.sampled_from([2, 50, 5_000, 200_000]))
+            deep = "[" * depth + "]" * depth
+            record["edges"] = "@@DEEP@@"
+        elif attack == "long-string":
+            record["tenant"] = "x" * draw(st.sampled_from([100, 101, 70_000]))
+        elif attack == "unknown-field":
+            record[draw(keys) or "?"] = 1
+        elif attack == "kind":
+            record["kind"] = draw(st.one_of(keys, huge, st.none()))
+    # NaN and Infinity come out as Python's JSON extensions; non-ASCII stays unescaped.
+    text = json.dumps(record, ensure_ascii=draw(st.booleans()))
+    return text.replace('"@@DEEP@@"', deep) if deep else text
+
+
+ATTACKS = [
+    "key",
+    "tenant",
+    "huge-weight",
+    "huge-n",
+    "huge-index",
+    "huge-priority",
+    "deep",
+    "long-string",
+    "unknown-field",
+    "kind",
+]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    records=st.lists(hostile_record(), min_size=1, max_size=4),
+    layout=st.sampled_from(["p.jsonl", "p.json", "array.json", "p"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+    skip_invalid=st.booleans(),
+)
+def test_hostile_files_exit_0_or_2_and_enqueue_only_valid_records(
+    tmp_path: Path,
+    records: list[str],
+    layout: str,
+    encoding: str,
+    skip_invalid: bool,
+) -> None:
+    case = Path(tempfile.mkdtemp(dir=tmp_path))  # one home per example
+    home = case / "home"
+    text = f"[{', '.join(records)}]" if layout == "array.json" else "\n".join(records) + "\n"
+    path = case / ("p.json" if layout == "array.json" else layout)
+    path.write_bytes(text.encode(encoding, errors="replace"))
+    limits = LimitSettings(max_record_bytes=64 * 1024)
+    config = case / "qhopper.toml"
+    config.write_text(f"[limits]\nmax_record_bytes = {limits.max_record_bytes}\n")
+
+    expected = read_bytes(str(path), path.read_bytes(), limits)
+    valid = [r.spec for r in expected if r.ok and r.spec is not None]
+    invalid = [r for r in expected if not r.ok]
+    args = [str(path), "--json", "--config", str(config)]
+    result = submit(home, *args, *(["--skip-invalid"] if skip_invalid else []))
+    assert_clean_exit(result)
+    event(f"{len(valid)} valid, {len(invalid)} invalid, skip={skip_invalid}")
+    if invalid and (not skip_invalid or not valid):
+        assert result.exit_code == 2
+        assert "invalid:" in result.stderr or "skipped:" in result.stderr
+        assert_queue_holds_exactly(home, [])
+        return
+    assert result.exit_code == 0, result.output[-2000:]
+    printed = json.loads(result.stdout)
+    assert len(printed) == len(valid)
+    assert_queue_holds_exactly(home, valid)
+    assert {p["id"] for p in printed} == {r["id"] for r in queued_rows(home)}
+    assert not list(case.glob("**/etc")) and not Path("/absolute/path").exists()
+
+
+# --- named cases through the CLI ---------------------------------------------------------
+MAXCUT = {"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2, 2.5]]}
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_hostile_but_printable_keys_are_kept_verbatim(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(MAXCUT | {"key": key}), encoding="utf-8")
+    first = submit(tmp_path / "home", str(path), "--json")
+    again = submit(tmp_path / "home", str(path), "--json")
+    assert_clean_exit(first)
+    assert first.exit_code == 0, first.output
+    [item] = json.loads(first.stdout)
+    assert item["key"] == key and item["created"]
+    [repeat] = json.loads(again.stdout)
+    assert repeat["id"] == item["id"] and not repeat["created"]
+    [row] = queued_rows(tmp_path / "home")
+    assert row["key"] == key
+    # The key named no file: the home holds the queue database and nothing else.
+    assert {p.name for p in (tmp_path / "home").iterdir()} <= {
+        "intake.db",
+        "intake.db-wal",
+        "intake.db-shm",
+    }
+
+
+@pytest.mark.parametrize("key", CONTROL_KEYS)
+def test_keys_with_control_characters_are_rejected_by_name(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(MAXCUT) + "\n" + json.dumps(MAXCUT | {"key": key}) + "\n")
+    result = submit(tmp_path / "home", str(path))
+    assert_clean_exit(result)
+    assert result.exit_code == 2
+    assert f"{path}: line 2: field 'key'" in result.stderr
+    assert "nothing was enqueued" in result.stderr
+    assert queued_rows(tmp_path / "home") == []
+
+
+def _deep(depth: int) -> str:
+    return '{"kind": "maxcut", "n": 2, "edges": ' + "[" * depth + "]" * depth + "}"
+
+
+CLI_CASES = [
+    ("utf-16", "p.json", json.dumps(MAXCUT).encode("utf-16"), "UTF-8"),
+    ("utf-32", "p.jsonl", json.dumps(MAXCUT).encode("utf-32"), "UTF-8"),
+    (
+        "latin-1",
+        "p.json",
+        json.dumps(MAXCUT | {"tenant": "café"}, ensure_ascii=False).encode("latin-1"),
+        "UTF-8",
+    ),
+    ("deep-nesting", "p.json", _deep(500_000).encode(), "nested too deeply"),
+    ("deep-in-jsonl", "p.jsonl", (json.dumps(MAXCUT) + "\n" + _deep(100_000)).encode(), "line 2"),
+    (
+        "huge-int-n",
+        "p.json",
+        b'{"kind": "maxcut", "edges": [], "n": 1' + b"0" * 400 + b"}",
+        "field 'n'",
+    ),
+    (
+        "5000-digit-n",
+        "p.json",
+        b'{"kind": "maxcut", "edges": [], "n": 1' + b"0" * 5000 + b"}",
+        "digits",
+    ),
+    (
+        "huge-int-weight",
+        "p.json",
+        json.dumps(MAXCUT | {"edges": [[0, 1, 10**400]]}).encode(),
+        "finite",
+    ),
+    ("huge-exponent", "p.json", b'{"kind":"maxcut","n":2,"edges":[[0,1,1e99999]]}', "finite"),
+    ("huge-index", "p.json", json.dumps(MAXCUT | {"edges": [[0, 2**64]]}).encode(), "edges.0.1"),
+    ("binary", "p.json", bytes(range(256)) * 4, "UTF-8"),
+    ("nul-bytes", "p.jsonl", b"\x00" * 1000, "invalid JSON"),
+    ("empty", "p.json", b"", "invalid JSON"),
+    ("edge-list-garbage", "g.txt", b"3 2\n1 2 1e999\n\xff\xfe 3\n", "line"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [pytest.param(*case[1:], id=case[0]) for case in CLI_CASES],
+)
+def test_hostile_files_are_rejected_cleanly(
+    tmp_path: Path, name: str, raw: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(raw)
+    result = submit(tmp_path / "home", str(path))
+    assert_clean_exit(result)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert queued_rows(tmp_path / "home") == []
+
+
+def test_oversized_files_and_records_are_rejected_before_reading_on(tmp_path: Path) -> None:
+    config = tmp_path / "qhopper.toml"
+    config.write_text("[limits]\nmax_file_bytes = 100000\nmax_record_bytes = 1000\n")
+    big_file = tmp_path / "big.jsonl"
+    big_file.write_text((json.dumps(MAXCUT) + "\n") * 5000)  # 200 kB
+    big_record = tmp_path / "record.jsonl"
+    big_record.write_text(
+        json.dumps(MAXCUT) + "\n" + json.dumps(MAXCUT | {"tenant": "t" * 2000}) + "\n"
+    )
+    home = tmp_path / "home"
+    for path, message in ((big_file, "over the limit of 100000"), (big_record, "line 2")):
+        result = submit(home, str(path), "--config", str(config))
+        assert_clean_exit(result)
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+    skipped = submit(home, str(big_record), "--config", str(config), "--skip-invalid")
+    assert skipped.exit_code == 0 and "skipped:" in skipped.stderr
+    assert len(queued_rows(home)) == 1
+
+
+def test_a_failure_inside_the_submit_transaction_enqueues_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,200 records go in three chunks of one transaction: the third fails, none lands."""
+    from pipeline.model import MaxCutSpec
+
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    specs = [(MaxCutSpec.model_validate(MAXCUT | {"key": f"k{i}"}), f"f:{i}") for i in range(1200)]
+    real = store._insert_ignore
+    calls = {"n": 0}
+
+    def flaky(table: sa.Table) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return real(table)
+
+    monkeypatch.setattr(store, "_insert_ignore", flaky)
+    with pytest.raises(sa.exc.OperationalError):
+        store.submit(specs)
+    monkeypatch.setattr(store, "_insert_ignore", real)
+    assert sum(store.counts().values()) == 0
+    assert len(store.submit(specs)) == 1200 and store.counts()["queued"] == 1200
+    store.close()
