@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean bench-engine bench-pipeline
+.PHONY: demo test lint typecheck setup clean bench-engine bench-pipeline bench-fallback bench-intake
 
 setup: $(STAMP)
 
@@ -45,6 +45,12 @@ bench-engine: $(BENCH_STAMP) .venv-qokit
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+bench-fallback: $(STAMP)
+	$(BIN)/python benchmarks/bench_fallback.py
+
+bench-intake: $(STAMP)
+	$(BIN)/python benchmarks/bench_intake.py
 
 clean:
 	rm -rf $(VENV) .qhopper .pytest_cache .mypy_cache .ruff_cache
