@@ -262,6 +262,31 @@ def mapped_errors() -> Iterator[None]:
 _REGISTRY: dict[str, Callable[[str, int], QuantumBackend]] = {}
 
 
+class WrappedBackend(QuantumBackend, ABC):
+    """A backend that adds behaviour around another and compiles exactly as it does.
+
+    Wrappers (metering, fault injection) change how calls are made, never the target, so
+    templates compiled for the inner backend are the same artifacts for the wrapper.
+    """
+
+    def __init__(self, inner: QuantumBackend, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.solver_path = inner.solver_path
+        self.max_qubits = inner.max_qubits
+
+    @property
+    def target_label(self) -> str:
+        return self.inner.target_label
+
+    @property
+    def target(self) -> Target:
+        return self.inner.target
+
+    def pass_manager(self) -> StagedPassManager:
+        return self.inner.pass_manager()
+
+
 def register(
     name: str,
 ) -> Callable[[Callable[[str, int], QuantumBackend]], Callable[[str, int], QuantumBackend]]:

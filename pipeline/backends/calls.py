@@ -28,7 +28,6 @@ from qiskit.primitives import (
     PrimitiveResult,
 )
 from qiskit.providers import JobStatus
-from qiskit.transpiler import StagedPassManager, Target
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -39,7 +38,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from pipeline.backends.base import Estimate, Kind, QuantumBackend, Workload
+from pipeline.backends.base import Estimate, Kind, QuantumBackend, Workload, WrappedBackend
 from pipeline.config import PriceSettings, Settings
 from pipeline.errors import (
     BackendUnavailable,
@@ -110,27 +109,13 @@ class _Breaker:
 _BREAKERS: dict[str, _Breaker] = {}
 
 
-class MeteredBackend(QuantumBackend):
+class MeteredBackend(WrappedBackend):
     """``backend`` as one chunk sees it: every call bounded, retried and recorded."""
 
     def __init__(self, backend: QuantumBackend, policy: CallPolicy, ledger: Ledger) -> None:
-        self.inner = backend
+        super().__init__(backend, backend.name)
         self.policy = policy
         self.ledger = ledger
-        self.name = backend.name
-        self.solver_path = backend.solver_path
-        self.max_qubits = backend.max_qubits
-
-    @property
-    def target_label(self) -> str:
-        return self.inner.target_label
-
-    @property
-    def target(self) -> Target:
-        return self.inner.target
-
-    def pass_manager(self) -> StagedPassManager:
-        return self.inner.pass_manager()
 
     def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
         call = self.call

@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
-from qiskit.transpiler import StagedPassManager, Target
 
 from pipeline.backends.base import (
     BackendJob,
@@ -40,6 +39,7 @@ from pipeline.backends.base import (
     Kind,
     QuantumBackend,
     Workload,
+    WrappedBackend,
     get_backend,
     mapped_errors,
     register,
@@ -146,25 +146,13 @@ class FaultyJob:
         self.inner.cancel()
 
 
-class FaultyBackend(QuantumBackend):
+class FaultyBackend(WrappedBackend):
+    """A fake provider around a real backend: latency, queueing, outages and errors."""
+
     def __init__(self, inner: QuantumBackend, faults: Faults, spec: str) -> None:
-        self.inner = inner
+        super().__init__(inner, f"faulty:{spec}")
         self.faults = faults
-        self.name = f"faulty:{spec}"
-        self.solver_path = inner.solver_path
-        self.max_qubits = inner.max_qubits
         self._rng = random.Random(faults.seed)
-
-    @property
-    def target_label(self) -> str:
-        return self.inner.target_label
-
-    @property
-    def target(self) -> Target:
-        return self.inner.target
-
-    def pass_manager(self) -> StagedPassManager:
-        return self.inner.pass_manager()
 
     def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
         """Primitives that go through the fake provider's jobs (no retries: callers decide)."""
