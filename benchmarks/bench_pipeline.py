@@ -3,11 +3,17 @@
     make bench-pipeline          # or: .venv/bin/python benchmarks/bench_pipeline.py [--problems N]
 
 Both sides do the same work on the same two cores: the engine alone plans the batches
-with the pipeline's own planner and runs them in a two-process pool (one single-threaded
-process per core, as the Dask workers are) with no queue, no Prefect, no Parquet; the
-pipeline runs `qhopper submit` and `qhopper run` as a user would. Overhead is the flow's
-own wall time (claim, plan, compile, Dask, writes, journal) over the engine's; process
-start-up with Prefect's temporary server, and the LocalCluster start, are reported apart.
+with the pipeline's own planner, compiles one template per shape into a fresh store and
+runs the chunks in a two-process pool (one single-threaded process per core, as the Dask
+workers are; started and warmed before the clock starts) with no queue, no Prefect, no
+Dask, no Parquet. The pipeline runs `qhopper submit` and `qhopper run` as a user would.
+Overhead is the flow's wall time (claim, plan, compile, Dask, writes, journal) over the
+engine's. The pipeline runs twice per repeat: on a warm LocalCluster given by
+--dask-address (as `qhopper serve` keeps one for all its runs), and cold, starting its
+own. Start-up is reported apart: the process with Prefect's temporary server, and the
+part of the cluster's start the run still waited for after routing (the cluster starts
+beside planning and compiling). Each side runs --repeats times, alternating; the figures
+are medians.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,9 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batching.planner import PlannedProblem, plan_batches
+from flows.dask_client import dask_client
 from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
+from pipeline.fast_sim import warm_up
 from pipeline.formulation import formulate
 from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.qaoa_engine import BatchProblem, optimise_batch
@@ -116,65 +125,75 @@ def _classical_chunk(args: tuple) -> int:
 
 
 def engine_alone(problems: list[dict], home: Path) -> float:
-    """The same batches and chunks as the pipeline, on a two-process pool."""
+    """Plan, compile and optimise the same batches and chunks as the pipeline, on a pool."""
     settings = Settings(home=home)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    planned = []
-    for index, record in enumerate(problems):
-        spec: ProblemSpec = spec_from_record(record)
-        planned.append(
-            PlannedProblem(
-                str(index),
-                record["key"],
-                spec,
-                formulate(spec),
-                "",
-                1,
-                now,
-                now,
-                spec.reps or settings.quantum.default_reps,
-                spec.shots or settings.quantum.default_shots,
-            )
-        )
-    backend = get_backend(settings.quantum.backend, settings.quantum.max_qubits)
-    batches = plan_batches(
-        planned, settings.quantum.backend, backend.max_qubits, settings.quantum.max_batch_size
-    )
-    store = TemplateStore(home / "artifacts")
-    work: list[tuple] = []
-    for batch in batches:
-        records = [json.loads(p.spec.model_dump_json(exclude_none=True)) for p in batch.problems]
-        if batch.shape is not None:
-            template = store.get(batch.shape, backend).template
-            half = max(1, min(2, len(records) // 4))
-            size = -(-len(records) // half)
-            work += [
-                ("q", (template, records[i : i + size], settings))
-                for i in range(0, len(records), size)
-            ]
-        else:
-            size = settings.classical.chunk_size
-            work += [("c", (records[i : i + size], settings)) for i in range(0, len(records), size)]
+    warm_up()  # the pool's processes fork from here: warm, as the Dask workers' preload makes them
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
         started = time.perf_counter()
-        futures = [
-            pool.submit(_quantum_chunk if kind == "q" else _classical_chunk, args)
-            for kind, args in work
-        ]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        planned = []
+        for index, record in enumerate(problems):
+            spec: ProblemSpec = spec_from_record(record)
+            planned.append(
+                PlannedProblem(
+                    str(index),
+                    record["key"],
+                    spec,
+                    formulate(spec),
+                    "",
+                    1,
+                    now,
+                    now,
+                    spec.reps or settings.quantum.default_reps,
+                    spec.shots or settings.quantum.default_shots,
+                )
+            )
+        backend = get_backend(settings.quantum.backend, settings.quantum.max_qubits)
+        batches = plan_batches(
+            planned, settings.quantum.backend, backend.max_qubits, settings.quantum.max_batch_size
+        )
+        store = TemplateStore(home / "artifacts")
+        futures = []
+        for batch in batches:
+            records = [
+                json.loads(p.spec.model_dump_json(exclude_none=True)) for p in batch.problems
+            ]
+            if batch.shape is not None:
+                template = store.get(batch.shape, backend).template
+                half = max(1, min(2, len(records) // 4))
+                size = -(-len(records) // half)
+                futures += [
+                    pool.submit(_quantum_chunk, (template, records[i : i + size], settings))
+                    for i in range(0, len(records), size)
+                ]
+            else:
+                size = settings.classical.chunk_size
+                futures += [
+                    pool.submit(_classical_chunk, (records[i : i + size], settings))
+                    for i in range(0, len(records), size)
+                ]
         done = sum(f.result() for f in futures)
         elapsed = time.perf_counter() - started
     assert done == len(problems)
     return elapsed
 
 
-def cluster_start() -> float:
-    from flows.dask_client import dask_client
-
+def pipeline_run(path: Path, home: Path, dask_address: str | None) -> tuple[float, float, dict]:
+    """`qhopper submit` then `qhopper run`: submit seconds, run wall seconds, run summary."""
     started = time.perf_counter()
-    with dask_client(None, 2):
-        elapsed = time.perf_counter() - started
-    return elapsed
+    subprocess.run(
+        [QHOPPER, "submit", str(path), "--home", str(home)], check=True, capture_output=True
+    )
+    submit_s = time.perf_counter() - started
+    command = [QHOPPER, "run", "--json", "--home", str(home)]
+    if dask_address:
+        command += ["--dask-address", dask_address]
+    started = time.perf_counter()
+    ran = subprocess.run(command, check=True, capture_output=True, text=True)
+    summary = json.loads(ran.stdout)
+    assert summary["completed"] + summary["degraded"] == summary["problems"], summary
+    return submit_s, time.perf_counter() - started, summary
 
 
 def main() -> None:
@@ -182,56 +201,79 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--problems", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     problems = mixed_problems(args.problems, seed=7)
-    with tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch:
+    engine: list[float] = []
+    cold: list[tuple[float, float, dict]] = []
+    warm: list[tuple[float, float, dict]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch,
+        dask_client(None, 2) as client,
+    ):
+        address = str(client.scheduler_info()["address"])
         root = Path(scratch)
-        engine_s = engine_alone(problems, root / "engine-home")
         path = root / "problems.jsonl"
         path.write_text("".join(json.dumps(p) + "\n" for p in problems))
-        home = root / "home"
-        started = time.perf_counter()
-        subprocess.run(
-            [QHOPPER, "submit", str(path), "--home", str(home)], check=True, capture_output=True
+        for repeat in range(args.repeats):
+            engine.append(engine_alone(problems, root / f"engine-{repeat}"))
+            warm.append(pipeline_run(path, root / f"warm-{repeat}", address))
+            cold.append(pipeline_run(path, root / f"cold-{repeat}", None))
+    print(
+        f"{args.problems} mixed problems (60 % MaxCut-12, 20 % QUBO-10, 10 % portfolio-8,"
+        f" 10 % MaxCut-30); medians of {args.repeats} runs each, alternating"
+    )
+    last = warm[-1][2]
+    print(
+        f"  answered by every pipeline run:         {last['completed'] + last['degraded']}"
+        f" ({last['degraded']} degraded, {last['failed']} failed)"
+    )
+    print(
+        f"  batches / templates compiled:           {last['batches']} / {last['templates_compiled']}"
+    )
+    engine_s = statistics.median(engine)
+    print(f"  engine alone (plan+compile+optimise):   {engine_s:8.2f} s   {_spread(engine)}")
+    for label, runs in (
+        ("qhopper run on a warm cluster (--dask-address, as serve runs)", warm),
+        ("qhopper run, cold (starts its own LocalCluster)", cold),
+    ):
+        summaries = [summary for _, _, summary in runs]
+        flow = [s["t_total_s"] for s in summaries]
+        wait = [s["t_cluster_wait_s"] for s in summaries]
+        own = [f - w for f, w in zip(flow, wait, strict=True)]
+        own_s = statistics.median(own)
+
+        def stage(name: str, of: list[dict] = summaries) -> float:
+            return statistics.median([s[f"t_{name}_s"] for s in of])
+
+        print(f"  {label}")
+        print(
+            f"     flow wall (t_total_s):               {statistics.median(flow):8.2f} s   {_spread(flow)}"
         )
-        submit_s = time.perf_counter() - started
-        started = time.perf_counter()
-        ran = subprocess.run(
-            [QHOPPER, "run", "--json", "--home", str(home)],
-            check=True,
-            capture_output=True,
-            text=True,
+        print(
+            "     plan / compile / execute:            "
+            f"{stage('plan'):.2f} / {stage('compile'):.2f} (beside execute) / {stage('execute'):.2f} s"
         )
-        run_wall_s = time.perf_counter() - started
-        summary = json.loads(ran.stdout)
-        flow_s = summary["t_total_s"]
-        dask_s = cluster_start()
-    answered = summary["completed"] + summary["degraded"]
+        print(
+            f"     waiting for the cluster to start:    {statistics.median(wait):8.2f} s   (start-up)"
+        )
+        print(f"     flow without that start-up:          {own_s:8.2f} s   {_spread(own)}")
+        print(
+            f"     overhead vs engine alone:            {(own_s - engine_s) / engine_s * 100:8.1f} %"
+            f"   (ratio {own_s / engine_s:.3f})"
+        )
+        print(
+            "     process + Prefect temporary server + cluster shutdown, apart: "
+            f"{statistics.median([wall - s['t_total_s'] for _, wall, s in runs]):.2f} s"
+        )
     print(
-        f"{args.problems} mixed problems (60 % MaxCut-12, 20 % QUBO-10, 10 % portfolio-8, 10 % MaxCut-30)"
+        f"  qhopper submit ({args.problems} problems):        "
+        f"{statistics.median([submit for submit, _, _ in cold + warm]):8.2f} s"
     )
-    print(
-        f"  answered by the pipeline:               {answered} ({summary['degraded']} degraded, {summary['failed']} failed)"
-    )
-    print(
-        f"  batches / templates compiled:           {summary['batches']} / {summary['templates_compiled']}"
-    )
-    print(f"  engine alone (2 processes):             {engine_s:8.2f} s")
-    print(f"  qhopper run, flow wall (t_total_s):     {flow_s:8.2f} s")
-    print(
-        f"     of which execute / compile / claim:  {summary['t_execute_s']:.2f} / {summary['t_compile_s']:.2f} / "
-        f"{summary['t_collect_s']:.2f} s"
-    )
-    print(
-        f"  pipeline overhead vs engine alone:      {(flow_s - engine_s) / engine_s * 100:8.1f} %  (ratio {flow_s / engine_s:.3f})"
-    )
-    print(
-        f"  overhead excluding LocalCluster start:  {(flow_s - dask_s - engine_s) / engine_s * 100:8.1f} %"
-    )
-    print("  start-up, reported apart:")
-    print(f"     process + Prefect temporary server:  {run_wall_s - flow_s:8.2f} s")
-    print(f"     LocalCluster (2 workers), measured:  {dask_s:8.2f} s")
-    print(f"  qhopper submit ({args.problems} problems):        {submit_s:8.2f} s")
+
+
+def _spread(values: list[float]) -> str:
+    return "(runs: " + ", ".join(f"{v:.2f}" for v in values) + ")"
 
 
 if __name__ == "__main__":

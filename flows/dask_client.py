@@ -2,7 +2,7 @@
 
 Workers are processes with one thread each (Aer and CP-SAT calls do not run in parallel
 in Python threads, and nested threading oversubscribes the cores), started with the
-BLAS/OpenMP thread counts pinned to one.
+BLAS/OpenMP thread counts pinned to one, and warmed by :mod:`flows.worker_setup`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 
 from distributed import Client, LocalCluster
 
@@ -43,6 +44,7 @@ def dask_client(address: str | None, n_workers: int) -> Iterator[Client]:
         dashboard_address=None,
         silence_logs=40,
         host="127.0.0.1",
+        preload=["flows.worker_setup"],
     )
     client = Client(cluster, set_as_default=False)
     try:
@@ -54,3 +56,32 @@ def dask_client(address: str | None, n_workers: int) -> Iterator[Client]:
 
 def worker_count(client: Client) -> int:
     return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+class BackgroundClient:
+    """A Dask client started in a thread, so the cluster's start overlaps the run's work.
+
+    Starting a LocalCluster (processes, imports, kernel loads) takes seconds that the
+    run would otherwise spend waiting before its first batch; the flow starts one as soon
+    as it knows there is work, and asks for the client only when it needs it.
+    """
+
+    def __init__(self, address: str | None, n_workers: int, start_timeout_s: float) -> None:
+        self._stack = ExitStack()
+        self._timeout = start_timeout_s
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qhopper-dask-start")
+        self._client: Future[Client] = self._pool.submit(
+            self._stack.enter_context, dask_client(address, n_workers)
+        )
+
+    def client(self) -> Client:
+        """The started client; waits for the start, re-raising its error, within the timeout."""
+        return self._client.result(timeout=self._timeout)
+
+    def close(self) -> None:
+        """Shut the cluster down, waiting for a start still in progress to finish first."""
+        try:
+            self._client.exception(timeout=self._timeout)
+        finally:
+            self._pool.shutdown(wait=False)
+            self._stack.close()

@@ -4,6 +4,8 @@ Scheduling needs a real Prefect API: the temporary in-process server never sched
 served runs. So we use ``PREFECT_API_URL`` when it is set, and otherwise start
 ``prefect server start`` on loopback ourselves, wait until it answers, and serve with
 one run at a time (scheduled runs would otherwise overlap; claims are atomic anyway).
+Unless given a scheduler, it keeps one warm LocalCluster for all its runs, so an interval
+run does not pay seconds of worker start-up each time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -104,9 +106,16 @@ def serve_forever(
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings.home, log_level="INFO")
-    with prefect_api(settings.home, console):
+    with ExitStack() as stack:
+        stack.enter_context(prefect_api(settings.home, console))
         from flows.batch_flow import batch_run
+        from flows.dask_client import dask_client
 
+        dask_address = dask_address or settings.dask.address
+        if dask_address is None:
+            client = stack.enter_context(dask_client(None, settings.dask.n_workers))
+            dask_address = str(client.scheduler_info()["address"])
+            console.print(f"Dask LocalCluster for every run at {dask_address}")
         console.print(f"Serving every {interval_s:g} s; stop with Ctrl-C.")
         batch_run.serve(
             name="qhopper-interval",

@@ -12,6 +12,8 @@ import logging
 import math
 import time
 from collections import defaultdict
+from concurrent.futures import Future as LocalFuture
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +53,7 @@ from pipeline.results import (
     read_file,
     write_rows,
 )
-from pipeline.templates import CompiledTemplate, TemplateStore, artifact_key
+from pipeline.templates import CompiledTemplate, TemplateLookup, TemplateStore, artifact_key
 
 log = logging.getLogger("qhopper.run")
 
@@ -210,42 +212,65 @@ def plan(
 
 
 # --- compile ------------------------------------------------------------------------------
-def compile_templates(ctx: RunContext, batches: list[Batch]) -> list[CompiledBatch]:
-    """Route each batch on its economics, then look up one template per distinct shape.
+@dataclass
+class RoutedBatches:
+    """Batches after routing (CP-SAT ones first), their templates compiling in the background.
+
+    One thread compiles (or loads) each distinct shape's template in dispatch order, so
+    compiling overlaps the cluster's start and the first batches' execution; ``execute``
+    takes each batch's template when it dispatches that batch.
+    """
+
+    batches: list[Batch]
+    lookups: dict[str, LocalFuture[TemplateLookup]]
+    compiler: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.compiler.shutdown(wait=True, cancel_futures=True)
+
+
+def compile_templates(ctx: RunContext, batches: list[Batch]) -> RoutedBatches:
+    """Route each batch on its economics, then start compiling one template per shape.
 
     Routing comes first so no template is compiled for a batch that goes to CP-SAT; a
     template is compiled at most once, then reused.
     """
     started = time.perf_counter()
-    batches = _route(ctx, batches)
-    progress = sink()
-    progress.stage("compile", len(batches))
-    by_shape: dict[str, tuple[CompiledTemplate, bool, float]] = {}
-    compiled: list[CompiledBatch] = []
-    for batch in batches:
-        if batch.shape is None:
-            compiled.append(CompiledBatch(batch, None, False, 0.0))
-        else:
-            if batch.shape.digest not in by_shape:
-                lookup = ctx.templates.get(batch.shape, ctx.backend)
-                by_shape[batch.shape.digest] = (lookup.template, lookup.reused, lookup.seconds)
-                ctx.counters["templates_reused" if lookup.reused else "templates_compiled"] += 1
-                first = True
-            else:
-                first = False
-            template, reused, seconds = by_shape[batch.shape.digest]
-            compiled.append(
-                CompiledBatch(batch, template, reused or not first, seconds if first else 0.0)
+    routed = sorted(_route(ctx, batches), key=lambda batch: batch.route != "classical")
+    compiler = ThreadPoolExecutor(1, thread_name_prefix="qhopper-compile")
+    lookups: dict[str, LocalFuture[TemplateLookup]] = {}
+    for batch in routed:
+        if batch.shape is not None and batch.shape.digest not in lookups:
+            lookups[batch.shape.digest] = compiler.submit(
+                ctx.templates.get, batch.shape, ctx.backend
             )
-            ctx.store.advance(
-                ctx.run_id,
-                [p.problem_id for p in batch.problems],
-                COMPILED,
-                f"template={template.artifact_key[:16]}",
-            )
-        progress.advance(1)
-    ctx.timings["compile"] = time.perf_counter() - started
-    return compiled
+    ctx.timings["compile"] = time.perf_counter() - started  # template seconds join as they land
+    return RoutedBatches(routed, lookups, compiler)
+
+
+def _compiled(
+    ctx: RunContext, client: Client, batch: Batch, routed: RoutedBatches, sent: dict[str, Future]
+) -> tuple[CompiledBatch, Future | None]:
+    """The batch with its template, which goes to the workers once per shape (scattered)."""
+    if batch.shape is None:
+        return CompiledBatch(batch, None, False, 0.0), None
+    digest = batch.shape.digest
+    lookup = routed.lookups[digest].result(timeout=ctx.settings.dask.run_timeout_s)
+    first = digest not in sent
+    if first:
+        sent[digest] = client.scatter(lookup.template, broadcast=True, hash=False)
+        ctx.counters["templates_reused" if lookup.reused else "templates_compiled"] += 1
+        ctx.timings["compile"] += lookup.seconds
+    ctx.store.advance(
+        ctx.run_id,
+        [p.problem_id for p in batch.problems],
+        COMPILED,
+        f"template={lookup.template.artifact_key[:16]}",
+    )
+    item = CompiledBatch(
+        batch, lookup.template, lookup.reused or not first, lookup.seconds if first else 0.0
+    )
+    return item, sent[digest]
 
 
 def _route(ctx: RunContext, batches: list[Batch]) -> list[Batch]:
@@ -282,26 +307,37 @@ class _Pending:
 
 
 def execute(
-    ctx: RunContext, compiled: list[CompiledBatch], exhausted: list[ClaimedProblem], client: Client
+    ctx: RunContext, routed: RoutedBatches, exhausted: list[ClaimedProblem], client: Client
 ) -> None:
-    """Fan every batch out over Dask in chunks; write each batch the moment it is whole."""
+    """Fan every batch out over Dask in chunks as its template lands; write each batch the
+    moment it is whole."""
     started = time.perf_counter()
+    try:
+        _execute(ctx, routed, exhausted, client)
+    finally:
+        routed.close()
+    ctx.timings["execute"] = time.perf_counter() - started
+
+
+def _execute(
+    ctx: RunContext, routed: RoutedBatches, exhausted: list[ClaimedProblem], client: Client
+) -> None:
     if exhausted:
         _write_exhausted(ctx, exhausted)
-    total = sum(c.batch.size for c in compiled)
     progress = sink()
-    progress.stage("execute", total)
+    progress.stage("execute", sum(b.size for b in routed.batches))
     from flows.dask_client import worker_count
 
     workers = worker_count(client)
     futures: dict[Future, str] = {}
     pending: dict[str, _Pending] = {}
-    for item in compiled:
-        batch = item.batch
+    sent: dict[str, Future] = {}
+    for batch in routed.batches:
+        item, template = _compiled(ctx, client, batch, routed, sent)
         chunks = _chunk(batch, workers, ctx.settings.classical.chunk_size)
         pending[batch.batch_id] = _Pending(item, len(chunks))
         for chunk in chunks:
-            futures[_submit(ctx, client, item, chunk)] = batch.batch_id
+            futures[_submit(ctx, client, item, template, chunk)] = batch.batch_id
         ids = [p.problem_id for p in batch.problems]
         ctx.store.advance(ctx.run_id, ids, SUBMITTED, f"batch={batch.batch_id}")
         # Dask starts work as soon as it is submitted: for a simulator, submitted is running.
@@ -318,7 +354,6 @@ def execute(
             _finish_batch(ctx, client, state)
             progress.advance(state.compiled.batch.size)
             ctx.store.renew(ctx.run_id, ctx.settings.intake.lease_seconds)
-    ctx.timings["execute"] = time.perf_counter() - started
 
 
 def _chunk(batch: Batch, workers: int, classical_chunk: int) -> list[list[PlannedProblem]]:
@@ -332,14 +367,19 @@ def _chunk(batch: Batch, workers: int, classical_chunk: int) -> list[list[Planne
 
 
 def _submit(
-    ctx: RunContext, client: Client, item: CompiledBatch, chunk: list[PlannedProblem]
+    ctx: RunContext,
+    client: Client,
+    item: CompiledBatch,
+    template: Future | None,
+    chunk: list[PlannedProblem],
 ) -> Future:
+    """A chunk's task; ``template`` is the batch's template, already scattered."""
     settings = ctx.settings
-    if item.template is not None:
+    if template is not None:
         items_q = [(p.problem_id, _spec_text(p), p.shots) for p in chunk]
         return client.submit(
             run_quantum_chunk,
-            item.template,
+            template,
             items_q,
             ctx.backend_spec,
             settings.quantum.max_qubits,
@@ -745,6 +785,7 @@ def finalise(ctx: RunContext, recovered: int, total_s: float) -> dict[str, Any]:
         "t_collect_s": ctx.timings.get("collect", 0.0),
         "t_plan_s": ctx.timings.get("plan", 0.0),
         "t_compile_s": ctx.timings.get("compile", 0.0),
+        "t_cluster_wait_s": ctx.timings.get("cluster_wait", 0.0),
         "t_execute_s": ctx.timings.get("execute", 0.0),
         "t_total_s": total_s,
         "cost_usd": c["cost_micro_usd"] / 1e6,

@@ -217,9 +217,9 @@ def _print_summary(settings: Settings, summary: dict[str, Any]) -> None:
     )
     out.print(batches)
     stages = Table(title="Time per stage (s)")
-    names = ("recover", "collect", "plan", "compile", "execute", "total")
+    names = ("recover", "collect", "plan", "compile", "cluster_wait", "execute", "total")
     for name in names:
-        stages.add_column(name, justify="right")
+        stages.add_column(name.replace("_", " "), justify="right")
     stages.add_row(*(f"{summary[f't_{name}_s']:.2f}" for name in names))
     out.print(stages)
     out.print(

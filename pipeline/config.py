@@ -111,6 +111,7 @@ class DaskSettings(_Section):
     address: str | None = None
     n_workers: int = Field(default=2, ge=1)
     run_timeout_s: float = Field(default=3600.0, gt=0)  # the longest a run waits for its batches
+    start_timeout_s: float = Field(default=120.0, gt=0)  # the longest a cluster may take to start
 
 
 class Settings(_Section):

@@ -163,3 +163,10 @@ class DiagonalQAOA:
             np.ascontiguousarray(gammas, dtype=np.float64),
             np.ascontiguousarray(betas, dtype=np.float64),
         )
+
+
+def warm_up() -> None:
+    """Load (or compile, on a fresh checkout) the kernels with the argument types used above."""
+    DiagonalQAOA(1, np.zeros((1, 2))).expectations(
+        np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros((1, 1))
+    )

@@ -30,6 +30,7 @@ import secrets
 import signal
 import socket
 import threading
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -643,23 +644,29 @@ class IntakeStore:
             path = tx.execute(
                 sa.select(result_batches.c.result_path).where(result_batches.c.batch_id == batch_id)
             ).scalar_one()
-            for outcome in outcomes:
-                tx.execute(
-                    problems.update()
-                    .where(problems.c.id == outcome["problem_id"], problems.c.batch_id == batch_id)
-                    .values(
-                        state=outcome["status"],
-                        route=outcome["route"],
-                        solver_path=outcome["solver_path"],
-                        result_path=path,
-                        last_error=outcome.get("fallback_reason"),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        lease_host=None,
-                        lease_pid=None,
-                        updated_at=now,
+            # One UPDATE per distinct outcome (a batch has one or a few), not one per problem.
+            groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+            for o in outcomes:
+                key = (o["status"], o["route"], o["solver_path"], o.get("fallback_reason"))
+                groups[key].append(o["problem_id"])
+            for (status, route, solver_path, reason), ids in groups.items():
+                for chunk in _chunks(ids, 500):
+                    tx.execute(
+                        problems.update()
+                        .where(problems.c.id.in_(chunk), problems.c.batch_id == batch_id)
+                        .values(
+                            state=status,
+                            route=route,
+                            solver_path=solver_path,
+                            result_path=path,
+                            last_error=reason,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            lease_host=None,
+                            lease_pid=None,
+                            updated_at=now,
+                        )
                     )
-                )
             tx.execute(
                 problem_events.insert(),
                 [

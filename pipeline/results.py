@@ -136,6 +136,7 @@ RUN_SCHEMA = pa.schema(
         ("t_collect_s", pa.float64()),
         ("t_plan_s", pa.float64()),
         ("t_compile_s", pa.float64()),
+        ("t_cluster_wait_s", pa.float64()),
         ("t_execute_s", pa.float64()),
         ("t_total_s", pa.float64()),
         ("cost_usd", pa.float64()),
