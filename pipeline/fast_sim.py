@@ -11,6 +11,13 @@ for anything noisy.
 When a problem has few distinct energy levels (integer-weighted MaxCut has at most a
 few hundred), the phase is computed once per level and gathered, which removes most of
 the transcendental work.
+
+When every cost is symmetric under flipping all bits, E(x) = E(~x) (any cost with no
+linear field: MaxCut, QUBOs whose Ising form has h = 0), the QAOA state is too: |+>^n is,
+the phase layer is, and the mixer commutes with the global flip. Then only the half of
+the amplitudes with the top qubit 0 is kept: the top qubit's RX pairs x with x ^ top,
+whose amplitude equals that of its complement, x with its low bits flipped, which is in
+the kept half. Half the states, half the work, the same numbers.
 """
 
 from __future__ import annotations
@@ -92,6 +99,26 @@ def _mixer(re: FloatArray, im: FloatArray, n: int, c: float, s: float) -> None: 
 
 
 @njit(cache=True, nogil=True)
+def _mixer_top_of_symmetric(
+    re: FloatArray, im: FloatArray, c: float, s: float
+) -> None:  # pragma: no cover
+    """RX(2 beta) on the top qubit of a flip-symmetric state kept as its lower half.
+
+    The partner of x (top bit 0) is x with the top bit set, whose amplitude is that of
+    ``x ^ low_mask``: the pairs are (x, complement of x within the half).
+    """
+    states = re.shape[0]
+    low_mask = states - 1
+    for x in range(states // 2):
+        y = x ^ low_mask
+        ar, ai, dr, di = re[x], im[x], re[y], im[y]
+        re[x] = c * ar + s * di
+        im[x] = c * ai - s * dr
+        re[y] = c * dr + s * ai
+        im[y] = c * di - s * ar
+
+
+@njit(cache=True, nogil=True)
 def _expectations(
     n: int,
     diagonals: FloatArray,
@@ -101,15 +128,18 @@ def _expectations(
     owner: IntArray,
     gammas: FloatArray,
     betas: FloatArray,
+    symmetric: bool,
 ) -> FloatArray:  # pragma: no cover - compiled
-    states = 1 << n
+    kept = n - 1 if symmetric else n  # qubits whose amplitudes are stored
+    states = 1 << kept
     sets, reps = gammas.shape
     out = np.empty(sets)
     re = np.empty(states)
     im = np.empty(states)
     phase_re = np.empty(levels.shape[1])
     phase_im = np.empty(levels.shape[1])
-    amplitude = 1.0 / np.sqrt(states)
+    amplitude = 1.0 / np.sqrt(1 << n)
+    weight_of_kept = 2.0 if symmetric else 1.0  # each kept state stands for itself and ~x
     for k in range(sets):
         b = owner[k]
         use_levels = sizes[b] * 2 <= states
@@ -134,12 +164,15 @@ def _expectations(
                     r, i = re[x], im[x]
                     re[x] = r * pr - i * pi
                     im[x] = r * pi + i * pr
-            _mixer(re, im, n, np.cos(betas[k, layer]), np.sin(betas[k, layer]))
+            c, s = np.cos(betas[k, layer]), np.sin(betas[k, layer])
+            _mixer(re, im, kept, c, s)
+            if symmetric:
+                _mixer_top_of_symmetric(re, im, c, s)
         total = 0.0
         for x in range(states):
             weight = re[x] * re[x] + im[x] * im[x]
             total += weight * diagonals[b, x]
-        out[k] = total
+        out[k] = weight_of_kept * total
     return out
 
 
@@ -148,7 +181,11 @@ class DiagonalQAOA:
 
     def __init__(self, n: int, diagonals: FloatArray) -> None:
         self.n = n
-        self.diagonals = np.ascontiguousarray(diagonals, dtype=np.float64)
+        full = np.ascontiguousarray(diagonals, dtype=np.float64)
+        half = full.shape[1] // 2
+        # E(x) == E(~x) for every problem: ~x is the index read from the other end.
+        self.symmetric = n > 1 and bool(np.array_equal(full[:, :half], full[:, ::-1][:, :half]))
+        self.diagonals = np.ascontiguousarray(full[:, :half]) if self.symmetric else full
         self.levels, self.inverse, self.sizes = energy_levels(self.diagonals)
 
     def expectations(self, owner: IntArray, gammas: FloatArray, betas: FloatArray) -> FloatArray:
@@ -162,11 +199,12 @@ class DiagonalQAOA:
             np.ascontiguousarray(owner, dtype=np.int64),
             np.ascontiguousarray(gammas, dtype=np.float64),
             np.ascontiguousarray(betas, dtype=np.float64),
+            self.symmetric,
         )
 
 
 def warm_up() -> None:
     """Load (or compile, on a fresh checkout) the kernels with the argument types used above."""
-    DiagonalQAOA(1, np.zeros((1, 2))).expectations(
+    DiagonalQAOA(2, np.zeros((1, 4))).expectations(
         np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros((1, 1))
     )

@@ -19,6 +19,9 @@ FloatArray = npt.NDArray[np.float64]
 BitArray = npt.NDArray[np.int8]
 
 
+CANCELLATION_TOLERANCE = 1e-12  # relative to the largest coefficient
+
+
 @dataclass(frozen=True, eq=False)
 class Qubo:
     """``offset + linear . x + sum quad_k x_i x_j`` over sorted pairs (i < j), in ``sense``."""
@@ -53,6 +56,10 @@ class Qubo:
             i, j = self._pair_index
             np.subtract.at(h, i, b / 4.0)
             np.subtract.at(h, j, b / 4.0)
+        # Where the field cancels exactly (MaxCut's does everywhere) rounding leaves ~1e-16;
+        # make it zero, so shapes, templates and the simulator see no linear field at all.
+        scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+        h[np.abs(h) <= CANCELLATION_TOLERANCE * scale] = 0.0
         constant = s * self.offset + a.sum() / 2.0 + b.sum() / 4.0
         keep = b != 0.0
         pairs = tuple(p for p, k in zip(self.pairs, keep, strict=True) if k)

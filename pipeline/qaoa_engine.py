@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from qiskit.primitives import BitArray
 from qiskit.quantum_info import SparsePauliOp
 
 from pipeline.backends.base import QuantumBackend
@@ -422,10 +423,20 @@ def _sample(
     pubs = [(template.sampling_circuit, values[rows], shots) for shots, rows in by_shots.items()]
     result = backend.sampler(max(by_shots), seed).run(pubs).result()
     for pub_result, rows in zip(result, by_shots.values(), strict=True):
-        measured = pub_result.data.meas
+        shots = _outcomes_as_integers(pub_result.data.meas)
         for position, b in enumerate(rows):
-            outcomes[b] = np.fromiter(measured.get_int_counts(loc=position), dtype=np.int64)
+            outcomes[b] = np.unique(shots[position])
     return outcomes
+
+
+def _outcomes_as_integers(measured: BitArray) -> IntArray:
+    """Every shot as an integer, (parameter sets, shots): BitArray's counts, vectorised.
+
+    Its bytes are big-endian (the last holds bits 0-7); only ``num_bits`` bits count.
+    """
+    packed = measured.array.astype(np.int64)
+    place = np.left_shift(1, 8 * np.arange(packed.shape[-1] - 1, -1, -1), dtype=np.int64)
+    return np.asarray((packed @ place) & ((1 << measured.num_bits) - 1), dtype=np.int64)
 
 
 def _best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, float, bool]:

@@ -115,6 +115,36 @@ def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
     np.testing.assert_allclose(
         fast.energies(rows, gammas, betas), reference.energies(rows, gammas, betas), atol=1e-9
     )
+    # No linear field: the simulator keeps half the states (E(x) = E(~x)), same numbers.
+    assert fast.simulator.symmetric == (kind == "maxcut")
+
+
+def test_real_weighted_maxcut_has_no_linear_field_and_agrees_with_aer() -> None:
+    """Rounding in the QUBO-to-Ising cancellation must not invent a field of ~1e-16."""
+    rng = np.random.default_rng(5)
+    edges = [[i, (i + 1) % 9, float(rng.uniform(0.1, 1))] for i in range(9)]
+    edges += [[i, i + 4, float(rng.uniform(0.1, 1))] for i in range(5)]
+    formulation = formulate(MaxCutSpec.model_validate({"kind": "maxcut", "n": 9, "edges": edges}))
+    assert not formulation.ising.h.any()
+    bits = rng.integers(0, 2, (50, 9))
+    spins = 1 - 2 * bits
+    i, j = np.array(formulation.ising.pairs).T
+    energy = formulation.ising.constant + (spins[:, i] * spins[:, j]) @ formulation.ising.J
+    np.testing.assert_allclose(
+        formulation.ising.sign * energy, formulation.objective(bits), atol=1e-9
+    )
+    template = compile_template(shape_of(formulation.ising, 2, "aer"), BACKEND, "test")
+    assert template.shape.linear == ()
+    problems = [BatchProblem("p", formulation, 100)]
+    fast = DiagonalEvaluator(template, problems)
+    assert fast.simulator.symmetric
+    gammas = rng.uniform(-1.5, 1.5, (1, 6, 2))
+    betas = rng.uniform(-1.5, 1.5, (1, 6, 2))
+    rows = np.array([0])
+    reference = PrimitiveEvaluator(template, problems, BACKEND, 0)
+    np.testing.assert_allclose(
+        fast.energies(rows, gammas, betas), reference.energies(rows, gammas, betas), atol=1e-9
+    )
 
 
 def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,10 +66,19 @@ def test_serve_runs_on_its_interval_and_stops_cleanly(tmp_path: Path) -> None:
     text = (tmp_path / "serve.log").read_text()
     assert "Serving every 5 s" in text
     runs = subprocess.run(
-        [QHOPPER, "results", "--json", "--sql", "SELECT run_id FROM runs", "--home", str(home)],
+        [
+            QHOPPER,
+            *("results", "--json", "--sql", "SELECT run_id, dask_address FROM runs"),
+            *("--home", str(home)),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert len(json.loads(runs.stdout)) == 1  # one run did the work; later runs found nothing
+    rows = json.loads(runs.stdout)
+    assert len(rows) == 1  # one run did the work; later runs found nothing
+    # Runs share the one LocalCluster serve keeps warm rather than starting their own.
+    shared = re.search(r"Dask LocalCluster for every run at (tcp://\S+)", text)
+    assert shared is not None, text[-3000:]
+    assert rows[0]["dask_address"] == shared.group(1)
