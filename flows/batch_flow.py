@@ -62,6 +62,7 @@ def batch_run(
     settings = load_settings(Path(home), Path(config_file) if config_file else None)
     ctx = steps.RunContext.open(settings, backend, dask_address)
     dask: BackgroundClient | None = None
+    routed: steps.RoutedBatches | None = None
     try:
         recovered = _run(recover_task, ctx)
         claimed = _run(collect_task, ctx)
@@ -70,16 +71,17 @@ def batch_run(
                 ctx.dask_address, settings.dask.n_workers, settings.dask.start_timeout_s
             )
         batches, exhausted = _run(plan_task, ctx, claimed)
-        if batches or exhausted:
-            assert dask is not None  # batches come from claims
-            compiled = _run(compile_task, ctx, batches)
+        if dask is not None and (batches or exhausted):
+            routed = _run(compile_task, ctx, batches)
             waited_from = time.perf_counter()
             client = dask.client()
             ctx.timings["cluster_wait"] = time.perf_counter() - waited_from
-            _run(execute_task, ctx, compiled, exhausted, client)
+            _run(execute_task, ctx, routed, exhausted, client)
         return _run(finalise_task, ctx, recovered, time.perf_counter() - started)
     finally:
         try:
+            if routed is not None:
+                routed.close()  # a run that failed before executing stops compiling too
             if dask is not None:
                 dask.close()
         finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from qaoa_dataset import load_graphs
+from qiskit.primitives import BitArray
 
 from batching.shapes import shape_of
 from pipeline.backends import get_backend
@@ -19,6 +20,7 @@ from pipeline.qaoa_engine import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
+    _outcomes_as_integers,
     optimise_batch,
 )
 from pipeline.templates import TemplateStore, compile_template
@@ -286,3 +288,14 @@ def test_template_store_compiles_once_and_reuses(tmp_path: Path) -> None:
     assert [p.name for p in second.template.expectation_circuit.parameters] == [
         p.name for p in first.template.expectation_circuit.parameters
     ]
+
+
+def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
+    rng = np.random.default_rng(3)
+    for bits in (3, 8, 13, 21):
+        packed = rng.integers(0, 256, (4, 50, (bits + 7) // 8), dtype=np.uint8)
+        packed[..., 0] &= (1 << (bits % 8 or 8)) - 1  # BitArray keeps unused high bits zero
+        measured = BitArray(packed, bits)
+        decoded = _outcomes_as_integers(measured)
+        for position in range(4):
+            assert set(decoded[position].tolist()) == set(measured.get_int_counts(loc=position))
