@@ -39,7 +39,7 @@ from pipeline.fast_sim import warm_up
 from pipeline.formulation import formulate
 from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.qaoa_engine import BatchProblem, optimise_batch
-from pipeline.templates import TemplateStore
+from pipeline.templates import TemplateStore, load_transpiler_plugins
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
 
@@ -128,6 +128,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
     """Plan, compile and optimise the same batches and chunks as the pipeline, on a pool."""
     settings = Settings(home=home)
     warm_up()  # the pool's processes fork from here: warm, as the Dask workers' preload makes them
+    load_transpiler_plugins()  # process start-up, as `qhopper run` loads them beside Prefect's
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
         started = time.perf_counter()

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -125,11 +126,19 @@ class _RichProgress:
             self.progress.advance(self.current, amount)
 
 
+def _load_transpiler_plugins() -> None:
+    from pipeline.templates import load_transpiler_plugins
+
+    load_transpiler_plugins()
+
+
 def _run_once(
     settings: Settings, config: Path | None, backend: str | None, dask_address: str | None
 ) -> dict[str, Any]:
     from flows.prefect_env import configure_prefect
 
+    # Qiskit's transpiler plugins load while Prefect's temporary server starts, not in the run.
+    threading.Thread(target=_load_transpiler_plugins, name="qhopper-warm", daemon=True).start()
     configure_prefect(settings.home)
     from flows.batch_flow import batch_run
     from flows.progress import set_sink
