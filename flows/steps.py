@@ -261,12 +261,6 @@ def _compiled(
         sent[digest] = client.scatter(lookup.template, broadcast=True, hash=False)
         ctx.counters["templates_reused" if lookup.reused else "templates_compiled"] += 1
         ctx.timings["compile"] += lookup.seconds
-    ctx.store.advance(
-        ctx.run_id,
-        [p.problem_id for p in batch.problems],
-        COMPILED,
-        f"template={lookup.template.artifact_key[:16]}",
-    )
     item = CompiledBatch(
         batch, lookup.template, lookup.reused or not first, lookup.seconds if first else 0.0
     )
@@ -338,10 +332,12 @@ def _execute(
         pending[batch.batch_id] = _Pending(item, len(chunks))
         for chunk in chunks:
             futures[_submit(ctx, client, item, template, chunk)] = batch.batch_id
-        ids = [p.problem_id for p in batch.problems]
-        ctx.store.advance(ctx.run_id, ids, SUBMITTED, f"batch={batch.batch_id}")
         # Dask starts work as soon as it is submitted: for a simulator, submitted is running.
-        ctx.store.advance(ctx.run_id, ids, RUNNING, f"batch={batch.batch_id}")
+        states = (SUBMITTED, RUNNING) if item.template is None else (COMPILED, SUBMITTED, RUNNING)
+        detail = f"batch={batch.batch_id}"
+        if item.template is not None:
+            detail += f" template={item.template.artifact_key[:16]}"
+        ctx.store.advance(ctx.run_id, [p.problem_id for p in batch.problems], states, detail)
     timeout = ctx.settings.dask.run_timeout_s
     for future in as_completed(list(futures), loop=client.loop, timeout=timeout):
         state = pending[futures[future]]

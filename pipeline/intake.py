@@ -541,10 +541,19 @@ class IntakeStore:
         return int(held)
 
     def advance(
-        self, owner: str, problem_ids: Iterable[str], state: str, detail: str | None = None
+        self,
+        owner: str,
+        problem_ids: Iterable[str],
+        state: str | Sequence[str],
+        detail: str | None = None,
     ) -> int:
-        """Move held problems to a later active state (compiled, submitted, running)."""
-        if state not in ACTIVE_STATES:
+        """Move held problems to a later active state (compiled, submitted, running).
+
+        Several states in order are one transaction that records an event for each (a
+        batch is compiled, submitted and running within milliseconds at dispatch).
+        """
+        states = [state] if isinstance(state, str) else list(state)
+        if not states or any(s not in ACTIVE_STATES for s in states):
             raise ValueError(f"advance() moves between active states, not to {state!r}")
         ids = list(problem_ids)
         now = utcnow()
@@ -559,7 +568,7 @@ class IntakeStore:
                             problems.c.lease_owner == owner,
                             _is_active(),
                         )
-                        .values(state=state, updated_at=now)
+                        .values(state=states[-1], updated_at=now)
                         .returning(problems.c.id)
                     )
                     .scalars()
@@ -570,13 +579,14 @@ class IntakeStore:
                     tx.execute(
                         problem_events.insert(),
                         [
-                            {"problem_id": pid, "state": state, "at": now, "detail": detail}
+                            {"problem_id": pid, "state": s, "at": now, "detail": detail}
+                            for s in states
                             for pid in taken
                         ],
                     )
-        if state == COMPILED:
+        if COMPILED in states:
             fault_point("compile")
-        elif state == RUNNING:
+        if RUNNING in states:
             fault_point("execute")
         return moved
 
