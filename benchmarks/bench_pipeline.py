@@ -6,20 +6,27 @@ Both sides do the same work on the same two cores: the engine alone plans the ba
 with the pipeline's own planner, compiles one template per shape into a fresh store and
 runs the chunks in a two-process pool (one single-threaded process per core, as the Dask
 workers are; started and warmed before the clock starts) with no queue, no Prefect, no
-Dask, no Parquet, in a fresh Python process each time, as each `qhopper run` is. The pipeline runs `qhopper submit` and `qhopper run` as a user would.
-Overhead is the flow's wall time (claim, plan, compile, Dask, writes, journal) over the
-engine's. The pipeline runs twice per repeat: on a warm LocalCluster given by
---dask-address (as `qhopper serve` keeps one for all its runs), and cold, starting its
-own. Start-up is reported apart: the process with Prefect's temporary server, and the
-part of the cluster's start the run still waited for after routing (the cluster starts
-beside planning and compiling). Each side runs --repeats times, alternating; the figures
-are medians.
+Dask, no Parquet, in a fresh Python process each time, as each `qhopper run` is. The
+pipeline runs `qhopper submit` and `qhopper run` as a user would. Overhead is the flow's
+wall time (claim, plan, compile, Dask, writes, journal) over the engine's.
+
+The pipeline runs in three set-ups per repeat:
+- as `qhopper serve` runs it: a Prefect server already running (PREFECT_API_URL) and a
+  warm LocalCluster (--dask-address);
+- a warm LocalCluster and Prefect's temporary server, which `qhopper run` starts itself
+  when no PREFECT_API_URL is set (its first minutes of work land inside the run);
+- cold: the temporary server and a LocalCluster the run starts itself.
+Start-up is reported apart: the process with Prefect's temporary server, and the part
+of the cluster's start the run still waited for after routing (the cluster starts beside
+planning and compiling). Each set-up runs --repeats times, alternating with the engine;
+the figures are medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -30,8 +37,12 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from batching.planner import PlannedProblem, plan_batches
 from flows.dask_client import dask_client
+from flows.prefect_env import configure_prefect
+from flows.serve import prefect_api
 from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
@@ -192,18 +203,30 @@ def engine_in_fresh_process(count: int, home: Path) -> float:
     return float(measured.stdout)
 
 
-def pipeline_run(path: Path, home: Path, dask_address: str | None) -> tuple[float, float, dict]:
-    """`qhopper submit` then `qhopper run`: submit seconds, run wall seconds, run summary."""
+def pipeline_run(
+    path: Path, home: Path, dask_address: str | None, api_url: str | None
+) -> tuple[float, float, dict]:
+    """`qhopper submit` then `qhopper run`: submit seconds, run wall seconds, run summary.
+
+    With ``api_url`` the run reports to that Prefect server; without, it starts Prefect's
+    temporary server as a plain `qhopper run` does.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     started = time.perf_counter()
     subprocess.run(
-        [QHOPPER, "submit", str(path), "--home", str(home)], check=True, capture_output=True
+        [QHOPPER, "submit", str(path), "--home", str(home)],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     submit_s = time.perf_counter() - started
     command = [QHOPPER, "run", "--json", "--home", str(home)]
     if dask_address:
         command += ["--dask-address", dask_address]
     started = time.perf_counter()
-    ran = subprocess.run(command, check=True, capture_output=True, text=True)
+    ran = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     summary = json.loads(ran.stdout)
     assert summary["completed"] + summary["degraded"] == summary["problems"], summary
     return submit_s, time.perf_counter() - started, summary
@@ -222,25 +245,29 @@ def main() -> None:
         print(engine_alone(problems, args.engine_home))
         return
     engine: list[float] = []
-    cold: list[tuple[float, float, dict]] = []
+    served: list[tuple[float, float, dict]] = []
     warm: list[tuple[float, float, dict]] = []
+    cold: list[tuple[float, float, dict]] = []
     with (
         tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch,
         dask_client(None, 2) as client,
     ):
         address = str(client.scheduler_info()["address"])
         root = Path(scratch)
+        configure_prefect(root)  # the server's home, analytics off
         path = root / "problems.jsonl"
         path.write_text("".join(json.dumps(p) + "\n" for p in problems))
-        for repeat in range(args.repeats):
-            engine.append(engine_in_fresh_process(args.problems, root / f"engine-{repeat}"))
-            warm.append(pipeline_run(path, root / f"warm-{repeat}", address))
-            cold.append(pipeline_run(path, root / f"cold-{repeat}", None))
+        with prefect_api(root, Console(stderr=True)) as api_url:
+            for repeat in range(args.repeats):
+                engine.append(engine_in_fresh_process(args.problems, root / f"engine-{repeat}"))
+                served.append(pipeline_run(path, root / f"served-{repeat}", address, api_url))
+                warm.append(pipeline_run(path, root / f"warm-{repeat}", address, None))
+                cold.append(pipeline_run(path, root / f"cold-{repeat}", None, None))
     print(
         f"{args.problems} mixed problems (60 % MaxCut-12, 20 % QUBO-10, 10 % portfolio-8,"
         f" 10 % MaxCut-30); medians of {args.repeats} runs each, alternating"
     )
-    last = warm[-1][2]
+    last = served[-1][2]
     print(
         f"  answered by every pipeline run:         {last['completed'] + last['degraded']}"
         f" ({last['degraded']} degraded, {last['failed']} failed)"
@@ -251,8 +278,9 @@ def main() -> None:
     engine_s = statistics.median(engine)
     print(f"  engine alone (plan+compile+optimise):   {engine_s:8.2f} s   {_spread(engine)}")
     for label, runs in (
-        ("qhopper run on a warm cluster (--dask-address, as serve runs)", warm),
-        ("qhopper run, cold (starts its own LocalCluster)", cold),
+        ("qhopper run as serve runs it (Prefect server running, warm cluster)", served),
+        ("qhopper run on a warm cluster, Prefect's temporary server", warm),
+        ("qhopper run, cold (temporary server, starts its own LocalCluster)", cold),
     ):
         summaries = [summary for _, _, summary in runs]
         flow = [s["t_total_s"] for s in summaries]
@@ -280,12 +308,12 @@ def main() -> None:
             f"   (ratio {own_s / engine_s:.3f})"
         )
         print(
-            "     process + Prefect temporary server + cluster shutdown, apart: "
+            "     process start, Prefect connection or temporary server, cluster shutdown, apart: "
             f"{statistics.median([wall - s['t_total_s'] for _, wall, s in runs]):.2f} s"
         )
     print(
         f"  qhopper submit ({args.problems} problems):        "
-        f"{statistics.median([submit for submit, _, _ in cold + warm]):8.2f} s"
+        f"{statistics.median([submit for submit, _, _ in served + warm + cold]):8.2f} s"
     )
 
 

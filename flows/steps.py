@@ -347,9 +347,8 @@ def _execute(
             state.errors.append(f"{type(exc).__name__}: {exc}")
             log.warning("run %s batch %s chunk failed: %s", ctx.run_id, futures[future], exc)
         if len(state.outcomes) + len(state.errors) == state.chunks:
-            _finish_batch(ctx, client, state)
+            _finish_batch(ctx, client, state)  # the LeaseKeeper renews the leases of the rest
             progress.advance(state.compiled.batch.size)
-            ctx.store.renew(ctx.run_id, ctx.settings.intake.lease_seconds)
 
 
 def _chunk(batch: Batch, workers: int, classical_chunk: int) -> list[list[PlannedProblem]]:

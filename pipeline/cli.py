@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -137,11 +138,17 @@ def _run_once(
 ) -> dict[str, Any]:
     from flows.prefect_env import configure_prefect
 
-    # Qiskit's transpiler plugins load while Prefect's temporary server starts, not in the run.
-    threading.Thread(target=_load_transpiler_plugins, name="qhopper-warm", daemon=True).start()
+    # Qiskit's transpiler plugins load while Prefect starts, not inside the run.
+    warming = threading.Thread(target=_load_transpiler_plugins, name="qhopper-warm", daemon=True)
+    warming.start()
     configure_prefect(settings.home)
     from flows.batch_flow import batch_run
     from flows.progress import set_sink
+
+    if os.environ.get("PREFECT_API_URL"):
+        # No temporary server to start behind which the load can hide: finish it as
+        # start-up, or it takes the GIL from the run's first steps.
+        warming.join()
 
     progress = Progress(
         TextColumn("{task.description:>8}"),
