@@ -5,7 +5,8 @@
 (a) 100 weighted 12-node 3-regular MaxCut problems of one shape at p=2: the loop a user
     would otherwise write (qiskit-algorithms QAOA + COBYLA(maxiter=100) + Aer SamplerV2,
     one problem at a time, run on a sample of the problems because it is slow) versus the
-    engine with Aer's EstimatorV2 as evaluator and the engine with the fast diagonal path.
+    engine with Aer's EstimatorV2 as evaluator and the engine with the fast diagonal path,
+    with and without warm starts (parameter transfer from the batch's pilot problems).
 (c) cost per evaluation at 12 and 16 nodes, p=2: Aer EstimatorV2 with 1 and 100
     parameter sets per call, the fast path (integer and real weights), and QOKit's
     Python simulator from its own environment (`make .venv-qokit`; it pins an older
@@ -32,7 +33,13 @@ from batching.shapes import shape_of
 from pipeline.backends import get_backend
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec
-from pipeline.qaoa_engine import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator, optimise_batch
+from pipeline.qaoa_engine import (
+    PILOTS,
+    BatchProblem,
+    DiagonalEvaluator,
+    PrimitiveEvaluator,
+    optimise_batch,
+)
 from pipeline.templates import CompiledTemplate, compile_template
 
 BACKEND = get_backend("aer", 24)
@@ -119,19 +126,39 @@ def naive_loop(specs: list[MaxCutSpec], optima: list[float], reps: int) -> Figur
     )
 
 
-def engine(specs: list[MaxCutSpec], optima: list[float], reps: int, evaluator: str) -> Figures:
+def engine(
+    specs: list[MaxCutSpec], optima: list[float], reps: int, evaluator: str, group: int = 0
+) -> Figures:
+    """The lockstep engine on the whole batch, or (``group``) on groups of that many.
+
+    Groups of PILOTS problems switch parameter transfer off: every problem is a pilot
+    that scans the angle grid and refines with the full Newton stencil itself.
+    """
     formulations = [formulate(s) for s in specs]
     problems = [BatchProblem(f"p{i}", f, 1024) for i, f in enumerate(formulations)]
     template = compile_template(
         shape_of(formulations[0].ising, reps, BACKEND.target_label), BACKEND, "bench"
     )
+    size = group or len(problems)
     started = time.perf_counter()
-    answers = optimise_batch(
-        template, problems, BACKEND, max_iterations=40, seed=7, evaluator=evaluator
-    )
+    answers = [
+        answer
+        for start in range(0, len(problems), size)
+        for answer in optimise_batch(
+            template,
+            problems[start : start + size],
+            BACKEND,
+            max_iterations=40,
+            seed=7,
+            evaluator=evaluator,
+        )
+    ]
     elapsed = time.perf_counter() - started
+    label = f"engine, {evaluator} evaluator"
+    if group:
+        label += f", no warm starts (groups of {group})"
     return Figures(
-        f"engine, {evaluator} evaluator",
+        label,
         elapsed / len(specs),
         statistics.median(a.evaluations for a in answers),
         statistics.mean(a.expected_objective / o for a, o in zip(answers, optima, strict=True)),
@@ -153,6 +180,7 @@ def part_a(count: int, naive_count: int, reps: int) -> None:
     rows = [
         naive_loop(specs[:naive_count], optima[:naive_count], reps),
         engine(specs, optima, reps, "estimator"),
+        engine(specs, optima, reps, "fast", group=PILOTS),
         engine(specs, optima, reps, "fast"),
     ]
     print(
