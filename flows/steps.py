@@ -39,6 +39,7 @@ from pipeline.intake import (
     ClaimedProblem,
     IntakeStore,
     LeaseKeeper,
+    Move,
     fault_point,
     new_id,
     rename_fault_point,
@@ -225,6 +226,10 @@ class RoutedBatches:
     lookups: dict[str, LocalFuture[TemplateLookup]]
     compiler: ThreadPoolExecutor
 
+    def ready(self, batch: Batch) -> bool:
+        """Whether dispatching ``batch`` needs no wait: no template, or its template landed."""
+        return batch.shape is None or self.lookups[batch.shape.digest].done()
+
     def close(self) -> None:
         self.compiler.shutdown(wait=True, cancel_futures=True)
 
@@ -326,18 +331,19 @@ def _execute(
     futures: dict[Future, str] = {}
     pending: dict[str, _Pending] = {}
     sent: dict[str, Future] = {}
+    dispatched: list[Move] = []  # recorded together: one transaction per wave of batches
     for batch in routed.batches:
+        if dispatched and not routed.ready(batch):
+            ctx.store.advance_many(ctx.run_id, dispatched)  # before waiting on a compile
+            dispatched = []
         item, template = _compiled(ctx, client, batch, routed, sent)
         chunks = _chunk(batch, workers, ctx.settings.classical.chunk_size)
         pending[batch.batch_id] = _Pending(item, len(chunks))
         for chunk in chunks:
             futures[_submit(ctx, client, item, template, chunk)] = batch.batch_id
-        # Dask starts work as soon as it is submitted: for a simulator, submitted is running.
-        states = (SUBMITTED, RUNNING) if item.template is None else (COMPILED, SUBMITTED, RUNNING)
-        detail = f"batch={batch.batch_id}"
-        if item.template is not None:
-            detail += f" template={item.template.artifact_key[:16]}"
-        ctx.store.advance(ctx.run_id, [p.problem_id for p in batch.problems], states, detail)
+        dispatched.append(_dispatch_move(item))
+    if dispatched:
+        ctx.store.advance_many(ctx.run_id, dispatched)
     timeout = ctx.settings.dask.run_timeout_s
     for future in as_completed(list(futures), loop=client.loop, timeout=timeout):
         state = pending[futures[future]]
@@ -349,6 +355,18 @@ def _execute(
         if len(state.outcomes) + len(state.errors) == state.chunks:
             _finish_batch(ctx, client, state)  # the LeaseKeeper renews the leases of the rest
             progress.advance(state.compiled.batch.size)
+
+
+def _dispatch_move(item: CompiledBatch) -> Move:
+    """A dispatched batch's states: Dask starts work as soon as it is submitted, so for a
+    simulator submitted is running."""
+    batch = item.batch
+    detail = f"batch={batch.batch_id}"
+    if item.template is None:
+        return Move([p.problem_id for p in batch.problems], (SUBMITTED, RUNNING), detail)
+    detail += f" template={item.template.artifact_key[:16]}"
+    states = (COMPILED, SUBMITTED, RUNNING)
+    return Move([p.problem_id for p in batch.problems], states, detail)
 
 
 def _chunk(batch: Batch, workers: int, classical_chunk: int) -> list[list[PlannedProblem]]:

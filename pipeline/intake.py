@@ -245,6 +245,15 @@ class ClaimedProblem:
     claimed_at: datetime
 
 
+@dataclass(frozen=True)
+class Move:
+    """Problems to advance together through ``states`` (in order), with one event detail."""
+
+    problem_ids: list[str]
+    states: tuple[str, ...]
+    detail: str | None = None
+
+
 def create_intake_engine(url: str) -> Engine:
     """An engine tuned for concurrent writers: SQLite in WAL mode with immediate transactions."""
     if url.startswith("sqlite"):
@@ -549,45 +558,52 @@ class IntakeStore:
     ) -> int:
         """Move held problems to a later active state (compiled, submitted, running).
 
-        Several states in order are one transaction that records an event for each (a
-        batch is compiled, submitted and running within milliseconds at dispatch).
+        Several states in order record an event for each (a batch is compiled, submitted
+        and running within milliseconds at dispatch).
         """
-        states = [state] if isinstance(state, str) else list(state)
-        if not states or any(s not in ACTIVE_STATES for s in states):
-            raise ValueError(f"advance() moves between active states, not to {state!r}")
-        ids = list(problem_ids)
+        states = (state,) if isinstance(state, str) else tuple(state)
+        return self.advance_many(owner, [Move(list(problem_ids), states, detail)])
+
+    def advance_many(self, owner: str, moves: Sequence[Move]) -> int:
+        """Several :meth:`advance` calls in one transaction: a run dispatching many batches
+        at once pays one commit, not one per batch."""
+        for move in moves:
+            if not move.states or any(s not in ACTIVE_STATES for s in move.states):
+                raise ValueError(f"advance() moves between active states, not to {move.states!r}")
         now = utcnow()
         moved = 0
         with self._tx() as tx:
-            for chunk in _chunks(ids, 500):
-                taken = (
-                    tx.execute(
-                        problems.update()
-                        .where(
-                            problems.c.id.in_(chunk),
-                            problems.c.lease_owner == owner,
-                            _is_active(),
+            for move in moves:
+                for chunk in _chunks(move.problem_ids, 500):
+                    taken = (
+                        tx.execute(
+                            problems.update()
+                            .where(
+                                problems.c.id.in_(chunk),
+                                problems.c.lease_owner == owner,
+                                _is_active(),
+                            )
+                            .values(state=move.states[-1], updated_at=now)
+                            .returning(problems.c.id)
                         )
-                        .values(state=states[-1], updated_at=now)
-                        .returning(problems.c.id)
+                        .scalars()
+                        .all()
                     )
-                    .scalars()
-                    .all()
-                )
-                moved += len(taken)
-                if taken:  # the history records what moved, not what was asked for
-                    tx.execute(
-                        problem_events.insert(),
-                        [
-                            {"problem_id": pid, "state": s, "at": now, "detail": detail}
-                            for s in states
-                            for pid in taken
-                        ],
-                    )
-        if COMPILED in states:
-            fault_point("compile")
-        if RUNNING in states:
-            fault_point("execute")
+                    moved += len(taken)
+                    if taken:  # the history records what moved, not what was asked for
+                        tx.execute(
+                            problem_events.insert(),
+                            [
+                                {"problem_id": pid, "state": s, "at": now, "detail": move.detail}
+                                for s in move.states
+                                for pid in taken
+                            ],
+                        )
+        for move in moves:
+            if COMPILED in move.states:
+                fault_point("compile")
+            if RUNNING in move.states:
+                fault_point("execute")
         return moved
 
     # --- result journal ---------------------------------------------------------------------

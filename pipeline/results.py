@@ -162,7 +162,7 @@ def write_rows(path: Path, schema: pa.Schema, rows: Sequence[dict[str, Any]]) ->
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            pq.write_table(table, out, compression="zstd")
+            pq.write_table(table, out, compression="snappy")
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

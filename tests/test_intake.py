@@ -10,10 +10,13 @@ import sqlalchemy as sa
 
 from pipeline.intake import (
     CLAIMED,
+    COMPILED,
     COMPLETED,
     QUEUED,
     RUNNING,
+    SUBMITTED,
     IntakeStore,
+    Move,
     problems,
 )
 from pipeline.model import MaxCutSpec, idempotency_key
@@ -112,6 +115,31 @@ def test_advance_refuses_problems_held_by_another_run(store: IntakeStore) -> Non
     store.claim("owner", 10, 60)
     assert store.advance("intruder", [outcome.id], RUNNING) == 0
     assert store.get(outcome.id)["state"] == CLAIMED  # type: ignore[index]
+
+
+def test_advance_many_moves_several_batches_and_records_every_state(store: IntakeStore) -> None:
+    outcomes = store.submit([(ring(4, f"k{i}"), "s") for i in range(3)])
+    held = [c.id for c in store.claim("run", 2, 60)]
+    ids = [*held, *({o.id for o in outcomes} - set(held))]  # the third stays queued: not ours
+    moved = store.advance_many(
+        "run",
+        [
+            Move([ids[0]], (COMPILED, SUBMITTED, RUNNING), "batch=b-1"),
+            Move([ids[1], ids[2]], (SUBMITTED, RUNNING), "batch=b-2"),
+        ],
+    )
+    assert moved == 2
+    first, second, third = (store.get(i) for i in ids)
+    assert first is not None and second is not None and third is not None
+    assert [e["state"] for e in first["events"]] == [QUEUED, CLAIMED, COMPILED, SUBMITTED, RUNNING]
+    assert [e["state"] for e in second["events"]] == [QUEUED, CLAIMED, SUBMITTED, RUNNING]
+    assert first["state"] == second["state"] == RUNNING and third["state"] == QUEUED
+    assert [e["state"] for e in third["events"]] == [QUEUED]
+
+
+def test_advance_rejects_states_that_are_not_active(store: IntakeStore) -> None:
+    with pytest.raises(ValueError, match="active states"):
+        store.advance_many("run", [Move(["p-1"], (RUNNING, COMPLETED))])
 
 
 def test_unfinished_batches_wait_for_the_lease_then_can_be_abandoned(store: IntakeStore) -> None:
