@@ -11,8 +11,10 @@
     parameter sets per call, the fast path (integer and real weights), and QOKit's
     Python simulator from its own environment (`make .venv-qokit`; it pins an older
     qiskit, and its C simulator needs a separate build that PyPI does not ship).
-All in one process on one core, medians where repeated; ratios are taken within this run.
-Part (b), the pipeline's own overhead, is in bench_pipeline.py.
+(b) the pipeline's own overhead: 1,000 mixed problems through `qhopper run` versus the
+    engine alone, run from bench_pipeline.py (which `make bench-pipeline` runs by itself).
+(a) and (c) run in one process on one core, medians where repeated; ratios are taken
+within this run. --skip-pipeline leaves (b) out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import random
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,10 +284,22 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fewer problems and repeats (a smoke run)"
     )
+    parser.add_argument("--skip-pipeline", action="store_true", help="leave part (b) out")
     args = parser.parse_args()
     count, naive_count, repeats = (20, 3, 5) if args.quick else (100, 10, 15)
     part_a(count, naive_count, reps=2)
+    if not args.skip_pipeline:
+        part_b(args.quick)
     part_c(reps=2, repeats=repeats)
+
+
+def part_b(quick: bool) -> None:
+    """bench_pipeline.py in its own process: it starts servers, clusters and runs."""
+    print("\n(b) pipeline overhead (benchmarks/bench_pipeline.py)", flush=True)
+    command = [sys.executable, str(Path(__file__).with_name("bench_pipeline.py"))]
+    if quick:
+        command += ["--problems", "200", "--repeats", "1"]
+    subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":
