@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -154,25 +155,36 @@ def test_unfinished_batches_wait_for_the_lease_then_can_be_abandoned(store: Inta
     assert [c.id for c in store.claim("next", 10, 60)] == [outcome.id]
 
 
-def _claim_worker(url: str, owner: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _claim_worker(
+    url: str,
+    owner: str,
+    queue: multiprocessing.Queue,  # type: ignore[type-arg]
+    everyone_done: Any,
+) -> None:
     store = IntakeStore.open(url)
     taken: list[str] = []
     while batch := store.claim(owner, 7, 60):
         taken += [c.id for c in batch]
-    store.close()
     queue.put(taken)
+    # Stay alive until every claimer is done: the claims of a process that has exited
+    # are free to take at once (its holder is provably dead), which is not sharing.
+    everyone_done.wait(timeout=120)
+    store.close()
 
 
 def test_concurrent_claimers_never_share_a_problem(store: IntakeStore, intake_url: str) -> None:
     store.submit([(ring(4, f"k{i}"), "s") for i in range(300)])
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
+    everyone_done = context.Event()
     workers = [
-        context.Process(target=_claim_worker, args=(intake_url, f"w{i}", queue)) for i in range(4)
+        context.Process(target=_claim_worker, args=(intake_url, f"w{i}", queue, everyone_done))
+        for i in range(4)
     ]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=120) for _ in workers]
+    everyone_done.set()
     for worker in workers:
         worker.join(timeout=60)
     taken = [pid for result in results for pid in result]
