@@ -28,7 +28,8 @@ class ChunkOutcome:
 
     Quantum chunks also say what their backend calls took (every attempt, failed ones
     included, and what they cost) and, when the backend could not answer, why: ``error``
-    is then the fallback reason and ``answers`` is empty.
+    is then the fallback reason and ``answers`` is empty. ``cost_usd`` is the backend
+    calls' bill plus the core-seconds the fast simulator held (``simulated_s``).
     """
 
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -39,6 +40,8 @@ class ChunkOutcome:
     failures: int = 0
     max_attempts_per_call: int = 0
     cost_usd: float = 0.0
+    backend_cost_usd: float = 0.0
+    simulated_s: float = 0.0
     job_ids: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -61,7 +64,8 @@ def run_quantum_chunk(
     """
     started = time.perf_counter()
     ledger = Ledger()
-    backend = MeteredBackend(get_backend(backend_spec, max_qubits), policy or CallPolicy(), ledger)
+    policy = policy or CallPolicy()
+    backend = MeteredBackend(get_backend(backend_spec, max_qubits), policy, ledger)
     problems = [
         BatchProblem(pid, formulate(spec_from_record(json.loads(text))), shots)
         for pid, text, shots in items
@@ -81,7 +85,11 @@ def run_quantum_chunk(
     outcome.attempts = ledger.attempts
     outcome.failures = ledger.failures
     outcome.max_attempts_per_call = ledger.max_attempts_per_call
-    outcome.cost_usd = ledger.cost_usd
+    # Backend calls bill themselves; the fast simulator, which stands in for the
+    # simulator's statevector on this worker, bills the core-seconds it held.
+    outcome.backend_cost_usd = ledger.cost_usd
+    outcome.simulated_s = sum(answer.simulated_s for answer in answers)
+    outcome.cost_usd = ledger.cost_usd + outcome.simulated_s * policy.prices.cpu_usd_per_core_second
     outcome.job_ids = ledger.job_ids
     outcome.seconds = time.perf_counter() - started
     return outcome

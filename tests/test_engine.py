@@ -13,7 +13,9 @@ from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
 from batching.shapes import shape_of
-from pipeline.backends import get_backend
+from pipeline.backends import CallPolicy, get_backend
+from pipeline.config import PriceSettings
+from pipeline.execution import run_quantum_chunk
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.qaoa_engine import (
@@ -187,6 +189,8 @@ def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, 30, 1, evaluator=evaluator)
     assert {a.evaluator for a in answers} == {evaluator}
+    # Only the fast path simulates on the worker; the Estimator's calls bill themselves.
+    assert all((a.simulated_s > 0) == (evaluator == "fast") for a in answers)
     for problem, answer in zip(problems, answers, strict=True):
         assert answer.objective == pytest.approx(brute_force_best(problem.formulation))
     # Warm starts: problems after the pilots skip the grid and need fewer evaluations.
@@ -299,3 +303,33 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
         decoded = _outcomes_as_integers(measured)
         for position in range(4):
             assert set(decoded[position].tolist()) == set(measured.get_int_counts(loc=position))
+
+
+def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> None:
+    rng = np.random.default_rng(5)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
+    specs = [
+        MaxCutSpec.model_validate(
+            {
+                "kind": "maxcut",
+                "n": 6,
+                "edges": [[u, v, float(rng.uniform(0.5, 2))] for u, v in graph],
+            }
+        )
+        for _ in range(6)
+    ]
+    template = compile_template(shape_of(formulate(specs[0]).ising, 2, "aer"), BACKEND, "test")
+    items = [(f"p{i}", s.model_dump_json(exclude_none=True), 128) for i, s in enumerate(specs)]
+    price = 0.5  # USD per core-second, so the bill is easy to check
+    policy = CallPolicy(prices=PriceSettings(cpu_usd_per_core_second=price))
+    outcome = run_quantum_chunk(template, items, "aer", 16, 20, 7, policy=policy)
+    answers = list(outcome.answers.values())
+    assert {a["evaluator"] for a in answers} == {"fast"} and outcome.error is None
+    assert outcome.simulated_s == pytest.approx(sum(a["simulated_s"] for a in answers))
+    assert 0 < outcome.simulated_s < outcome.seconds
+    # The final sampling ran on Aer and bills its own run time; the simulation is added.
+    assert 0 < outcome.backend_cost_usd < price * outcome.seconds
+    assert outcome.cost_usd == pytest.approx(outcome.backend_cost_usd + price * outcome.simulated_s)
+    # Shares follow the evaluations each problem took.
+    per_evaluation = {a["simulated_s"] / a["evaluations"] for a in answers}
+    assert max(per_evaluation) == pytest.approx(min(per_evaluation))
