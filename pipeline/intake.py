@@ -574,31 +574,18 @@ class IntakeStore:
         moved = 0
         with self._tx() as tx:
             for move in moves:
-                for chunk in _chunks(move.problem_ids, 500):
-                    taken = (
-                        tx.execute(
-                            problems.update()
-                            .where(
-                                problems.c.id.in_(chunk),
-                                problems.c.lease_owner == owner,
-                                _is_active(),
-                            )
-                            .values(state=move.states[-1], updated_at=now)
-                            .returning(problems.c.id)
-                        )
-                        .scalars()
-                        .all()
+                values = {"state": move.states[-1], "updated_at": now}
+                taken = _update_held(tx, move.problem_ids, owner, values)
+                moved += len(taken)
+                if taken:  # the history records what moved, not what was asked for
+                    tx.execute(
+                        problem_events.insert(),
+                        [
+                            {"problem_id": pid, "state": s, "at": now, "detail": move.detail}
+                            for s in move.states
+                            for pid in taken
+                        ],
                     )
-                    moved += len(taken)
-                    if taken:  # the history records what moved, not what was asked for
-                        tx.execute(
-                            problem_events.insert(),
-                            [
-                                {"problem_id": pid, "state": s, "at": now, "detail": move.detail}
-                                for s in move.states
-                                for pid in taken
-                            ],
-                        )
         for move in moves:
             if COMPILED in move.states:
                 fault_point("compile")
@@ -629,24 +616,9 @@ class IntakeStore:
                 "lease_expires_at": now + timedelta(seconds=lease_seconds),
                 "updated_at": now,
             }
-        held: set[str] = set()
         with self._tx() as tx:
-            for chunk in _chunks(list(problem_ids), 500):
-                held.update(
-                    tx.execute(
-                        problems.update()
-                        .where(
-                            problems.c.id.in_(chunk),
-                            problems.c.lease_owner == run_id,
-                            _is_active(),
-                            problems.c.batch_id.is_(None),
-                        )
-                        .values(**values)
-                        .returning(problems.c.id)
-                    )
-                    .scalars()
-                    .all()
-                )
+            unbatched = problems.c.batch_id.is_(None)
+            held = set(_update_held(tx, list(problem_ids), run_id, values, unbatched))
             if held:
                 tx.execute(
                     result_batches.insert().values(
@@ -781,6 +753,32 @@ def _is_active() -> sa.ColumnElement[bool]:
     rows per value) and scan every claimed problem, once per batch: quadratic at scale.
     """
     return problems.c.state.not_in((QUEUED, *FINAL_STATES))
+
+
+def _update_held(
+    tx: Connection,
+    problem_ids: list[str],
+    owner: str,
+    values: dict[str, Any],
+    *also: sa.ColumnElement[bool],
+) -> list[str]:
+    """Update the problems among ``problem_ids`` that ``owner`` holds (and match ``also``);
+    their ids. In chunks, so no statement outgrows the database's parameter limit."""
+    taken: list[str] = []
+    for chunk in _chunks(problem_ids, 500):
+        taken += (
+            tx.execute(
+                problems.update()
+                .where(
+                    problems.c.id.in_(chunk), problems.c.lease_owner == owner, _is_active(), *also
+                )
+                .values(**values)
+                .returning(problems.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    return taken
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

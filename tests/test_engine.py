@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,18 @@ def random_maxcut(n: int, rng: np.random.Generator) -> MaxCutSpec:
     return MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges or [[0, 1]]})
 
 
+def same_graph_maxcuts(
+    n: int, graph: list[tuple[int, int]], count: int, weight: Callable[[], float]
+) -> list[MaxCutSpec]:
+    """``count`` MaxCut problems on one graph (so one shape), each with its own weights."""
+    return [
+        MaxCutSpec.model_validate(
+            {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
+        )
+        for _ in range(count)
+    ]
+
+
 @pytest.mark.parametrize("kind", ["maxcut", "qubo", "portfolio"])
 @pytest.mark.parametrize("reps", [1, 2, 3])
 def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
@@ -154,12 +167,7 @@ def test_real_weighted_maxcut_has_no_linear_field_and_agrees_with_aer() -> None:
 def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
     rng = np.random.default_rng(3)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = [
-        MaxCutSpec.model_validate(
-            {"kind": "maxcut", "n": 6, "edges": [[u, v, float(rng.normal())] for u, v in graph]}
-        )
-        for _ in range(5)
-    ]
+    specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.normal()))
     problems = [BatchProblem(f"p{i}", formulate(s), 100) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 2, "aer"), BACKEND, "test")
     gammas = rng.uniform(-1, 1, (5, 4, 2))
@@ -175,16 +183,7 @@ def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
 def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
     rng = np.random.default_rng(21)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)]
-    specs = [
-        MaxCutSpec.model_validate(
-            {
-                "kind": "maxcut",
-                "n": 5,
-                "edges": [[u, v, float(rng.integers(1, 5))] for u, v in graph],
-            }
-        )
-        for _ in range(5)
-    ]
+    specs = same_graph_maxcuts(5, graph, 5, lambda: float(rng.integers(1, 5)))
     problems = [BatchProblem(f"p{i}", formulate(s), 256) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, 30, 1, evaluator=evaluator)
@@ -208,16 +207,7 @@ def brute_force_best(formulation: Formulation) -> float:
 def test_batch_answers_equal_brute_force_optima() -> None:
     rng = np.random.default_rng(11)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3), (1, 4)]
-    specs = [
-        MaxCutSpec.model_validate(
-            {
-                "kind": "maxcut",
-                "n": 6,
-                "edges": [[u, v, float(rng.integers(1, 6))] for u, v in graph],
-            }
-        )
-        for _ in range(6)
-    ]
+    specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.integers(1, 6)))
     problems = [BatchProblem(f"p{i}", formulate(s), 512) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, max_iterations=20, seed=3)
@@ -308,16 +298,7 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
 def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> None:
     rng = np.random.default_rng(5)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = [
-        MaxCutSpec.model_validate(
-            {
-                "kind": "maxcut",
-                "n": 6,
-                "edges": [[u, v, float(rng.uniform(0.5, 2))] for u, v in graph],
-            }
-        )
-        for _ in range(6)
-    ]
+    specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.uniform(0.5, 2)))
     template = compile_template(shape_of(formulate(specs[0]).ising, 2, "aer"), BACKEND, "test")
     items = [(f"p{i}", s.model_dump_json(exclude_none=True), 128) for i, s in enumerate(specs)]
     price = 0.5  # USD per core-second, so the bill is easy to check
