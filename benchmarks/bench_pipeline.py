@@ -26,6 +26,7 @@ within each repeat (neighbouring runs share the machine's mood).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -141,6 +142,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
     settings = Settings(home=home)
     warm_up()  # the pool's processes fork from here: warm, as the Dask workers' preload makes them
     load_transpiler_plugins()  # process start-up, as `qhopper run` loads them beside Prefect's
+    gc.freeze()  # as the workers' preload and the flow freeze their start-up heaps
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
         started = time.perf_counter()
