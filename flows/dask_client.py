@@ -27,16 +27,12 @@ _SINGLE_THREAD_ENV = {
 # every 20 ms in every server, a 10 ms statistical profiler in every worker, a memory check
 # every 100 ms. Idle, our 2-worker cluster burned 0.13 of a core with them (6 % of this
 # 2-core machine, taken from the workers mid-run) and 0.013 without. Blocked loops are still
-# reported (tick limit 3 s), memory still watched, once a second. Work stealing, on the
-# other hand, runs more often than its 1 s default: chunks take 0.05-0.5 s, and a worker
-# that ran dry waited for the next steal (1,000 problems: 0.18 s of idle cores per run,
-# 0.11 s with stealing every 100 ms).
-CLUSTER_CONFIG = {
+# reported (tick limit 3 s), memory still watched, once a second.
+QUIET_CLUSTER_CONFIG = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.worker.profile.enabled": False,
-    "distributed.scheduler.work-stealing-interval": "100ms",
 }
 
 
@@ -54,7 +50,7 @@ def dask_client(address: str | None, n_workers: int) -> Iterator[Client]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     for name, value in _SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
-    with dask.config.set(CLUSTER_CONFIG):  # read as the servers start; workers inherit it
+    with dask.config.set(QUIET_CLUSTER_CONFIG):  # read as the servers start; workers inherit it
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
