@@ -27,6 +27,7 @@ from qiskit_ibm_runtime.exceptions import (
 from batching.economics import route_batches
 from batching.planner import PlannedProblem, plan_batches
 from pipeline.backends import CallPolicy, JobState, Ledger, MeteredBackend, get_backend
+from pipeline.backends import base as backend_base
 from pipeline.backends.base import known_backends, translate_error
 from pipeline.backends.faulty import Faults, ProviderHTTPError
 from pipeline.backends.ibm import Credentials
@@ -117,6 +118,53 @@ def test_aer_jobs_submit_poll_result_cancel() -> None:
     assert set(result[0].data.meas.get_counts()) <= {"00", "11"}
     backend.cancel(job)  # a finished job stays finished
     assert backend.target.num_qubits is not None
+
+
+class _VirtualClock:
+    """Stands in for the ``time`` module: sleeping advances the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class _JobDoneAt:
+    def __init__(self, clock: _VirtualClock, done_at: float) -> None:
+        self.clock, self.done_at = clock, done_at
+
+    def status(self) -> str:
+        return "DONE" if self.clock.now >= self.done_at else "RUNNING"
+
+    def result(self) -> str:
+        return "answer"
+
+    def job_id(self) -> str:
+        return "job-1"
+
+    def cancel(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("spec", "local"), [("aer", True), ("faulty:aer", False)])
+def test_local_jobs_are_noticed_at_once_and_provider_jobs_are_not_hammered(
+    monkeypatch: pytest.MonkeyPatch, spec: str, local: bool
+) -> None:
+    clock = _VirtualClock()
+    monkeypatch.setattr(backend_base, "time", clock)
+    backend = get_backend(spec, 16)
+    assert backend.local is local
+    assert backend.result(_JobDoneAt(clock, 0.1), 5.0, 5.0) == "answer"  # type: ignore[arg-type]
+    if local:  # a simulator's job: noticed within a twentieth of its time
+        assert clock.now <= 0.1 * 1.05 + 0.001
+    else:  # a provider's: a handful of status calls, never more than 4 a second
+        assert len(clock.sleeps) <= 8 and max(clock.sleeps) <= 0.25
 
 
 def test_faulty_jobs_queue_then_run_then_finish() -> None:

@@ -23,6 +23,7 @@ _BACKEND_OPTIONS = {"method": "statevector", "max_parallel_threads": 1}
 class AerBackend(QuantumBackend):
     name = "aer"
     solver_path = "simulator"
+    local = True
 
     def __init__(self, max_qubits: int) -> None:
         self.max_qubits = max_qubits

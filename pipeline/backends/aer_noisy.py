@@ -43,6 +43,7 @@ def fake_device(name: str) -> Any:
 
 class AerNoisyBackend(QuantumBackend):
     solver_path = "simulator"
+    local = True
 
     def __init__(self, device: str, max_qubits: int) -> None:
         self.device = fake_device(device)

@@ -92,6 +92,7 @@ class QuantumBackend(ABC):
     name: str
     solver_path: str  # "simulator" or "qpu"
     max_qubits: int
+    local: bool = False  # jobs run in this process (a simulator), not at a provider
 
     # -- target description --------------------------------------------------------------
     @property
@@ -148,8 +149,10 @@ class QuantumBackend(ABC):
     def result(self, job: BackendJob, submit_timeout_s: float, execute_timeout_s: float) -> Any:
         """Wait for ``job``: at most ``submit_timeout_s`` queued, ``execute_timeout_s`` running.
 
-        Polls with a delay that doubles from 1 ms to 250 ms, so a local job costs nothing
-        extra and a remote one is not hammered. A job past either limit is cancelled.
+        A provider's job is polled with a delay that doubles from 1 ms to 250 ms, so it is
+        not hammered. A local job is polled every twentieth of the time it has taken so
+        far: doubling would notice a 100 ms job up to 100 ms late, and a worker sat idle
+        that long on every sampling call. A job past either limit is cancelled.
         """
         started = time.monotonic()
         running_since: float | None = None
@@ -170,7 +173,8 @@ class QuantumBackend(ABC):
                         f"job {job.job_id()} still running after {execute_timeout_s:g}s"
                     )
             time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            waited = time.monotonic() - started
+            delay = min(max(waited / 20, 0.001) if self.local else delay * 2, 0.25)
         with mapped_errors():
             return job.result()
 
