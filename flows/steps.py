@@ -360,13 +360,12 @@ def _execute(
 def _dispatch_move(item: CompiledBatch) -> Move:
     """A dispatched batch's states: Dask starts work as soon as it is submitted, so for a
     simulator submitted is running."""
-    batch = item.batch
-    detail = f"batch={batch.batch_id}"
+    ids = [p.problem_id for p in item.batch.problems]
+    detail = f"batch={item.batch.batch_id}"
     if item.template is None:
-        return Move([p.problem_id for p in batch.problems], (SUBMITTED, RUNNING), detail)
+        return Move(ids, (SUBMITTED, RUNNING), detail)
     detail += f" template={item.template.artifact_key[:16]}"
-    states = (COMPILED, SUBMITTED, RUNNING)
-    return Move([p.problem_id for p in batch.problems], states, detail)
+    return Move(ids, (COMPILED, SUBMITTED, RUNNING), detail)
 
 
 def _chunk(batch: Batch, workers: int, classical_chunk: int) -> list[list[PlannedProblem]]:

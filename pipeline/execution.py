@@ -40,7 +40,6 @@ class ChunkOutcome:
     failures: int = 0
     max_attempts_per_call: int = 0
     cost_usd: float = 0.0
-    backend_cost_usd: float = 0.0
     simulated_s: float = 0.0
     job_ids: list[str] = field(default_factory=list)
     error: str | None = None
@@ -87,7 +86,6 @@ def run_quantum_chunk(
     outcome.max_attempts_per_call = ledger.max_attempts_per_call
     # Backend calls bill themselves; the fast simulator, which stands in for the
     # simulator's statevector on this worker, bills the core-seconds it held.
-    outcome.backend_cost_usd = ledger.cost_usd
     outcome.simulated_s = sum(answer.simulated_s for answer in answers)
     outcome.cost_usd = ledger.cost_usd + outcome.simulated_s * policy.prices.cpu_usd_per_core_second
     outcome.job_ids = ledger.job_ids
