@@ -54,7 +54,13 @@ from pipeline.results import (
     read_file,
     write_rows,
 )
-from pipeline.templates import CompiledTemplate, TemplateLookup, TemplateStore, artifact_key
+from pipeline.templates import (
+    CompiledTemplate,
+    PackedTemplate,
+    TemplateLookup,
+    TemplateStore,
+    artifact_key,
+)
 
 log = logging.getLogger("qhopper.run")
 
@@ -254,16 +260,16 @@ def compile_templates(ctx: RunContext, batches: list[Batch]) -> RoutedBatches:
 
 
 def _compiled(
-    ctx: RunContext, client: Client, batch: Batch, routed: RoutedBatches, sent: dict[str, Future]
-) -> tuple[CompiledBatch, Future | None]:
-    """The batch with its template, which goes to the workers once per shape (scattered)."""
+    ctx: RunContext, batch: Batch, routed: RoutedBatches, sent: dict[str, PackedTemplate]
+) -> tuple[CompiledBatch, PackedTemplate | None]:
+    """The batch with its template, packed for the workers once per shape."""
     if batch.shape is None:
         return CompiledBatch(batch, None, False, 0.0), None
     digest = batch.shape.digest
     lookup = routed.lookups[digest].result(timeout=ctx.settings.dask.run_timeout_s)
     first = digest not in sent
     if first:
-        sent[digest] = client.scatter(lookup.template, broadcast=True, hash=False)
+        sent[digest] = PackedTemplate.pack(lookup.template)
         ctx.counters["templates_reused" if lookup.reused else "templates_compiled"] += 1
         ctx.timings["compile"] += lookup.seconds
     item = CompiledBatch(
@@ -330,13 +336,13 @@ def _execute(
     workers = worker_count(client)
     futures: dict[Future, str] = {}
     pending: dict[str, _Pending] = {}
-    sent: dict[str, Future] = {}
+    sent: dict[str, PackedTemplate] = {}
     dispatched: list[Move] = []  # recorded together: one transaction per wave of batches
     for batch in routed.batches:
         if dispatched and not routed.ready(batch):
             ctx.store.advance_many(ctx.run_id, dispatched)  # before waiting on a compile
             dispatched = []
-        item, template = _compiled(ctx, client, batch, routed, sent)
+        item, template = _compiled(ctx, batch, routed, sent)
         chunks = _chunk(batch, workers, ctx.settings.classical.chunk_size)
         pending[batch.batch_id] = _Pending(item, len(chunks))
         for chunk in chunks:
@@ -382,10 +388,10 @@ def _submit(
     ctx: RunContext,
     client: Client,
     item: CompiledBatch,
-    template: Future | None,
+    template: PackedTemplate | None,
     chunk: list[PlannedProblem],
 ) -> Future:
-    """A chunk's task; ``template`` is the batch's template, already scattered."""
+    """A chunk's task; ``template`` is the batch's template, packed once per run."""
     settings = ctx.settings
     if template is not None:
         items_q = [(p.problem_id, _spec_text(p), p.shots) for p in chunk]

@@ -19,7 +19,7 @@ from pipeline.errors import BackendError, FallbackRequired, PermanentBackendErro
 from pipeline.formulation import formulate
 from pipeline.model import spec_from_record
 from pipeline.qaoa_engine import BatchProblem, optimise_batch
-from pipeline.templates import CompiledTemplate
+from pipeline.templates import PackedTemplate
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ChunkOutcome:
 
 
 def run_quantum_chunk(
-    template: CompiledTemplate,
+    template: PackedTemplate,
     items: list[tuple[str, str, int]],
     backend_spec: str,
     max_qubits: int,
@@ -71,7 +71,7 @@ def run_quantum_chunk(
     ]
     outcome = ChunkOutcome(worker_pid=os.getpid(), problem_ids=[p.problem_id for p in problems])
     try:
-        answers = optimise_batch(template, problems, backend, max_iterations, seed)
+        answers = optimise_batch(template.unpack(), problems, backend, max_iterations, seed)
     except PermanentBackendError as exc:
         answers, outcome.error = [], f"permanent backend error, not retried: {exc}"
     except (BackendError, FallbackRequired) as exc:

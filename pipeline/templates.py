@@ -13,10 +13,11 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,34 @@ class CompiledTemplate:
         for index in range(J.shape[1]):
             values[:, :, columns[f"J[{index}]"]] = J[:, index, None]
         return values
+
+
+@dataclass(frozen=True)
+class PackedTemplate:
+    """A template pickled once per run, which every chunk's task carries with it.
+
+    Not data scattered to the workers: that lives only on workers, so a worker's death
+    cancelled every chunk needing it ("lost dependencies"), and a broadcast scatter could
+    wait forever replicating from the dead worker. Nor a task the chunks depend on: the
+    scheduler then tends to queue a batch's chunks on the one worker holding its result.
+    Carried bytes are a few tens of KB per chunk; each worker process unpickles a shape once.
+    """
+
+    artifact_key: str
+    blob: bytes
+
+    @classmethod
+    def pack(cls, template: CompiledTemplate) -> PackedTemplate:
+        return cls(template.artifact_key, pickle.dumps(template))
+
+    def unpack(self) -> CompiledTemplate:
+        return _unpacked(self)
+
+
+@lru_cache(maxsize=32)
+def _unpacked(packed: PackedTemplate) -> CompiledTemplate:
+    template: CompiledTemplate = pickle.loads(packed.blob)
+    return template
 
 
 def artifact_key(shape: ShapeKey, backend: QuantumBackend) -> str:

@@ -450,7 +450,12 @@ class KillWorkerOnce(WorkerPlugin):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_dask_worker_killed_mid_batch_costs_no_answer(rig: Rig, tmp_path: Path) -> None:
+@pytest.mark.parametrize("victim", ["run_classical_chunk", "run_quantum_chunk"])
+def test_a_dask_worker_killed_mid_batch_costs_no_answer(
+    rig: Rig, tmp_path: Path, victim: str
+) -> None:
+    """The worker dies as it starts a chunk: a classical one (while templates are still on
+    their way to the workers), or a quantum one (taking its copy of the template)."""
     home = tmp_path / "home"
     home.mkdir()
     rng = random.Random(11)
@@ -464,7 +469,7 @@ def test_a_dask_worker_killed_mid_batch_costs_no_answer(rig: Rig, tmp_path: Path
     marker = tmp_path / "worker-killed"
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with Client(rig.dask_address, set_as_default=False, timeout="30s") as client:
-        client.register_plugin(KillWorkerOnce(str(marker), "run_classical_chunk"))
+        client.register_plugin(KillWorkerOnce(str(marker), victim))
         try:
             assert rig.run(home, config) == 0, rig.logs[-1].read_text()[-4000:]
         finally:

@@ -26,7 +26,7 @@ from pipeline.qaoa_engine import (
     _outcomes_as_integers,
     optimise_batch,
 )
-from pipeline.templates import TemplateStore, compile_template
+from pipeline.templates import PackedTemplate, TemplateStore, compile_template
 
 BACKEND = get_backend("aer", 16)
 
@@ -303,7 +303,8 @@ def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> No
     items = [(f"p{i}", s.model_dump_json(exclude_none=True), 128) for i, s in enumerate(specs)]
     price = 0.5  # USD per core-second, so the bill is easy to check
     policy = CallPolicy(prices=PriceSettings(cpu_usd_per_core_second=price))
-    outcome = run_quantum_chunk(template, items, "aer", 16, 20, 7, policy=policy)
+    packed = PackedTemplate.pack(template)
+    outcome = run_quantum_chunk(packed, items, "aer", 16, 20, 7, policy=policy)
     answers = list(outcome.answers.values())
     assert {a["evaluator"] for a in answers} == {"fast"} and outcome.error is None
     assert outcome.simulated_s == pytest.approx(sum(a["simulated_s"] for a in answers))
