@@ -3,7 +3,7 @@
 from batching.economics import RoutingNumbers, route_batches
 from batching.planner import Batch, PlannedProblem, plan_batches
 from batching.routing import RouteDecision, route_problem
-from batching.shapes import ShapeKey, shape_of
+from pipeline.engine.shapes import ShapeKey, shape_of
 
 __all__ = [
     "Batch",

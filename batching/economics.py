@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from batching.planner import Batch, PlannedProblem
-from batching.shapes import ShapeKey
+from pipeline.engine.shapes import ShapeKey
 from pipeline.backends.base import QuantumBackend, Workload
 from pipeline.config import Settings
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from batching.routing import RouteDecision, route_problem
-from batching.shapes import ShapeKey, shape_of
+from pipeline.engine.shapes import ShapeKey, shape_of
 from pipeline.formulation import Formulation
 from pipeline.model import ProblemSpec
 

@@ -32,18 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from batching.shapes import shape_of
+from pipeline.engine.shapes import shape_of
 from pipeline.backends import get_backend
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec
-from pipeline.qaoa_engine import (
+from pipeline.engine.lockstep import (
     PILOTS,
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
     optimise_batch,
 )
-from pipeline.templates import CompiledTemplate, compile_template
+from pipeline.engine.templates import CompiledTemplate, compile_template
 
 BACKEND = get_backend("aer", 24)
 

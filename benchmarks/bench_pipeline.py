@@ -48,11 +48,11 @@ from flows.serve import prefect_api
 from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
-from pipeline.fast_sim import warm_up
+from pipeline.engine.fast_sim import warm_up
 from pipeline.formulation import formulate
 from pipeline.model import ProblemSpec, spec_from_record
-from pipeline.qaoa_engine import BatchProblem, optimise_batch
-from pipeline.templates import TemplateStore, load_transpiler_plugins
+from pipeline.engine.lockstep import BatchProblem, optimise_batch
+from pipeline.engine.templates import TemplateStore, load_transpiler_plugins
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
 

@@ -23,7 +23,7 @@ from distributed import Client, Future, as_completed
 
 from batching.economics import classical_seconds, route_batches
 from batching.planner import Batch, PlannedProblem, plan_batches
-from batching.shapes import shape_of
+from pipeline.engine.shapes import shape_of
 from flows.progress import sink
 from pipeline.backends import CallPolicy, QuantumBackend, get_backend
 from pipeline.config import Settings
@@ -54,7 +54,7 @@ from pipeline.results import (
     read_file,
     write_rows,
 )
-from pipeline.templates import (
+from pipeline.engine.templates import (
     CompiledTemplate,
     PackedTemplate,
     TemplateLookup,

@@ -15,7 +15,7 @@ from typing import Any
 def dask_setup(worker: Any) -> None:
     """Called by Dask in each worker process before it takes work."""
     import pipeline.execution  # noqa: F401 - Qiskit, Aer, OR-Tools
-    from pipeline.fast_sim import warm_up
+    from pipeline.engine.fast_sim import warm_up
 
     warm_up()
     # What start-up built lives as long as the worker: keep the collector's full passes

@@ -128,7 +128,7 @@ class _RichProgress:
 
 
 def _load_transpiler_plugins() -> None:
-    from pipeline.templates import load_transpiler_plugins
+    from pipeline.engine.templates import load_transpiler_plugins
 
     load_transpiler_plugins()
 

@@ -18,8 +18,8 @@ from pipeline.classical import solve_classical
 from pipeline.errors import BackendError, FallbackRequired, PermanentBackendError
 from pipeline.formulation import formulate
 from pipeline.model import spec_from_record
-from pipeline.qaoa_engine import BatchProblem, optimise_batch
-from pipeline.templates import PackedTemplate
+from pipeline.engine.lockstep import BatchProblem, optimise_batch
+from pipeline.engine.templates import PackedTemplate
 
 
 @dataclass

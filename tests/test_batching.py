@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from batching.planner import PlannedProblem, plan_batches
 from batching.routing import route_problem
-from batching.shapes import shape_of
+from pipeline.engine.shapes import shape_of
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec
 

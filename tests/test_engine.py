@@ -13,20 +13,20 @@ import pytest
 from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
-from batching.shapes import shape_of
+from pipeline.engine.shapes import shape_of
 from pipeline.backends import CallPolicy, get_backend
 from pipeline.config import PriceSettings
 from pipeline.execution import run_quantum_chunk
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
-from pipeline.qaoa_engine import (
+from pipeline.engine.lockstep import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
     _outcomes_as_integers,
     optimise_batch,
 )
-from pipeline.templates import PackedTemplate, TemplateStore, compile_template
+from pipeline.engine.templates import PackedTemplate, TemplateStore, compile_template
 
 BACKEND = get_backend("aer", 16)
 

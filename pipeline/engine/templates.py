@@ -28,7 +28,7 @@ from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import ParameterVector
 from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginManager
 
-from batching.shapes import ShapeKey
+from pipeline.engine.shapes import ShapeKey
 from pipeline.backends.base import QuantumBackend
 
 TEMPLATE_VERSION = 1

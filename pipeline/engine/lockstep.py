@@ -3,7 +3,7 @@
 Each optimiser step gathers the angle sets of every problem still improving into one
 evaluation call: on a backend, one Estimator call (a V2 PUB with a (problems, sets,
 parameters) array and one observable per problem); on Aer's noiseless statevector, the
-same numbers from the compiled diagonal simulator in pipeline.fast_sim. The optimiser:
+same numbers from the compiled diagonal simulator in pipeline.engine.fast_sim. The optimiser:
 
 1. normalises each problem's Ising weights to max |w| = 1, so one angle range suits all;
 2. scans a coarse grid of (gamma, beta) ramps for a few pilot problems in one call;
@@ -28,9 +28,9 @@ from qiskit.primitives import BitArray
 from qiskit.quantum_info import SparsePauliOp
 
 from pipeline.backends.base import QuantumBackend
-from pipeline.fast_sim import DiagonalQAOA, spin_energies
+from pipeline.engine.fast_sim import DiagonalQAOA, spin_energies
 from pipeline.formulation import Formulation, bits_to_string
-from pipeline.templates import CompiledTemplate
+from pipeline.engine.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -149,7 +149,7 @@ class PrimitiveEvaluator(Evaluator):
 
 
 class DiagonalEvaluator(Evaluator):
-    """The same expectations from the fast diagonal simulator (see pipeline.fast_sim)."""
+    """The same expectations from the fast diagonal simulator (see pipeline.engine.fast_sim)."""
 
     name = "fast"
 

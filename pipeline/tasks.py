@@ -1,0 +1,104 @@
+"""What a worker receives and returns: typed, picklable records, never JSON to re-parse.
+
+A run sends each quantum chunk one :class:`QuantumChunkTask` (its template packed once per
+run, its problems' formulations) and each classical problem one :class:`ClassicalTask`;
+workers answer with a :class:`ChunkResult` holding one :class:`Answer` per problem they
+solved. When a backend gives up, the result says why in ``fallback`` (a code and a message)
+and carries what the attempts cost, so the run can charge them and send the problems on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.backends.calls import CallPolicy
+from pipeline.engine.templates import PackedTemplate
+from pipeline.formulation import Formulation
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why a problem's answer did not come from its planned route: a code and a sentence."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One problem as a worker needs it: its formulation and, for sampling, its shots."""
+
+    problem_id: str
+    formulation: Formulation
+    shots: int
+
+
+@dataclass(frozen=True)
+class QuantumChunkTask:
+    """Problems of one shape, optimised in lockstep on one compiled template."""
+
+    template: PackedTemplate
+    problems: tuple[WorkItem, ...]
+    backend_spec: str
+    max_qubits: int
+    max_iterations: int
+    seed: int
+    policy: CallPolicy
+
+
+@dataclass(frozen=True)
+class ClassicalTask:
+    """One problem for the classical solver, within its time limit."""
+
+    problem_id: str
+    formulation: Formulation
+    time_limit_s: float
+    workers: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One problem's answer, in the problem's own sense and units.
+
+    ``seconds`` and ``cost_usd`` are this problem's own (a lockstep chunk's shared time
+    and bill are split evenly between its problems); ``angles`` are the final QAOA angles,
+    gammas then betas, empty for classical answers.
+    """
+
+    problem_id: str
+    solution: str
+    objective: float
+    feasible: bool
+    proven_optimal: bool
+    seconds: float
+    cost_usd: float
+    expected_objective: float | None = None
+    evaluations: int = 0
+    reps: int | None = None
+    angles: tuple[float, ...] = ()
+    provider_job_id: str | None = None
+    solver_status: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one task did: its answers, where and how long it ran, and its backend calls.
+
+    ``cost_usd`` is everything the task spent, failed attempts included; when the backend
+    could not answer, ``answers`` is empty and ``fallback`` says why.
+    """
+
+    problem_ids: tuple[str, ...]
+    answers: tuple[Answer, ...]
+    worker: str
+    seconds: float
+    cost_usd: float = 0.0
+    attempts: int = 0
+    failures: int = 0
+    max_attempts_per_call: int = 0
+    job_ids: tuple[str, ...] = ()
+    fallback: Fallback | None = None
