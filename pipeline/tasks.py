@@ -82,6 +82,7 @@ class Answer:
     angles: tuple[float, ...] = ()
     provider_job_id: str | None = None
     solver_status: str | None = None
+    bound: float | None = None  # the classical solver's best bound, in the problem's sense
 
 
 @dataclass(frozen=True)
