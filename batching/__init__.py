@@ -1,18 +1,18 @@
-"""Circuit-shape keys, grouping of claimed problems into batches, and routing."""
+"""Grouping of planned problems into batches, and routing: rule and economics."""
 
-from batching.economics import RoutingNumbers, route_batches
-from batching.planner import Batch, PlannedProblem, plan_batches
+from batching.economics import route_batches, run_work_seconds
+from batching.planner import new_batch_id, plan_batches
+from batching.records import Batch, PlannedProblem, RoutingNumbers
 from batching.routing import RouteDecision, route_problem
-from pipeline.engine.shapes import ShapeKey, shape_of
 
 __all__ = [
     "Batch",
     "PlannedProblem",
     "RouteDecision",
     "RoutingNumbers",
-    "ShapeKey",
+    "new_batch_id",
     "plan_batches",
     "route_batches",
     "route_problem",
-    "shape_of",
+    "run_work_seconds",
 ]

@@ -21,47 +21,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from batching.planner import Batch, PlannedProblem
-from pipeline.engine.shapes import ShapeKey
-from pipeline.backends.base import QuantumBackend, Workload
+from batching.records import Batch, PlannedProblem, RoutingNumbers
+from pipeline.backends import Backend, Workload
 from pipeline.config import Settings
+from pipeline.engine.shapes import ShapeKey
+from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
 
 GRID_SETS = 64  # the engine's depth-1 (gamma, beta) grid
 RESERVE_FACTOR = 3.0  # a batch may spend up to this multiple of its estimate (retries)
-
-
-@dataclass(frozen=True)
-class RoutingNumbers:
-    """The numbers behind one batch's route; each becomes a column of ``batches/``."""
-
-    decision: str  # quantum | classical
-    reason: str
-    est_backend: str
-    est_quantum_feasible: bool
-    est_quantum_cost_usd: float | None
-    est_quantum_queue_s: float | None
-    est_quantum_compile_s: float | None
-    est_quantum_execute_s: float | None
-    est_quantum_latency_s: float | None
-    est_quantum_memory_bytes: int | None
-    est_classical_cost_usd: float
-    est_classical_latency_s: float
-    deadline: datetime | None
-    deadline_slack_s: float | None
-    budget_problem_usd: float
-    budget_run_left_usd: float
-    budget_tenant_left_usd: float | None
-    budget_allotted_usd: float
-
-    def columns(self) -> dict[str, object]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("decision", "reason")
-        }
 
 
 def workload(
@@ -87,9 +56,28 @@ def classical_seconds(problem: PlannedProblem, time_limit_s: float) -> float:
     return min(time_limit_s, 0.02 + 2e-4 * n * n)
 
 
+def run_work_seconds(batches: Sequence[Batch], backend: Backend, settings: Settings) -> float:
+    """Core-seconds the run's batches are expected to take on one worker, before routing.
+
+    A run uses it to decide whether starting a cluster pays (see ``dask.inline_below_s``).
+    """
+    total = 0.0
+    for batch in batches:
+        if batch.route == "quantum" and batch.shape is not None:
+            work = workload(batch.shape, batch.problems, 1, settings.quantum.max_iterations)
+            estimate = backend.costs.estimate(
+                work, settings.prices, settings.routing.simulator_memory_bytes
+            )
+            total += estimate.execute_s
+        else:
+            limit = settings.classical.time_limit_s
+            total += sum(classical_seconds(p, limit) for p in batch.problems)
+    return total
+
+
 def route_batches(
     batches: Sequence[Batch],
-    backend: QuantumBackend,
+    backend: Backend,
     settings: Settings,
     now: datetime,
     compiled: Callable[[ShapeKey], bool],
@@ -98,11 +86,11 @@ def route_batches(
     """Decide quantum or classical for every quantum-eligible batch; classical ones pass through.
 
     ``compiled(shape)`` says whether the shape's template is already stored (no compile
-    time to wait for); ``workers`` is how many chunks of a batch run side by side.
+    time to wait for); ``workers`` is how many chunks of a batch run side by side: the live
+    count of the cluster the run uses.
     """
     budget, prices = settings.budget, settings.prices
-    run_left = budget.per_run_usd
-    tenant_left = dict(budget.tenant_quota_usd)
+    ledger = _Budgets(budget.per_run_usd, dict(budget.tenant_quota_usd))
     order = sorted(range(len(batches)), key=lambda i: _urgency(batches[i]))
     decided: dict[int, Batch] = {}
     for index in order:
@@ -110,14 +98,11 @@ def route_batches(
         classical_s = [
             classical_seconds(p, settings.classical.time_limit_s) for p in batch.problems
         ]
-        classical_cost = sum(classical_s) * prices.cpu_usd_per_core_second
-        classical_latency = sum(classical_s) / max(1, min(workers, len(classical_s)))
         deadline = min(
             (d for p in batch.problems if (d := p.spec.deadline) is not None), default=None
         )
         slack = (deadline - now).total_seconds() if deadline is not None else None
         tenants = sorted({p.spec.tenant for p in batch.problems})
-        quota_left = min((tenant_left[t] for t in tenants if t in tenant_left), default=None)
         classical_only = RoutingNumbers(
             decision="classical",
             reason=batch.route_reason,
@@ -129,13 +114,13 @@ def route_batches(
             est_quantum_execute_s=None,
             est_quantum_latency_s=None,
             est_quantum_memory_bytes=None,
-            est_classical_cost_usd=classical_cost,
-            est_classical_latency_s=classical_latency,
+            est_classical_cost_usd=sum(classical_s) * prices.cpu_usd_per_core_second,
+            est_classical_latency_s=sum(classical_s) / max(1, min(workers, len(classical_s))),
             deadline=deadline,
             deadline_slack_s=slack,
             budget_problem_usd=budget.per_problem_usd,
-            budget_run_left_usd=run_left,
-            budget_tenant_left_usd=quota_left,
+            budget_run_left_usd=ledger.run_left,
+            budget_tenant_left_usd=ledger.quota_left(tenants),
             budget_allotted_usd=0.0,
         )
         if batch.route != "quantum" or batch.shape is None:
@@ -143,64 +128,31 @@ def route_batches(
             continue
         chunks = max(1, min(workers, batch.size // 4))
         work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations)
-        estimate = backend.estimate(work, prices, settings.routing.simulator_memory_bytes)
+        estimate = backend.costs.estimate(work, prices, settings.routing.simulator_memory_bytes)
         queue_s = estimate.queue_s + (
             settings.routing.qpu_queue_estimate_s if backend.solver_path == "qpu" else 0.0
         )
         compile_s = 0.0 if compiled(batch.shape) else settings.routing.compile_estimate_s
-        parallel = chunks if backend.solver_path == "simulator" else 1
-        latency = queue_s + compile_s + estimate.execute_s / parallel
+        execute_s = estimate.execute_s / (chunks if backend.solver_path == "simulator" else 1)
+        latency = queue_s + compile_s + execute_s
         cost = estimate.cost_usd
-        shares = {
-            t: cost * sum(p.spec.tenant == t for p in batch.problems) / batch.size for t in tenants
-        }
-        reason: str | None = estimate.reason or backend.incompatibility(batch.shape.n_qubits)
-        if reason is None and slack is not None and latency > slack:
-            reason = (
+        why_not = estimate.reason or backend.target.why_not(batch.shape.n_qubits)
+        refusal: Fallback | None = Fallback(BACKEND_UNFIT, why_not) if why_not else None
+        if refusal is None and slack is not None and latency > slack:
+            refusal = Fallback(
+                ROUTE_DEADLINE,
                 f"deadline: quantum needs ~{latency:.1f}s (queue {queue_s:.1f}, compile "
-                f"{compile_s:.1f}, execute {estimate.execute_s / parallel:.1f}) but the earliest "
-                f"deadline is in {slack:.1f}s"
+                f"{compile_s:.1f}, execute {execute_s:.1f}) but the earliest deadline is in "
+                f"{slack:.1f}s",
             )
-        if reason is None and cost / batch.size > budget.per_problem_usd:
-            reason = (
-                f"budget: quantum costs ~{cost / batch.size:.6f} USD per problem, over the "
-                f"per-problem budget of {budget.per_problem_usd:.6f} USD"
-            )
-        if reason is None and cost > run_left:
-            reason = (
-                f"budget: quantum costs ~{cost:.6f} USD, {run_left:.6f} USD left of the run budget"
-            )
-        if reason is None:
-            for tenant, share in shares.items():
-                if tenant in tenant_left and share > tenant_left[tenant]:
-                    reason = (
-                        f"quota: tenant {tenant!r} would spend ~{share:.6f} USD, "
-                        f"{tenant_left[tenant]:.6f} USD left of its quota"
-                    )
-                    break
-        allotted = 0.0
-        if reason is None:
-            # The batch may spend up to its per-problem budgets (and what is left of the
-            # run's and its tenants'); the run and tenants set aside a multiple of the estimate.
-            allotted = min(
-                budget.per_problem_usd * batch.size,
-                run_left,
-                *(
-                    tenant_left[t] * batch.size / _count(batch, t)
-                    for t in shares
-                    if t in tenant_left
-                ),
-            )
-            reserved = min(allotted, cost * RESERVE_FACTOR)
-            run_left -= reserved
-            for tenant in shares:
-                if tenant in tenant_left:
-                    tenant_left[tenant] -= reserved * _count(batch, tenant) / batch.size
+        refusal = refusal or ledger.refusal(batch, cost, budget.per_problem_usd)
+        allotted = 0.0 if refusal else ledger.reserve(batch, cost, budget.per_problem_usd)
         numbers = dataclasses.replace(
             classical_only,
-            decision="quantum" if reason is None else "classical",
-            reason=reason
-            or (
+            decision="quantum" if refusal is None else "classical",
+            reason=refusal.message
+            if refusal
+            else (
                 f"{batch.route_reason}; ~{cost:.6f} USD and ~{latency:.1f}s on {backend.name}, "
                 "within budget"
                 + (f" and {slack:.0f}s before the deadline" if slack is not None else "")
@@ -214,23 +166,80 @@ def route_batches(
             est_quantum_memory_bytes=estimate.memory_bytes,
             budget_allotted_usd=allotted,
         )
-        decided[index] = _apply(batch, numbers)
+        decided[index] = _apply(batch, numbers, refusal)
     return [decided[i] for i in range(len(batches))]
 
 
-def _apply(batch: Batch, numbers: RoutingNumbers) -> Batch:
-    if numbers.decision == "quantum":
+class _Budgets:
+    """What is left of the run's budget and of each tenant's quota as batches are routed."""
+
+    def __init__(self, run_left: float, tenant_left: dict[str, float]) -> None:
+        self.run_left = run_left
+        self.tenant_left = tenant_left
+
+    def quota_left(self, tenants: Sequence[str]) -> float | None:
+        return min((self.tenant_left[t] for t in tenants if t in self.tenant_left), default=None)
+
+    def refusal(self, batch: Batch, cost: float, per_problem: float) -> Fallback | None:
+        if cost / batch.size > per_problem:
+            return Fallback(
+                ROUTE_BUDGET,
+                f"budget: quantum costs ~{cost / batch.size:.6f} USD per problem, over the "
+                f"per-problem budget of {per_problem:.6f} USD",
+            )
+        if cost > self.run_left:
+            return Fallback(
+                ROUTE_BUDGET,
+                f"budget: quantum costs ~{cost:.6f} USD, {self.run_left:.6f} USD left of the "
+                "run budget",
+            )
+        for tenant in sorted({p.spec.tenant for p in batch.problems}):
+            share = cost * _count(batch, tenant) / batch.size
+            if tenant in self.tenant_left and share > self.tenant_left[tenant]:
+                return Fallback(
+                    ROUTE_QUOTA,
+                    f"quota: tenant {tenant!r} would spend ~{share:.6f} USD, "
+                    f"{self.tenant_left[tenant]:.6f} USD left of its quota",
+                )
+        return None
+
+    def reserve(self, batch: Batch, cost: float, per_problem: float) -> float:
+        """Allot the batch what it may spend; set aside a multiple of its estimate.
+
+        It may spend up to its per-problem budgets and what is left of the run's and its
+        tenants'; the run and tenants set aside ``RESERVE_FACTOR`` times the estimate.
+        """
+        tenants = {p.spec.tenant for p in batch.problems}
+        allotted = min(
+            per_problem * batch.size,
+            self.run_left,
+            *(
+                self.tenant_left[t] * batch.size / _count(batch, t)
+                for t in tenants
+                if t in self.tenant_left
+            ),
+        )
+        reserved = min(allotted, cost * RESERVE_FACTOR)
+        self.run_left -= reserved
+        for tenant in tenants:
+            if tenant in self.tenant_left:
+                self.tenant_left[tenant] -= reserved * _count(batch, tenant) / batch.size
+        return allotted
+
+
+def _apply(batch: Batch, numbers: RoutingNumbers, refusal: Fallback | None) -> Batch:
+    if refusal is None:
         return dataclasses.replace(batch, routing=numbers, route_reason=numbers.reason)
-    fallbacks = dict(batch.fallback_reasons)
+    fallbacks = dict(batch.fallbacks)
     for problem in batch.problems:
         if problem.spec.route == "quantum":
-            fallbacks.setdefault(problem.problem_id, numbers.reason)
+            fallbacks.setdefault(problem.problem_id, refusal)
     return dataclasses.replace(
         batch,
         route="classical",
         shape=None,
         route_reason=numbers.reason,
-        fallback_reasons=fallbacks,
+        fallbacks=fallbacks,
         routing=numbers,
     )
 

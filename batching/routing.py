@@ -2,13 +2,15 @@
 
 Economics (cost, deadlines, budgets) are decided per batch; this first rule decides per
 problem on what is never negotiable: the submitter's explicit route and the backend's
-qubit limit. The decision carries a sentence saying why, which is stored with the batch.
+size limit. The decision carries a sentence saying why, which is stored with the batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from pipeline.fallback import QUBIT_LIMIT, Fallback
 
 RouteName = Literal["quantum", "classical"]
 
@@ -17,13 +19,14 @@ RouteName = Literal["quantum", "classical"]
 class RouteDecision:
     route: RouteName
     reason: str
-    fallback: bool  # True when the submitter asked for quantum and cannot have it
+    fallback: Fallback | None  # set when the submitter asked for quantum and cannot have it
 
 
-def route_problem(requested: str, n_qubits: int, backend: str, max_qubits: int) -> RouteDecision:
+def route_problem(requested: str, n_qubits: int, backend: str, why_not: str | None) -> RouteDecision:
+    """``why_not`` is the backend's own sentence for a problem it cannot take, or None."""
     if requested == "classical":
-        return RouteDecision("classical", "classical route requested by the submitter", False)
-    if n_qubits > max_qubits:
-        reason = f"needs {n_qubits} qubits; backend {backend} takes at most {max_qubits}"
-        return RouteDecision("classical", reason, requested == "quantum")
-    return RouteDecision("quantum", f"fits {backend} ({n_qubits} of {max_qubits} qubits)", False)
+        return RouteDecision("classical", "classical route requested by the submitter", None)
+    if why_not is not None:
+        fallback = Fallback(QUBIT_LIMIT, why_not) if requested == "quantum" else None
+        return RouteDecision("classical", why_not, fallback)
+    return RouteDecision("quantum", f"fits {backend} ({n_qubits} qubits)", None)

@@ -1,4 +1,4 @@
-"""Settings: embedded defaults, overridden by ``qhopper.toml``, then by the environment.
+"""Settings: embedded defaults, then ``qhopper.toml``, the environment and command-line options.
 
 Every knob has a default that works on one laptop; the same file scales out by
 naming a PostgreSQL URL, a Dask scheduler address and a Prefect server.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,9 @@ class DaskSettings(_Section):
     address: str | None = None
     n_workers: int = Field(default=2, ge=1)
     run_timeout_s: float = Field(default=3600.0, gt=0)  # the longest a run waits for its batches
+    # A run whose estimated work is below this many core-seconds runs in-process: starting a
+    # LocalCluster (worker processes importing Qiskit, Aer, OR-Tools) costs more than it saves.
+    inline_below_s: float = Field(default=2.0, ge=0)
     start_timeout_s: float = Field(default=120.0, gt=0)  # the longest a cluster may take to start
 
 
@@ -140,12 +144,36 @@ class Settings(_Section):
         return self.home / "artifacts"
 
 
-_ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "QHOPPER_DATABASE_URL": ("intake", "database_url"),
     "QHOPPER_LEASE_SECONDS": ("intake", "lease_seconds"),
     "QHOPPER_DASK_ADDRESS": ("dask", "address"),
     "QHOPPER_BACKEND": ("quantum", "backend"),
 }
+CONFIG_NAME = "qhopper.toml"
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings and where each value came from (dotted name -> source)."""
+
+    settings: Settings
+    sources: dict[str, str]
+    config_file: Path | None
+
+
+def find_config(home: Path, explicit: Path | None) -> tuple[Path | None, str]:
+    """The configuration file to read and why: ``--config``, ``QHOPPER_CONFIG``,
+    ``./qhopper.toml``, then ``<home>/qhopper.toml``; the first that is named or exists."""
+    if explicit is not None:
+        return explicit, "--config"
+    named = os.environ.get("QHOPPER_CONFIG")
+    if named:
+        return Path(named), "QHOPPER_CONFIG"
+    for candidate, why in ((Path(CONFIG_NAME), "./" + CONFIG_NAME), (home / CONFIG_NAME, "home")):
+        if candidate.is_file():
+            return candidate, why
+    return None, ""
 
 
 def load_settings(
@@ -154,27 +182,80 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
 ) -> Settings:
     """Merge defaults, the TOML file, the environment and explicit overrides (last wins)."""
+    return load_settings_with_sources(home, config_file, overrides).settings
+
+
+def load_settings_with_sources(
+    home: Path | None = None,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> LoadedSettings:
+    """Like :func:`load_settings`, and say where every value came from."""
+    home_path, home_source = _home(home)
+    path, why = find_config(home_path, config_file)
     raw: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{config_file}: cannot read configuration: {exc}") from exc
-    for var, (section, key) in _ENV_OVERRIDES.items():
+    sources: dict[str, str] = {}
+    if path is not None:
+        raw = _read_toml(path)
+        if "home" in raw and why == "home":
+            raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
+        for section, values in raw.items():
+            for key in values if isinstance(values, dict) else [None]:
+                name = section if key is None else f"{section}.{key}"
+                sources[name] = f"file {path} ({why})"
+    for var, (section, key) in ENV_OVERRIDES.items():
         if os.environ.get(var):
             raw.setdefault(section, {})[key] = os.environ[var]
-    env_home = os.environ.get("QHOPPER_HOME")
-    if home is not None:
-        raw["home"] = home
-    elif env_home:
-        raw["home"] = env_home
+            sources[f"{section}.{key}"] = f"environment {var}"
+    if home is not None or os.environ.get("QHOPPER_HOME") or "home" not in raw:
+        raw["home"] = home_path
+        sources["home"] = home_source
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
+        sources[dotted] = "command-line option"
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        source = config_file or "settings"
-        raise ConfigError(f"{source}: {exc}") from exc
+        raise ConfigError(_one_line(path, exc)) from exc
+    return LoadedSettings(settings, sources, path)
+
+
+def flatten(settings: Settings) -> dict[str, Any]:
+    """Every setting by dotted name, for ``qhopper config``."""
+    flat: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, dict) and name != "home":
+            flat.update({f"{name}.{key}": inner for key, inner in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def _home(home: Path | None) -> tuple[Path, str]:
+    if home is not None:
+        return home, "option --home"
+    if os.environ.get("QHOPPER_HOME"):
+        return Path(os.environ["QHOPPER_HOME"]), "environment QHOPPER_HOME"
+    return DEFAULT_HOME, "default"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _one_line(path: Path | None, exc: ValidationError) -> str:
+    """Pydantic's errors as one line each: where, what."""
+    where = str(path) if path else "settings"
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{location}: {error['msg']}")
+    return f"{where}: " + "; ".join(parts)

@@ -13,18 +13,10 @@ from dataclasses import dataclass
 
 from pipeline.backends.calls import CallPolicy
 from pipeline.engine.templates import PackedTemplate
+from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
 
-
-@dataclass(frozen=True)
-class Fallback:
-    """Why a problem's answer did not come from its planned route: a code and a sentence."""
-
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+__all__ = ["Answer", "ChunkResult", "ClassicalTask", "Fallback", "QuantumChunkTask", "WorkItem"]
 
 
 @dataclass(frozen=True)

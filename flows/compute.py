@@ -1,0 +1,221 @@
+"""Where a run's tasks execute: in this process, on our own LocalCluster, or on a scheduler.
+
+A LocalCluster costs seconds to start (worker processes importing Qiskit, Aer, OR-Tools
+and loading the numba kernels), more than a small run's whole work. So a run estimates its
+work first: below ``dask.inline_below_s`` core-seconds it runs its tasks on one thread of
+its own process (:class:`InlineCompute`); above, it starts a LocalCluster of one
+single-threaded process per core (:class:`LocalClusterCompute`). Given a scheduler address
+(``--dask-address``, or the warm cluster ``serve`` keeps), it always uses that
+(:class:`DaskCompute`). Every kind runs the same task functions and hands back futures
+with ``add_done_callback`` and ``result(timeout)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from typing import Any, Protocol
+
+from pipeline.errors import ServiceUnavailable
+
+log = logging.getLogger("qhopper.compute")
+
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
+
+# Dask's defaults poll for a dashboard this cluster does not have: an event-loop health tick
+# every 20 ms in every server, a 10 ms statistical profiler in every worker, a memory check
+# every 100 ms. Idle, our 2-worker cluster burned 0.13 of a core with them and 0.013 without.
+QUIET_CLUSTER_CONFIG = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.worker.profile.enabled": False,
+}
+
+
+class TaskFuture(Protocol):
+    """What both concurrent.futures and distributed futures offer a run."""
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+    def cancel(self) -> Any: ...
+
+
+class Compute(Protocol):
+    """Runs a run's tasks; ``workers`` is how many run side by side."""
+
+    label: str
+
+    @property
+    def workers(self) -> int: ...
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture: ...
+
+    def close(self) -> None: ...
+
+
+class InlineCompute:
+    """Tasks on one thread of this process: no cluster to start for a small run."""
+
+    label = "inline"
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qhopper-inline")
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskCompute:
+    """Tasks on a Dask cluster through one client, as plain ``distributed`` tasks."""
+
+    def __init__(self, client: Any, label: str) -> None:
+        self.client = client
+        self.label = label
+
+    @property
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture:
+        future: TaskFuture = self.client.submit(fn, *args, key=key, pure=False)
+        return future
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def connect(address: str, timeout_s: float = 30.0) -> DaskCompute:
+    """A client on a running scheduler; an unreachable one is a ServiceUnavailable."""
+    from distributed import Client
+
+    try:
+        client = Client(address, set_as_default=False, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return DaskCompute(client, address)
+
+
+class LocalClusterCompute:
+    """Our own LocalCluster, started on a background thread so its start overlaps the run.
+
+    ``workers`` is known before the cluster is up (we start that many); the first
+    ``submit`` waits for the start, within ``start_timeout_s``.
+    """
+
+    label = "local-cluster"
+
+    def __init__(self, n_workers: int, start_timeout_s: float) -> None:
+        self._n_workers = n_workers
+        self._timeout = start_timeout_s
+        self._stack = ExitStack()
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="qhopper-cluster-start")
+        self._client: Future[Any] = self._starter.submit(
+            self._stack.enter_context, local_cluster(n_workers)
+        )
+        self.waited_s = 0.0
+
+    @property
+    def workers(self) -> int:
+        return self._n_workers
+
+    def client(self) -> Any:
+        """The started client; waits for the start (re-raising its error) within the timeout."""
+        import time
+
+        started = time.perf_counter()
+        try:
+            return self._client.result(timeout=self._timeout)
+        finally:
+            self.waited_s += time.perf_counter() - started
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture:
+        future: TaskFuture = self.client().submit(fn, *args, key=key, pure=False)
+        return future
+
+    def close(self) -> None:
+        """Shut the cluster down, waiting for a start still in progress to finish first."""
+        try:
+            self._client.exception(timeout=self._timeout)
+        finally:
+            self._starter.shutdown(wait=False)
+            self._stack.close()
+
+
+@contextmanager
+def local_cluster(n_workers: int) -> Iterator[Any]:
+    """A client on a quiet LocalCluster of single-threaded, pre-warmed worker processes."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    # Our own cluster: its shutdown chatter (slow nanny closes) is not actionable by users.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    for name, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    with dask.config.set(QUIET_CLUSTER_CONFIG):  # read as the servers start; workers inherit it
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+            host="127.0.0.1",
+            preload=["flows.worker_setup"],
+        )
+        client = Client(cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def worker_label() -> str:
+    """Where a task ran: host and process, so a report can tell workers apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ComputeChoice:
+    """How a run gets its compute: a scheduler address if configured, else inline for
+    small runs and our own LocalCluster for the rest. Each ``open`` gives the run a Compute
+    it owns and closes."""
+
+    def __init__(
+        self,
+        address: str | None,
+        n_workers: int,
+        inline_below_s: float,
+        start_timeout_s: float,
+    ) -> None:
+        self.address = address
+        self.n_workers = n_workers
+        self.inline_below_s = inline_below_s
+        self.start_timeout_s = start_timeout_s
+
+    def open(self, work_s: float) -> Compute:
+        """Compute for a run whose work is estimated at ``work_s`` core-seconds."""
+        if self.address:
+            return connect(self.address)
+        if work_s < self.inline_below_s:
+            return InlineCompute()
+        return LocalClusterCompute(self.n_workers, self.start_timeout_s)

@@ -1,0 +1,293 @@
+"""Dispatch: a run's routed batches as tasks, and each batch back once all its tasks are in.
+
+Quantum batches are cut into chunks (one per worker, at least four problems each), each a
+:class:`~pipeline.tasks.QuantumChunkTask` carrying its template packed once per run and a
+call policy (its share of the batch's budget, a deadline that leaves CP-SAT time to answer
+if the backend gives up). Classical problems are one task each, so they spread over every
+worker. When a quantum chunk comes back without answers (the backend gave up, the task
+raised) or with an answer no shot of which was feasible, its problems are sent to the
+classical solver as ordinary tasks: nothing waits on them, other batches keep finishing.
+A batch is handed back (:class:`FinishedBatch`) the moment its last task is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future as LocalFuture
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from batching.economics import classical_seconds
+from batching.records import Batch, PlannedProblem
+from flows.compute import Compute, TaskFuture
+from pipeline.backends import Backend, CallPolicy
+from pipeline.classical import run_classical_task
+from pipeline.config import Settings
+from pipeline.engine.chunk import run_quantum_chunk
+from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateStore
+from pipeline.errors import QhopperError
+from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
+from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
+from pipeline.tasks import ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
+
+log = logging.getLogger("qhopper.dispatch")
+
+
+class RunTimeout(QhopperError):
+    """The run's batches did not all come back within ``dask.run_timeout_s``."""
+
+
+@dataclass(frozen=True)
+class TemplateUse:
+    """The template a quantum batch ran on, and whether this run compiled it."""
+
+    artifact_key: str
+    first: bool  # the run's first batch of this shape: the one that waited for it
+    compiled: bool  # compiled by this run (else loaded from the store)
+    compile_s: float
+
+
+@dataclass(frozen=True)
+class FinishedBatch:
+    """A batch with every task's result: planned route, fallbacks, and what raised."""
+
+    batch: Batch
+    template: TemplateUse | None
+    chunks: int
+    results: tuple[ChunkResult, ...]  # from the planned route's tasks
+    fallback_results: tuple[ChunkResult, ...]  # CP-SAT answers for quantum fallbacks
+    fallbacks: dict[str, Fallback]  # problem_id -> why its answer is not the planned one
+    errors: dict[str, Fallback]  # problem_id -> why it got no answer at all
+    execute_s: float
+
+
+@dataclass
+class _Tracker:
+    batch: Batch
+    template: TemplateUse | None
+    chunks: int = 0
+    pending: int = 0
+    results: list[ChunkResult] = field(default_factory=list)
+    fallback_results: list[ChunkResult] = field(default_factory=list)
+    fallbacks: dict[str, Fallback] = field(default_factory=dict)
+    errors: dict[str, Fallback] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def finished(self) -> FinishedBatch:
+        return FinishedBatch(
+            self.batch,
+            self.template,
+            self.chunks,
+            tuple(self.results),
+            tuple(self.fallback_results),
+            dict(self.batch.fallbacks) | self.fallbacks,
+            self.errors,
+            time.perf_counter() - self.started,
+        )
+
+
+class TemplateCompiler:
+    """One thread compiles (or loads) each distinct shape's template, in dispatch order, so
+    compiling overlaps the cluster's start and the first batches' execution."""
+
+    def __init__(self, store: TemplateStore, backend: Backend, batches: Sequence[Batch]) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qhopper-compile")
+        self._lookups: dict[str, LocalFuture[TemplateLookup]] = {}
+        self._packed: dict[str, PackedTemplate] = {}
+        for batch in batches:
+            if batch.shape is not None and batch.shape.digest not in self._lookups:
+                self._lookups[batch.shape.digest] = self._pool.submit(
+                    store.get, batch.shape, backend
+                )
+
+    def ready(self, batch: Batch) -> bool:
+        return batch.shape is None or self._lookups[batch.shape.digest].done()
+
+    def take(self, batch: Batch, timeout_s: float) -> tuple[PackedTemplate, TemplateUse]:
+        """The batch's template, packed once per run; the first batch of a shape pays for it."""
+        assert batch.shape is not None
+        digest = batch.shape.digest
+        lookup = self._lookups[digest].result(timeout=timeout_s)
+        first = digest not in self._packed
+        if first:
+            self._packed[digest] = PackedTemplate.pack(lookup.template)
+        use = TemplateUse(
+            lookup.template.artifact_key,
+            first=first,
+            compiled=first and not lookup.reused,
+            compile_s=lookup.seconds if first else 0.0,
+        )
+        return self._packed[digest], use
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Dispatcher:
+    """Sends batches to ``compute`` and yields each one finished."""
+
+    def __init__(
+        self,
+        compute: Compute,
+        settings: Settings,
+        backend_spec: str,
+        run_started_at: float,
+        record: Callable[[list[Move]], None],
+    ) -> None:
+        self.compute = compute
+        self.settings = settings
+        self.backend_spec = backend_spec
+        self.run_started_at = run_started_at  # epoch seconds
+        self.record = record
+        self._done: queue.Queue[tuple[str, str, tuple[str, ...], TaskFuture]] = queue.Queue()
+        self._trackers: dict[str, _Tracker] = {}
+        self._submitted = 0
+
+    def run(self, batches: Sequence[Batch], templates: TemplateCompiler) -> Iterator[FinishedBatch]:
+        moves: list[Move] = []
+        for batch in batches:
+            if moves and not templates.ready(batch):
+                self.record(moves)  # before waiting on a compile: one transaction per wave
+                moves = []
+            moves.append(self._dispatch(batch, templates))
+        if moves:
+            self.record(moves)
+        deadline = time.monotonic() + self.settings.dask.run_timeout_s
+        while self._trackers:
+            left = deadline - time.monotonic()
+            try:
+                batch_id, role, problem_ids, future = self._done.get(timeout=max(0.0, left))
+            except queue.Empty as exc:
+                raise RunTimeout(
+                    f"{len(self._trackers)} batches still running after "
+                    f"{self.settings.dask.run_timeout_s:g} s (dask.run_timeout_s)"
+                ) from exc
+            tracker = self._trackers[batch_id]
+            tracker.pending -= 1
+            self._take(tracker, role, problem_ids, future)
+            if tracker.pending == 0:
+                del self._trackers[batch_id]
+                yield tracker.finished()
+
+    def _dispatch(self, batch: Batch, templates: TemplateCompiler) -> Move:
+        ids = [p.problem_id for p in batch.problems]
+        detail = f"batch={batch.batch_id}"
+        if batch.shape is None:
+            tracker = self._trackers[batch.batch_id] = _Tracker(batch, None)
+            for problem in batch.problems:
+                self._classical(tracker, problem, "classical")
+            tracker.chunks = batch.size
+            return Move(ids, (SUBMITTED, RUNNING), detail)
+        packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
+        tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
+        chunks = _chunks(batch.problems, self.compute.workers)
+        tracker.chunks = len(chunks)
+        for chunk in chunks:
+            task = QuantumChunkTask(
+                template=packed,
+                problems=tuple(WorkItem(p.problem_id, p.formulation, p.shots) for p in chunk),
+                backend_spec=self.backend_spec,
+                max_qubits=self.settings.quantum.max_qubits,
+                max_iterations=self.settings.quantum.max_iterations,
+                seed=self.settings.quantum.seed,
+                policy=self._policy(batch, len(chunk)),
+            )
+            self._submit(tracker, "quantum", chunk, run_quantum_chunk, task)
+        return Move(ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}")
+
+    def _classical(self, tracker: _Tracker, problem: PlannedProblem, role: str) -> None:
+        classical = self.settings.classical
+        task = ClassicalTask(
+            problem.problem_id,
+            problem.formulation,
+            classical.time_limit_s,
+            classical.workers,
+            self.settings.quantum.seed,
+        )
+        self._submit(tracker, role, [problem], run_classical_task, task)
+
+    def _submit(
+        self,
+        tracker: _Tracker,
+        role: str,
+        problems: Sequence[PlannedProblem],
+        fn: Callable[[Any], ChunkResult],
+        task: Any,
+    ) -> None:
+        self._submitted += 1
+        key = f"{role}-{tracker.batch.batch_id}-{self._submitted}"
+        future = self.compute.submit(fn, task, key=key)
+        ids = tuple(p.problem_id for p in problems)
+        tracker.pending += 1
+        batch_id = tracker.batch.batch_id
+        future.add_done_callback(lambda done: self._done.put((batch_id, role, ids, done)))
+
+    def _take(
+        self, tracker: _Tracker, role: str, problem_ids: tuple[str, ...], future: TaskFuture
+    ) -> None:
+        try:
+            result: ChunkResult = future.result(timeout=0)
+        except Exception as exc:  # a task that raised must not stop the rest of the run
+            log.warning("batch %s: %s task failed: %s", tracker.batch.batch_id, role, exc)
+            error = Fallback(EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500])
+            if role == "quantum":
+                self._fall_back(tracker, problem_ids, error)
+            else:
+                tracker.errors.update(dict.fromkeys(problem_ids, error))
+            return
+        if role == "fallback":
+            tracker.fallback_results.append(result)
+            return
+        tracker.results.append(result)
+        if role != "quantum":
+            return
+        if result.fallback is not None:
+            log.warning(
+                "batch %s: %d problems fall back to CP-SAT after %d attempts: %s",
+                tracker.batch.batch_id,
+                len(problem_ids),
+                result.attempts,
+                result.fallback.message,
+            )
+            self._fall_back(tracker, problem_ids, result.fallback)
+            return
+        infeasible = [a.problem_id for a in result.answers if not a.feasible]
+        if infeasible:
+            shots = {p.problem_id: p.shots for p in tracker.batch.problems}
+            for pid in infeasible:
+                reason = Fallback(NO_FEASIBLE_SAMPLE, f"no feasible sample in {shots[pid]} shots")
+                self._fall_back(tracker, (pid,), reason)
+
+    def _fall_back(self, tracker: _Tracker, problem_ids: tuple[str, ...], why: Fallback) -> None:
+        by_id = {p.problem_id: p for p in tracker.batch.problems}
+        for pid in problem_ids:
+            tracker.fallbacks[pid] = why
+            self._classical(tracker, by_id[pid], "fallback")
+
+    def _policy(self, batch: Batch, chunk_size: int) -> CallPolicy:
+        """A chunk's limits: its share of the batch's budget, and a deadline early enough that
+        CP-SAT can still answer the batch in time if the backend gives up."""
+        routing = batch.routing
+        time_limit = self.settings.classical.time_limit_s
+        reserve = 1.0 + sum(classical_seconds(p, time_limit) for p in batch.problems)
+        ends = [self.run_started_at + self.settings.dask.run_timeout_s]
+        if routing is not None and routing.deadline is not None:
+            ends.append(routing.deadline.timestamp())
+        budget = math.inf
+        if routing is not None and routing.decision == "quantum":
+            budget = routing.budget_allotted_usd * chunk_size / batch.size
+        return CallPolicy.from_settings(
+            self.settings, deadline_at=min(ends) - reserve, budget_usd=budget
+        )
+
+
+def _chunks(problems: Sequence[PlannedProblem], workers: int) -> list[list[PlannedProblem]]:
+    """One chunk per worker, at least four problems each: lockstep pays per call, not per problem."""
+    count = max(1, min(workers, len(problems) // 4))
+    size = math.ceil(len(problems) / count)
+    return [list(problems[i : i + size]) for i in range(0, len(problems), size)]

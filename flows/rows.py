@@ -1,0 +1,288 @@
+"""Rows from results: a finished batch becomes problem rows and its batch row.
+
+Each problem's row says which path produced its answer and why: the planned route's
+answer (completed), the classical fallback's (degraded, with the reason), or none. A
+problem with no answer at all (its task raised: a lost worker, out of memory) goes back
+to the queue for another attempt while it has attempts left, and only then ends failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from batching.records import Batch, PlannedProblem
+from flows.dispatch import FinishedBatch
+from pipeline.config import Settings
+from pipeline.engine.shapes import shape_of
+from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, Fallback
+from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
+from pipeline.model import n_variables, spec_from_record
+from pipeline.results import BatchRow, ProblemRow
+from pipeline.tasks import Answer, ChunkResult
+
+CLASSICAL_BACKEND = "ortools-cpsat"
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What every row of a run shares."""
+
+    run_id: str
+    backend: str  # the quantum backend's spec
+    solver_path: str  # the quantum backend's: simulator | qpu
+    executor: str
+    settings: Settings
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class BatchRows:
+    """A finished batch's rows, and the problems to hand back to the queue instead."""
+
+    problems: list[ProblemRow]
+    retry: list[str]
+
+
+def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
+    batch = finished.batch
+    quantum = _answers(finished.results) if batch.route == "quantum" else {}
+    classical = _answers(finished.fallback_results if batch.route == "quantum" else finished.results)
+    costs = _attempt_costs(finished.results) if batch.route == "quantum" else {}
+    seconds = (
+        {pid: r.seconds for r in finished.results for pid in r.problem_ids}
+        if batch.route == "quantum"
+        else {}
+    )
+    completed_at = datetime.now(UTC)
+    rows: list[ProblemRow] = []
+    retry: list[str] = []
+    limit = context.settings.intake.max_attempts
+    for problem in batch.problems:
+        pid = problem.problem_id
+        why = finished.fallbacks.get(pid)
+        if pid in quantum and why is None:
+            rows.append(_quantum_row(context, finished, problem, quantum[pid], completed_at))
+        elif pid in classical:
+            spent = costs.get(pid, 0.0)
+            rows.append(
+                _classical_row(context, finished, problem, classical[pid], why, spent, seconds.get(pid, 0.0), completed_at)
+            )
+        elif problem.attempts < limit:
+            retry.append(pid)
+        else:
+            error = finished.errors.get(pid) or why
+            message = f"{error.message if error else 'no answer'} (attempt {problem.attempts} of {limit})"
+            why = Fallback(error.code if error else EXECUTION_ERROR, message)
+            rows.append(_failed_row(context, problem, batch, why, completed_at))
+    return BatchRows(rows, retry)
+
+
+def batch_row(
+    finished: FinishedBatch, context: RowContext, rows: Sequence[ProblemRow], post_s: float
+) -> BatchRow:
+    batch = finished.batch
+    quantum = batch.route == "quantum"
+    results = finished.results if quantum else ()
+    errors = [r.fallback.message for r in results if r.fallback] + [
+        e.message for e in finished.errors.values()
+    ]
+    template = finished.template
+    return BatchRow(
+        batch_id=batch.batch_id,
+        run_id=context.run_id,
+        route=batch.route,
+        route_reason=batch.route_reason,
+        shape_key=batch.shape.label if batch.shape else None,
+        kind=",".join(sorted({p.spec.kind for p in batch.problems})),
+        size=len(rows),
+        n_qubits=batch.shape.n_qubits if batch.shape else None,
+        reps=batch.shape.reps if batch.shape else None,
+        backend=context.backend if quantum else CLASSICAL_BACKEND,
+        solver_path=context.solver_path if quantum else "classical",
+        executor=context.executor,
+        attempts=max(p.attempts for p in batch.problems),
+        templates_compiled=int(template is not None and template.compiled),
+        templates_reused=int(template is not None and not template.compiled),
+        artifact_key=template.artifact_key if template else None,
+        chunks=finished.chunks,
+        evaluations=sum(r.evaluations for r in rows),
+        t_compile_s=template.compile_s if template else 0.0,
+        t_execute_s=finished.execute_s,
+        t_post_s=post_s,
+        cost_usd=sum(r.cost_usd for r in rows),
+        backend_attempts=sum(r.attempts for r in results),
+        backend_failures=sum(r.failures for r in results),
+        max_attempts_per_call=max((r.max_attempts_per_call for r in results), default=0),
+        quantum_cost_usd=sum(r.cost_usd for r in results),
+        provider_job_ids=",".join(j for r in results for j in r.job_ids) or None,
+        fallback_reason="; ".join(dict.fromkeys(errors))[:1000] or None,
+        started_at=context.started_at,
+        completed_at=rows[0].completed_at if rows else None,
+        **(batch.routing.columns() if batch.routing else {}),
+    )
+
+
+def exhausted_rows(
+    claims: Sequence[ClaimedProblem], batch_id: str, context: RowContext
+) -> list[ProblemRow]:
+    """Problems that kept killing runs end failed, with a row that says so."""
+    limit = context.settings.intake.max_attempts
+    completed_at = datetime.now(UTC)
+    rows = []
+    for claim in claims:
+        spec = spec_from_record(json.loads(claim.spec_json))
+        why = Fallback(
+            ATTEMPT_LIMIT,
+            f"attempt limit reached: claimed {claim.attempts - 1} times (limit {limit}) "
+            "without finishing",
+        )
+        submitted = claim.submitted_at.replace(tzinfo=UTC)
+        rows.append(
+            ProblemRow(
+                problem_id=claim.id,
+                key=claim.key,
+                run_id=context.run_id,
+                batch_id=batch_id,
+                kind=spec.kind,
+                n_variables=n_variables(spec),
+                status=FAILED,
+                fallback_code=why.code,
+                fallback_reason=why.message,
+                t_queue_s=(claim.claimed_at - claim.submitted_at).total_seconds(),
+                t_total_s=(completed_at - submitted).total_seconds(),
+                submitted_at=submitted,
+                completed_at=completed_at,
+                input_hash=claim.input_hash,
+            )
+        )
+    return rows
+
+
+def exhausted_batch_row(batch_id: str, context: RowContext, rows: Sequence[ProblemRow], attempts: int) -> BatchRow:
+    limit = context.settings.intake.max_attempts
+    return BatchRow(
+        batch_id=batch_id,
+        run_id=context.run_id,
+        route=None,
+        route_reason=f"attempt limit reached (limit {limit}): not run again",
+        shape_key=None,
+        kind=",".join(sorted({r.kind for r in rows})),
+        size=len(rows),
+        executor=context.executor,
+        attempts=attempts,
+        started_at=context.started_at,
+        completed_at=rows[0].completed_at if rows else None,
+    )
+
+
+def _answers(results: Sequence[ChunkResult]) -> dict[str, Answer]:
+    return {a.problem_id: a for r in results for a in r.answers}
+
+
+def _attempt_costs(results: Sequence[ChunkResult]) -> dict[str, float]:
+    """Each problem's share of what failed quantum chunks spent before falling back."""
+    return {
+        pid: r.cost_usd / len(r.problem_ids)
+        for r in results
+        if r.fallback is not None
+        for pid in r.problem_ids
+    }
+
+
+def _common(context: RowContext, problem: PlannedProblem, batch: Batch, completed_at: datetime) -> dict[str, object]:
+    submitted = problem.submitted_at.replace(tzinfo=UTC)
+    return {
+        "problem_id": problem.problem_id,
+        "key": problem.key,
+        "run_id": context.run_id,
+        "batch_id": batch.batch_id,
+        "kind": problem.spec.kind,
+        "n_variables": problem.formulation.ising.n,
+        "t_queue_s": (problem.claimed_at - problem.submitted_at).total_seconds(),
+        "t_total_s": (completed_at - submitted).total_seconds(),
+        "submitted_at": submitted,
+        "completed_at": completed_at,
+        "input_hash": problem.input_hash,
+    }
+
+
+def _quantum_row(
+    context: RowContext, finished: FinishedBatch, problem: PlannedProblem, answer: Answer, completed_at: datetime
+) -> ProblemRow:
+    batch = finished.batch
+    chunk_s = next(r.seconds for r in finished.results if problem.problem_id in r.problem_ids)
+    assert batch.shape is not None and finished.template is not None
+    return ProblemRow(
+        **_common(context, problem, batch, completed_at),  # type: ignore[arg-type]
+        shape_key=batch.shape.label,
+        route="quantum",
+        solver_path=context.solver_path,
+        backend=context.backend,
+        status=COMPLETED,
+        solution=answer.solution,
+        objective=answer.objective,
+        feasible=answer.feasible,
+        proven_optimal=False,
+        expected_objective=answer.expected_objective,
+        angles=answer.angles,
+        reps=answer.reps,
+        shots=problem.shots,
+        evaluations=answer.evaluations,
+        cost_usd=answer.cost_usd,
+        t_compile_s=finished.template.compile_s,
+        t_execute_s=chunk_s,
+        provider_job_id=answer.provider_job_id,
+        circuit_hash=finished.template.artifact_key,
+    )
+
+
+def _classical_row(
+    context: RowContext,
+    finished: FinishedBatch,
+    problem: PlannedProblem,
+    answer: Answer,
+    why: Fallback | None,
+    spent: float,
+    quantum_s: float,
+    completed_at: datetime,
+) -> ProblemRow:
+    prices = context.settings.prices
+    gap = None
+    if answer.bound is not None:
+        gap = abs(answer.bound - answer.objective) / max(1.0, abs(answer.objective))
+    return ProblemRow(
+        **_common(context, problem, finished.batch, completed_at),  # type: ignore[arg-type]
+        shape_key=shape_of(problem.formulation.ising, 0, "cpsat").label,
+        route="classical",
+        solver_path="classical",
+        backend=CLASSICAL_BACKEND,
+        status=DEGRADED if why else COMPLETED,
+        fallback_code=why.code if why else None,
+        fallback_reason=why.message if why else None,
+        solution=answer.solution,
+        objective=answer.objective,
+        feasible=answer.feasible,
+        proven_optimal=answer.proven_optimal,
+        bound=answer.bound,
+        gap=gap,
+        cost_usd=spent + answer.seconds * prices.cpu_usd_per_core_second,
+        t_execute_s=quantum_s + answer.seconds,
+    )
+
+
+def _failed_row(
+    context: RowContext,
+    problem: PlannedProblem,
+    batch: Batch,
+    why: Fallback,
+    completed_at: datetime,
+) -> ProblemRow:
+    return ProblemRow(
+        **_common(context, problem, batch, completed_at),  # type: ignore[arg-type]
+        status=FAILED,
+        fallback_code=why.code,
+        fallback_reason=why.message,
+    )

@@ -1,0 +1,22 @@
+"""The result store: typed records, their Parquet schemas, atomic files, commit and recovery."""
+
+from pipeline.results.files import dataset_path, read_table, write_table
+from pipeline.results.query import connect, query
+from pipeline.results.records import BatchRow, ProblemRow, RunSummary
+from pipeline.results.schema import SCHEMA_VERSION, schema_of, to_table
+from pipeline.results.store import ResultStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BatchRow",
+    "ProblemRow",
+    "ResultStore",
+    "RunSummary",
+    "connect",
+    "dataset_path",
+    "query",
+    "read_table",
+    "schema_of",
+    "to_table",
+    "write_table",
+]

@@ -1,0 +1,142 @@
+"""Typed result records: one row per problem, per batch and per run.
+
+The Parquet schemas are derived from these classes (:mod:`pipeline.results.schema`), so a
+new column is one new field here. Times are UTC; every ``t_*_s`` is in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+
+from pipeline.results.schema import SCHEMA_VERSION, arrow
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    """One problem's answer (or why there is none), in the problem's own sense and units."""
+
+    problem_id: str
+    key: str
+    run_id: str
+    batch_id: str
+    kind: str
+    n_variables: int = arrow(pa.int32())
+    shape_key: str | None = None
+    route: str | None = None  # quantum | classical; None when it never ran
+    solver_path: str | None = None  # qpu | simulator | classical
+    backend: str | None = None
+    status: str = "failed"  # completed | degraded | failed
+    fallback_code: str | None = None
+    fallback_reason: str | None = None
+    solution: str | None = None  # '0'/'1' per variable, variable 0 first
+    objective: float | None = None
+    feasible: bool = False
+    proven_optimal: bool = False
+    bound: float | None = None  # the classical solver's best bound, in the problem's sense
+    gap: float | None = None  # |bound - objective| / max(1, |objective|)
+    expected_objective: float | None = None  # quantum: the QAOA expectation at final angles
+    angles: tuple[float, ...] | None = None  # quantum: gammas then betas
+    reps: int | None = arrow(pa.int32(), None)
+    shots: int | None = arrow(pa.int32(), None)
+    evaluations: int = 0
+    cost_usd: float = 0.0
+    t_queue_s: float = 0.0
+    t_compile_s: float = 0.0
+    t_execute_s: float = 0.0
+    t_post_s: float = 0.0
+    t_total_s: float = 0.0
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    provider_job_id: str | None = None
+    circuit_hash: str | None = None
+    input_hash: str | None = None
+    schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One batch: its shape, route and the numbers behind the route, attempts, time, cost."""
+
+    batch_id: str
+    run_id: str
+    route: str | None
+    route_reason: str | None
+    shape_key: str | None
+    kind: str
+    size: int = arrow(pa.int32())
+    n_qubits: int | None = arrow(pa.int32(), None)
+    reps: int | None = arrow(pa.int32(), None)
+    backend: str | None = None
+    solver_path: str | None = None
+    executor: str | None = None  # inline | local-cluster | a scheduler address
+    attempts: int = arrow(pa.int32(), 0)
+    templates_compiled: int = arrow(pa.int32(), 0)
+    templates_reused: int = arrow(pa.int32(), 0)
+    artifact_key: str | None = None
+    chunks: int = arrow(pa.int32(), 0)
+    evaluations: int = 0
+    t_compile_s: float = 0.0
+    t_execute_s: float = 0.0
+    t_post_s: float = 0.0
+    cost_usd: float = 0.0
+    # Routing economics: the estimates and limits behind the route (batching.economics).
+    est_backend: str | None = None
+    est_quantum_feasible: bool | None = None
+    est_quantum_cost_usd: float | None = None
+    est_quantum_queue_s: float | None = None
+    est_quantum_compile_s: float | None = None
+    est_quantum_execute_s: float | None = None
+    est_quantum_latency_s: float | None = None
+    est_quantum_memory_bytes: int | None = None
+    est_classical_cost_usd: float | None = None
+    est_classical_latency_s: float | None = None
+    deadline: datetime | None = None
+    deadline_slack_s: float | None = None
+    budget_problem_usd: float | None = None
+    budget_run_left_usd: float | None = None
+    budget_tenant_left_usd: float | None = None
+    budget_allotted_usd: float | None = None
+    # What execution on the quantum backend took: every attempt, failed ones included.
+    backend_attempts: int = arrow(pa.int32(), 0)
+    backend_failures: int = arrow(pa.int32(), 0)
+    max_attempts_per_call: int = arrow(pa.int32(), 0)
+    quantum_cost_usd: float = 0.0
+    provider_job_ids: str | None = None
+    fallback_reason: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One flow run, as ``run_once`` returns it and ``runs/`` stores it."""
+
+    run_id: str
+    backend: str
+    executor: str  # inline | local-cluster | a scheduler address
+    problems: int = arrow(pa.int32(), 0)
+    completed: int = arrow(pa.int32(), 0)
+    degraded: int = arrow(pa.int32(), 0)
+    failed: int = arrow(pa.int32(), 0)
+    released: int = arrow(pa.int32(), 0)  # handed back to the queue for another attempt
+    batches: int = arrow(pa.int32(), 0)
+    quantum_batches: int = arrow(pa.int32(), 0)
+    classical_batches: int = arrow(pa.int32(), 0)
+    templates_compiled: int = arrow(pa.int32(), 0)
+    templates_reused: int = arrow(pa.int32(), 0)
+    recovered_batches: int = arrow(pa.int32(), 0)
+    t_recover_s: float = 0.0
+    t_collect_s: float = 0.0
+    t_plan_s: float = 0.0
+    t_compile_s: float = 0.0
+    t_cluster_wait_s: float = 0.0
+    t_execute_s: float = 0.0
+    t_total_s: float = 0.0
+    cost_usd: float = 0.0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
