@@ -54,6 +54,14 @@ class ConfigError(QhopperError):
     """Configuration that cannot be used as written."""
 
 
+class ServiceUnavailable(QhopperError):
+    """A service qhopper depends on (the intake database) cannot be reached or opened now.
+
+    Raised at the first connection with one line naming where it looked (host:port/database
+    or the database file) and why it failed (refused, timed out, no such database, ...).
+    """
+
+
 class BackendError(QhopperError):
     """A quantum backend failed; subclasses say whether a retry can help."""
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from pipeline.errors import ConfigError, ServiceUnavailable
 from pipeline.intake import (
     CLAIMED,
     COMPILED,
@@ -18,6 +25,7 @@ from pipeline.intake import (
     SUBMITTED,
     IntakeStore,
     Move,
+    ProblemOutcome,
     problems,
 )
 from pipeline.model import MaxCutSpec, idempotency_key
@@ -91,18 +99,7 @@ def test_lifecycle_history_is_recorded(store: IntakeStore) -> None:
     store.claim("run", 10, 60)
     store.advance("run", [outcome.id], RUNNING, "batch=b-1")
     store.begin_batch("run", "b-1", [outcome.id], "/tmp/b-1.parquet")
-    store.finish_batch(
-        "b-1",
-        [
-            {
-                "problem_id": outcome.id,
-                "status": COMPLETED,
-                "route": "quantum",
-                "solver_path": "simulator",
-                "fallback_reason": None,
-            }
-        ],
-    )
+    store.finish_batch("b-1", [ProblemOutcome(outcome.id, COMPLETED, "quantum", "simulator")])
     found = store.get(outcome.id)
     assert found is not None
     assert found["state"] == COMPLETED and found["result_path"] == "/tmp/b-1.parquet"
@@ -198,3 +195,147 @@ def _expire_leases(store: IntakeStore) -> None:
                 lease_expires_at=problems.c.lease_expires_at - timedelta(hours=1)
             )
         )
+
+
+# --- pending ------------------------------------------------------------------------------
+def test_pending_counts_what_a_claim_could_take(store: IntakeStore) -> None:
+    assert store.pending() == 0
+    outcomes = store.submit([(ring(4, f"k{i}"), "s") for i in range(4)])
+    assert store.pending() == 4
+    first, second = store.claim("run", 2, 60)
+    assert store.pending() == 2  # live leases are not claimable
+    store.begin_batch("run", "b-1", [first.id], "/nowhere/b-1.parquet")
+    _expire_leases(store)
+    assert store.pending() == 3  # the lapsed lease; the journalled one waits for recovery
+    assert len(store.claim("next", 100, 60)) == 3
+    assert store.pending() == 0
+    assert {o.id for o in outcomes} >= {first.id, second.id}
+
+
+def test_pending_counts_the_problems_of_a_dead_local_holder(store: IntakeStore) -> None:
+    store.submit([(ring(4, f"k{i}"), "s") for i in range(3)])
+    store.claim("run", 2, 60)
+    assert store.pending() == 1
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    with store.engine.begin() as connection:  # the holder is a process that has exited
+        connection.execute(sa.update(problems).values(lease_pid=int(gone.stdout)))
+    assert store.pending() == 3
+    assert len(store.claim("next", 100, 60)) == 3
+
+
+# --- opening a database -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url", ["mysql://u@localhost/db", "postgress://u@localhost/db", "postgresql+asyncpg://h/db"]
+)
+def test_an_unsupported_scheme_is_a_config_error_naming_it(url: str) -> None:
+    scheme = url.partition("://")[0]
+    with pytest.raises(ConfigError) as caught:
+        IntakeStore.open(url)
+    message = str(caught.value)
+    assert scheme in message and "sqlite" in message and "postgresql" in message
+    assert "\n" not in message
+
+
+def test_not_a_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="supported schemes: sqlite, postgresql"):
+        IntakeStore.open("intake.db")
+
+
+def test_a_refused_connection_is_service_unavailable_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as caught:
+        IntakeStore.open("postgresql://nobody@127.0.0.1:1/nowhere")
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "127.0.0.1:1/nowhere" in message and "refused" in message.lower()
+    assert "\n" not in message
+
+
+def test_a_silent_server_is_service_unavailable_within_seconds() -> None:
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable) as caught:
+            IntakeStore.open(f"postgresql://nobody@127.0.0.1:{port}/db")
+        waited = time.monotonic() - started
+    assert waited < 10
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}/db" in message and "timeout" in message.lower()
+    assert "\n" not in message
+
+
+def test_a_misspelt_database_is_service_unavailable(postgres_url: str) -> None:
+    url = sa.make_url(postgres_url).set(database="no_such_database_qh")
+    with pytest.raises(ServiceUnavailable, match=r"/no_such_database_qh.*does not exist"):
+        IntakeStore.open(url.render_as_string(hide_password=False))
+
+
+def test_a_missing_sqlite_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "home" / "intake.db"
+    store = IntakeStore.open(f"sqlite:///{path}")
+    try:
+        assert store.submit([(ring(4, "a"), "s")])[0].created
+    finally:
+        store.close()
+    assert path.exists()
+
+
+def test_an_unopenable_sqlite_file_is_service_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "intake.db").mkdir()  # a folder where the file should be
+    with pytest.raises(ServiceUnavailable, match=r"intake\.db"):
+        IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+
+
+# --- crash hooks --------------------------------------------------------------------------
+CRASHING = (
+    "from pipeline.crash import fault_point\n"
+    "for i in (1, 2, 3):\n"
+    "    fault_point('claim')\n"
+    "    print('passed', i, flush=True)\n"
+)
+
+
+def _crashing(crash_at: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "QHOPPER_CRASH_AT"}
+    if crash_at is not None:
+        env["QHOPPER_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-c", CRASHING],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_fault_point_kills_at_the_counted_pass() -> None:
+    killed = _crashing("claim:2")
+    assert killed.returncode == -9
+    assert killed.stdout.splitlines() == ["passed 1"]
+
+
+def test_fault_point_does_nothing_unarmed_or_armed_elsewhere() -> None:
+    for crash_at in (None, "finish:1"):
+        survived = _crashing(crash_at)
+        assert survived.returncode == 0, survived.stderr
+        assert survived.stdout.splitlines() == ["passed 1", "passed 2", "passed 3"]
+
+
+def test_fault_point_with_a_marker_kills_only_once(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed"
+    assert _crashing(f"claim:1@{marker}").returncode == -9
+    assert marker.exists()
+    assert _crashing(f"claim:1@{marker}").returncode == 0
+
+
+def test_a_malformed_crash_setting_is_refused() -> None:
+    failed = _crashing("nowhere:1")
+    assert failed.returncode == 1 and "QHOPPER_CRASH_AT" in failed.stderr

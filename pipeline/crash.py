@@ -1,0 +1,64 @@
+"""Test-only crash hooks: kill this process at a named point, as abruptly as a power cut.
+
+With ``QHOPPER_CRASH_AT=STAGE:COUNT`` in the environment, :func:`fault_point` SIGKILLs
+the process the COUNT-th time it passes ``STAGE``; with ``@MARKER_FILE`` appended only
+the first process to create that file dies, so one crash can be injected into a
+long-lived service. The durability tests use it to stop a run at each of its commit
+points. Unset, a pass costs one environment lookup. Nothing here patches anything: the
+code that owns a commit point calls ``fault_point(stage)`` itself, right before or after
+it (the result writer calls ``fault_point("write-before-rename")`` just before its rename).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+CRASH_STAGES = (
+    "claim",
+    "compile",
+    "execute",
+    "write-before-rename",
+    "write-after-rename",
+    "finish",
+)
+_passes: dict[str, int] = {}
+
+
+def _target() -> tuple[str, int, str] | None:
+    text = os.environ.get("QHOPPER_CRASH_AT")
+    if not text:
+        return None
+    spec, _, marker = text.partition("@")
+    stage, _, count = spec.partition(":")
+    if stage not in CRASH_STAGES or not count.isdigit() or int(count) < 1:
+        raise ValueError(
+            f"QHOPPER_CRASH_AT={text!r}: expected STAGE:COUNT[@MARKER_FILE] with STAGE one "
+            f"of {', '.join(CRASH_STAGES)} and COUNT >= 1"
+        )
+    return stage, int(count), marker
+
+
+def fault_armed(stage: str) -> bool:
+    """Whether ``QHOPPER_CRASH_AT`` names ``stage``."""
+    target = _target()
+    return target is not None and target[0] == stage
+
+
+def fault_point(stage: str) -> None:
+    """SIGKILL this process at the COUNT-th pass when ``QHOPPER_CRASH_AT=stage:COUNT``.
+
+    No ``finally``, no atexit, no flush runs: what is not on disk is lost.
+    """
+    target = _target()
+    if target is None or target[0] != stage:
+        return
+    _passes[stage] = _passes.get(stage, 0) + 1
+    if _passes[stage] != target[1]:
+        return
+    if target[2]:
+        try:
+            os.close(os.open(target[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # someone already crashed here once
+    os.kill(os.getpid(), signal.SIGKILL)

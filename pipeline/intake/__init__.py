@@ -1,0 +1,75 @@
+"""The intake queue: a real database (SQLite by default, PostgreSQL by URL) via SQLAlchemy.
+
+What it guarantees:
+- submission is idempotent by key (``INSERT .. ON CONFLICT DO NOTHING``), all-or-nothing
+  per call;
+- a claim is one atomic ``UPDATE .. WHERE id IN (SELECT .. [FOR UPDATE SKIP LOCKED])
+  RETURNING``, so two runs never hold the same problem; claims carry a lease and
+  count attempts; a problem whose lease expired, or whose holder is a process of this host
+  that no longer exists, is claimable again;
+- results are journalled (:mod:`pipeline.intake.journal`), so recovery after a crash can
+  roll a batch forward or abandon it and every problem ends with exactly one result row.
+Every state change is also appended to ``problem_events`` with its time.
+
+Modules: ``schema`` (tables, state names), ``database`` (URL validation, engines, first
+connection), ``leases`` (host identity, process liveness, LeaseKeeper), ``queue``
+(IntakeStore), ``journal`` (ResultJournal), ``records`` (the records it takes and gives).
+"""
+
+# The crash hooks live in pipeline.crash; named here too while callers move over.
+from pipeline.crash import CRASH_STAGES, fault_armed, fault_point
+from pipeline.intake.database import create_intake_engine
+from pipeline.intake.journal import ResultJournal
+from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
+from pipeline.intake.queue import IntakeStore
+from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
+from pipeline.intake.schema import (
+    ACTIVE_STATES,
+    CLAIMED,
+    COMPILED,
+    COMPLETED,
+    DEGRADED,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    RUNNING,
+    STATES,
+    SUBMITTED,
+    new_id,
+    problem_events,
+    problems,
+    result_batches,
+    utcnow,
+)
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CLAIMED",
+    "COMPILED",
+    "COMPLETED",
+    "CRASH_STAGES",
+    "DEGRADED",
+    "FAILED",
+    "FINAL_STATES",
+    "QUEUED",
+    "RUNNING",
+    "STATES",
+    "SUBMITTED",
+    "ClaimedProblem",
+    "IntakeStore",
+    "LeaseKeeper",
+    "Move",
+    "ProblemOutcome",
+    "ResultJournal",
+    "SubmitOutcome",
+    "create_intake_engine",
+    "fault_armed",
+    "fault_point",
+    "host_identity",
+    "new_id",
+    "problem_events",
+    "problems",
+    "process_alive",
+    "result_batches",
+    "utcnow",
+]

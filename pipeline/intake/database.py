@@ -1,0 +1,115 @@
+"""The intake's database: URL validation, engine creation and the first connection.
+
+Two databases are supported: SQLite (the default, one file under the home) and
+PostgreSQL (through psycopg 3). Anything else fails at once with a ConfigError that
+names the scheme; a database that cannot be reached fails within seconds with a
+ServiceUnavailable that names where and why, in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from pipeline.errors import ConfigError, ServiceUnavailable
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql")
+# The drivers this package installs; any other would fail later with ModuleNotFoundError.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+PG_CONNECT_TIMEOUT_S = 5
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def parse_url(text: str) -> URL:
+    """The URL as SQLAlchemy reads it, with its driver fixed; ConfigError when unsupported."""
+    try:
+        url = sa.make_url(text)
+    except sa.exc.ArgumentError:
+        scheme = text.partition("://")[0] if "://" in text else text
+        raise ConfigError(
+            f"intake database URL {scheme!r}...: not a database URL; supported schemes: "
+            f"{', '.join(SUPPORTED_SCHEMES)}"
+        ) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"intake database URL scheme {url.drivername!r} is not supported; supported "
+            f"schemes: {', '.join(SUPPORTED_SCHEMES)} (e.g. sqlite:///path/intake.db, "
+            f"postgresql://user@host:5432/db)"
+        )
+    return url.set(drivername=driver)
+
+
+def describe(url: URL) -> str:
+    """Where the database is, without credentials: host:port/database or the file."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}" if url.database else "in-memory SQLite"
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def create_intake_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """An engine tuned for concurrent writers: SQLite in WAL mode with immediate transactions.
+
+    Creates the SQLite file's folder when missing. Raises ConfigError for an unsupported
+    URL. Connects lazily: :func:`check_connection` makes the first connection.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, sqlite_synchronous)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _sqlite_engine(url: URL, synchronous: str) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the folder {folder} of the intake database: {exc.strerror}"
+            ) from None
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # Take the write lock up front: no read-then-upgrade deadlocks between writers.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; ServiceUnavailable (one line: where, and why) when that fails."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        raise unavailable(engine, exc) from None
+
+
+def unavailable(engine: Engine, exc: sa.exc.DBAPIError) -> ServiceUnavailable:
+    """The database error as one line naming the database and the cause."""
+    cause = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+    return ServiceUnavailable(f"intake database {describe(engine.url)} is unavailable: {cause}")

@@ -1,0 +1,376 @@
+"""The queue: submit, claim, renew, advance, release, and what is in it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from pipeline.crash import fault_point
+from pipeline.intake.database import check_connection, create_intake_engine
+from pipeline.intake.journal import ResultJournal
+from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
+from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
+from pipeline.intake.schema import (
+    ACTIVE_STATES,
+    CLAIMED,
+    COMPILED,
+    QUEUED,
+    RUNNING,
+    STATES,
+    chunks,
+    metadata,
+    new_id,
+    problem_events,
+    problems,
+    record_events,
+    update_held,
+    utcnow,
+)
+from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
+
+
+class IntakeStore:
+    """Durable queue state for problems, behind one small API.
+
+    The result journal is ``store.journal`` (a :class:`ResultJournal`); ``begin_batch``,
+    ``finish_batch``, ``unfinished_batches`` and ``abandon_batch`` here call its methods.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+        self.journal = ResultJournal(engine)
+
+    @classmethod
+    def open(cls, url: str) -> IntakeStore:
+        """Validate ``url``, connect once and create the tables if missing.
+
+        Raises ConfigError for an unsupported URL and ServiceUnavailable (within seconds)
+        when the database cannot be reached or opened.
+        """
+        engine = create_intake_engine(url)
+        try:
+            check_connection(engine)
+            store = cls(engine)
+            store.create_schema()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def create_schema(self) -> None:
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.DatabaseError:
+            # Another process created the tables between our check and our CREATE.
+            metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- submission -------------------------------------------------------------------------
+    def submit(self, specs: Sequence[tuple[ProblemSpec, str]]) -> list[SubmitOutcome]:
+        """Enqueue every spec (with its source label) in one transaction; known keys are reused."""
+        now = utcnow()
+        rows = [_row(spec, source, now) for spec, source in specs]
+        outcomes: list[SubmitOutcome] = []
+        with self.engine.begin() as tx:
+            for chunk in chunks(rows):
+                tx.execute(self._insert_ignore(), chunk)
+                keys = [row["key"] for row in chunk]
+                found = dict(
+                    tx.execute(
+                        sa.select(problems.c.key, problems.c.id).where(problems.c.key.in_(keys))
+                    ).all()
+                )
+                created = [row for row in chunk if found[row["key"]] == row["id"]]
+                if created:
+                    tx.execute(
+                        problem_events.insert(),
+                        [
+                            {
+                                "problem_id": r["id"],
+                                "state": QUEUED,
+                                "at": now,
+                                "detail": r["source"],
+                            }
+                            for r in created
+                        ],
+                    )
+                outcomes += [
+                    SubmitOutcome(found[row["key"]], row["key"], found[row["key"]] == row["id"])
+                    for row in chunk
+                ]
+        return outcomes
+
+    def _insert_ignore(self) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(problems).on_conflict_do_nothing(index_elements=["key"])
+        return sqlite.insert(problems).on_conflict_do_nothing(index_elements=["key"])
+
+    # --- claims and leases ------------------------------------------------------------------
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedProblem]:
+        """Atomically take up to ``limit`` claimable problems for ``owner``.
+
+        Claimable: queued, or active and not in a journalled batch (recovery settles those)
+        with a lease that expired or a holder that is provably dead on this host.
+        """
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self.engine.connect() as connection:
+            dead = dead_local_owners(connection, now)
+        lapsed = problems.c.lease_expires_at < now
+        if dead:
+            lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
+        claimable = sa.or_(
+            problems.c.state == QUEUED,
+            sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed),
+        )
+        candidates = (
+            sa.select(problems.c.id)
+            .where(claimable)
+            .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            problems.update()
+            .where(problems.c.id.in_(candidates.scalar_subquery()))
+            .values(
+                state=CLAIMED,
+                lease_owner=owner,
+                lease_expires_at=expires,
+                lease_host=host_identity(),
+                lease_pid=os.getpid(),
+                attempts=problems.c.attempts + 1,
+                claimed_at=now,
+                updated_at=now,
+                batch_id=None,
+            )
+            .returning(
+                problems.c.id,
+                problems.c.key,
+                problems.c.spec_json,
+                problems.c.input_hash,
+                problems.c.attempts,
+                problems.c.submitted_at,
+            )
+        )
+        with self.engine.begin() as tx:
+            rows = tx.execute(statement).all()
+            if rows:
+                tx.execute(
+                    problem_events.insert(),
+                    [
+                        {
+                            "problem_id": r.id,
+                            "state": CLAIMED,
+                            "at": now,
+                            "detail": f"owner={owner} attempt={r.attempts}",
+                        }
+                        for r in rows
+                    ],
+                )
+        claimed = [
+            ClaimedProblem(r.id, r.key, r.spec_json, r.input_hash, r.attempts, r.submitted_at, now)
+            for r in rows
+        ]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    def pending(self) -> int:
+        """How many problems a claim could take right now, in one query.
+
+        Queued ones, and active ones outside any journalled batch whose lease lapsed or
+        whose holder is a process of this host that no longer exists.
+        """
+        now = utcnow()
+        active_unbatched = (problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None))
+        nobody = sa.null().cast(sa.String)
+        queued = sa.select(nobody, sa.null().cast(sa.Integer), sa.func.count()).where(
+            problems.c.state == QUEUED
+        )
+        lapsed = sa.select(nobody, sa.null().cast(sa.Integer), sa.func.count()).where(
+            *active_unbatched, problems.c.lease_expires_at < now
+        )
+        local = (
+            sa.select(problems.c.lease_owner, problems.c.lease_pid, sa.func.count())
+            .where(
+                *active_unbatched,
+                problems.c.lease_expires_at >= now,
+                problems.c.lease_host == host_identity(),
+                problems.c.lease_pid.is_not(None),
+            )
+            .group_by(problems.c.lease_owner, problems.c.lease_pid)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.union_all(queued, lapsed, local)).all()
+        holders = [(owner, pid) for owner, pid, _ in rows if pid is not None]
+        dead = set(dead_among(holders))
+        return sum(int(n) for owner, pid, n in rows if pid is None or owner in dead)
+
+    def dead_local_owners(self, now: datetime | None = None) -> list[str]:
+        """Owners of unexpired leases whose holding process no longer exists on this host."""
+        with self.engine.connect() as connection:
+            return dead_local_owners(connection, now or utcnow())
+
+    def release(self, owner: str) -> int:
+        """Give back what ``owner`` holds outside any journalled batch: queued again at once."""
+        now = utcnow()
+        with self.engine.begin() as tx:
+            released = list(
+                tx.execute(
+                    problems.update()
+                    .where(
+                        problems.c.lease_owner == owner,
+                        problems.c.state.in_(ACTIVE_STATES),
+                        problems.c.batch_id.is_(None),
+                    )
+                    .values(
+                        state=QUEUED,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        lease_host=None,
+                        lease_pid=None,
+                        updated_at=now,
+                    )
+                    .returning(problems.c.id)
+                ).scalars()
+            )
+            record_events(tx, released, QUEUED, now, f"released by {owner}")
+        return len(released)
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend the leases ``owner`` holds; returns how many problems it still holds.
+
+        Leases renewed within the last tenth of a lease are left as they are: a run that
+        renews after every batch then rewrites its rows a few times per lease, not once
+        per batch (with 100,000 claims, per-batch rewrites made a run quadratic).
+        """
+        now = utcnow()
+        stale = problems.c.lease_expires_at < now + timedelta(seconds=0.9 * lease_seconds)
+        mine = (problems.c.lease_owner == owner, problems.c.state.in_(ACTIVE_STATES))
+        with self.engine.begin() as tx:
+            tx.execute(
+                problems.update()
+                .where(*mine, stale)
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+            held = tx.execute(sa.select(sa.func.count()).where(*mine)).scalar_one()
+        return int(held)
+
+    def advance(
+        self,
+        owner: str,
+        problem_ids: Iterable[str],
+        state: str | Sequence[str],
+        detail: str | None = None,
+    ) -> int:
+        """Move held problems to a later active state (compiled, submitted, running).
+
+        Several states in order record an event for each (a batch is compiled, submitted
+        and running within milliseconds at dispatch).
+        """
+        states = (state,) if isinstance(state, str) else tuple(state)
+        return self.advance_many(owner, [Move(list(problem_ids), states, detail)])
+
+    def advance_many(self, owner: str, moves: Sequence[Move]) -> int:
+        """Several :meth:`advance` calls in one transaction: a run dispatching many batches
+        at once pays one commit, not one per batch."""
+        for move in moves:
+            if not move.states or any(s not in ACTIVE_STATES for s in move.states):
+                raise ValueError(f"advance() moves between active states, not to {move.states!r}")
+        now = utcnow()
+        moved = 0
+        with self.engine.begin() as tx:
+            for move in moves:
+                values = {"state": move.states[-1], "updated_at": now}
+                taken = update_held(tx, move.problem_ids, owner, values)
+                moved += len(taken)
+                for state in move.states:  # the history records what moved, not what was asked
+                    record_events(tx, taken, state, now, move.detail)
+        for move in moves:
+            if COMPILED in move.states:
+                fault_point("compile")
+            if RUNNING in move.states:
+                fault_point("execute")
+        return moved
+
+    # --- the result journal (see ResultJournal) ------------------------------------------
+    def begin_batch(
+        self,
+        run_id: str,
+        batch_id: str,
+        problem_ids: Sequence[str],
+        result_path: str,
+        lease_seconds: float | None = None,
+    ) -> list[str]:
+        return self.journal.begin_batch(run_id, batch_id, problem_ids, result_path, lease_seconds)
+
+    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> None:
+        return self.journal.finish_batch(batch_id, outcomes)
+
+    def unfinished_batches(self) -> list[tuple[str, str]]:
+        return self.journal.unfinished_batches()
+
+    def abandon_batch(self, batch_id: str) -> None:
+        self.journal.abandon_batch(batch_id)
+
+    # --- queries ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)
+            ).all()
+        counted = {state: 0 for state in STATES}
+        counted.update({state: int(count) for state, count in rows})
+        return counted
+
+    def get(self, problem_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(problems).where(problems.c.id == problem_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            events = (
+                connection.execute(
+                    sa.select(problem_events.c.state, problem_events.c.at, problem_events.c.detail)
+                    .where(problem_events.c.problem_id == problem_id)
+                    .order_by(problem_events.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        found = dict(row)
+        found["events"] = [dict(e) for e in events]
+        return found
+
+
+def _row(spec: ProblemSpec, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id("p"),
+        "key": idempotency_key(spec),
+        "kind": spec.kind,
+        "n_variables": n_variables(spec),
+        "tenant": spec.tenant,
+        "priority": spec.priority,
+        "deadline": spec.deadline.astimezone(UTC).replace(tzinfo=None) if spec.deadline else None,
+        "spec_json": json.dumps(spec_to_record(spec), sort_keys=True, separators=(",", ":")),
+        "input_hash": content_hash(spec),
+        "source": source,
+        "state": QUEUED,
+        "attempts": 0,
+        "submitted_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,141 @@
+"""The intake's tables and state names, and the few statements every part of it shares."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+QUEUED, CLAIMED, COMPILED, SUBMITTED, RUNNING = (
+    "queued",
+    "claimed",
+    "compiled",
+    "submitted",
+    "running",
+)
+COMPLETED, DEGRADED, FAILED = "completed", "degraded", "failed"
+ACTIVE_STATES = (CLAIMED, COMPILED, SUBMITTED, RUNNING)
+FINAL_STATES = (COMPLETED, DEGRADED, FAILED)
+STATES = (QUEUED, *ACTIVE_STATES, *FINAL_STATES)
+
+metadata = sa.MetaData()
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("n_variables", sa.Integer, nullable=False),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("deadline", sa.DateTime, nullable=True),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(60), nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime, nullable=True),
+    # Where the holder runs: a host identity and a process id, so that a claim whose
+    # holder is provably dead on this host can be taken over without waiting for the lease.
+    sa.Column("lease_host", sa.String(255), nullable=True),
+    sa.Column("lease_pid", sa.Integer, nullable=True),
+    sa.Column("batch_id", sa.String(40), nullable=True),
+    sa.Column("route", sa.String(20), nullable=True),
+    sa.Column("solver_path", sa.String(20), nullable=True),
+    sa.Column("result_path", sa.Text, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("submitted_at", sa.DateTime, nullable=False),
+    sa.Column("claimed_at", sa.DateTime, nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_problems_state_priority", "state", "priority", "submitted_at"),
+)
+
+problem_events = sa.Table(
+    "problem_events",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("problem_id", sa.String(40), nullable=False, index=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+result_batches = sa.Table(
+    "result_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # writing | written
+    sa.Column("result_path", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way by SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Slices small enough for any database's parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def is_active() -> sa.ColumnElement[bool]:
+    """``state`` is active, written so that no index on ``state`` can serve it.
+
+    Beside ``id IN (...)``, SQLite would otherwise pick the state index (it guesses ten
+    rows per value) and scan every claimed problem, once per batch: quadratic at scale.
+    """
+    return problems.c.state.not_in((QUEUED, *FINAL_STATES))
+
+
+def update_held(
+    tx: Connection,
+    problem_ids: list[str],
+    owner: str,
+    values: dict[str, Any],
+    *also: sa.ColumnElement[bool],
+) -> list[str]:
+    """Update the problems among ``problem_ids`` that ``owner`` holds (and match ``also``);
+    their ids. In chunks, so no statement outgrows the database's parameter limit."""
+    taken: list[str] = []
+    for chunk in chunks(problem_ids):
+        taken += (
+            tx.execute(
+                problems.update()
+                .where(
+                    problems.c.id.in_(chunk), problems.c.lease_owner == owner, is_active(), *also
+                )
+                .values(**values)
+                .returning(problems.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    return taken
+
+
+def record_events(
+    tx: Connection, problem_ids: list[str], state: str, at: datetime, detail: str | None
+) -> None:
+    """Append one history event per problem (nothing when there is none)."""
+    if problem_ids:
+        tx.execute(
+            problem_events.insert(),
+            [
+                {"problem_id": pid, "state": state, "at": at, "detail": detail}
+                for pid in problem_ids
+            ],
+        )
