@@ -8,80 +8,23 @@ returns a typed :class:`~pipeline.results.RunSummary`. The Prefect flow, ``qhopp
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
-from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
-from batching.records import PlannedProblem
-from flows.compute import Compute, ComputeChoice, LocalClusterCompute
-from flows.dispatch import Dispatcher, TemplateCompiler
-from flows.progress import ProgressSink, silent
-from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
-from pipeline.backends import Backend, get_backend
-from pipeline.config import Settings
+
+from flows.deps import Clock, RunDeps
 from pipeline.crash import fault_point
-from pipeline.engine.templates import TemplateStore, artifact_key
-from pipeline.formulation import formulate
-from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem, IntakeStore, LeaseKeeper, new_id
-from pipeline.model import spec_from_record
-from pipeline.results import ProblemRow, ResultStore, RunSummary
+from pipeline.intake import COMPLETED, DEGRADED, FAILED, IntakeStore, LeaseKeeper, new_id
+from pipeline.results import RunSummary
 
 log = logging.getLogger("qhopper.run")
-
-
-@dataclass(frozen=True)
-class RunDeps:
-    """Everything a run touches, made explicit: tests and entry points build their own."""
-
-    settings: Settings
-    intake: IntakeStore
-    results: ResultStore
-    backend_spec: str
-    backend: Callable[[], Backend]  # built only once there is work
-    compute: ComputeChoice
-    templates: TemplateStore
-    progress: ProgressSink = silent
-
-
-@contextmanager
-def open_deps(
-    settings: Settings, backend_spec: str | None = None, progress: ProgressSink = silent
-) -> Iterator[RunDeps]:
-    """The embedded defaults' dependencies for ``settings``; the home is created if missing."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    spec = backend_spec or settings.quantum.backend
-    intake = IntakeStore.open(settings.database_url)
-    try:
-        yield RunDeps(
-            settings=settings,
-            intake=intake,
-            results=ResultStore(settings.results_dir, intake),
-            backend_spec=spec,
-            backend=partial(get_backend, spec, settings.quantum.max_qubits),
-            compute=ComputeChoice(
-                settings.dask.address,
-                settings.dask.n_workers,
-                settings.dask.inline_below_s,
-                settings.dask.start_timeout_s,
-            ),
-            templates=TemplateStore(settings.artifacts_dir),
-            progress=progress,
-        )
-    finally:
-        intake.close()
 
 
 def run_once(deps: RunDeps) -> RunSummary:
     """One whole run; see the module docstring. Claims are given back however it ends."""
     run_id = new_id("r")
-    clock = _Clock()
+    clock = Clock()
     started_at = datetime.now(UTC)
     settings = deps.settings
     with clock.stage("recover"):
@@ -89,6 +32,8 @@ def run_once(deps: RunDeps) -> RunSummary:
     counts: Counter[str] = Counter()
     executor = "none"
     if deps.intake.pending():
+        from flows.execute import execute_claims  # Qiskit, Dask and OR-Tools: only for work
+
         backend = deps.backend()  # a bad backend fails here, before anything is claimed
         with clock.stage("collect"):
             lease = settings.intake.lease_seconds
@@ -99,7 +44,7 @@ def run_once(deps: RunDeps) -> RunSummary:
             deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
             keeper = LeaseKeeper(deps.intake, run_id, lease).start()
             try:
-                executor = _work(deps, run_id, backend, claims, clock, counts, started_at)
+                executor = execute_claims(deps, run_id, backend, claims, clock, counts, started_at)
             finally:
                 keeper.stop()
                 counts["released"] = _release(deps.intake, run_id)
@@ -146,118 +91,6 @@ def describe(summary: RunSummary) -> str:
     )
 
 
-def _work(
-    deps: RunDeps,
-    run_id: str,
-    backend: Backend,
-    claims: list[ClaimedProblem],
-    clock: _Clock,
-    counts: Counter[str],
-    started_at: datetime,
-) -> str:
-    """Plan, route, compile, dispatch and commit the claimed problems; returns the executor."""
-    settings = deps.settings
-    with clock.stage("plan"):
-        limit = settings.intake.max_attempts
-        exhausted = [c for c in claims if c.attempts > limit]
-        planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
-        batches = plan_batches(
-            planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
-        )
-    compute = deps.compute.open(run_work_seconds(batches, backend, settings))
-    context = RowContext(
-        run_id, deps.backend_spec, backend.solver_path, compute.label, settings, started_at
-    )
-    try:
-        with clock.stage("plan"):
-            routed = route_batches(
-                batches,
-                backend,
-                settings,
-                datetime.now(UTC),
-                compiled=lambda shape: deps.templates.path_for(artifact_key(shape, backend)).exists(),
-                workers=compute.workers,
-            )
-            routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile to wait on
-        counts["batches"] = len(routed) + bool(exhausted)
-        counts["quantum_batches"] = sum(b.route == "quantum" for b in routed)
-        counts["classical_batches"] = sum(b.route == "classical" for b in routed)
-        if exhausted:
-            _commit_exhausted(deps, context, exhausted, counts)
-        deps.progress.stage("execute", sum(b.size for b in routed))
-        compiler = TemplateCompiler(deps.templates, backend, routed)
-        dispatcher = Dispatcher(
-            compute,
-            settings,
-            deps.backend_spec,
-            started_at.timestamp(),
-            record=lambda moves: deps.intake.advance_many(run_id, moves),
-        )
-        try:
-            with clock.stage("execute"):
-                for finished in dispatcher.run(routed, compiler):
-                    post = time.perf_counter()
-                    rows = batch_rows(finished, context)
-                    written = deps.results.commit_batch(
-                        run_id,
-                        finished.batch.batch_id,
-                        rows.problems,
-                        lambda kept: batch_row(finished, context, kept, time.perf_counter() - post),
-                        settings.intake.lease_seconds,
-                    )
-                    _count(counts, written)
-                    template = finished.template
-                    if template is not None and template.first:
-                        clock.seconds["compile"] += template.compile_s
-                        counts["templates_compiled" if template.compiled else "templates_reused"] += 1
-                    deps.progress.advance(finished.batch.size)
-        finally:
-            compiler.close()
-    finally:
-        if isinstance(compute, LocalClusterCompute):
-            clock.seconds["cluster_wait"] = compute.waited_s
-        compute.close()
-    return compute.label
-
-
-def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
-    spec = spec_from_record(json.loads(claim.spec_json))
-    return PlannedProblem(
-        problem_id=claim.id,
-        key=claim.key,
-        spec=spec,
-        formulation=formulate(spec),
-        input_hash=claim.input_hash,
-        attempts=claim.attempts,
-        submitted_at=claim.submitted_at,
-        claimed_at=claim.claimed_at,
-        reps=spec.reps or settings.quantum.default_reps,
-        shots=spec.shots or settings.quantum.default_shots,
-    )
-
-
-def _commit_exhausted(
-    deps: RunDeps, context: RowContext, claims: list[ClaimedProblem], counts: Counter[str]
-) -> None:
-    batch_id = new_batch_id()
-    rows = exhausted_rows(claims, batch_id, context)
-    attempts = max(c.attempts for c in claims)
-    written = deps.results.commit_batch(
-        context.run_id,
-        batch_id,
-        rows,
-        lambda kept: exhausted_batch_row(batch_id, context, kept, attempts),
-        deps.settings.intake.lease_seconds,
-    )
-    _count(counts, written)
-
-
-def _count(counts: Counter[str], rows: Sequence[ProblemRow]) -> None:
-    for row in rows:
-        counts[row.status] += 1
-        counts["cost_micro_usd"] += round(row.cost_usd * 1e6)
-
-
 def _release(intake: IntakeStore, run_id: str) -> int:
     """Give back what the run holds and did not finish: queued again at once."""
     try:
@@ -270,20 +103,3 @@ def _release(intake: IntakeStore, run_id: str) -> int:
     return released
 
 
-class _Clock:
-    """Seconds per stage; a stage entered twice adds up."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.seconds: Counter[str] = Counter()
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - started
-
-    def total(self) -> float:
-        return time.perf_counter() - self.started

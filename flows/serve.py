@@ -1,16 +1,17 @@
-"""``qhopper serve``: the batch flow on Prefect's own interval schedule.
+"""``qhopper serve``: the run flow on Prefect's own interval schedule, until stopped.
 
 Scheduling needs a real Prefect API: the temporary in-process server never schedules
 served runs. So we use ``PREFECT_API_URL`` when it is set, and otherwise start
 ``prefect server start`` on loopback ourselves, wait until it answers, and serve with
 one run at a time (scheduled runs would otherwise overlap; claims are atomic anyway).
-Unless given a scheduler, it keeps one warm LocalCluster for all its runs, so an interval
-run does not pay seconds of worker start-up each time.
+The first run starts at once, not one interval later. Unless given a scheduler, serve
+keeps one warm LocalCluster for all its runs. SIGTERM and Ctrl-C stop it cleanly.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,12 +20,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
 import httpx
 from rich.console import Console
 
 from pipeline.config import Settings
-from pipeline.errors import QhopperError
+from pipeline.errors import ServiceUnavailable
 
 SERVER_START_TIMEOUT_S = 120.0
 
@@ -49,17 +51,8 @@ def prefect_api(home: Path, console: Console) -> Iterator[str]:
     console.print(f"Starting a Prefect server on 127.0.0.1:{port} (log: {log_path})")
     with log_path.open("ab") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", "prefect", "server", "start"]
+            + ["--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
@@ -81,7 +74,7 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise QhopperError(
+            raise ServiceUnavailable(
                 f"the Prefect server exited with code {server.returncode} while starting"
             )
         try:
@@ -89,10 +82,19 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    raise QhopperError(
+        time.sleep(0.5)  # polling an external process, bounded by the deadline
+    raise ServiceUnavailable(
         f"the Prefect server did not become healthy within {SERVER_START_TIMEOUT_S:.0f} s"
     )
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager's stop) ends serve like Ctrl-C: cleanly, no traceback."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def serve_forever(
@@ -100,33 +102,38 @@ def serve_forever(
     config: Path | None,
     interval_s: float,
     backend: str | None,
-    dask_address: str | None,
     console: Console,
 ) -> None:
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings.home, log_level="INFO")
-    with ExitStack() as stack:
-        stack.enter_context(prefect_api(settings.home, console))
-        from flows.batch_flow import batch_run
-        from flows.dask_client import dask_client
+    _stop_on_sigterm()
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(prefect_api(settings.home, console))
+            from flows.compute import local_cluster
+            from flows.flow import qhopper_run
 
-        dask_address = dask_address or settings.dask.address
-        if dask_address is None:
-            client = stack.enter_context(dask_client(None, settings.dask.n_workers))
-            dask_address = str(client.scheduler_info()["address"])
-            console.print(f"Dask LocalCluster for every run at {dask_address}")
-        console.print(f"Serving every {interval_s:g} s; stop with Ctrl-C.")
-        batch_run.serve(
-            name="qhopper-interval",
-            interval=timedelta(seconds=interval_s),
-            parameters={
+            dask_address = settings.dask.address
+            if dask_address is None:
+                client = stack.enter_context(local_cluster(settings.dask.n_workers))
+                dask_address = str(client.scheduler_info()["address"])
+                console.print(f"Dask LocalCluster for every run at {dask_address}")
+            parameters = {
                 "home": str(settings.home.resolve()),
                 "config_file": str(config.resolve()) if config else None,
                 "backend": backend,
                 "dask_address": dask_address,
-            },
-            global_limit=1,
-            limit=1,
-            print_starting_message=True,
-        )
+            }
+            console.print(f"Serving every {interval_s:g} s; stop with Ctrl-C or SIGTERM.")
+            qhopper_run(**parameters)  # the first run now, not one interval from now
+            qhopper_run.serve(
+                name="qhopper-interval",
+                interval=timedelta(seconds=interval_s),
+                parameters=parameters,
+                global_limit=1,
+                limit=1,
+                print_starting_message=False,
+            )
+    except KeyboardInterrupt:
+        console.print("qhopper serve stopped.")

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batching.planner import PlannedProblem, plan_batches
+from batching.planner import plan_batches
+from batching.records import PlannedProblem
 from batching.routing import route_problem
 from pipeline.engine.shapes import shape_of
 from pipeline.formulation import formulate
@@ -50,8 +51,9 @@ def test_same_structure_different_weights_share_a_shape() -> None:
     ],
 )
 def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
-    decision = route_problem(requested, n, "aer", 16)
-    assert decision.route == route and decision.fallback == fallback
+    why_not = f"needs {n} qubits; at most 16" if n > 16 else None
+    decision = route_problem(requested, n, "aer", why_not)
+    assert decision.route == route and (decision.fallback is not None) == fallback
     assert decision.reason
 
 
@@ -76,7 +78,9 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
     for index, (n, chord, route, reps, weight) in enumerate(items):
         edges = path_edges(n, weight) + ([[0, n - 1, weight]] if chord and n > 2 else [])
         problems.append(planned(index, n, edges, route, reps))
-    batches = plan_batches(problems, "aer", max_qubits, max_batch)
+    batches = plan_batches(
+        problems, "aer", lambda n: "too large" if n > max_qubits else None, max_batch
+    )
     placed = [p.problem_id for b in batches for p in b.problems]
     assert sorted(placed) == sorted(p.problem_id for p in problems)
     for batch in batches:
@@ -96,5 +100,5 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
                 for p in batch.problems
             )
             for p in batch.problems:
-                assert (p.problem_id in batch.fallback_reasons) == (p.spec.route == "quantum")
+                assert (p.problem_id in batch.fallbacks) == (p.spec.route == "quantum")
     assert len({b.batch_id for b in batches}) == len(batches)

@@ -8,7 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.cli import app, parse_interval
+from flows.cli import app
+from flows.cli.serving import parse_interval
 
 runner = CliRunner()
 

@@ -1,7 +1,7 @@
 """Fault tests of a whole run: the fault wrapper around real Aer, real CP-SAT, real Dask.
 
-Each test submits problems, runs the flow's steps (recover, collect, plan, compile,
-execute, finalise) on one shared LocalCluster, and checks the Parquet it wrote. Faults
+Each test submits problems, runs the run core once on one shared LocalCluster, and
+checks the Parquet it wrote. Faults
 are seeded, latencies are milliseconds and backoffs short, so nothing depends on the
 clock: a test's outcome follows from its fault rates and the retry bound.
 """
@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 import truth
-from distributed import Client
-
-from flows import steps
-from flows.dask_client import dask_client
+from flows.compute import local_cluster
+from flows.deps import open_deps
+from flows.run import run_once
 from pipeline.config import Settings, load_settings
 from pipeline.results import query
 from pipeline.submit import submit_files
@@ -40,13 +39,14 @@ FAST_RETRIES = {
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    """One cluster for the module; its workers see the token, as a deployment's would."""
+def client() -> Iterator[str]:
+    """One cluster for the module (its address); its workers see the token, as a
+    deployment's would."""
     previous = os.environ.get("QISKIT_IBM_TOKEN")
     os.environ["QISKIT_IBM_TOKEN"] = TOKEN
     try:
-        with dask_client(None, 2) as dask:
-            yield dask
+        with local_cluster(2) as dask:
+            yield str(dask.scheduler_info()["address"])
     finally:
         if previous is None:
             os.environ.pop("QISKIT_IBM_TOKEN", None)
@@ -66,23 +66,16 @@ def problems(count: int, seed: int, **extra: Any) -> list[dict[str, Any]]:
 
 
 def run(
-    home: Path, client: Client, backend: str, records: list[dict[str, Any]], **overrides: Any
+    home: Path, client: str, backend: str, records: list[dict[str, Any]], **overrides: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Settings]:
-    """Submit ``records``, run the flow's steps once; problem rows in submission order."""
-    settings = load_settings(home, overrides={**FAST_RETRIES, **overrides})
+    """Submit ``records``, run once on the shared cluster; problem rows in submission order."""
+    overrides = {**FAST_RETRIES, "quantum.backend": backend, "dask.address": client, **overrides}
+    settings = load_settings(home, overrides=overrides)
     source = home / "problems.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     ids = [s.outcome.id for s in submit_files(settings, [source]).submitted]
-    ctx = steps.RunContext.open(settings, backend, None)
-    try:
-        steps.recover(ctx)
-        claimed = steps.collect(ctx)
-        batches, exhausted = steps.plan(ctx, claimed)
-        compiled = steps.compile_templates(ctx, batches)
-        steps.execute(ctx, compiled, exhausted, client)
-        steps.finalise(ctx, 0, 0.0)
-    finally:
-        ctx.close()
+    with open_deps(settings) as deps:
+        run_once(deps)
     rows = {
         r["problem_id"]: r
         for r in query(settings.results_dir, "SELECT * FROM problems").to_pylist()
@@ -102,7 +95,7 @@ def assert_all_answered(rows: list[dict[str, Any]], records: list[dict[str, Any]
 
 
 def test_transient_faults_every_problem_answered_attempts_bounded(
-    home: Path, client: Client
+    home: Path, client: str
 ) -> None:
     records = problems(12, seed=1)
     rows, batches, _ = run(home, client, "faulty:aer?transient=0.3&latency=5ms&seed=11", records)
@@ -124,7 +117,7 @@ def test_transient_faults_every_problem_answered_attempts_bounded(
     assert answered and all(r["provider_job_id"].startswith("faulty-") for r in answered)
 
 
-def test_outage_every_problem_answered_classically_and_labelled(home: Path, client: Client) -> None:
+def test_outage_every_problem_answered_classically_and_labelled(home: Path, client: str) -> None:
     records = problems(8, seed=2)
     rows, batches, _ = run(home, client, "faulty:aer?outage=1&seed=12", records)
     assert_all_answered(rows, records)
@@ -140,7 +133,7 @@ def test_outage_every_problem_answered_classically_and_labelled(home: Path, clie
     assert all(b["fallback_reason"] for b in quantum)
 
 
-def test_permanent_errors_are_not_retried(home: Path, client: Client) -> None:
+def test_permanent_errors_are_not_retried(home: Path, client: str) -> None:
     records = problems(6, seed=3)
     rows, batches, _ = run(home, client, "faulty:aer?permanent=1&latency=1ms&seed=13", records)
     assert_all_answered(rows, records)
@@ -152,7 +145,7 @@ def test_permanent_errors_are_not_retried(home: Path, client: Client) -> None:
 
 
 def test_budget_below_the_quantum_cost_goes_classical_with_the_reason(
-    home: Path, client: Client
+    home: Path, client: str
 ) -> None:
     auto = problems(4, seed=4)
     forced = problems(3, seed=5, route="quantum")
@@ -181,7 +174,7 @@ def test_budget_below_the_quantum_cost_goes_classical_with_the_reason(
 
 
 def test_within_budget_auto_takes_quantum_and_records_the_numbers(
-    home: Path, client: Client
+    home: Path, client: str
 ) -> None:
     records = problems(6, seed=7)
     rows, batches, _ = run(home, client, "aer", records)
@@ -194,7 +187,7 @@ def test_within_budget_auto_takes_quantum_and_records_the_numbers(
 
 
 def test_ibm_runtime_local_mode_and_the_token_is_never_written(
-    home: Path, client: Client, caplog: pytest.LogCaptureFixture
+    home: Path, client: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The IBM adapter's real code path (Batch mode, runtime primitives) on a fake device."""
     caplog.set_level("DEBUG")

@@ -30,4 +30,4 @@ def connect(results_dir: Path) -> duckdb.DuckDBPyConnection:
 
 def query(results_dir: Path, sql: str, parameters: list[object] | None = None) -> pa.Table:
     with contextlib.closing(connect(results_dir)) as connection:
-        return connection.execute(sql, parameters or []).to_arrow_table()
+        return connection.sql(sql, params=parameters).to_arrow_table()

@@ -1,0 +1,16 @@
+"""The ``qhopper`` command line. Exit codes: 0 ok, 2 bad input or usage, 1 failure.
+
+It lives in ``flows``, the top layer, so that reaching the run core and the Prefect flow is
+an import downward. Each command imports what it needs when it runs: ``qhopper status``
+does not pay for Qiskit.
+"""
+
+from flows.cli import inspecting, running, serving, submitting
+from flows.cli.common import app, configure_logging
+
+__all__ = ["app", "inspecting", "main", "running", "serving", "submitting"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    configure_logging()
+    app()

@@ -1,0 +1,176 @@
+"""``qhopper run`` and ``qhopper demo``: one run now, and its summary.
+
+A one-off run calls the run core directly: Prefect's temporary in-process server costs
+7-13 s to start and adds nothing a single run needs. When a Prefect server is configured
+(``PREFECT_API_URL``), the run goes through the Prefect flow instead, so it shows in that
+server's UI like the runs ``serve`` schedules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.cli.common import (
+    BackendOption,
+    ConfigOption,
+    DaskOption,
+    HomeOption,
+    JsonOption,
+    app,
+    clean_failures,
+    err,
+    out,
+    settings_for,
+)
+from flows.progress import LogProgress, ProgressSink
+from pipeline.config import Settings
+from pipeline.results import RunSummary
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
+
+
+class _RichProgress:
+    """Progress bars on a terminal."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.current: Any = None
+
+    def stage(self, name: str, total: int) -> None:
+        self.current = self.progress.add_task(name, total=total)
+
+    def advance(self, amount: int) -> None:
+        if self.current is not None:
+            self.progress.advance(self.current, amount)
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False)
+
+
+def run_now(settings: Settings, config: Path | None, progress: ProgressSink) -> RunSummary:
+    """One run: through the Prefect flow when a Prefect server is configured, else direct."""
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.prefect_env import configure_prefect
+
+        configure_prefect(settings.home)
+        from flows.flow import qhopper_run
+
+        return qhopper_run(
+            home=str(settings.home),
+            config_file=str(config) if config else None,
+            backend=settings.quantum.backend,
+            dask_address=settings.dask.address,
+        )
+    from flows.deps import open_deps
+    from flows.run import run_once
+
+    with open_deps(settings, progress=progress) as deps:
+        return run_once(deps)
+
+
+def _run_with_progress(settings: Settings, config: Path | None) -> RunSummary:
+    if not err.is_terminal:
+        return run_now(settings, config, LogProgress(err.file))
+    bars = Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    with bars:
+        return run_now(settings, config, _RichProgress(bars))
+
+
+@app.command()
+def run(
+    backend: BackendOption = None,
+    home: HomeOption = None,
+    config: ConfigOption = None,
+    dask_address: DaskOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One run now: drain, group, route, compile, execute, write; prints a summary."""
+    loaded = settings_for(
+        home, config, **{"quantum.backend": backend, "dask.address": dask_address}
+    )
+    with clean_failures("run"):
+        summary = _run_with_progress(loaded.settings, loaded.config_file)
+    if as_json:
+        out.print_json(json.dumps(asdict(summary), default=str))
+    else:
+        print_summary(loaded.settings, summary)
+
+
+@app.command()
+def demo(
+    home: HomeOption = None,
+    config: ConfigOption = None,
+    dask_address: DaskOption = None,
+) -> None:
+    """Submit the bundled samples and run once, on the embedded defaults."""
+    from pipeline.submit import submit_files
+
+    loaded = settings_for(home, config, **{"dask.address": dask_address})
+    samples = sorted(p for p in SAMPLES_DIR.iterdir() if p.is_file() and p.name != "README.md")
+    with clean_failures("demo"):
+        report = submit_files(loaded.settings, samples)
+        created = sum(s.outcome.created for s in report.submitted)
+        err.print(
+            f"Submitted {len(report.submitted)} sample problems from {SAMPLES_DIR} ({created} new)."
+        )
+        summary = _run_with_progress(loaded.settings, loaded.config_file)
+    print_summary(loaded.settings, summary)
+
+
+def print_summary(settings: Settings, summary: RunSummary) -> None:
+    from pipeline.results import query
+
+    if not summary.problems:
+        out.print("Nothing queued: no problems to run.")
+        return
+    rows = query(
+        settings.results_dir,
+        "SELECT route, solver_path, status, count(*) AS problems, "
+        "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
+        "FROM problems WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+        [summary.run_id],
+    ).to_pylist()
+    table = Table(title=f"Run {summary.run_id}: {summary.problems} problems on {summary.executor}")
+    numbers = {"problems", "avg_execute_s", "cost_usd"}
+    for column in ("route", "solver_path", "status", *sorted(numbers, reverse=True)):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for row in rows:
+        table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
+    out.print(table)
+    batches = Table(title="Batches and templates")
+    names = ("batches", "quantum_batches", "classical_batches", "templates_compiled", "templates_reused")
+    for name in names:
+        batches.add_column(name.replace("_", " "), justify="right")
+    batches.add_row(*(str(getattr(summary, name)) for name in names))
+    out.print(batches)
+    stages = Table(title="Time per stage (s)")
+    stage_names = ("recover", "collect", "plan", "compile", "cluster_wait", "execute", "total")
+    for name in stage_names:
+        stages.add_column(name.replace("_", " "), justify="right")
+    stages.add_row(*(f"{getattr(summary, f't_{name}_s'):.2f}" for name in stage_names))
+    out.print(stages)
+    if summary.released:
+        out.print(f"{summary.released} problems went back to the queue for another attempt.")
+    out.print(
+        f"Results: {settings.results_dir.resolve()}/problems (also batches/ and runs/)",
+        highlight=False,
+    )
+    out.print('Query them with: qhopper results --sql "SELECT ... FROM problems"', highlight=False)
+
+
+def table_columns(table: Table) -> list[str]:
+    return [str(column.header) for column in table.columns]

@@ -1,0 +1,94 @@
+"""A run's explicit dependencies, and the clock that times its stages.
+
+Tests and entry points build their own :class:`RunDeps`; :func:`open_deps` builds the
+embedded defaults' from settings (SQLite under the home, our LocalCluster or in-process
+compute, the content-addressed template store).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from flows.compute import ComputeChoice
+from flows.progress import ProgressSink, silent
+from pipeline.config import Settings
+from pipeline.intake import IntakeStore
+from pipeline.results import ResultStore
+
+if TYPE_CHECKING:
+    from pipeline.backends import Backend
+    from pipeline.engine.templates import TemplateStore
+
+
+@dataclass(frozen=True)
+class RunDeps:
+    """Everything a run touches, made explicit: tests and entry points build their own."""
+
+    settings: Settings
+    intake: IntakeStore
+    results: ResultStore
+    backend_spec: str
+    backend: Callable[[], Backend]  # built only once there is work
+    compute: ComputeChoice
+    templates: Callable[[], TemplateStore]
+    progress: ProgressSink = silent
+
+
+@contextmanager
+def open_deps(
+    settings: Settings, backend_spec: str | None = None, progress: ProgressSink = silent
+) -> Iterator[RunDeps]:
+    """The embedded defaults' dependencies for ``settings``; the home is created if missing."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    spec = backend_spec or settings.quantum.backend
+    from pipeline.backends.registry import get_backend
+    intake = IntakeStore.open(settings.database_url)
+    try:
+        yield RunDeps(
+            settings=settings,
+            intake=intake,
+            results=ResultStore(settings.results_dir, intake),
+            backend_spec=spec,
+            backend=partial(get_backend, spec, settings.quantum.max_qubits),
+            compute=ComputeChoice(
+                settings.dask.address,
+                settings.dask.n_workers,
+                settings.dask.inline_below_s,
+                settings.dask.start_timeout_s,
+            ),
+            templates=partial(_template_store, settings),
+            progress=progress,
+        )
+    finally:
+        intake.close()
+
+
+def _template_store(settings: Settings) -> TemplateStore:
+    from pipeline.engine.templates import TemplateStore
+
+    return TemplateStore(settings.artifacts_dir)
+
+
+class Clock:
+    """Seconds per stage; a stage entered twice adds up."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: Counter[str] = Counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started

@@ -1,0 +1,142 @@
+"""A run's work once it has claims: plan, route, compile, dispatch, commit each batch.
+
+Imported by the run core only when there is work, so an empty run never loads Qiskit,
+Dask or OR-Tools.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
+from batching.records import PlannedProblem
+from flows.compute import LocalClusterCompute
+from flows.dispatch import Dispatcher, TemplateCompiler
+from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
+from flows.deps import Clock, RunDeps
+from pipeline.backends import Backend
+from pipeline.config import Settings
+from pipeline.engine.templates import artifact_key
+from pipeline.formulation import formulate
+from pipeline.intake import ClaimedProblem
+from pipeline.model import spec_from_record
+from pipeline.results import ProblemRow
+
+
+def execute_claims(
+    deps: RunDeps,
+    run_id: str,
+    backend: Backend,
+    claims: list[ClaimedProblem],
+    clock: Clock,
+    counts: Counter[str],
+    started_at: datetime,
+) -> str:
+    """Plan, route, compile, dispatch and commit the claimed problems; returns the executor."""
+    settings = deps.settings
+    templates = deps.templates()
+    with clock.stage("plan"):
+        limit = settings.intake.max_attempts
+        exhausted = [c for c in claims if c.attempts > limit]
+        planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
+        batches = plan_batches(
+            planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
+        )
+    compute = deps.compute.open(run_work_seconds(batches, backend, settings))
+    context = RowContext(
+        run_id, deps.backend_spec, backend.solver_path, compute.label, settings, started_at
+    )
+    try:
+        with clock.stage("plan"):
+            routed = route_batches(
+                batches,
+                backend,
+                settings,
+                datetime.now(UTC),
+                compiled=lambda shape: templates.path_for(artifact_key(shape, backend)).exists(),
+                workers=compute.workers,
+            )
+            routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile to wait on
+        counts["batches"] = len(routed) + bool(exhausted)
+        counts["quantum_batches"] = sum(b.route == "quantum" for b in routed)
+        counts["classical_batches"] = sum(b.route == "classical" for b in routed)
+        if exhausted:
+            _commit_exhausted(deps, context, exhausted, counts)
+        deps.progress.stage("execute", sum(b.size for b in routed))
+        compiler = TemplateCompiler(templates, backend, routed)
+        dispatcher = Dispatcher(
+            compute,
+            settings,
+            deps.backend_spec,
+            started_at.timestamp(),
+            record=lambda moves: deps.intake.advance_many(run_id, moves),
+        )
+        try:
+            with clock.stage("execute"):
+                for finished in dispatcher.run(routed, compiler):
+                    post = time.perf_counter()
+                    rows = batch_rows(finished, context)
+                    written = deps.results.commit_batch(
+                        run_id,
+                        finished.batch.batch_id,
+                        rows.problems,
+                        lambda kept: batch_row(finished, context, kept, time.perf_counter() - post),
+                        settings.intake.lease_seconds,
+                    )
+                    _count(counts, written)
+                    template = finished.template
+                    if template is not None and template.first:
+                        clock.seconds["compile"] += template.compile_s
+                        counts["templates_compiled" if template.compiled else "templates_reused"] += 1
+                    deps.progress.advance(finished.batch.size)
+        finally:
+            compiler.close()
+    finally:
+        if isinstance(compute, LocalClusterCompute):
+            clock.seconds["cluster_wait"] = compute.waited_s
+        compute.close()
+    return compute.label
+
+
+def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
+    spec = spec_from_record(json.loads(claim.spec_json))
+    return PlannedProblem(
+        problem_id=claim.id,
+        key=claim.key,
+        spec=spec,
+        formulation=formulate(spec),
+        input_hash=claim.input_hash,
+        attempts=claim.attempts,
+        submitted_at=claim.submitted_at,
+        claimed_at=claim.claimed_at,
+        reps=spec.reps or settings.quantum.default_reps,
+        shots=spec.shots or settings.quantum.default_shots,
+    )
+
+
+def _commit_exhausted(
+    deps: RunDeps, context: RowContext, claims: list[ClaimedProblem], counts: Counter[str]
+) -> None:
+    batch_id = new_batch_id()
+    rows = exhausted_rows(claims, batch_id, context)
+    attempts = max(c.attempts for c in claims)
+    written = deps.results.commit_batch(
+        context.run_id,
+        batch_id,
+        rows,
+        lambda kept: exhausted_batch_row(batch_id, context, kept, attempts),
+        deps.settings.intake.lease_seconds,
+    )
+    _count(counts, written)
+
+
+def _count(counts: Counter[str], rows: Sequence[ProblemRow]) -> None:
+    for row in rows:
+        counts[row.status] += 1
+        counts["cost_micro_usd"] += round(row.cost_usd * 1e6)
+
+

@@ -1,0 +1,38 @@
+"""The Prefect flow around the run core: what ``serve`` schedules and a Prefect UI shows.
+
+The flow is the run core and nothing else: one call of ``run_once`` over the embedded
+defaults' dependencies. Its argument and return are plain values; nothing per problem goes
+through Prefect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows.deps import open_deps
+from flows.run import describe, run_once
+from pipeline.config import load_settings
+from pipeline.results import RunSummary
+
+FLOW_NAME = "qhopper-run"
+
+
+@flow(name=FLOW_NAME, persist_result=False, log_prints=False)
+def qhopper_run(
+    home: str,
+    config_file: str | None = None,
+    backend: str | None = None,
+    dask_address: str | None = None,
+) -> RunSummary:
+    """Drain the queue once: claim, group, route, compile, execute, write, summarise."""
+    settings = load_settings(
+        Path(home),
+        Path(config_file) if config_file else None,
+        {"quantum.backend": backend, "dask.address": dask_address},
+    )
+    with open_deps(settings, backend) as deps:
+        summary = run_once(deps)
+    get_run_logger().info("%s", describe(summary))
+    return summary
