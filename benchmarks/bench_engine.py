@@ -32,18 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine.shapes import shape_of
 from pipeline.backends import get_backend
+from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
+from pipeline.engine.lockstep import PILOTS, optimise_batch
+from pipeline.engine.shapes import shape_of
+from pipeline.engine.templates import CompiledTemplate, compile_template
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec
-from pipeline.engine.lockstep import (
-    PILOTS,
-    BatchProblem,
-    DiagonalEvaluator,
-    PrimitiveEvaluator,
-    optimise_batch,
-)
-from pipeline.engine.templates import CompiledTemplate, compile_template
 
 BACKEND = get_backend("aer", 24)
 

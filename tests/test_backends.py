@@ -1,4 +1,4 @@
-"""The backend interface, its error mapping, the fault wrapper, the call policy, routing economics.
+"""The backend interface, its error tables, the fault wrapper, the call policy, routing economics.
 
 Everything runs offline on real simulators: Aer, Aer with a fake device's noise model, and
 qiskit-ibm-runtime's local testing mode. Fault rates of 0 or 1 and millisecond latencies
@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from qiskit import QuantumCircuit
 from qiskit.providers.exceptions import QiskitBackendNotFoundError
+from qiskit_aer import AerError
 from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 from qiskit_ibm_runtime.exceptions import (
     IBMNotAuthorizedError,
@@ -26,12 +30,23 @@ from qiskit_ibm_runtime.exceptions import (
 
 from batching.economics import route_batches
 from batching.planner import PlannedProblem, plan_batches
-from pipeline.backends import CallPolicy, JobState, Ledger, MeteredBackend, get_backend
+from pipeline.backends import (
+    BackendCaller,
+    CallPolicy,
+    ErrorTable,
+    JobState,
+    Ledger,
+    aer,
+    check_backend_spec,
+    get_backend,
+    ibm,
+    known_backends,
+)
 from pipeline.backends import base as backend_base
-from pipeline.backends.base import known_backends, translate_error
-from pipeline.backends.faulty import Faults, ProviderHTTPError
+from pipeline.backends.faulty import ProviderHTTPError
 from pipeline.backends.ibm import Credentials
 from pipeline.config import load_settings
+from pipeline.engine.evaluators import uses_fast_path
 from pipeline.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -64,60 +79,146 @@ def test_known_backends_and_unknown_specs_name_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "message"),
+    "spec",
     [
-        ("transient=0.3&colour=red", "unknown option 'colour'"),
-        ("transient=1.5", "between 0 and 1"),
-        ("latency=soon", "not a number or duration"),
+        "aer",
+        "aer-noisy:fake_manila",
+        "ibm:ibm_torino",
+        "ibm:fake_manila",
+        "faulty:aer",
+        "faulty:aer?transient=0.3&latency=2s&seed=4",
+        "faulty:aer-noisy:fake_brisbane?outage=1",
     ],
 )
-def test_fault_options_are_checked(query: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        Faults.parse(query)
-
-
-def test_fault_options_parse_durations_and_outage_windows() -> None:
-    faults = Faults.parse("transient=0.3&latency=2s&queue=250ms&outage=0.25&period=1m&seed=4")
-    assert (faults.latency, faults.queue, faults.period, faults.seed) == (2.0, 0.25, 60.0, 4)
-    assert faults.down(600.0 + 5) and not faults.down(600.0 + 20)
-    assert Faults.parse("outage=1").down(123.4)
+def test_good_specs_pass_the_check(spec: str) -> None:
+    check_backend_spec(spec)
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("spec", "message"),
     [
-        (ProviderHTTPError(429, "rate limited"), TransientBackendError),
-        (ProviderHTTPError(500, "internal"), TransientBackendError),
-        (ProviderHTTPError(503, "unavailable"), BackendUnavailable),
-        (ProviderHTTPError(401, "bad token"), PermanentBackendError),
-        (ProviderHTTPError(400, "invalid circuit"), PermanentBackendError),
-        (RequestsApiError("bad gateway", status_code=502), TransientBackendError),
-        (RequestsApiError("forbidden", status_code=403), PermanentBackendError),
-        (TimeoutError("read timed out"), BackendTimeout),
-        (concurrent.futures.TimeoutError(), BackendTimeout),
-        (RuntimeJobTimeoutError("waited too long"), BackendTimeout),
-        (ConnectionResetError("reset by peer"), TransientBackendError),
-        (RuntimeError("the job queue is full, try again later"), TransientBackendError),
-        (IBMNotAuthorizedError("no access"), PermanentBackendError),
-        (RuntimeJobMaxTimeoutError("ran past max_execution_time"), PermanentBackendError),
-        (QiskitBackendNotFoundError("no such backend"), PermanentBackendError),
-        (ValueError("circuit is not ISA"), PermanentBackendError),
+        ("braket:sv1", "unknown backend 'braket:sv1'; known backends: aer, aer-noisy"),
+        ("aer:gpu", "aer takes no argument"),
+        ("aer-noisy", "needs a fake device"),
+        ("aer-noisy:fake_nowhere", "unknown fake device 'fake_nowhere'; known: .*fake_brisbane"),
+        ("ibm", "ibm needs a device name"),
+        ("ibm:fake_nowhere", "unknown fake device"),
+        ("faulty", "needs an inner backend"),
+        ("faulty:?transient=0.3", "needs an inner backend"),
+        ("faulty:aer?transient=0.3&colour=red", "unknown option 'colour'"),
+        ("faulty:aer?transient=lots", "not a number or duration"),
+        ("faulty:aer?transient", "malformed options"),
+        ("faulty:aer?latency=-1s", "must not be negative"),
+        ("faulty:braket?transient=0.1", "unknown backend 'braket'"),
     ],
 )
-def test_errors_are_mapped_at_one_boundary(error: Exception, expected: type) -> None:
-    mapped = translate_error(error)
+def test_bad_specs_are_rejected_in_one_line(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_backend_spec(spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_checking_a_spec_imports_no_qiskit() -> None:
+    code = (
+        "import sys, time\n"
+        "from pipeline.backends import check_backend_spec\n"
+        "started = time.perf_counter()\n"
+        "check_backend_spec('faulty:aer-noisy:fake_manila?transient=0.3&latency=2s')\n"
+        "took = time.perf_counter() - started\n"
+        "assert not [m for m in sys.modules if m.split('.')[0].startswith('qiskit')], 'qiskit'\n"
+        "assert took < 0.05, took\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+AER, IBM = aer.ERRORS, ibm.ERRORS
+FAULTY = get_backend("faulty:aer", 16).errors
+
+
+@pytest.mark.parametrize(
+    ("table", "error", "expected"),
+    [
+        (FAULTY, ProviderHTTPError(429, "rate limited"), TransientBackendError),
+        (FAULTY, ProviderHTTPError(500, "internal"), TransientBackendError),
+        (FAULTY, ProviderHTTPError(503, "unavailable"), BackendUnavailable),
+        (FAULTY, ProviderHTTPError(401, "bad token"), PermanentBackendError),
+        (FAULTY, ProviderHTTPError(400, "invalid circuit"), PermanentBackendError),
+        (FAULTY, ConnectionResetError("reset by peer"), TransientBackendError),
+        (FAULTY, AerError("too many qubits"), PermanentBackendError),  # the inner table too
+        (AER, AerError("invalid circuit"), PermanentBackendError),
+        (AER, ProviderHTTPError(503, "not Aer's"), PermanentBackendError),  # not in its table
+        (AER, concurrent.futures.TimeoutError(), BackendTimeout),
+        (IBM, RequestsApiError("bad gateway", status_code=502), TransientBackendError),
+        (IBM, RequestsApiError("down", status_code=503), BackendUnavailable),
+        (IBM, RequestsApiError("forbidden", status_code=403), PermanentBackendError),
+        (IBM, RequestsApiError("no response"), TransientBackendError),  # status -1
+        (IBM, RuntimeJobTimeoutError("waited too long"), BackendTimeout),
+        (IBM, requests.ReadTimeout("read timed out"), BackendTimeout),
+        (IBM, requests.ConnectionError("connection aborted"), TransientBackendError),
+        (IBM, IBMNotAuthorizedError("no access"), PermanentBackendError),
+        (IBM, RuntimeJobMaxTimeoutError("ran past max_execution_time"), PermanentBackendError),
+        (IBM, QiskitBackendNotFoundError("no such backend"), PermanentBackendError),
+        (IBM, TimeoutError("read timed out"), BackendTimeout),
+        (IBM, ConnectionResetError("reset by peer"), TransientBackendError),
+        # Unknown types are permanent, whatever their message says: no text matching.
+        (IBM, RuntimeError("the job queue is full, try again later"), PermanentBackendError),
+        (ErrorTable(), ValueError("Timeout: 503 rate limit"), PermanentBackendError),
+    ],
+)
+def test_each_backend_maps_its_own_exceptions(
+    table: ErrorTable, error: Exception, expected: type
+) -> None:
+    mapped = table.translate(error)
     assert type(mapped) is expected, mapped
+    assert table.translate(mapped) is mapped  # already mapped: passes through
+
+
+def test_provider_errors_are_mapped_where_the_call_is_made() -> None:
+    ledger = Ledger()
+    caller = BackendCaller(get_backend("faulty:aer?outage=1&seed=21", 16), FAST, ledger)
+    with pytest.raises(BackendUnavailable) as caught:
+        caller.sample([bell()], 8)
+    assert isinstance(caught.value.__cause__, BackendUnavailable)  # retries exhausted
+    assert isinstance(caught.value.__cause__.__cause__, ProviderHTTPError)  # the raw 503
+    assert ledger.errors[0].startswith("BackendUnavailable: provider unavailable (503)")
+
+
+@pytest.mark.parametrize(
+    ("spec", "fast"),
+    [
+        ("aer", True),
+        ("faulty:aer", False),
+        ("aer-noisy:fake_manila", False),
+        ("ibm:fake_manila", False),
+    ],
+)
+def test_only_a_backend_declaring_an_exact_statevector_gets_the_fast_path(
+    spec: str, fast: bool
+) -> None:
+    backend = get_backend(spec, 16)
+    assert backend.capabilities.exact_statevector is fast
+    assert uses_fast_path(backend, 5) is fast
+    assert not uses_fast_path(backend, 25)  # beyond the fast simulator's size
+
+
+def test_a_wrapper_keeps_the_target_and_replaces_the_jobs() -> None:
+    inner, wrapped = get_backend("aer", 16), get_backend("faulty:aer?latency=1ms", 16)
+    assert wrapped.target is inner.target and wrapped.runner is not inner.runner
+    assert wrapped.name == "faulty:aer?latency=1ms" and wrapped.solver_path == "simulator"
+    assert not wrapped.capabilities.local and inner.capabilities.local
+    assert inner.target.why_not(16) is None
+    assert inner.target.why_not(17) == "needs 17 qubits; aer takes at most 16"
 
 
 def test_aer_jobs_submit_poll_result_cancel() -> None:
-    backend = get_backend("aer", 16)
-    job = backend.submit("sampler", [bell()], 64, 5)
+    runner = get_backend("aer", 16).runner
+    job = runner.submit("sampler", [bell()], 64, 5)
     assert job.job_id()
-    result = backend.result(job, 5.0, 5.0)
-    assert backend.poll(job) is JobState.DONE
+    result = runner.result(job, 5.0, 5.0)
+    assert runner.poll(job) is JobState.DONE
     assert set(result[0].data.meas.get_counts()) <= {"00", "11"}
-    backend.cancel(job)  # a finished job stays finished
-    assert backend.target.num_qubits is not None
+    runner.cancel(job)  # a finished job stays finished
+    assert get_backend("aer", 16).target.transpiler_target.num_qubits is not None
 
 
 class _VirtualClock:
@@ -159,8 +260,8 @@ def test_local_jobs_are_noticed_at_once_and_provider_jobs_are_not_hammered(
     clock = _VirtualClock()
     monkeypatch.setattr(backend_base, "time", clock)
     backend = get_backend(spec, 16)
-    assert backend.local is local
-    assert backend.result(_JobDoneAt(clock, 0.1), 5.0, 5.0) == "answer"  # type: ignore[arg-type]
+    assert backend.capabilities.local is local is backend.runner.local
+    assert backend.runner.result(_JobDoneAt(clock, 0.1), 5.0, 5.0) == "answer"  # type: ignore[arg-type]
     if local:  # a simulator's job: noticed within a twentieth of its time
         assert clock.now <= 0.1 * 1.05 + 0.001
     else:  # a provider's: a handful of status calls, never more than 4 a second
@@ -168,57 +269,57 @@ def test_local_jobs_are_noticed_at_once_and_provider_jobs_are_not_hammered(
 
 
 def test_faulty_jobs_queue_then_run_then_finish() -> None:
-    backend = get_backend("faulty:aer?queue=30ms&latency=30ms", 16)
-    job = backend.submit("sampler", [bell()], 32, 1)
-    assert backend.poll(job) is JobState.QUEUED
-    result = backend.result(job, 5.0, 5.0)
-    assert backend.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 32
+    runner = get_backend("faulty:aer?queue=30ms&latency=30ms", 16).runner
+    job = runner.submit("sampler", [bell()], 32, 1)
+    assert runner.poll(job) is JobState.QUEUED
+    result = runner.result(job, 5.0, 5.0)
+    assert runner.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 32
 
 
 def test_a_job_queued_past_the_submission_timeout_is_cancelled() -> None:
-    backend = get_backend("faulty:aer?queue=5s", 16)
-    job = backend.submit("sampler", [bell()], 32, 1)
+    runner = get_backend("faulty:aer?queue=5s", 16).runner
+    job = runner.submit("sampler", [bell()], 32, 1)
     with pytest.raises(BackendTimeout, match="still queued"):
-        backend.result(job, 0.02, 5.0)
-    assert backend.poll(job) is JobState.CANCELLED
+        runner.result(job, 0.02, 5.0)
+    assert runner.poll(job) is JobState.CANCELLED
 
 
 def test_a_job_running_past_the_execution_timeout_is_cancelled() -> None:
-    backend = get_backend("faulty:aer?latency=5s", 16)
-    job = backend.submit("sampler", [bell()], 32, 1)
+    runner = get_backend("faulty:aer?latency=5s", 16).runner
+    job = runner.submit("sampler", [bell()], 32, 1)
     with pytest.raises(BackendTimeout, match="still running"):
-        backend.result(job, 5.0, 0.02)
+        runner.result(job, 5.0, 0.02)
 
 
 def test_transient_errors_are_retried_up_to_the_bound_then_open_the_breaker() -> None:
     ledger = Ledger()
-    metered = MeteredBackend(get_backend("faulty:aer?transient=1&seed=1", 16), FAST, ledger)
+    caller = BackendCaller(get_backend("faulty:aer?transient=1&seed=1", 16), FAST, ledger)
     for _ in range(FAST.breaker_threshold):
         with pytest.raises(TransientBackendError, match=r"(retries exhausted|down): 3 attempts"):
-            metered.sampler(32, 1).run([bell()]).result()
+            caller.sample([bell()], 32, 1)
     assert ledger.attempts == ledger.failures == 3 * FAST.breaker_threshold
     assert ledger.max_attempts_per_call == 3
     with pytest.raises(BackendUnavailable, match="circuit open"):
-        metered.sampler(32, 1).run([bell()]).result()
+        caller.sample([bell()], 32, 1)
     assert ledger.attempts == 3 * FAST.breaker_threshold  # the open breaker spent nothing
 
 
 def test_one_exhausted_call_does_not_open_the_breaker() -> None:
     backend = get_backend("faulty:aer?transient=1&seed=9", 16)
     ledger = Ledger()
-    metered = MeteredBackend(backend, FAST, ledger)
+    caller = BackendCaller(backend, FAST, ledger)
     with pytest.raises(TransientBackendError, match="attempts on one call"):
-        metered.sampler(8, 1).run([bell()]).result()
+        caller.sample([bell()], 8, 1)
     with pytest.raises(TransientBackendError, match="attempts on one call"):  # tried again
-        metered.sampler(8, 1).run([bell()]).result()
+        caller.sample([bell()], 8, 1)
     assert ledger.attempts == 6
 
 
 def test_permanent_errors_are_raised_at_once() -> None:
     ledger = Ledger()
-    metered = MeteredBackend(get_backend("faulty:aer?permanent=1&seed=2", 16), FAST, ledger)
+    caller = BackendCaller(get_backend("faulty:aer?permanent=1&seed=2", 16), FAST, ledger)
     with pytest.raises(PermanentBackendError, match="invalid circuit"):
-        metered.sampler(32, 1).run([bell()]).result()
+        caller.sample([bell()], 32, 1)
     assert (ledger.attempts, ledger.failures) == (1, 1)
     assert ledger.cost_usd > 0 and len(ledger.job_ids) == 1  # it ran, and is billed
 
@@ -226,51 +327,52 @@ def test_permanent_errors_are_raised_at_once() -> None:
 def test_a_flaky_call_succeeds_and_every_attempt_is_recorded() -> None:
     ledger = Ledger()
     backend = get_backend("faulty:aer?transient=0.5&seed=3", 16)
-    metered = MeteredBackend(backend, CallPolicy(max_attempts=10, backoff_initial_s=0.001), ledger)
+    caller = BackendCaller(backend, CallPolicy(max_attempts=10, backoff_initial_s=0.001), ledger)
     for _ in range(6):
-        metered.sampler(16, 1).run([bell()]).result()
+        caller.sample([bell()], 16, 1)
     assert ledger.attempts == 6 + ledger.failures and ledger.failures > 0
     assert ledger.last_job_id == ledger.job_ids[-1]
 
 
 def test_budget_and_deadline_stop_attempts_before_they_start() -> None:
     backend = get_backend("aer", 16)
-    broke = MeteredBackend(backend, CallPolicy(budget_usd=0.0), Ledger())
+    broke = BackendCaller(backend, CallPolicy(budget_usd=0.0), Ledger())
     with pytest.raises(BudgetExhausted, match="budget spent"):
-        broke.sampler(16, 1).run([bell()]).result()
-    late = MeteredBackend(backend, CallPolicy(deadline_at=time.time() - 1), Ledger())
+        broke.sample([bell()], 16, 1)
+    late = BackendCaller(backend, CallPolicy(deadline_at=time.time() - 1), Ledger())
     with pytest.raises(DeadlineExceeded, match="deadline would be missed"):
-        late.sampler(16, 1).run([bell()]).result()
+        late.sample([bell()], 16, 1)
 
 
 def test_aer_noisy_compiles_for_the_device_coupling_map_and_adds_noise() -> None:
     backend = get_backend("aer-noisy:fake_manila", 16)
-    assert backend.max_qubits == 5 and backend.target.num_qubits == 5
-    coupling = {tuple(edge) for edge in backend.target.build_coupling_map().get_edges()}
+    target = backend.target
+    assert target.max_qubits == 5 and target.transpiler_target.num_qubits == 5
+    coupling = {tuple(edge) for edge in target.transpiler_target.build_coupling_map().get_edges()}
     ring = QuantumCircuit(4)
     ring.h(range(4))
     for i in range(4):
         ring.cz(i, (i + 1) % 4)  # a ring does not fit manila's T-shaped coupling map
     ring.measure_all()
-    compiled = backend.pass_manager().run(ring)
+    compiled = target.pass_manager().run(ring)
     for instruction in compiled.data:
         if instruction.operation.num_qubits == 2:
             pair = tuple(compiled.find_bit(q).index for q in instruction.qubits)
             assert pair in coupling
-    counts = backend.result(backend.submit("sampler", [compiled], 400, 3), 30.0, 30.0)[0]
-    assert counts.data.meas.num_shots == 400
+    result = BackendCaller(backend).sample([compiled], 400, 3)
+    assert result[0].data.meas.num_shots == 400
 
 
 def test_ibm_adapter_runs_batch_mode_jobs_in_local_testing_mode() -> None:
     from qiskit_ibm_runtime import Batch
 
     backend = get_backend("ibm:fake_manila", 16)
-    assert isinstance(backend.batch, Batch) and backend.solver_path == "simulator"
-    circuit = backend.pass_manager().run(bell())
-    job = backend.submit("sampler", [circuit], 100, 7)
+    assert isinstance(backend.runner.batch, Batch) and backend.solver_path == "simulator"
+    circuit = backend.target.pass_manager().run(bell())
+    job = backend.runner.submit("sampler", [circuit], 100, 7)
     assert job.job_id()
-    result = backend.result(job, 60.0, 60.0)
-    assert backend.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 100
+    result = backend.runner.result(job, 60.0, 60.0)
+    assert backend.runner.poll(job) is JobState.DONE and result[0].data.meas.num_shots == 100
 
 
 def test_credentials_are_masked_and_required(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,7 +405,7 @@ def planned(index: int, n: int = 5, tenant: str = "default", **extra: object) ->
 def route(problems: list[PlannedProblem], backend: str = "aer", **overrides: object) -> list:
     settings = load_settings(overrides=dict(overrides))
     quantum = get_backend(backend, settings.quantum.max_qubits)
-    batches = plan_batches(problems, backend, quantum.max_qubits, 4)
+    batches = plan_batches(problems, backend, quantum.target.why_not, 4)
     return route_batches(batches, quantum, settings, NOW, compiled=lambda _: True, workers=2)
 
 

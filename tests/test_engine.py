@@ -4,6 +4,7 @@ and optimised p=1 expectations against the published QAOA dataset."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -13,20 +14,21 @@ import pytest
 from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
-from pipeline.engine.shapes import shape_of
 from pipeline.backends import CallPolicy, get_backend
 from pipeline.config import PriceSettings
-from pipeline.execution import run_quantum_chunk
-from pipeline.formulation import Formulation, formulate
-from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
-from pipeline.engine.lockstep import (
+from pipeline.engine.chunk import run_quantum_chunk
+from pipeline.engine.evaluators import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
-    _outcomes_as_integers,
-    optimise_batch,
+    normalised_weights,
 )
+from pipeline.engine.lockstep import _outcomes_as_integers, optimise_batch
+from pipeline.engine.shapes import shape_of
 from pipeline.engine.templates import PackedTemplate, TemplateStore, compile_template
+from pipeline.formulation import Formulation, formulate
+from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
+from pipeline.tasks import QuantumChunkTask, WorkItem
 
 BACKEND = get_backend("aer", 16)
 
@@ -272,7 +274,7 @@ def test_optimised_p1_expectation_reaches_the_published_value(graph) -> None:
 
 def test_template_store_compiles_once_and_reuses(tmp_path: Path) -> None:
     formulation = formulate(random_qubo(4, np.random.default_rng(0)))
-    shape = shape_of(formulation.ising, 2, BACKEND.target_label)
+    shape = shape_of(formulation.ising, 2, BACKEND.target.label)
     store = TemplateStore(tmp_path)
     first = store.get(shape, BACKEND)
     second = TemplateStore(tmp_path).get(shape, BACKEND)
@@ -295,24 +297,98 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
             assert set(decoded[position].tolist()) == set(measured.get_int_counts(loc=position))
 
 
+def chunk_task(
+    specs: list, reps: int, spec: str = "aer", policy: CallPolicy | None = None
+) -> QuantumChunkTask:
+    formulations = [formulate(s) for s in specs]
+    template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
+    return QuantumChunkTask(
+        template=PackedTemplate.pack(template),
+        problems=tuple(WorkItem(f"p{i}", f, 128) for i, f in enumerate(formulations)),
+        backend_spec=spec,
+        max_qubits=16,
+        max_iterations=20,
+        seed=7,
+        policy=policy or CallPolicy(),
+    )
+
+
+def test_a_chunk_answers_with_angles_that_reproduce_its_expectation() -> None:
+    rng = np.random.default_rng(5)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
+    specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.uniform(0.5, 2)))
+    task = chunk_task(specs, reps=2)
+    result = run_quantum_chunk(task)
+    assert result.fallback is None and result.problem_ids == ("p0", "p1", "p2", "p3", "p4")
+    assert [a.problem_id for a in result.answers] == list(result.problem_ids)
+    assert result.attempts == 1 and result.job_ids and result.worker.endswith(f":{os.getpid()}")
+    problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
+    # The angles act on the weights normalised to max |w| = 1, as the engine ran them.
+    scale = normalised_weights(task.template.unpack(), problems)[0]
+    for answer, item, s in zip(result.answers, task.problems, scale, strict=True):
+        assert answer.reps == 2 and len(answer.angles) == 4 and answer.evaluations > 0
+        gammas, betas = np.array(answer.angles[:2]), np.array(answer.angles[2:])
+        ising = item.formulation.ising
+        exact = ising.sign * (
+            ising.constant + s * numpy_qaoa_energy(item.formulation, gammas, betas, s)
+        )
+        assert answer.expected_objective == pytest.approx(exact, abs=1e-8)
+        assert answer.provider_job_id == result.job_ids[-1] and not answer.proven_optimal
+
+
 def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> None:
     rng = np.random.default_rng(5)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
     specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.uniform(0.5, 2)))
-    template = compile_template(shape_of(formulate(specs[0]).ising, 2, "aer"), BACKEND, "test")
-    items = [(f"p{i}", s.model_dump_json(exclude_none=True), 128) for i, s in enumerate(specs)]
     price = 0.5  # USD per core-second, so the bill is easy to check
     policy = CallPolicy(prices=PriceSettings(cpu_usd_per_core_second=price))
-    packed = PackedTemplate.pack(template)
-    outcome = run_quantum_chunk(packed, items, "aer", 16, 20, 7, policy=policy)
-    answers = list(outcome.answers.values())
-    assert {a["evaluator"] for a in answers} == {"fast"} and outcome.error is None
-    assert outcome.simulated_s == pytest.approx(sum(a["simulated_s"] for a in answers))
-    assert 0 < outcome.simulated_s < outcome.seconds
-    # The final sampling ran on Aer and bills its own run time, which lies in the chunk's
-    # time outside the simulation; the simulation is billed beside it.
-    sampling_bill = outcome.cost_usd - price * outcome.simulated_s
-    assert 0 < sampling_bill < price * (outcome.seconds - outcome.simulated_s)
-    # Shares follow the evaluations each problem took.
-    per_evaluation = {a["simulated_s"] / a["evaluations"] for a in answers}
-    assert max(per_evaluation) == pytest.approx(min(per_evaluation))
+    result = run_quantum_chunk(chunk_task(specs, 2, policy=policy))
+    assert result.fallback is None and len(result.answers) == 6
+    # Time and bill are split evenly among the problems.
+    assert sum(a.cost_usd for a in result.answers) == pytest.approx(result.cost_usd)
+    assert sum(a.seconds for a in result.answers) == pytest.approx(result.seconds)
+    assert len({a.cost_usd for a in result.answers}) == 1
+    # Only the final sampling call reached Aer, billed for its time; the fast simulator's
+    # core-seconds come on top, so the chunk costs more than that one call.
+    assert result.attempts == 1
+    assert 0 < result.cost_usd < price * result.seconds
+
+
+@pytest.mark.parametrize(
+    ("spec", "policy", "code"),
+    [
+        ("faulty:aer?permanent=1&seed=31", CallPolicy(), "backend_permanent"),
+        (
+            "faulty:aer?transient=1&seed=34",
+            CallPolicy(max_attempts=2, backoff_initial_s=0.001, breaker_threshold=9),
+            "backend_transient",
+        ),
+        (
+            "faulty:aer?outage=1&seed=33",
+            CallPolicy(max_attempts=2, backoff_initial_s=0.001),
+            "backend_unavailable",
+        ),
+        ("aer", CallPolicy(budget_usd=0.0), "budget_exhausted"),
+        ("aer", CallPolicy(deadline_at=0.0), "deadline_exceeded"),
+    ],
+)
+def test_a_chunk_whose_backend_gives_up_returns_the_reason_and_the_bill(
+    spec: str, policy: CallPolicy, code: str
+) -> None:
+    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 3, lambda: 1.0)
+    result = run_quantum_chunk(chunk_task(specs, 1, spec, policy))
+    assert result.answers == () and result.fallback is not None
+    assert result.fallback.code == code, result.fallback
+    assert result.problem_ids == ("p0", "p1", "p2")
+    assert result.attempts == result.failures >= len(result.job_ids)
+    assert (result.cost_usd > 0) == bool(result.job_ids)  # jobs that ran are billed
+
+
+def test_a_fake_provider_is_evaluated_through_its_jobs() -> None:
+    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 2, lambda: 1.0)
+    fast = run_quantum_chunk(chunk_task(specs, 1, "aer"))
+    faked = run_quantum_chunk(chunk_task(specs, 1, "faulty:aer"))
+    assert fast.attempts == 1  # the sampling call only
+    assert faked.attempts >= 3  # grid, Newton steps and sampling, each a job
+    for a, b in zip(fast.answers, faked.answers, strict=True):
+        assert a.expected_objective == pytest.approx(b.expected_objective, abs=1e-6)

@@ -6,51 +6,60 @@ Aer's own threading collapses under contention (see MEASUREMENTS.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 import qiskit_aer
-from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
 from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
-from qiskit_aer import AerSimulator
+from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
-from pipeline.backends.base import Kind, QuantumBackend, register
+from pipeline.backends.base import (
+    Backend,
+    Capabilities,
+    CompileTarget,
+    ErrorRule,
+    ErrorTable,
+    Kind,
+    PrimitiveRunner,
+    StatevectorCosts,
+)
+from pipeline.errors import ConfigError, PermanentBackendError
 
 OPTIMIZATION_LEVEL = 1
 _BACKEND_OPTIONS = {"method": "statevector", "max_parallel_threads": 1}
 
+# Aer fails only on what it is given (a circuit too large, an unsupported instruction).
+ERRORS = ErrorTable((ErrorRule((AerError,), PermanentBackendError),))
 
-class AerBackend(QuantumBackend):
-    name = "aer"
-    solver_path = "simulator"
-    local = True
 
-    def __init__(self, max_qubits: int) -> None:
-        self.max_qubits = max_qubits
-
-    @property
-    def target_label(self) -> str:
-        return f"aer-statevector-{qiskit_aer.__version__}-O{OPTIMIZATION_LEVEL}"
+class AerTarget(CompileTarget):
+    """Aer's own target: every qubit connected, a wide basis."""
 
     @cached_property
-    def _simulator(self) -> AerSimulator:
+    def simulator(self) -> AerSimulator:
         return AerSimulator(**_BACKEND_OPTIONS)
 
     @property
-    def target(self) -> Target:
-        return self._simulator.target
+    def label(self) -> str:
+        return f"aer-statevector-{qiskit_aer.__version__}-O{OPTIMIZATION_LEVEL}"
 
-    def pass_manager(self) -> StagedPassManager:
-        return self._pass_manager
+    @property
+    def transpiler_target(self) -> Target:
+        return self.simulator.target
 
-    @cached_property
-    def _pass_manager(self) -> StagedPassManager:
+    def _build_pass_manager(self) -> StagedPassManager:
         # Building one costs ~70 ms; transpiling a template with it a few ms.
         return generate_preset_pass_manager(
-            optimization_level=OPTIMIZATION_LEVEL, backend=self._simulator
+            optimization_level=OPTIMIZATION_LEVEL, backend=self.simulator
         )
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
+
+class AerRunner(PrimitiveRunner):
+    local = True
+
+    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
         if kind == "estimator":
             return EstimatorV2(
                 options={
@@ -63,6 +72,15 @@ class AerBackend(QuantumBackend):
         )
 
 
-@register("aer")
-def _make(argument: str, max_qubits: int) -> QuantumBackend:
-    return AerBackend(max_qubits)
+def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> Backend:
+    if argument:
+        raise ConfigError(f"aer takes no argument, not {argument!r}")
+    return Backend(
+        name="aer",
+        solver_path="simulator",
+        target=AerTarget("aer", max_qubits),
+        runner=AerRunner(),
+        costs=StatevectorCosts(),
+        errors=ERRORS,
+        capabilities=Capabilities(exact_statevector=True, local=True),
+    )

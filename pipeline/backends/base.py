@@ -1,36 +1,43 @@
-"""The backend interface, its one error boundary, and the registry of spec strings.
+"""A backend is three parts and some flags: a target, a job runner and a cost model.
 
-A backend describes its target (for the transpiler), runs jobs (submit, poll, result,
-cancel), says what a workload would cost and how long it would take, bills what an
-attempt did cost, and explains in words why a problem does not fit it. Errors of the
-libraries underneath are mapped onto :mod:`pipeline.errors` in exactly one place,
-:func:`translate_error`, used by every method that talks to a provider.
+* The **target** is what compilation needs: the transpiler's view of the device, its
+  pass manager, a label that goes into every template's artifact key, a qubit limit and
+  a sentence saying why a problem does not fit.
+* The **job runner** submits one primitive call, polls it, waits for its result within
+  timeouts and cancels it. It raises the provider's own exceptions; the backend's
+  **error table** maps them onto :mod:`pipeline.errors` at the one boundary where every
+  job call is made (:mod:`pipeline.backends.calls`), by exception type, never by text.
+* The **cost model** estimates a workload before it runs and bills an attempt after.
+* **Capabilities** are flags the engine decides on (never the backend's name).
+
+Wrappers (the ``faulty:`` fake provider) replace the runner, cost model and error table
+and keep the target, so templates compiled for the inner backend stay valid. Nothing
+here imports qiskit at run time: the registry and the CLI's spec check stay fast.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
-from typing import Any, Literal, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
-from qiskit.transpiler import StagedPassManager, Target
-
-from pipeline.config import PriceSettings
 from pipeline.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
-    ConfigError,
     PermanentBackendError,
     TransientBackendError,
 )
+
+if TYPE_CHECKING:
+    from qiskit.transpiler import StagedPassManager, Target
+
+    from pipeline.config import PriceSettings
 
 Kind = Literal["estimator", "sampler"]
 
@@ -54,7 +61,11 @@ class BackendJob(Protocol):
 
 @dataclass(frozen=True)
 class Workload:
-    """What a batch would ask of a backend, counted before it runs."""
+    """What a batch would ask of a backend, counted before it runs.
+
+    ``exact``: the engine will evaluate expectations with its exact fast simulator (the
+    backend declares ``exact_statevector``), so only sampling calls reach the backend.
+    """
 
     problems: int
     n_qubits: int
@@ -62,6 +73,7 @@ class Workload:
     calls: int  # primitive jobs: grid, refinement steps, sampling
     evaluations: int  # parameter sets over all estimator calls
     shots: int  # over all sampler calls
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,56 @@ class Estimate:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What the engine may rely on, declared by the backend rather than guessed from its name.
+
+    ``exact_statevector``: expectations equal an ideal statevector's, so the engine's exact
+    diagonal simulator may stand in for estimator calls. ``local``: jobs run in this
+    process (a simulator), so they are polled tightly and bill CPU time.
+    """
+
+    exact_statevector: bool = False
+    local: bool = False
+
+
+# -- the target ----------------------------------------------------------------------------
+class CompileTarget(ABC):
+    """What the transpiler needs; ``label`` keys every template compiled for it."""
+
+    def __init__(self, name: str, max_qubits: int) -> None:
+        self.name = name
+        self.max_qubits = max_qubits
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """Identifies the compilation target: part of every template's artifact key."""
+
+    @property
+    @abstractmethod
+    def transpiler_target(self) -> Target:
+        """The transpiler's view of the device: basis gates, coupling map, qubit count."""
+
+    @abstractmethod
+    def _build_pass_manager(self) -> StagedPassManager: ...
+
+    @cached_property
+    def _pass_manager(self) -> StagedPassManager:
+        return self._build_pass_manager()
+
+    def pass_manager(self) -> StagedPassManager:
+        """The transpiler for this target, built once per process."""
+        return self._pass_manager
+
+    def why_not(self, n_qubits: int) -> str | None:
+        """Why a problem of this size cannot run here, or None if it can."""
+        if n_qubits > self.max_qubits:
+            return f"needs {n_qubits} qubits; {self.name} takes at most {self.max_qubits}"
+        return None
+
+
+# -- the job runner ------------------------------------------------------------------------
 _STATES = {
     "INITIALIZING": JobState.QUEUED,
     "QUEUED": JobState.QUEUED,
@@ -86,64 +148,17 @@ _STATES = {
 }
 
 
-class QuantumBackend(ABC):
-    """What the engine and the router need from a place that runs circuits."""
+class JobRunner(ABC):
+    """Runs primitive calls as jobs; raises the provider's own exceptions (see ErrorTable)."""
 
-    name: str
-    solver_path: str  # "simulator" or "qpu"
-    max_qubits: int
-    local: bool = False  # jobs run in this process (a simulator), not at a provider
-
-    # -- target description --------------------------------------------------------------
-    @property
-    @abstractmethod
-    def target_label(self) -> str:
-        """Identifies the compilation target: part of every template's artifact key."""
-
-    @property
-    @abstractmethod
-    def target(self) -> Target:
-        """The transpiler's view of the device: basis gates, coupling map, qubit count."""
+    local = False  # jobs run in this process: poll tightly
 
     @abstractmethod
-    def pass_manager(self) -> StagedPassManager:
-        """The transpiler for this target, built once per process."""
-
-    def incompatibility(self, n_qubits: int) -> str | None:
-        """Why a problem of this size cannot run here, or None if it can."""
-        if n_qubits > self.max_qubits:
-            return f"needs {n_qubits} qubits; {self.name} takes at most {self.max_qubits}"
-        return None
-
-    # -- primitives and jobs -------------------------------------------------------------
-    @abstractmethod
-    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
-        """The provider's own V2 primitive, bound to this target."""
-
-    def estimator(self, seed: int) -> BaseEstimatorV2:
-        estimator = self.primitive("estimator", 0, seed)
-        assert isinstance(estimator, BaseEstimatorV2)
-        return estimator
-
-    def sampler(self, shots: int, seed: int) -> BaseSamplerV2:
-        sampler = self.primitive("sampler", shots, seed)
-        assert isinstance(sampler, BaseSamplerV2)
-        return sampler
-
     def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
         """Hand one primitive call to the provider; returns at once with a job."""
-        with mapped_errors():
-            cache: dict[tuple[Kind, int, int], Any] = self.__dict__.setdefault("_primitives", {})
-            if (kind, shots, seed) not in cache:
-                if len(cache) > 16:
-                    cache.clear()
-                cache[kind, shots, seed] = self.primitive(kind, shots, seed)
-            job: BackendJob = cache[kind, shots, seed].run(list(pubs))
-            return job
 
     def poll(self, job: BackendJob) -> JobState:
-        with mapped_errors():
-            status = job.status()
+        status = job.status()
         return _STATES.get(str(getattr(status, "name", status)).upper(), JobState.RUNNING)
 
     def result(self, job: BackendJob, submit_timeout_s: float, execute_timeout_s: float) -> Any:
@@ -175,23 +190,60 @@ class QuantumBackend(ABC):
             time.sleep(delay)
             waited = time.monotonic() - started
             delay = min(max(waited / 20, 0.001) if self.local else delay * 2, 0.25)
-        with mapped_errors():
-            return job.result()
+        return job.result()
 
     def cancel(self, job: BackendJob) -> None:
         """Best effort: a job that already finished or cannot be reached stays as it is."""
         with contextlib.suppress(Exception):
             job.cancel()
 
-    # -- economics -----------------------------------------------------------------------
+
+class PrimitiveRunner(JobRunner):
+    """Jobs from the provider's own V2 primitives, built once per (kind, shots, seed)."""
+
+    def __init__(self) -> None:
+        self._primitives: dict[tuple[Kind, int, int], Any] = {}
+
+    @abstractmethod
+    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
+        """The provider's EstimatorV2 or SamplerV2, bound to this target."""
+
+    def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
+        cache = self._primitives
+        if (kind, shots, seed) not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[kind, shots, seed] = self.primitive(kind, shots, seed)
+        job: BackendJob = cache[kind, shots, seed].run(list(pubs))
+        return job
+
+
+# -- the cost model ------------------------------------------------------------------------
+class CostModel(ABC):
+    @abstractmethod
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
-        """A statevector simulator's model; QPU and noisy backends override it."""
+        """What ``work`` would cost and take here; ``reason`` says why it cannot run."""
+
+    def bill(self, job: BackendJob, run_s: float, shots: int, prices: PriceSettings) -> float:
+        """What one attempt cost; a simulator bills the CPU time it held."""
+        return run_s * prices.cpu_usd_per_core_second + shots * prices.simulator_usd_per_shot
+
+
+class StatevectorCosts(CostModel):
+    """An ideal statevector simulator on one core."""
+
+    def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
         memory = 16 * 2**work.n_qubits
         # Measured on Aer 0.18 with one thread: ~5 ms per primitive call, ~1 ms per
         # parameter set (binding and setup), and ~4 ns per amplitude per gate.
-        execute_s = work.calls * 5e-3 + (work.evaluations + work.problems) * (
-            1e-3 + 4e-9 * work.gates * 2**work.n_qubits
-        )
+        per_set = 1e-3 + 4e-9 * work.gates * 2**work.n_qubits
+        if work.exact:
+            # Expectations come from the engine's exact simulator (~0.5 ns per amplitude
+            # per gate: 0.13 ms an evaluation at 12 qubits, p=2); only sampling reaches Aer.
+            execute_s = 5e-3 + work.problems * per_set
+            execute_s += work.evaluations * 5e-10 * work.gates * 2**work.n_qubits
+        else:
+            execute_s = work.calls * 5e-3 + (work.evaluations + work.problems) * per_set
         cost = (
             execute_s * prices.cpu_usd_per_core_second + work.shots * prices.simulator_usd_per_shot
         )
@@ -202,127 +254,77 @@ class QuantumBackend(ABC):
             )
         return Estimate(cost, 0.0, execute_s, memory, reason)
 
-    def bill(self, job: BackendJob, run_s: float, shots: int, prices: PriceSettings) -> float:
-        """What one attempt cost; a simulator bills the CPU time it held."""
-        return run_s * prices.cpu_usd_per_core_second + shots * prices.simulator_usd_per_shot
 
-
-def translate_error(exc: BaseException) -> BackendError:
-    """The one place where errors of the libraries underneath become qhopper's.
-
-    Transient: timeouts, rate limits (429), network errors, provider 5xx, queue overflow.
-    Permanent: invalid input or circuit, unsupported target, authentication (401/403),
-    and anything unknown (retrying what we do not understand only wastes budget).
-    """
-    if isinstance(exc, BackendError):
-        return exc
-    status = getattr(exc, "status_code", None) or getattr(
-        getattr(exc, "response", None), "status_code", None
-    )
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(status, int) and status > 0:
-        if status in (401, 403):
-            return PermanentBackendError(f"not authorised ({status}): {text}")
-        if status == 503:
-            return BackendUnavailable(f"provider unavailable (503): {text}")
-        if status in (408, 409, 425, 429) or status >= 500:
-            return TransientBackendError(f"provider answered {status}: {text}")
-        return PermanentBackendError(f"provider refused the request ({status}): {text}")
-    name = type(exc).__name__
-    if name == "RuntimeJobMaxTimeoutError":  # the job's own time limit: it would repeat
-        return PermanentBackendError(f"job exceeded its maximum execution time: {text}")
-    if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError) or "Timeout" in name:
-        return BackendTimeout(text)
-    if isinstance(exc, ConnectionError) or name in {
-        "ConnectionError",
-        "ReadTimeout",
-        "ChunkedEncodingError",
-    }:
+# -- the error table -----------------------------------------------------------------------
+def error_for_status(status: int, text: str) -> BackendError:
+    """An HTTP status as qhopper's error: auth and bad requests are permanent."""
+    if status <= 0:  # the request never got an answer
         return TransientBackendError(f"network: {text}")
-    lowered = str(exc).lower()
-    if any(
-        word in lowered for word in ("queue is full", "too many jobs", "rate limit", "try again")
-    ):
-        return TransientBackendError(text)
-    if name in {"IBMNotAuthorizedError", "IBMAccountError", "AuthenticationLicenseError"}:
-        return PermanentBackendError(f"not authorised: {text}")
-    if name == "QiskitBackendNotFoundError":
-        return PermanentBackendError(f"unsupported target: {text}")
-    return PermanentBackendError(text)
+    if status in (401, 403):
+        return PermanentBackendError(f"not authorised ({status}): {text}")
+    if status == 503:
+        return BackendUnavailable(f"provider unavailable (503): {text}")
+    if status in (408, 409, 425, 429) or status >= 500:
+        return TransientBackendError(f"provider answered {status}: {text}")
+    return PermanentBackendError(f"provider refused the request ({status}): {text}")
 
 
-@contextlib.contextmanager
-def mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        mapped = translate_error(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
+@dataclass(frozen=True)
+class ErrorRule:
+    """Exceptions of ``types`` become ``error``, or are judged by their HTTP ``status``."""
+
+    types: tuple[type[BaseException], ...]
+    error: type[BackendError] = PermanentBackendError
+    status: Callable[[BaseException], int] | None = None
+
+    @classmethod
+    def http(cls, *types: type[BaseException], attribute: str = "status_code") -> ErrorRule:
+        """A rule for exception types that carry the provider's HTTP status code."""
+        return cls(types, status=lambda exc: int(getattr(exc, attribute, -1)))
 
 
-# -- registry ------------------------------------------------------------------------------
-_REGISTRY: dict[str, Callable[[str, int], QuantumBackend]] = {}
+# Rules every backend shares; a backend's own rules are tried first.
+COMMON_RULES = (
+    ErrorRule((TimeoutError,), BackendTimeout),  # concurrent.futures.TimeoutError too
+    ErrorRule((ConnectionError,), TransientBackendError),
+)
 
 
-class WrappedBackend(QuantumBackend, ABC):
-    """A backend that adds behaviour around another and compiles exactly as it does.
+@dataclass(frozen=True)
+class ErrorTable:
+    """A backend's own exception types mapped onto :mod:`pipeline.errors`; unknown: permanent.
 
-    Wrappers (metering, fault injection) change how calls are made, never the target, so
-    templates compiled for the inner backend are the same artifacts for the wrapper.
+    Retrying what we do not understand only wastes budget, so anything no rule names is
+    a :class:`PermanentBackendError`.
     """
 
-    def __init__(self, inner: QuantumBackend, name: str) -> None:
-        self.inner = inner
-        self.name = name
-        self.solver_path = inner.solver_path
-        self.max_qubits = inner.max_qubits
+    rules: tuple[ErrorRule, ...] = ()
 
-    @property
-    def target_label(self) -> str:
-        return self.inner.target_label
+    def extended(self, *rules: ErrorRule) -> ErrorTable:
+        """This table with ``rules`` tried before its own (a wrapper's errors first)."""
+        return ErrorTable((*rules, *self.rules))
 
-    @property
-    def target(self) -> Target:
-        return self.inner.target
-
-    def pass_manager(self) -> StagedPassManager:
-        return self.inner.pass_manager()
-
-
-def register(
-    name: str,
-) -> Callable[[Callable[[str, int], QuantumBackend]], Callable[[str, int], QuantumBackend]]:
-    def decorator(
-        factory: Callable[[str, int], QuantumBackend],
-    ) -> Callable[[str, int], QuantumBackend]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    def translate(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, BackendError):
+            return exc
+        text = f"{type(exc).__name__}: {exc}"
+        for rule in (*self.rules, *COMMON_RULES):
+            if isinstance(exc, rule.types):
+                if rule.status is not None:
+                    return error_for_status(rule.status(exc), text)
+                return rule.error(text)
+        return PermanentBackendError(text)
 
 
-def known_backends() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+# -- the backend ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Backend:
+    """A place that runs circuits: ``name`` is its spec string, ``solver_path`` what results say."""
 
-
-@cache
-def get_backend(spec: str, max_qubits: int) -> QuantumBackend:
-    """Backend for ``name[:argument]``; one instance per process, so pass managers are reused.
-
-    ``aer``, ``aer-noisy:fake_brisbane``, ``ibm:ibm_torino`` (``ibm:fake_manila`` runs the
-    runtime's local testing mode), ``faulty:aer?transient=0.3&latency=10ms``.
-    """
-    _load_builtin()
-    name, _, argument = spec.partition(":")
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown backend {spec!r}; known backends: {', '.join(sorted(_REGISTRY))}"
-        )
-    return _REGISTRY[name](argument, max_qubits)
-
-
-def _load_builtin() -> None:
-    from pipeline.backends import aer, aer_noisy, faulty, ibm  # noqa: F401  (register themselves)
+    name: str
+    solver_path: Literal["simulator", "qpu"]
+    target: CompileTarget
+    runner: JobRunner
+    costs: CostModel
+    errors: ErrorTable = field(default_factory=ErrorTable)
+    capabilities: Capabilities = field(default_factory=Capabilities)

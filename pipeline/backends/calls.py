@@ -6,10 +6,11 @@ retrying the chunk would repeat and re-bill every call already done, and at a 30
 transient rate a 20-call chunk would almost never get through (0.7**20 < 0.1 %).
 Retrying the failed call alone wastes one call at most and keeps the bound per call.
 
-:class:`MeteredBackend` is a view of a backend for one chunk whose ``estimator`` and
-``sampler`` go through :meth:`QuantumBackend.submit` / ``result`` under a
-:class:`CallPolicy`, and record every attempt (job id, outcome, cost) in a
-:class:`Ledger` that travels back to the flow with the chunk's answers.
+:class:`BackendCaller` is the only way the engine reaches a backend: ``estimate(pubs)``
+and ``sample(pubs, shots)`` each make one call through the backend's job runner under a
+:class:`CallPolicy`, record every attempt (job id, outcome, cost) in a :class:`Ledger`
+that travels back to the flow with the chunk's answers, and are the one boundary where
+the provider's exceptions become :mod:`pipeline.errors` (the backend's error table).
 """
 
 from __future__ import annotations
@@ -17,17 +18,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qiskit.primitives import (
-    BaseEstimatorV2,
-    BasePrimitiveJob,
-    BaseSamplerV2,
-    PrimitiveResult,
-)
-from qiskit.providers import JobStatus
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -38,7 +32,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from pipeline.backends.base import Estimate, Kind, QuantumBackend, Workload, WrappedBackend
+from pipeline.backends.base import Backend, Kind
 from pipeline.config import PriceSettings, Settings
 from pipeline.errors import (
     BackendUnavailable,
@@ -109,22 +103,27 @@ class _Breaker:
 _BREAKERS: dict[str, _Breaker] = {}
 
 
-class MeteredBackend(WrappedBackend):
-    """``backend`` as one chunk sees it: every call bounded, retried and recorded."""
+class BackendCaller:
+    """``backend`` as one chunk sees it: every call bounded, retried, recorded and mapped."""
 
-    def __init__(self, backend: QuantumBackend, policy: CallPolicy, ledger: Ledger) -> None:
-        super().__init__(backend, backend.name)
-        self.policy = policy
-        self.ledger = ledger
+    def __init__(
+        self,
+        backend: Backend,
+        policy: CallPolicy | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.policy = policy or CallPolicy()
+        self.ledger = ledger or Ledger()
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
-        call = self.call
-        if kind == "estimator":
-            return JobEstimator(lambda pubs: call("estimator", pubs, 0, seed))
-        return JobSampler(lambda pubs: call("sampler", pubs, shots, seed))
+    def estimate(self, pubs: Sequence[Any], seed: int = 0) -> Any:
+        """One EstimatorV2 call: expectation values of every PUB."""
+        return self.call("estimator", pubs, 0, seed)
 
-    def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
-        return self.inner.estimate(work, prices, memory_limit)
+    def sample(self, pubs: Sequence[Any], shots: int, seed: int = 0) -> Any:
+        """One SamplerV2 call (``shots`` is the default for PUBs that name none)."""
+        return self.call("sampler", pubs, shots, seed)
 
     def call(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
         """One primitive call, retried on transient errors within the policy's bounds."""
@@ -177,23 +176,27 @@ class MeteredBackend(WrappedBackend):
         return result
 
     def _attempt(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
-        inner, policy, ledger = self.inner, self.policy, self.ledger
+        """Submit and wait once; the provider's exceptions leave here as pipeline.errors."""
+        backend, policy, ledger = self.backend, self.policy, self.ledger
         total_shots = shots * len(pubs)
         started = time.perf_counter()
         job = None
         try:
-            job = inner.submit(kind, pubs, shots, seed)
+            job = backend.runner.submit(kind, pubs, shots, seed)
             ledger.job_ids.append(job.job_id())
-            result = inner.result(job, policy.submit_timeout_s, policy.execute_timeout_s)
+            result = backend.runner.result(job, policy.submit_timeout_s, policy.execute_timeout_s)
         except Exception as exc:
+            error = backend.errors.translate(exc)
             ledger.failures += 1
-            ledger.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            ledger.errors.append(f"{type(error).__name__}: {error}"[:300])
             if job is not None:
-                ledger.cost_usd += inner.bill(
+                ledger.cost_usd += backend.costs.bill(
                     job, time.perf_counter() - started, total_shots, policy.prices
                 )
-            raise
-        ledger.cost_usd += inner.bill(
+            if error is exc:
+                raise
+            raise error from exc
+        ledger.cost_usd += backend.costs.bill(
             job, time.perf_counter() - started, total_shots, policy.prices
         )
         ledger.last_job_id = job.job_id()
@@ -230,52 +233,3 @@ class _StopAtDeadline(stop_base):
         if self.deadline_at is None:
             return False
         return time.time() + (state.upcoming_sleep or 0.0) >= self.deadline_at
-
-
-class _Finished(BasePrimitiveJob[Any, JobStatus]):
-    """A job that already has its result: the metered call blocks until it does."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__(job_id="finished")
-        self._result = result
-
-    def result(self) -> Any:
-        return self._result
-
-    def status(self) -> JobStatus:
-        return JobStatus.DONE
-
-    def done(self) -> bool:
-        return True
-
-    def running(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
-    def in_final_state(self) -> bool:
-        return True
-
-    def cancel(self) -> None:
-        return None
-
-
-class JobEstimator(BaseEstimatorV2):
-    """An Estimator whose ``run`` makes one call through a backend's job interface."""
-
-    def __init__(self, call: Callable[[list[Any]], PrimitiveResult[Any]]) -> None:
-        self._call = call
-
-    def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> _Finished:
-        return _Finished(self._call(list(pubs)))
-
-
-class JobSampler(BaseSamplerV2):
-    """A Sampler whose ``run`` makes one call through a backend's job interface."""
-
-    def __init__(self, call: Callable[[list[Any]], PrimitiveResult[Any]]) -> None:
-        self._call = call
-
-    def run(self, pubs: Iterable[Any], *, shots: int | None = None) -> _Finished:
-        return _Finished(self._call(list(pubs)))

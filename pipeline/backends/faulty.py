@@ -17,8 +17,11 @@ a queue, take time to run, fail now and then, and the service has outages. Optio
 ``seed``        seeds the fault draws (default 0), so a test sees the same faults
 ==============  =====================================================================
 
-Faults are raised as a provider's own errors would be (HTTP status codes, connection
-errors) and go through :func:`pipeline.backends.base.translate_error` like theirs.
+Faults are raised as a provider's own exceptions (:class:`ProviderHTTPError` with a
+status code, ``ConnectionResetError``); this module's error table maps them. The wrapper
+keeps the inner backend's target (same templates) but never claims its capabilities:
+a fake provider's calls must go through its jobs, not the engine's exact simulator.
+This module imports no qiskit, so the CLI can check a spec's options in milliseconds.
 """
 
 from __future__ import annotations
@@ -26,27 +29,26 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
-
 from pipeline.backends.base import (
+    Backend,
     BackendJob,
+    Capabilities,
+    CostModel,
+    ErrorRule,
     Estimate,
+    JobRunner,
     Kind,
-    QuantumBackend,
     Workload,
-    WrappedBackend,
-    get_backend,
-    mapped_errors,
-    register,
 )
-from pipeline.backends.calls import JobEstimator, JobSampler
-from pipeline.config import PriceSettings
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.config import PriceSettings
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -80,7 +82,11 @@ class Faults:
     def parse(cls, query: str) -> Faults:
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
-        for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError as exc:
+            raise ConfigError(f"faulty: malformed options {query!r}: {exc}") from exc
+        for key, raw in pairs:
             if key not in known:
                 raise ConfigError(
                     f"faulty: unknown option {key!r}; known: {', '.join(sorted(known))}"
@@ -105,6 +111,14 @@ class Faults:
 
     def down(self, now: float) -> bool:
         return self.outage >= 1.0 or (now % self.period) < self.outage * self.period
+
+
+def parse_argument(argument: str) -> tuple[str, Faults]:
+    """``inner?options`` as the inner spec and the faults; raises ConfigError if malformed."""
+    inner, _, query = argument.rpartition("?") if "?" in argument else (argument, "", "")
+    if not inner:
+        raise ConfigError("faulty needs an inner backend: faulty:aer?transient=0.3")
+    return inner, Faults.parse(query)
 
 
 class FaultyJob:
@@ -146,34 +160,24 @@ class FaultyJob:
         self.inner.cancel()
 
 
-class FaultyBackend(WrappedBackend):
-    """A fake provider around a real backend: latency, queueing, outages and errors."""
+class FaultyRunner(JobRunner):
+    """The inner runner's jobs behind a fake provider: latency, queueing, outages, errors."""
 
-    def __init__(self, inner: QuantumBackend, faults: Faults, spec: str) -> None:
-        super().__init__(inner, f"faulty:{spec}")
+    def __init__(self, inner: JobRunner, faults: Faults) -> None:
+        self.inner = inner
         self.faults = faults
         self._rng = random.Random(faults.seed)
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
-        """Primitives that go through the fake provider's jobs (no retries: callers decide)."""
-
-        def call(pubs: list[Any]) -> Any:
-            job = self.submit(kind, pubs, shots, seed)
-            return self.result(job, float("inf"), float("inf"))
-
-        return JobEstimator(call) if kind == "estimator" else JobSampler(call)
-
     def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
         faults, draw = self.faults, self._rng.random()
-        with mapped_errors():
-            if faults.down(time.time()):
-                raise ProviderHTTPError(503, "service unavailable: the provider is in an outage")
-            if draw < faults.transient / 2:
-                raise [
-                    ProviderHTTPError(429, "rate limited: too many requests"),
-                    ProviderHTTPError(503, "service unavailable: backend is being calibrated"),
-                    ConnectionResetError("connection reset by peer"),
-                ][int(draw * 1e6) % 3]
+        if faults.down(time.time()):
+            raise ProviderHTTPError(503, "service unavailable: the provider is in an outage")
+        if draw < faults.transient / 2:
+            raise [
+                ProviderHTTPError(429, "rate limited: too many requests"),
+                ProviderHTTPError(503, "service unavailable: backend is being calibrated"),
+                ConnectionResetError("connection reset by peer"),
+            ][int(draw * 1e6) % 3]
         failure: Exception | None = None
         if draw < faults.transient:
             failure = ProviderHTTPError(500, "internal error while running the job")
@@ -182,6 +186,14 @@ class FaultyBackend(WrappedBackend):
         inner = self.inner.submit(kind, pubs, shots, seed)
         now = time.monotonic()
         return FaultyJob(inner, now + faults.queue, now + faults.queue + faults.latency, failure)
+
+
+class FaultyCosts(CostModel):
+    """The inner model, times the expected attempts per call, plus queueing and latency."""
+
+    def __init__(self, inner: CostModel, faults: Faults) -> None:
+        self.inner = inner
+        self.faults = faults
 
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
         inner = self.inner.estimate(work, prices, memory_limit)
@@ -199,9 +211,16 @@ class FaultyBackend(WrappedBackend):
         return self.inner.bill(job, max(0.0, run_s - queued), shots, prices)
 
 
-@register("faulty")
-def _make(argument: str, max_qubits: int) -> QuantumBackend:
-    inner_spec, _, query = argument.rpartition("?") if "?" in argument else (argument, "", "")
-    if not inner_spec:
-        raise ConfigError("faulty needs an inner backend: faulty:aer?transient=0.3")
-    return FaultyBackend(get_backend(inner_spec, max_qubits), Faults.parse(query), argument)
+def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> Backend:
+    """The fake provider around ``resolve(inner spec)``: its target, its own jobs and errors."""
+    inner_spec, faults = parse_argument(argument)
+    inner = resolve(inner_spec)
+    return Backend(
+        name=f"faulty:{argument}",
+        solver_path=inner.solver_path,
+        target=inner.target,
+        runner=FaultyRunner(inner.runner, faults),
+        costs=FaultyCosts(inner.costs, faults),
+        errors=inner.errors.extended(ErrorRule.http(ProviderHTTPError)),
+        capabilities=Capabilities(exact_statevector=False, local=False),
+    )

@@ -16,30 +16,66 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
-from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
+import requests
+from qiskit.providers import JobTimeoutError, QiskitBackendNotFoundError
+from qiskit_ibm_runtime.api.exceptions import (
+    AuthenticationLicenseError,
+    RequestsApiError,
+    UserTimeoutExceededError,
+)
+from qiskit_ibm_runtime.exceptions import (
+    IBMAccountError,
+    IBMNotAuthorizedError,
+    RuntimeJobMaxTimeoutError,
+)
 
-from pipeline.backends.aer_noisy import fake_device
 from pipeline.backends.base import (
+    Backend,
     BackendJob,
+    Capabilities,
+    CostModel,
+    ErrorRule,
+    ErrorTable,
     Estimate,
     Kind,
-    QuantumBackend,
+    PrimitiveRunner,
     Workload,
-    mapped_errors,
-    register,
 )
+from pipeline.backends.devices import DeviceTarget, fake_device
 from pipeline.config import PriceSettings
-from pipeline.errors import ConfigError
+from pipeline.errors import (
+    BackendTimeout,
+    ConfigError,
+    PermanentBackendError,
+    TransientBackendError,
+)
 
 log = logging.getLogger("qhopper.backends.ibm")
-OPTIMIZATION_LEVEL = 1
 ESTIMATOR_PRECISION = 1 / 32  # ~1,024 shots per expectation value
 DEFAULT_CHANNEL = "ibm_quantum_platform"
+
+ERRORS = ErrorTable(
+    (
+        ErrorRule.http(RequestsApiError),  # status -1: no answer at all (network)
+        # The job's own time limit: a retry would hit it again.
+        ErrorRule((RuntimeJobMaxTimeoutError,), PermanentBackendError),
+        ErrorRule((JobTimeoutError, UserTimeoutExceededError, requests.Timeout), BackendTimeout),
+        ErrorRule(
+            (requests.ConnectionError, requests.exceptions.ChunkedEncodingError),
+            TransientBackendError,
+        ),
+        ErrorRule(
+            (IBMNotAuthorizedError, IBMAccountError, AuthenticationLicenseError),
+            PermanentBackendError,
+        ),
+        ErrorRule((QiskitBackendNotFoundError,), PermanentBackendError),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -73,60 +109,37 @@ class Credentials:
         )
 
 
-class IBMRuntimeBackend(QuantumBackend):
-    def __init__(self, device_name: str, max_qubits: int) -> None:
-        self.device_name = device_name
-        self.local = device_name.startswith("fake_")
-        self.name = f"ibm:{device_name}"
-        self.solver_path = "simulator" if self.local else "qpu"
-        self.max_qubits = min(max_qubits, self.device.num_qubits)
+def connect(device_name: str) -> Any:
+    """The device: a fake one's snapshot, or a real one through the runtime service."""
+    if device_name.startswith("fake_"):
+        return fake_device(device_name)
+    from qiskit_ibm_runtime import QiskitRuntimeService
 
-    @cached_property
-    def device(self) -> Any:
-        if self.local:
-            return fake_device(self.device_name)
-        from qiskit_ibm_runtime import QiskitRuntimeService
+    credentials = Credentials.load()
+    log.info(
+        "connecting to IBM Quantum (%s, instance %s)", credentials.channel, credentials.instance
+    )
+    service = QiskitRuntimeService(
+        channel=credentials.channel, token=credentials.token, instance=credentials.instance
+    )
+    return service.backend(device_name)
 
-        credentials = Credentials.load()
-        log.info(
-            "connecting to IBM Quantum (%s, instance %s)", credentials.channel, credentials.instance
-        )
-        with mapped_errors():
-            service = QiskitRuntimeService(
-                channel=credentials.channel,
-                token=credentials.token,
-                instance=credentials.instance,
-            )
-            return service.backend(self.device_name)
+
+class RuntimeRunner(PrimitiveRunner):
+    """The runtime's V2 primitives in one Batch: the jobs of a run share it."""
+
+    def __init__(self, target: DeviceTarget, local: bool) -> None:
+        super().__init__()
+        self.target = target
+        self.local = local
 
     @cached_property
     def batch(self) -> Any:
-        """The runtime's Batch execution mode: the jobs of a run share it."""
         from qiskit_ibm_runtime import Batch
 
-        with mapped_errors():
-            return Batch(backend=self.device)
+        return Batch(backend=self.target.device)
 
-    @property
-    def target_label(self) -> str:
-        version = getattr(self.device, "backend_version", "0")
-        return f"ibm-{self.device_name}-{version}-O{OPTIMIZATION_LEVEL}"
-
-    @property
-    def target(self) -> Target:
-        target: Target = self.device.target
-        return target
-
-    def pass_manager(self) -> StagedPassManager:
-        return self._pass_manager
-
-    @cached_property
-    def _pass_manager(self) -> StagedPassManager:
-        return generate_preset_pass_manager(
-            optimization_level=OPTIMIZATION_LEVEL, backend=self.device
-        )
-
-    def primitive(self, kind: Kind, shots: int, seed: int) -> BaseEstimatorV2 | BaseSamplerV2:
+    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
         from qiskit_ibm_runtime import EstimatorV2, SamplerV2
 
         options: dict[str, Any] = {"simulator": {"seed_simulator": seed}} if self.local else {}
@@ -138,10 +151,18 @@ class IBMRuntimeBackend(QuantumBackend):
                 )
             return SamplerV2(mode=self.batch, options={**options, "default_shots": shots})
 
+
+class RuntimeCosts(CostModel):
+    """QPU seconds at the configured price; local testing mode priced as CPU."""
+
+    def __init__(self, target: DeviceTarget, local: bool) -> None:
+        self.target = target
+        self.local = local
+
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
-        reason = self.incompatibility(work.n_qubits)
+        reason = self.target.why_not(work.n_qubits)
         if self.local:  # a noisy simulation on this machine, priced as CPU
-            per_call = 0.05 + 0.04 * self.device.num_qubits
+            per_call = 0.05 + 0.04 * self.target.device.num_qubits
             execute_s = (work.calls + work.evaluations / 16) * per_call
             cost = execute_s * prices.cpu_usd_per_core_second
             return Estimate(cost, 0.0, execute_s, 16 * 4**work.n_qubits, reason)
@@ -159,10 +180,21 @@ class IBMRuntimeBackend(QuantumBackend):
         return seconds * prices.qpu_usd_per_second
 
 
-@register("ibm")
-def _make(argument: str, max_qubits: int) -> QuantumBackend:
+def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> Backend:
     if not argument:
         raise ConfigError(
             "ibm needs a device name: ibm:ibm_torino (or ibm:fake_manila to test locally)"
         )
-    return IBMRuntimeBackend(argument, max_qubits)
+    local = argument.startswith("fake_")
+    name = f"ibm:{argument}"
+    target = DeviceTarget(name, max_qubits, lambda: connect(argument), "ibm")
+    target.max_qubits = min(max_qubits, target.device.num_qubits)  # connects to a real device
+    return Backend(
+        name=name,
+        solver_path="simulator" if local else "qpu",
+        target=target,
+        runner=RuntimeRunner(target, local),
+        costs=RuntimeCosts(target, local),
+        errors=ERRORS,
+        capabilities=Capabilities(exact_statevector=False, local=local),
+    )

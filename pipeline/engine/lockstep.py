@@ -2,8 +2,9 @@
 
 Each optimiser step gathers the angle sets of every problem still improving into one
 evaluation call: on a backend, one Estimator call (a V2 PUB with a (problems, sets,
-parameters) array and one observable per problem); on Aer's noiseless statevector, the
-same numbers from the compiled diagonal simulator in pipeline.engine.fast_sim. The optimiser:
+parameters) array and one observable per problem); on a backend that declares an exact
+statevector, the same numbers from the diagonal simulator (pipeline.engine.evaluators).
+The optimiser:
 
 1. normalises each problem's Ising weights to max |w| = 1, so one angle range suits all;
 2. scans a coarse grid of (gamma, beta) ramps for a few pilot problems in one call;
@@ -18,25 +19,21 @@ samples first; ``expected_objective`` is the exact QAOA expectation at the final
 
 from __future__ import annotations
 
-import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from qiskit.primitives import BitArray
-from qiskit.quantum_info import SparsePauliOp
 
-from pipeline.backends.base import QuantumBackend
-from pipeline.engine.fast_sim import DiagonalQAOA, spin_energies
-from pipeline.formulation import Formulation, bits_to_string
+from pipeline.backends.base import Backend
+from pipeline.backends.calls import BackendCaller
+from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
 from pipeline.engine.templates import CompiledTemplate
+from pipeline.formulation import Formulation, bits_to_string
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-FAST_PATH_BACKENDS = frozenset({"aer"})  # noiseless statevector: the diagonal simulator is exact
-FAST_PATH_MAX_QUBITS = 24
 PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
@@ -63,162 +60,30 @@ class QuantumAnswer:
     simulated_s: float = 0.0  # its share of the fast simulator's time; backend calls bill apart
 
 
-@dataclass(frozen=True)
-class BatchProblem:
-    problem_id: str
-    formulation: Formulation
-    shots: int
-
-
-def normalised_weights(
-    template: CompiledTemplate, problems: list[BatchProblem]
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Each problem's Ising weights scaled to max |w| = 1: (scale, h, J), one row per problem."""
-    shape = template.shape
-    scale = np.ones(len(problems))
-    h = np.zeros((len(problems), len(shape.linear)))
-    J = np.zeros((len(problems), len(shape.pairs)))
-    for b, problem in enumerate(problems):
-        ising = problem.formulation.ising
-        linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
-        weights = np.concatenate([np.abs(linear), np.abs(ising.J)])
-        scale[b] = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
-        h[b] = linear / scale[b]
-        J[b] = ising.J / scale[b]
-    return scale, h, J
-
-
-class Evaluator(ABC):
-    """Exact expectations of the normalised energies, many angle sets per problem per call."""
-
-    name: str
-
-    def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]) -> None:
-        self.template = template
-        self.scale, self.h, self.J = normalised_weights(template, problems)
-        self.evaluations = np.zeros(len(problems), dtype=np.int64)
-        self.simulated_s = 0.0  # time spent simulating here rather than in backend calls
-
-    def energies(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
-    ) -> FloatArray:
-        """Normalised energies for problems ``rows`` at angle sets (len(rows), S, reps)."""
-        self.evaluations[rows] += gammas.shape[1]
-        return self._energies(rows, gammas, betas)
-
-    @abstractmethod
-    def _energies(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
-    ) -> FloatArray: ...
-
-
-class PrimitiveEvaluator(Evaluator):
-    """The backend's EstimatorV2 on the compiled template: one PUB per optimiser step."""
-
-    name = "estimator"
-
-    def __init__(
-        self,
-        template: CompiledTemplate,
-        problems: list[BatchProblem],
-        backend: QuantumBackend,
-        seed: int,
-    ):
-        super().__init__(template, problems)
-        self.estimator = backend.estimator(seed)
-        shape = template.shape
-        layout = template.expectation_circuit.layout
-        self.observables: list[SparsePauliOp] = []
-        for b in range(len(problems)):
-            terms = [("ZZ", [i, j], w) for (i, j), w in zip(shape.pairs, self.J[b], strict=True)]
-            terms += [("Z", [q], w) for q, w in zip(shape.linear, self.h[b], strict=True)]
-            operator = SparsePauliOp.from_sparse_list(terms or [("", [], 0.0)], shape.n_qubits)
-            self.observables.append(
-                operator.apply_layout(layout) if layout is not None else operator
-            )
-
-    def _energies(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
-    ) -> FloatArray:
-        values = self.template.bind_values(gammas, betas, self.h[rows], self.J[rows])
-        observables = [[self.observables[r]] for r in rows]
-        result = self.estimator.run(
-            [(self.template.expectation_circuit, observables, values)]
-        ).result()
-        return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows), gammas.shape[1])
-
-
-class DiagonalEvaluator(Evaluator):
-    """The same expectations from the fast diagonal simulator (see pipeline.engine.fast_sim)."""
-
-    name = "fast"
-
-    def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]):
-        super().__init__(template, problems)
-        shape = template.shape
-        pairs = list(shape.pairs)
-        diagonals = np.empty((len(problems), 2**shape.n_qubits))
-        for b in range(len(problems)):
-            h = np.zeros(shape.n_qubits)
-            h[list(shape.linear)] = self.h[b]
-            diagonals[b] = spin_energies(shape.n_qubits, h, pairs, self.J[b])
-        self.simulator = DiagonalQAOA(shape.n_qubits, diagonals)
-
-    def _energies(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
-    ) -> FloatArray:
-        started = time.perf_counter()
-        sets = gammas.shape[1]
-        owner = np.repeat(np.asarray(rows, dtype=np.int64), sets)
-        reps = gammas.shape[2]
-        values = self.simulator.expectations(
-            owner, gammas.reshape(-1, reps), betas.reshape(-1, reps)
-        )
-        self.simulated_s += time.perf_counter() - started
-        return values.reshape(len(rows), sets)
-
-
-def choose_evaluator(
-    mode: str,
-    template: CompiledTemplate,
-    problems: list[BatchProblem],
-    backend: QuantumBackend,
-    seed: int,
-) -> Evaluator:
-    """``fast`` only where it reproduces the backend exactly: Aer's noiseless statevector.
-
-    Every other backend (noisy simulators, devices, fault wrappers) is evaluated through
-    its own Estimator, so what the optimiser sees is what that backend does.
-    """
-    if mode not in {"auto", "fast", "estimator"}:
-        raise ValueError(f"unknown evaluator {mode!r}; expected auto, fast or estimator")
-    exact = backend.name in FAST_PATH_BACKENDS and template.shape.n_qubits <= FAST_PATH_MAX_QUBITS
-    if mode == "fast" and not exact:
-        raise ValueError(f"the fast evaluator cannot stand in for backend {backend.name!r}")
-    if mode == "estimator" or not exact:
-        return PrimitiveEvaluator(template, problems, backend, seed)
-    return DiagonalEvaluator(template, problems)
-
-
 def optimise_batch(
     template: CompiledTemplate,
     problems: list[BatchProblem],
-    backend: QuantumBackend,
+    backend: Backend | BackendCaller,
     max_iterations: int,
     seed: int,
     evaluator: str = "auto",
 ) -> list[QuantumAnswer]:
-    """Optimise every problem's angles in lockstep, then sample each on the backend."""
+    """Optimise every problem's angles in lockstep, then sample each on the backend.
+
+    Every backend call goes through ``backend`` as a :class:`BackendCaller` (a bare
+    backend is called under the default policy).
+    """
     if not problems:
         return []
     reps = template.shape.reps
-    engine = choose_evaluator(evaluator, template, problems, backend, seed)
+    caller = as_caller(backend)
+    engine = choose_evaluator(evaluator, template, problems, caller, seed)
     gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
     rest = np.arange(PILOTS if hint is not None else 0, len(problems))
     gammas[rest], betas[rest], energy[rest], _ = _refine(
         engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
     )
-    samples = _sample(engine, problems, backend, gammas, betas, seed)
+    samples = _sample(engine, problems, caller, gammas, betas, seed)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):
@@ -410,7 +275,7 @@ def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> Fl
 def _sample(
     evaluator: Evaluator,
     problems: list[BatchProblem],
-    backend: QuantumBackend,
+    caller: BackendCaller,
     gammas: FloatArray,
     betas: FloatArray,
     seed: int,
@@ -428,7 +293,7 @@ def _sample(
     for b, problem in enumerate(problems):
         by_shots.setdefault(problem.shots, []).append(b)
     pubs = [(template.sampling_circuit, values[rows], shots) for shots, rows in by_shots.items()]
-    result = backend.sampler(max(by_shots), seed).run(pubs).result()
+    result = caller.sample(pubs, max(by_shots), seed)
     for pub_result, rows in zip(result, by_shots.values(), strict=True):
         shots = _outcomes_as_integers(pub_result.data.meas)
         for position, b in enumerate(rows):

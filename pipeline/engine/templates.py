@@ -28,8 +28,8 @@ from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import ParameterVector
 from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginManager
 
+from pipeline.backends.base import Backend
 from pipeline.engine.shapes import ShapeKey
-from pipeline.backends.base import QuantumBackend
 
 TEMPLATE_VERSION = 1
 
@@ -116,10 +116,10 @@ def _unpacked(packed: PackedTemplate) -> CompiledTemplate:
     return template
 
 
-def artifact_key(shape: ShapeKey, backend: QuantumBackend) -> str:
+def artifact_key(shape: ShapeKey, backend: Backend) -> str:
     content = {
         "shape": shape.digest,
-        "target": backend.target_label,
+        "target": backend.target.label,
         "template_version": TEMPLATE_VERSION,
         "qiskit": qiskit.__version__,
         "qiskit_aer": qiskit_aer.__version__,
@@ -143,7 +143,7 @@ class TemplateStore:
     def path_for(self, key: str) -> Path:
         return self.root / f"{key}.qpy"
 
-    def get(self, shape: ShapeKey, backend: QuantumBackend) -> TemplateLookup:
+    def get(self, shape: ShapeKey, backend: Backend) -> TemplateLookup:
         """Load the shape's template, compiling and storing it first if it is not there."""
         started = time.perf_counter()
         key = artifact_key(shape, backend)
@@ -183,9 +183,9 @@ def load_transpiler_plugins() -> None:
     PassManagerStagePluginManager()
 
 
-def compile_template(shape: ShapeKey, backend: QuantumBackend, key: str) -> CompiledTemplate:
+def compile_template(shape: ShapeKey, backend: Backend, key: str) -> CompiledTemplate:
     ansatz = build_ansatz(shape)
     measured = ansatz.copy()
     measured.measure_all()
-    expectation, sampling = backend.pass_manager().run([ansatz, measured])
+    expectation, sampling = backend.target.pass_manager().run([ansatz, measured])
     return CompiledTemplate(key, shape, expectation, sampling)

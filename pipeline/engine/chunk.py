@@ -1,0 +1,105 @@
+"""The quantum worker's entry point: one task in, one typed result out, never an exception
+for a backend that gives up.
+
+A chunk's problems share one template and are optimised in lockstep; every backend call
+goes through a :class:`BackendCaller` under the task's policy, and its :class:`Ledger`
+comes back with the answers. When the backend gives up (retries exhausted, a permanent
+error, an outage, the budget or the deadline), the result carries no answers and a
+:class:`Fallback` with a stable code, so the run charges what was spent and sends the
+problems to CP-SAT.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from pipeline.backends.calls import BackendCaller, Ledger
+from pipeline.backends.registry import get_backend
+from pipeline.engine.evaluators import BatchProblem
+from pipeline.engine.lockstep import QuantumAnswer, optimise_batch
+from pipeline.errors import (
+    BackendError,
+    BackendUnavailable,
+    BudgetExhausted,
+    DeadlineExceeded,
+    FallbackRequired,
+    PermanentBackendError,
+    TransientBackendError,
+)
+from pipeline.tasks import Answer, ChunkResult, Fallback, QuantumChunkTask
+
+# Most specific first: BackendUnavailable is a TransientBackendError.
+_FALLBACK_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (BackendUnavailable, "backend_unavailable"),
+    (TransientBackendError, "backend_transient"),
+    (PermanentBackendError, "backend_permanent"),
+    (BudgetExhausted, "budget_exhausted"),
+    (DeadlineExceeded, "deadline_exceeded"),
+    (BackendError, "backend_error"),
+    (FallbackRequired, "fallback_required"),
+)
+
+
+def fallback_for(error: BackendError | FallbackRequired) -> Fallback:
+    """The stable code of why a backend gave up, with its sentence."""
+    code = next(code for kind, code in _FALLBACK_CODES if isinstance(error, kind))
+    message = str(error)
+    if isinstance(error, PermanentBackendError):
+        message = f"permanent backend error, not retried: {error}"
+    return Fallback(code, message)
+
+
+def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
+    """Optimise ``task.problems`` in lockstep on its template; one Answer per problem.
+
+    ``seconds`` and ``cost_usd`` of each answer are the chunk's time and bill (backend
+    calls plus the fast simulator's core-seconds) split evenly among its problems.
+    """
+    started = time.perf_counter()
+    ledger = Ledger()
+    caller = BackendCaller(get_backend(task.backend_spec, task.max_qubits), task.policy, ledger)
+    problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
+    fallback: Fallback | None = None
+    answers: list[QuantumAnswer] = []
+    try:
+        answers = optimise_batch(
+            task.template.unpack(), problems, caller, task.max_iterations, task.seed
+        )
+    except (BackendError, FallbackRequired) as exc:
+        fallback = fallback_for(exc)
+    # Backend calls bill themselves; the fast simulator, which stands in for the
+    # simulator's statevector on this worker, bills the core-seconds it held.
+    simulated_s = sum(answer.simulated_s for answer in answers)
+    cost = ledger.cost_usd + simulated_s * task.policy.prices.cpu_usd_per_core_second
+    seconds = time.perf_counter() - started
+    share = max(1, len(answers))
+    return ChunkResult(
+        problem_ids=tuple(p.problem_id for p in problems),
+        answers=tuple(
+            Answer(
+                problem_id=a.problem_id,
+                solution=a.solution,
+                objective=a.objective,
+                feasible=a.feasible,
+                proven_optimal=False,
+                seconds=seconds / share,
+                cost_usd=cost / share,
+                expected_objective=a.expected_objective,
+                evaluations=a.evaluations,
+                reps=a.reps,
+                angles=a.gammas + a.betas,
+                provider_job_id=ledger.last_job_id,
+            )
+            for a in answers
+        ),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        seconds=seconds,
+        cost_usd=cost,
+        attempts=ledger.attempts,
+        failures=ledger.failures,
+        max_attempts_per_call=ledger.max_attempts_per_call,
+        job_ids=tuple(ledger.job_ids),
+        fallback=fallback,
+    )
