@@ -72,6 +72,16 @@ def check_answer(spec: ProblemSpec, answer: ClassicalAnswer) -> None:
         assert answer.solution.count("1") == spec.budget
     assert answer.feasible
     assert answer.wall_s > 0
+    if answer.bound is not None:  # CP-SAT's bound, in the problem's own sense and units
+        minimise = isinstance(spec, QuboSpec) and spec.sense == "min"
+        slack = 1e-9 * (1.0 + abs(answer.objective))
+        assert (
+            (answer.bound <= answer.objective + slack)
+            if minimise
+            else (answer.bound >= answer.objective - slack)
+        )
+    if answer.proven_optimal:
+        assert answer.bound == pytest.approx(answer.objective, rel=1e-12, abs=1e-9)
 
 
 # --- random small instances --------------------------------------------------------
@@ -165,7 +175,7 @@ def test_full_precision_floats_are_rounded_and_not_claimed_proven(seed: int) -> 
     spec = random_portfolio(100 + seed, decimals=None)
     answer = solve_classical(formulate(spec), 10.0, workers=WORKERS)
     check_answer(spec, answer)
-    assert not answer.proven_optimal
+    assert not answer.proven_optimal and answer.bound is None  # a rounded model bounds nothing
     best = brute_force(spec)
     assert answer.objective == pytest.approx(best, rel=1e-4, abs=1e-6)
 
@@ -263,6 +273,9 @@ def test_hard_instance_under_tiny_limit_is_feasible_not_proven(
     if limit < 1e-6:  # no time for CP-SAT at all: the heuristic fallback answers
         assert answer.status == "UNKNOWN"
     assert answer.objective >= optimum if sense == "min" else answer.objective <= optimum
+    assert (answer.bound is not None) == (answer.status == "FEASIBLE")  # none without a solution
+    if answer.bound is not None:
+        assert answer.bound <= optimum if sense == "min" else answer.bound >= optimum
     assert answer.wall_s < 5.0
 
 

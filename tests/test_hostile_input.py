@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from flows.cli import app
 from pipeline.config import LimitSettings
 from pipeline.intake import IntakeStore, problems
 from pipeline.model import ProblemSpec, idempotency_key, spec_from_record, spec_to_record

@@ -118,9 +118,9 @@ def _bound(
 
     The minimised objective is ``sign * (objective - objective(0))`` (sign = -1 for max),
     and one integer unit of it is worth ``unit``. None for a rounded model (its bound
-    bounds the rounded problem only) or when CP-SAT has no finite bound.
+    bounds the rounded problem only), and without a solution: CP-SAT then reports 0.
     """
-    if unit is None or status not in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+    if unit is None or status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     raw = solver.best_objective_bound
     if not math.isfinite(raw):
