@@ -8,13 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+import pipeline.intake
 from pipeline.errors import ConfigError, ServiceUnavailable
 from pipeline.intake import (
     CLAIMED,
@@ -24,9 +26,12 @@ from pipeline.intake import (
     RUNNING,
     SUBMITTED,
     IntakeStore,
+    LeaseKeeper,
     Move,
     ProblemOutcome,
+    StaleBatch,
     problems,
+    utcnow,
 )
 from pipeline.model import MaxCutSpec, idempotency_key
 
@@ -339,3 +344,219 @@ def test_fault_point_with_a_marker_kills_only_once(tmp_path: Path) -> None:
 def test_a_malformed_crash_setting_is_refused() -> None:
     failed = _crashing("nowhere:1")
     assert failed.returncode == 1 and "QHOPPER_CRASH_AT" in failed.stderr
+
+
+# --- leases: truthful renewals, the keeper, the database's clock -----------------------------
+def _lease(store: IntakeStore, problem_id: str) -> datetime | None:
+    with store.engine.connect() as connection:
+        value = connection.execute(
+            sa.select(problems.c.lease_expires_at).where(problems.c.id == problem_id)
+        ).scalar_one()
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+def _set_lease(store: IntakeStore, problem_id: str, value: Any) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(problems).where(problems.c.id == problem_id).values(lease_expires_at=value)
+        )
+
+
+def _skew_client_clock(monkeypatch: pytest.MonkeyPatch, by: timedelta) -> None:
+    """Every intake module's view of the client's clock runs ``by`` off the truth."""
+    skewed: Callable[[], datetime] = lambda: utcnow() + by  # noqa: E731
+    for name in ("schema", "queue", "journal", "leases", "database"):
+        module = getattr(pipeline.intake, name)
+        if hasattr(module, "utcnow"):
+            monkeypatch.setattr(module, "utcnow", skewed)
+
+
+def test_renew_moves_a_lease_that_runs_short(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (held,) = store.claim("run", 10, lease_seconds=60)
+    claimed_until = _lease(store, held.id)
+    assert claimed_until is not None
+    _set_lease(store, held.id, claimed_until - timedelta(seconds=58))  # 2 s left
+    assert store.renew("run", 60) == 1
+    renewed_until = _lease(store, held.id)
+    assert renewed_until is not None and renewed_until > claimed_until - timedelta(seconds=3)
+    assert store.renew("someone-else", 60) == 0
+
+
+def test_renew_counts_only_leases_it_could_extend(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (held,) = store.claim("run", 10, lease_seconds=60)
+    _set_lease(store, held.id, None)  # a lease renew cannot compare must still be renewed
+    assert store.renew("run", 60) == 1
+    assert _lease(store, held.id) is not None
+
+
+def test_a_renewer_with_a_slow_clock_still_moves_the_lease(
+    store: IntakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (held,) = store.claim("run", 10, lease_seconds=60)
+    claimed_until = _lease(store, held.id)
+    assert claimed_until is not None
+    _set_lease(store, held.id, claimed_until - timedelta(seconds=58))  # 2 s left
+    _skew_client_clock(monkeypatch, -timedelta(seconds=120))
+    assert store.renew("run", 60) == 1
+    renewed_until = _lease(store, held.id)
+    assert renewed_until is not None and renewed_until > claimed_until - timedelta(seconds=3)
+
+
+def test_a_fast_client_clock_cannot_steal_a_live_claim(
+    store: IntakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "s")])
+    store.claim("run-on-a-good-clock", 10, lease_seconds=60)
+    store.begin_batch("run-on-a-good-clock", "b-1", [outcome.id], "/nowhere/b-1.parquet")
+    store.submit([(ring(5, "b"), "s")])
+    (other,) = store.claim("run-on-a-good-clock", 10, lease_seconds=60)
+    _skew_client_clock(monkeypatch, timedelta(seconds=120))  # two leases ahead
+    assert store.pending() == 0
+    assert store.claim("run-on-a-fast-clock", 10, lease_seconds=60) == []
+    assert store.unfinished_batches() == []  # its writer's lease is live
+    assert store.get(other.id)["lease_owner"] == "run-on-a-good-clock"  # type: ignore[index]
+
+
+def _poll(condition: Callable[[], bool], deadline_s: float = 20) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_lease_keeper_renews_until_stopped(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (held,) = store.claim("run", 10, lease_seconds=1.5)
+    claimed_until = _lease(store, held.id)
+    assert claimed_until is not None
+    keeper = LeaseKeeper(store, "run", lease_seconds=1.5).start()
+    try:
+        assert keeper.running
+        assert _poll(lambda: (_lease(store, held.id) or claimed_until) > claimed_until)
+    finally:
+        started = time.monotonic()
+        keeper.stop(timeout=10)
+    assert time.monotonic() - started < 5  # stop() wakes the keeper, it does not wait a beat
+    assert not keeper.running  # no thread left to renew anything
+
+
+def test_lease_keeper_survives_a_failing_renewal() -> None:
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def renew(self, owner: str, lease_seconds: float) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+            return 1
+
+    flaky = Flaky()
+    keeper = LeaseKeeper(flaky, "run", lease_seconds=0.3).start()
+    try:
+        assert _poll(lambda: flaky.calls >= 3)
+    finally:
+        keeper.stop(timeout=10)
+    assert not keeper.running
+
+
+# --- durability ---------------------------------------------------------------------------
+def test_sqlite_commits_are_synced(store: IntakeStore) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL syncs its commits by default")
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+
+
+# --- fencing ------------------------------------------------------------------------------
+def _outcome(problem_id: str) -> ProblemOutcome:
+    return ProblemOutcome(problem_id, COMPLETED, "classical", "cpsat")
+
+
+def test_every_claim_bumps_the_epoch(store: IntakeStore) -> None:
+    store.submit([(ring(4, "a"), "s")])
+    (first,) = store.claim("run-1", 10, 60)
+    _expire_leases(store)
+    (second,) = store.claim("run-2", 10, 60)
+    assert first.id == second.id and second.epoch == first.epoch + 1 >= 2
+
+
+def test_finish_batch_returns_what_it_finalised(store: IntakeStore) -> None:
+    ids = [o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(3)])]
+    store.claim("run", 10, 60)
+    assert store.begin_batch("run", "b-1", ids[:2], "/r/b-1.parquet") == ids[:2]
+    # A problem that is not in the batch is not finalised by it.
+    assert store.finish_batch("b-1", [_outcome(i) for i in ids]) == ids[:2]
+    assert [store.get(i)["state"] for i in ids] == [COMPLETED, COMPLETED, CLAIMED]  # type: ignore[index]
+
+
+def test_a_frozen_writer_cannot_finish_after_its_batch_was_taken_over(
+    store: IntakeStore,
+) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "s")])
+    store.claim("frozen", 10, 60)
+    assert store.begin_batch("frozen", "b-old", [outcome.id], "/r/b-old.parquet")
+    _expire_leases(store)  # the writer froze past its lease; recovery finds no file
+    assert store.unfinished_batches() == [("b-old", "/r/b-old.parquet")]
+    store.abandon_batch("b-old")
+    (again,) = store.claim("next", 10, 60)
+    assert store.begin_batch("next", "b-new", [again.id], "/r/b-new.parquet")
+    assert store.finish_batch("b-new", [_outcome(again.id)]) == [again.id]
+    with pytest.raises(StaleBatch, match="b-old"):  # the writer wakes up
+        store.finish_batch("b-old", [_outcome(outcome.id)])
+    found = store.get(outcome.id)
+    assert found is not None and found["result_path"] == "/r/b-new.parquet"
+    assert [e["state"] for e in found["events"]].count(COMPLETED) == 1
+
+
+def test_finish_batch_finalises_only_problems_whose_epoch_held(store: IntakeStore) -> None:
+    ids = sorted(o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(2)]))
+    store.claim("run", 10, 60)
+    store.begin_batch("run", "b-1", ids, "/r/b-1.parquet")
+    _bump_epoch(store, ids[0])  # claimed again behind the batch's back
+    assert store.finish_batch("b-1", [_outcome(i) for i in ids]) == [ids[1]]
+    assert store.get(ids[0])["state"] == CLAIMED  # type: ignore[index]
+
+
+def test_finish_batch_with_no_current_epoch_raises_and_changes_nothing(
+    store: IntakeStore,
+) -> None:
+    (outcome,) = store.submit([(ring(4, "a"), "s")])
+    store.claim("run", 10, 60)
+    store.begin_batch("run", "b-1", [outcome.id], "/r/b-1.parquet")
+    _bump_epoch(store, outcome.id)
+    with pytest.raises(StaleBatch, match="b-1"):
+        store.finish_batch("b-1", [_outcome(outcome.id)])
+    assert store.get(outcome.id)["state"] == CLAIMED  # type: ignore[index]
+    with store.engine.connect() as connection:
+        states = connection.execute(sa.text("SELECT state FROM result_batches")).scalars().all()
+    assert states == ["writing"]  # rolled back: recovery still sees the batch
+
+
+def test_a_database_from_before_epochs_is_upgraded(intake_url: str) -> None:
+    store = IntakeStore.open(intake_url)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE problems DROP COLUMN claim_epoch")
+    store.close()
+    store = IntakeStore.open(intake_url)
+    try:
+        store.submit([(ring(4, "a"), "s")])
+        assert store.claim("run", 10, 60)[0].epoch == 1
+    finally:
+        store.close()
+
+
+def _bump_epoch(store: IntakeStore, problem_id: str) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(problems)
+            .where(problems.c.id == problem_id)
+            .values(claim_epoch=problems.c.claim_epoch + 1)
+        )

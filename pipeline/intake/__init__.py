@@ -8,7 +8,12 @@ What it guarantees:
   count attempts; a problem whose lease expired, or whose holder is a process of this host
   that no longer exists, is claimable again;
 - results are journalled (:mod:`pipeline.intake.journal`), so recovery after a crash can
-  roll a batch forward or abandon it and every problem ends with exactly one result row.
+  roll a batch forward or abandon it and every problem ends with exactly one result row;
+  every claim bumps the problem's epoch (fencing token), and a batch finalises only the
+  problems whose epoch has not moved since it was journalled;
+- lease times are the database's clock (SQLite's ``strftime('now')``, PostgreSQL's
+  ``clock_timestamp()`` in UTC), so clients with skewed clocks agree on expiry;
+- SQLite commits are synced (WAL, ``synchronous=FULL``): acknowledged means durable.
 Every state change is also appended to ``problem_events`` with its time.
 
 Modules: ``schema`` (tables, state names), ``database`` (URL validation, engines, first
@@ -19,7 +24,7 @@ connection), ``leases`` (host identity, process liveness, LeaseKeeper), ``queue`
 # The crash hooks live in pipeline.crash; named here too while callers move over.
 from pipeline.crash import CRASH_STAGES, fault_armed, fault_point
 from pipeline.intake.database import create_intake_engine
-from pipeline.intake.journal import ResultJournal
+from pipeline.intake.journal import ResultJournal, StaleBatch
 from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
 from pipeline.intake.queue import IntakeStore
 from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
@@ -35,6 +40,7 @@ from pipeline.intake.schema import (
     RUNNING,
     STATES,
     SUBMITTED,
+    batch_problems,
     new_id,
     problem_events,
     problems,
@@ -61,7 +67,9 @@ __all__ = [
     "Move",
     "ProblemOutcome",
     "ResultJournal",
+    "StaleBatch",
     "SubmitOutcome",
+    "batch_problems",
     "create_intake_engine",
     "fault_armed",
     "fault_point",

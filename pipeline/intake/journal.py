@@ -5,6 +5,12 @@ its problems are final, so recovery after a crash can roll forward (file present
 abandon the batch (file absent) and every problem ends with exactly one result row. A
 batch takes only the problems its run still holds, and a problem in a journalled batch is
 settled by recovery, never re-claimed behind the journal's back.
+
+Fencing: each problem's claim epoch is recorded when it joins a batch, and
+``finish_batch`` finalises only the problems whose epoch is still that one, in the same
+transaction that marks the batch written. A writer that froze past its lease (its batch
+abandoned, its problems claimed again) learns it from :class:`StaleBatch` and must not
+publish its file; see ``finish_batch``.
 """
 
 from __future__ import annotations
@@ -17,19 +23,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.errors import QhopperError
+from pipeline.intake.database import server_now
 from pipeline.intake.leases import dead_local_owners
 from pipeline.intake.records import ProblemOutcome
 from pipeline.intake.schema import (
     ACTIVE_STATES,
+    batch_problems,
     chunks,
     problem_events,
     problems,
     result_batches,
     update_held,
-    utcnow,
 )
 
 WRITING, WRITTEN = "writing", "written"
+
+
+class StaleBatch(QhopperError):
+    """The batch can finalise none of its problems: it was abandoned, or every one of them
+    was claimed again since it was journalled. Its result file must not become visible."""
 
 
 class ResultJournal:
@@ -53,17 +66,26 @@ class ResultJournal:
         rows for those alone. Nothing is journalled when none is held. ``lease_seconds``
         extends the leases, so the write has a whole lease to land.
         """
-        now = utcnow()
-        values: dict[str, Any] = {"batch_id": batch_id}
-        if lease_seconds is not None:
-            values |= {
-                "lease_expires_at": now + timedelta(seconds=lease_seconds),
-                "updated_at": now,
-            }
         with self.engine.begin() as tx:
+            now = server_now(tx)
+            values: dict[str, Any] = {"batch_id": batch_id}
+            if lease_seconds is not None:
+                values |= {
+                    "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                    "updated_at": now,
+                }
             unbatched = problems.c.batch_id.is_(None)
             held = set(update_held(tx, list(problem_ids), run_id, values, unbatched))
             if held:
+                for chunk in chunks(sorted(held)):  # each problem's epoch as it joins
+                    tx.execute(
+                        batch_problems.insert().from_select(
+                            ["batch_id", "problem_id", "epoch"],
+                            sa.select(
+                                sa.literal(batch_id), problems.c.id, problems.c.claim_epoch
+                            ).where(problems.c.id.in_(chunk)),
+                        )
+                    )
                 tx.execute(
                     result_batches.insert().values(
                         batch_id=batch_id,
@@ -75,36 +97,67 @@ class ResultJournal:
                 )
         return [pid for pid in problem_ids if pid in held]
 
-    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> None:
-        """Mark the batch's problems final, after its result file is in place."""
-        now = utcnow()
+    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> list[str]:
+        """Mark the batch's problems final; the ids it finalised, in the order given.
+
+        Fenced: a problem is finalised only while it is still in this batch with the claim
+        epoch it had when it joined, checked by the same transaction that writes its final
+        state and marks the batch ``written``. Raises :class:`StaleBatch` (and changes
+        nothing) when the batch is not journalled any more or none of ``outcomes`` can be
+        finalised. A result writer calls this between writing its file under a temporary
+        name and renaming it into place, and renames only on success.
+        """
         with self.engine.begin() as tx:
+            now = server_now(tx)
             path = tx.execute(
-                sa.select(result_batches.c.result_path).where(result_batches.c.batch_id == batch_id)
-            ).scalar_one()
+                sa.select(result_batches.c.result_path).where(
+                    result_batches.c.batch_id == batch_id, result_batches.c.state == WRITING
+                )
+            ).scalar_one_or_none()
+            if path is None:
+                raise StaleBatch(f"batch {batch_id} is not being written (abandoned or finished)")
+            current = sa.exists().where(
+                batch_problems.c.batch_id == batch_id,
+                batch_problems.c.problem_id == problems.c.id,
+                batch_problems.c.epoch == problems.c.claim_epoch,
+            )
             # One UPDATE per distinct outcome (a batch has one or a few), not one per problem.
             groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
             for o in outcomes:
                 groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
+            finalised: set[str] = set()
             for (status, route, solver_path, reason), ids in groups.items():
                 for chunk in chunks(ids):
-                    tx.execute(
-                        problems.update()
-                        .where(problems.c.id.in_(chunk), problems.c.batch_id == batch_id)
-                        .values(
-                            state=status,
-                            route=route,
-                            solver_path=solver_path,
-                            result_path=path,
-                            last_error=reason,
-                            lease_owner=None,
-                            lease_expires_at=None,
-                            lease_host=None,
-                            lease_pid=None,
-                            updated_at=now,
-                        )
+                    finalised.update(
+                        tx.execute(
+                            problems.update()
+                            .where(
+                                problems.c.id.in_(chunk),
+                                problems.c.batch_id == batch_id,
+                                current,
+                            )
+                            .values(
+                                state=status,
+                                route=route,
+                                solver_path=solver_path,
+                                result_path=path,
+                                last_error=reason,
+                                lease_owner=None,
+                                lease_expires_at=None,
+                                lease_host=None,
+                                lease_pid=None,
+                                updated_at=now,
+                            )
+                            .returning(problems.c.id)
+                        ).scalars()
                     )
-            if outcomes:
+            if outcomes and not finalised:
+                raise StaleBatch(
+                    f"batch {batch_id}: none of its {len(outcomes)} problems is still held "
+                    "under the epoch it was journalled with"
+                )
+            done = [o for o in outcomes if o.problem_id in finalised]
+            if done:
                 tx.execute(
                     problem_events.insert(),
                     [
@@ -114,7 +167,7 @@ class ResultJournal:
                             "at": now,
                             "detail": f"batch={batch_id}",
                         }
-                        for o in outcomes
+                        for o in done
                     ],
                 )
             tx.execute(
@@ -122,11 +175,12 @@ class ResultJournal:
                 .where(result_batches.c.batch_id == batch_id)
                 .values(state=WRITTEN)
             )
+        return [o.problem_id for o in done]
 
     def unfinished_batches(self) -> list[tuple[str, str]]:
         """Batches being written whose holders are gone: leases expired or processes dead."""
-        now = utcnow()
         with self.engine.begin() as tx:
+            now = server_now(tx)
             dead = dead_local_owners(tx, now)
             conditions = [
                 problems.c.batch_id == result_batches.c.batch_id,
@@ -151,4 +205,5 @@ class ResultJournal:
                 .where(problems.c.batch_id == batch_id, problems.c.state.in_(ACTIVE_STATES))
                 .values(batch_id=None)
             )
+            tx.execute(batch_problems.delete().where(batch_problems.c.batch_id == batch_id))
             tx.execute(result_batches.delete().where(result_batches.c.batch_id == batch_id))

@@ -96,7 +96,13 @@ class LeaseKeeper:
             except Exception as exc:  # the next beat tries again; the lease has slack
                 log.warning("renewing the leases of %s failed: %s", self.owner, exc)
 
-    def stop(self) -> None:
+    @property
+    def running(self) -> bool:
+        """Whether the renewing thread is alive."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop renewing and wait (at most ``timeout`` s) for a renewal in flight to end."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=60)
+            self._thread.join(timeout=timeout)

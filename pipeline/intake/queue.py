@@ -13,7 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from pipeline.crash import fault_point
-from pipeline.intake.database import check_connection, create_intake_engine
+from pipeline.intake.database import (
+    check_connection,
+    create_intake_engine,
+    server_now,
+    server_now_sql,
+)
 from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
 from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
@@ -25,19 +30,21 @@ from pipeline.intake.schema import (
     RUNNING,
     STATES,
     chunks,
-    metadata,
+    create_schema,
     new_id,
     problem_events,
     problems,
     record_events,
     update_held,
-    utcnow,
 )
 from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
 
 
 class IntakeStore:
     """Durable queue state for problems, behind one small API.
+
+    Every time it writes or compares (submission, claim, lease, event) is the database's
+    clock, read in the transaction that uses it: clients' clocks may disagree.
 
     The result journal is ``store.journal`` (a :class:`ResultJournal`); ``begin_batch``,
     ``finish_batch``, ``unfinished_batches`` and ``abandon_batch`` here call its methods.
@@ -66,11 +73,7 @@ class IntakeStore:
         return store
 
     def create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine)
-        except sa.exc.DatabaseError:
-            # Another process created the tables between our check and our CREATE.
-            metadata.create_all(self.engine)
+        create_schema(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -78,10 +81,12 @@ class IntakeStore:
     # --- submission -------------------------------------------------------------------------
     def submit(self, specs: Sequence[tuple[ProblemSpec, str]]) -> list[SubmitOutcome]:
         """Enqueue every spec (with its source label) in one transaction; known keys are reused."""
-        now = utcnow()
-        rows = [_row(spec, source, now) for spec, source in specs]
+        rows = [_row(spec, source) for spec, source in specs]
         outcomes: list[SubmitOutcome] = []
         with self.engine.begin() as tx:
+            now = server_now(tx)
+            for row in rows:
+                row["submitted_at"] = row["updated_at"] = now
             for chunk in chunks(rows):
                 tx.execute(self._insert_ignore(), chunk)
                 keys = [row["key"] for row in chunk]
@@ -122,49 +127,49 @@ class IntakeStore:
         Claimable: queued, or active and not in a journalled batch (recovery settles those)
         with a lease that expired or a holder that is provably dead on this host.
         """
-        now = utcnow()
-        expires = now + timedelta(seconds=lease_seconds)
-        with self.engine.connect() as connection:
-            dead = dead_local_owners(connection, now)
-        lapsed = problems.c.lease_expires_at < now
-        if dead:
-            lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
-        claimable = sa.or_(
-            problems.c.state == QUEUED,
-            sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed),
-        )
-        candidates = (
-            sa.select(problems.c.id)
-            .where(claimable)
-            .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
-            .limit(limit)
-        )
-        if self._dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        statement = (
-            problems.update()
-            .where(problems.c.id.in_(candidates.scalar_subquery()))
-            .values(
-                state=CLAIMED,
-                lease_owner=owner,
-                lease_expires_at=expires,
-                lease_host=host_identity(),
-                lease_pid=os.getpid(),
-                attempts=problems.c.attempts + 1,
-                claimed_at=now,
-                updated_at=now,
-                batch_id=None,
-            )
-            .returning(
-                problems.c.id,
-                problems.c.key,
-                problems.c.spec_json,
-                problems.c.input_hash,
-                problems.c.attempts,
-                problems.c.submitted_at,
-            )
-        )
         with self.engine.begin() as tx:
+            now = server_now(tx)
+            dead = dead_local_owners(tx, now)
+            lapsed = problems.c.lease_expires_at < now
+            if dead:
+                lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
+            claimable = sa.or_(
+                problems.c.state == QUEUED,
+                sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed),
+            )
+            candidates = (
+                sa.select(problems.c.id)
+                .where(claimable)
+                .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
+                .limit(limit)
+            )
+            if self._dialect == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            statement = (
+                problems.update()
+                .where(problems.c.id.in_(candidates.scalar_subquery()))
+                .values(
+                    state=CLAIMED,
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    lease_host=host_identity(),
+                    lease_pid=os.getpid(),
+                    attempts=problems.c.attempts + 1,
+                    claim_epoch=problems.c.claim_epoch + 1,
+                    claimed_at=now,
+                    updated_at=now,
+                    batch_id=None,
+                )
+                .returning(
+                    problems.c.id,
+                    problems.c.key,
+                    problems.c.spec_json,
+                    problems.c.input_hash,
+                    problems.c.attempts,
+                    problems.c.submitted_at,
+                    problems.c.claim_epoch,
+                )
+            )
             rows = tx.execute(statement).all()
             if rows:
                 tx.execute(
@@ -180,7 +185,16 @@ class IntakeStore:
                     ],
                 )
         claimed = [
-            ClaimedProblem(r.id, r.key, r.spec_json, r.input_hash, r.attempts, r.submitted_at, now)
+            ClaimedProblem(
+                r.id,
+                r.key,
+                r.spec_json,
+                r.input_hash,
+                r.attempts,
+                r.submitted_at,
+                now,
+                r.claim_epoch,
+            )
             for r in rows
         ]
         claimed.sort(key=lambda c: c.id)
@@ -192,7 +206,7 @@ class IntakeStore:
         Queued ones, and active ones outside any journalled batch whose lease lapsed or
         whose holder is a process of this host that no longer exists.
         """
-        now = utcnow()
+        now = server_now_sql(self._dialect)
         active_unbatched = (problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None))
         nobody = sa.null().cast(sa.String)
         queued = sa.select(nobody, sa.null().cast(sa.Integer), sa.func.count()).where(
@@ -220,12 +234,12 @@ class IntakeStore:
     def dead_local_owners(self, now: datetime | None = None) -> list[str]:
         """Owners of unexpired leases whose holding process no longer exists on this host."""
         with self.engine.connect() as connection:
-            return dead_local_owners(connection, now or utcnow())
+            return dead_local_owners(connection, now or server_now(connection))
 
     def release(self, owner: str) -> int:
         """Give back what ``owner`` holds outside any journalled batch: queued again at once."""
-        now = utcnow()
         with self.engine.begin() as tx:
+            now = server_now(tx)
             released = list(
                 tx.execute(
                     problems.update()
@@ -249,22 +263,29 @@ class IntakeStore:
         return len(released)
 
     def renew(self, owner: str, lease_seconds: float) -> int:
-        """Extend the leases ``owner`` holds; returns how many problems it still holds.
+        """Extend the leases ``owner`` holds; returns how many of its problems now have a
+        lease running at least ``0.9 * lease_seconds`` past the database's now.
 
         Leases renewed within the last tenth of a lease are left as they are: a run that
         renews after every batch then rewrites its rows a few times per lease, not once
-        per batch (with 100,000 claims, per-batch rewrites made a run quadratic).
+        per batch (with 100,000 claims, per-batch rewrites made a run quadratic). The count
+        is read back, not assumed: a problem whose lease did not move is not counted.
         """
-        now = utcnow()
-        stale = problems.c.lease_expires_at < now + timedelta(seconds=0.9 * lease_seconds)
         mine = (problems.c.lease_owner == owner, problems.c.state.in_(ACTIVE_STATES))
         with self.engine.begin() as tx:
+            now = server_now(tx)
+            fresh_until = now + timedelta(seconds=0.9 * lease_seconds)
+            stale = sa.or_(
+                problems.c.lease_expires_at.is_(None), problems.c.lease_expires_at < fresh_until
+            )
             tx.execute(
                 problems.update()
                 .where(*mine, stale)
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
             )
-            held = tx.execute(sa.select(sa.func.count()).where(*mine)).scalar_one()
+            held = tx.execute(
+                sa.select(sa.func.count()).where(*mine, problems.c.lease_expires_at >= fresh_until)
+            ).scalar_one()
         return int(held)
 
     def advance(
@@ -288,9 +309,9 @@ class IntakeStore:
         for move in moves:
             if not move.states or any(s not in ACTIVE_STATES for s in move.states):
                 raise ValueError(f"advance() moves between active states, not to {move.states!r}")
-        now = utcnow()
         moved = 0
         with self.engine.begin() as tx:
+            now = server_now(tx)
             for move in moves:
                 values = {"state": move.states[-1], "updated_at": now}
                 taken = update_held(tx, move.problem_ids, owner, values)
@@ -315,7 +336,7 @@ class IntakeStore:
     ) -> list[str]:
         return self.journal.begin_batch(run_id, batch_id, problem_ids, result_path, lease_seconds)
 
-    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> None:
+    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> list[str]:
         return self.journal.finish_batch(batch_id, outcomes)
 
     def unfinished_batches(self) -> list[tuple[str, str]]:
@@ -357,7 +378,7 @@ class IntakeStore:
         return found
 
 
-def _row(spec: ProblemSpec, source: str, now: datetime) -> dict[str, Any]:
+def _row(spec: ProblemSpec, source: str) -> dict[str, Any]:
     return {
         "id": new_id("p"),
         "key": idempotency_key(spec),
@@ -371,6 +392,4 @@ def _row(spec: ProblemSpec, source: str, now: datetime) -> dict[str, Any]:
         "source": source,
         "state": QUEUED,
         "attempts": 0,
-        "submitted_at": now,
-        "updated_at": now,
     }

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 QUEUED, CLAIMED, COMPILED, SUBMITTED, RUNNING = (
     "queued",
@@ -39,6 +39,9 @@ problems = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # The fencing token: one more at every claim. A batch records the epoch of each of its
+    # problems and can finalise a problem only while that epoch is still current.
+    sa.Column("claim_epoch", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("lease_owner", sa.String(60), nullable=True),
     sa.Column("lease_expires_at", sa.DateTime, nullable=True),
     # Where the holder runs: a host identity and a process id, so that a claim whose
@@ -75,6 +78,33 @@ result_batches = sa.Table(
     sa.Column("result_path", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
+
+# The problems of each journalled batch, with the claim epoch each had when it joined.
+batch_problems = sa.Table(
+    "result_batch_problems",
+    metadata,
+    sa.Column("batch_id", sa.String(40), primary_key=True),
+    sa.Column("problem_id", sa.String(40), primary_key=True),
+    sa.Column("epoch", sa.Integer, nullable=False),
+)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create what is missing: the tables, and columns added since a database was made."""
+    try:
+        metadata.create_all(engine)
+    except sa.exc.DatabaseError:
+        # Another process created the tables between our check and our CREATE.
+        metadata.create_all(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("problems")}
+    if "claim_epoch" not in columns:
+        try:
+            with engine.begin() as tx:
+                tx.exec_driver_sql(
+                    "ALTER TABLE problems ADD COLUMN claim_epoch INTEGER NOT NULL DEFAULT 0"
+                )
+        except sa.exc.DatabaseError:
+            pass  # another process added it first
 
 
 def utcnow() -> datetime:
