@@ -34,9 +34,14 @@ RESERVE_FACTOR = 3.0  # a batch may spend up to this multiple of its estimate (r
 
 
 def workload(
-    shape: ShapeKey, problems: Sequence[PlannedProblem], chunks: int, max_iterations: int
+    shape: ShapeKey,
+    problems: Sequence[PlannedProblem],
+    chunks: int,
+    max_iterations: int,
+    exact: bool,
 ) -> Workload:
-    """The engine's calls for one batch: a grid call, refinement steps, a sampling call per chunk."""
+    """The engine's calls for one batch: a grid call, refinement steps, a sampling call per
+    chunk; ``exact`` when the engine's exact simulator stands in for the backend's estimator."""
     dims = 2 * shape.reps
     stencil = 1 + 2 * dims + 2 * dims * (dims - 1)
     gates = shape.n_qubits + shape.reps * (len(shape.pairs) + len(shape.linear) + shape.n_qubits)
@@ -47,6 +52,7 @@ def workload(
         calls=chunks * (2 + max_iterations),
         evaluations=len(problems) * (GRID_SETS + max_iterations * stencil),
         shots=sum(p.shots for p in problems),
+        exact=exact,
     )
 
 
@@ -64,7 +70,9 @@ def run_work_seconds(batches: Sequence[Batch], backend: Backend, settings: Setti
     total = 0.0
     for batch in batches:
         if batch.route == "quantum" and batch.shape is not None:
-            work = workload(batch.shape, batch.problems, 1, settings.quantum.max_iterations)
+            work = workload(
+                batch.shape, batch.problems, 1, settings.quantum.max_iterations, _exact(backend)
+            )
             estimate = backend.costs.estimate(
                 work, settings.prices, settings.routing.simulator_memory_bytes
             )
@@ -127,7 +135,9 @@ def route_batches(
             decided[index] = dataclasses.replace(batch, routing=classical_only)
             continue
         chunks = max(1, min(workers, batch.size // 4))
-        work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations)
+        work = workload(
+            batch.shape, batch.problems, chunks, settings.quantum.max_iterations, _exact(backend)
+        )
         estimate = backend.costs.estimate(work, prices, settings.routing.simulator_memory_bytes)
         queue_s = estimate.queue_s + (
             settings.routing.qpu_queue_estimate_s if backend.solver_path == "qpu" else 0.0
@@ -242,6 +252,10 @@ def _apply(batch: Batch, numbers: RoutingNumbers, refusal: Fallback | None) -> B
         fallbacks=fallbacks,
         routing=numbers,
     )
+
+
+def _exact(backend: Backend) -> bool:
+    return backend.capabilities.exact_statevector
 
 
 def _count(batch: Batch, tenant: str) -> int:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
 
 SERVER_START_TIMEOUT_S = 120.0
+FIRST_RUN_DELAY_S = 1.0  # the runner must be polling before the first run is due
 
 
 def _free_port() -> int:
@@ -111,6 +112,8 @@ def serve_forever(
     try:
         with ExitStack() as stack:
             stack.enter_context(prefect_api(settings.home, console))
+            from prefect.schedules import Interval
+
             from flows.compute import local_cluster
             from flows.flow import qhopper_run
 
@@ -126,10 +129,12 @@ def serve_forever(
                 "dask_address": dask_address,
             }
             console.print(f"Serving every {interval_s:g} s; stop with Ctrl-C or SIGTERM.")
-            qhopper_run(**parameters)  # the first run now, not one interval from now
+            # Anchored a moment from now, the first run starts at once, not an interval later;
+            # every run is a subprocess of Prefect's runner, so a crashed run is only a run.
+            anchor = datetime.now(UTC) + timedelta(seconds=FIRST_RUN_DELAY_S)
             qhopper_run.serve(
                 name="qhopper-interval",
-                interval=timedelta(seconds=interval_s),
+                schedule=Interval(timedelta(seconds=interval_s), anchor_date=anchor),
                 parameters=parameters,
                 global_limit=1,
                 limit=1,

@@ -1,38 +1,40 @@
-"""qhopper's core library: problem model and readers, intake store, backends, engines, results."""
+"""qhopper's core library: problem model and readers, intake store, backends, engines, results.
 
-from pipeline.config import Settings, load_settings
-from pipeline.errors import (
-    BackendError,
-    ConfigError,
-    InputIssue,
-    InputRejected,
-    PermanentBackendError,
-    QhopperError,
-    TransientBackendError,
-)
-from pipeline.formulation import Formulation, formulate, objective
-from pipeline.intake import IntakeStore
-from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec, idempotency_key
+Names are imported on first use (PEP 562), so ``import pipeline.config`` stays cheap for
+commands that never touch a formulation or the intake.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BackendError",
-    "ConfigError",
-    "Formulation",
-    "InputIssue",
-    "InputRejected",
-    "IntakeStore",
-    "MaxCutSpec",
-    "PermanentBackendError",
-    "PortfolioSpec",
-    "ProblemSpec",
-    "QhopperError",
-    "QuboSpec",
-    "Settings",
-    "TransientBackendError",
-    "formulate",
-    "idempotency_key",
-    "load_settings",
-    "objective",
-]
+_EXPORTS = {
+    "BackendError": "pipeline.errors",
+    "ConfigError": "pipeline.errors",
+    "Formulation": "pipeline.formulation",
+    "InputIssue": "pipeline.errors",
+    "InputRejected": "pipeline.errors",
+    "IntakeStore": "pipeline.intake",
+    "MaxCutSpec": "pipeline.model",
+    "PermanentBackendError": "pipeline.errors",
+    "PortfolioSpec": "pipeline.model",
+    "ProblemSpec": "pipeline.model",
+    "QhopperError": "pipeline.errors",
+    "QuboSpec": "pipeline.model",
+    "Settings": "pipeline.config",
+    "TransientBackendError": "pipeline.errors",
+    "formulate": "pipeline.formulation",
+    "idempotency_key": "pipeline.model",
+    "load_settings": "pipeline.config",
+    "objective": "pipeline.formulation",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -52,7 +52,6 @@ class QuantumSettings(_Section):
 class ClassicalSettings(_Section):
     time_limit_s: float = Field(default=10.0, gt=0)
     workers: int = Field(default=1, ge=1)
-    chunk_size: int = Field(default=16, ge=1)
 
 
 class PriceSettings(_Section):

@@ -7,11 +7,8 @@ the middle of a batch, eight submitters race two runs over overlapping keys, and
 result row, nothing stays queued or claimed, and the Parquet datasets read cleanly.
 
 Cost control, so that all of it fits in CI: one Prefect server and one Dask cluster serve
-the whole module, and runs are forked from a "zygote" process that has already imported
-the pipeline (a fresh interpreter spends seconds importing Prefect, Qiskit and OR-Tools
-before it does any work). Each forked child runs the real CLI entry point,
-`pipeline.cli.app(["run", ...])`, and dies by SIGKILL as a `qhopper run` would. Kill
-points are deterministic (``QHOPPER_CRASH_AT``, a test-only hook in pipeline/intake.py);
+the whole module, and every run is a real `qhopper run` process that dies by SIGKILL.
+Kill points are deterministic (``QHOPPER_CRASH_AT``, a test-only hook in pipeline/crash.py);
 claims of a dead process on this host are taken over at once, so nothing waits for a lease.
 """
 
@@ -22,7 +19,6 @@ import itertools
 import json
 import os
 import random
-import select
 import signal
 import socket
 import subprocess
@@ -47,12 +43,12 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from test_hostile_input import HOSTILE_KEYS
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from flows.cli import app
+from pipeline.crash import CRASH_STAGES
 from pipeline.intake import (
     ACTIVE_STATES,
     CLAIMED,
     COMPLETED,
-    CRASH_STAGES,
     DEGRADED,
     FAILED,
     QUEUED,
@@ -70,44 +66,6 @@ KILLED = -signal.SIGKILL
 PREFECT_SERVER = [sys.executable, "-m", "prefect", "server", "start"]
 runner = CliRunner()
 
-# The zygote: imports the pipeline once, then forks one child per requested command.
-ZYGOTE = r"""
-import json, os, sys, threading, traceback
-import pipeline.cli, pipeline.execution, flows.batch_flow, flows.steps
-import prefect.flow_engine, prefect.task_engine, prefect.client.orchestration
-assert threading.active_count() == 1, threading.enumerate()  # fork needs one thread
-out = os.fdopen(1, "w", buffering=1)
-def reply(message):
-    out.write(json.dumps(message) + "\n")
-reply({"ready": True})
-for line in sys.stdin:
-    request = json.loads(line)
-    if request["op"] == "wait":
-        _, status = os.waitpid(request["pid"], 0)
-        reply({"pid": request["pid"], "returncode": os.waitstatus_to_exitcode(status)})
-        continue
-    pid = os.fork()
-    if pid == 0:
-        os.environ.update(request["env"])
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        code = 1
-        try:
-            pipeline.cli.app(request["args"], prog_name="qhopper")
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    reply({"pid": pid})
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -120,55 +78,36 @@ class Rig:
     api_url: str
     dask_address: str
     env: dict[str, str]  # for real subprocesses: the shared Prefect server
-    zygote: subprocess.Popen[bytes]
-    _buffer: bytes = b""
     logs: list[Path] = field(default_factory=list)
-
-    def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.zygote.stdin is not None and self.zygote.stdout is not None
-        self.zygote.stdin.write((json.dumps(message) + "\n").encode())
-        self.zygote.stdin.flush()
-        return self._reply(timeout)
-
-    def _reply(self, timeout: float) -> dict[str, Any]:
-        assert self.zygote.stdout is not None
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.zygote.stdout], [], [], max(0.0, left))
-            if not ready:
-                raise TimeoutError(f"no answer from the zygote within {timeout:.0f} s")
-            chunk = os.read(self.zygote.stdout.fileno(), 65536)
-            if not chunk:
-                raise RuntimeError(f"the zygote exited with {self.zygote.wait(timeout=10)}")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
 
     def start(
         self, home: Path, config: Path | None, crash: str | None = None, lease: float = 20
-    ) -> int:
-        """Fork `qhopper run --json` for ``home``; returns its pid."""
-        args = ["run", "--json", "--home", str(home), "--dask-address", self.dask_address]
+    ) -> subprocess.Popen[bytes]:
+        """Start a real `qhopper run --json` process for ``home`` on the shared cluster.
+
+        Without PREFECT_API_URL it calls the run core directly, as a one-off run does.
+        """
+        args = [QHOPPER, "run", "--json", "--home", str(home), "--dask-address", self.dask_address]
         if config is not None:
             args += ["--config", str(config)]
-        env = {"QHOPPER_LEASE_SECONDS": str(lease), "QHOPPER_CRASH_AT": crash or ""}
+        env = {k: v for k, v in self.env.items() if k != "PREFECT_API_URL"}
+        env |= {"QHOPPER_LEASE_SECONDS": str(lease), "QHOPPER_CRASH_AT": crash or ""}
         log = home.parent / f"{home.name}-runs.log"
         self.logs.append(log)
         with log.open("a") as handle:
             handle.write(f"\n=== qhopper run (crash at {crash or 'nothing'})\n")
-        return int(
-            self._request({"op": "start", "args": args, "env": env, "log": str(log)}, 30)["pid"]
-        )
+            handle.flush()
+            return subprocess.Popen(
+                args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
 
-    def wait(self, pid: int, timeout: float = 240) -> int:
+    def wait(self, process: subprocess.Popen[bytes], timeout: float = 240) -> int:
         try:
-            return int(self._request({"op": "wait", "pid": pid}, timeout)["returncode"])
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            self._reply(30)
-            pytest.fail(f"qhopper run (pid {pid}) did not finish within {timeout:.0f} s")
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+            pytest.fail(f"qhopper run (pid {process.pid}) did not finish within {timeout:.0f} s")
 
     def run(self, home: Path, config: Path | None, crash: str | None = None) -> int:
         return self.wait(self.start(home, config, crash))
@@ -176,8 +115,8 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """One Prefect server, one Dask cluster and one zygote for the whole module."""
-    from flows.dask_client import _SINGLE_THREAD_ENV
+    """One Prefect server (for serve) and one Dask cluster for the whole module."""
+    from flows.compute import SINGLE_THREAD_ENV
 
     root = tmp_path_factory.mktemp("durability")
     port = _free_port()
@@ -187,7 +126,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         "PREFECT_HOME": str(root / "prefect"),
         "PREFECT_API_URL": api_url,
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        **_SINGLE_THREAD_ENV,
+        **SINGLE_THREAD_ENV,
     }
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     with (root / "prefect-server.log").open("wb") as log:
@@ -198,14 +137,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             env=server_env,
             start_new_session=True,
         )
-    zygote = subprocess.Popen(
-        [sys.executable, "-c", ZYGOTE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-        start_new_session=True,
-    )
     cluster = LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -213,11 +144,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         dashboard_address=None,
         host="127.0.0.1",
         silence_logs=50,
-        env=_SINGLE_THREAD_ENV,
+        env=SINGLE_THREAD_ENV,
     )
-    rig = Rig(root, api_url, cluster.scheduler_address, env, zygote)
+    rig = Rig(root, api_url, cluster.scheduler_address, env)
     try:
-        assert rig._reply(timeout=180) == {"ready": True}
         deadline = time.monotonic() + 180
         while True:  # a subprocess we started: poll its health, bounded
             assert server.poll() is None, (root / "prefect-server.log").read_text()[-3000:]
@@ -228,15 +158,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             time.sleep(0.25)
         yield rig
     finally:
-        if zygote.stdin:
-            zygote.stdin.close()
-        for process in (zygote, server):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
         cluster.close(timeout=30)
 
 
@@ -391,7 +318,6 @@ def test_sigkill_at_every_commit_point_loses_nothing_and_duplicates_nothing(
         tmp_path / "qhopper.toml",
         intake={"max_attempts": KILLS + 5},
         quantum={"max_batch_size": 4, "max_iterations": 5, "default_shots": 64},
-        classical={"chunk_size": 4},
     )
     plan = kill_plan()
     assert Counter(p.split(":")[0] for p in plan).keys() == set(CRASH_STAGES)
@@ -450,7 +376,7 @@ class KillWorkerOnce(WorkerPlugin):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.mark.parametrize("victim", ["run_classical_chunk", "run_quantum_chunk"])
+@pytest.mark.parametrize("victim", ["classical-", "quantum-"])
 def test_a_dask_worker_killed_mid_batch_costs_no_answer(
     rig: Rig, tmp_path: Path, victim: str
 ) -> None:
@@ -464,7 +390,6 @@ def test_a_dask_worker_killed_mid_batch_costs_no_answer(
     config = write_config(
         tmp_path / "qhopper.toml",
         quantum={"max_batch_size": 6, "max_iterations": 5, "default_shots": 64},
-        classical={"chunk_size": 3},
     )
     marker = tmp_path / "worker-killed"
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -526,7 +451,7 @@ def test_eight_submitters_and_two_runs_at_once_answer_each_key_once(
         stdout, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr.decode()[-3000:]
         outputs.append(json.loads(stdout))
-    assert [rig.wait(pid) for pid in runs] == [0, 0], rig.logs[-1].read_text()[-4000:]
+    assert [rig.wait(process) for process in runs] == [0, 0], rig.logs[-1].read_text()[-4000:]
     drain(rig, home, None)
 
     distinct = set(range(50)).union(*chosen)

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,7 +31,9 @@ from flows.cli.common import (
 )
 from flows.progress import LogProgress, ProgressSink
 from pipeline.config import Settings
-from pipeline.results import RunSummary
+
+if TYPE_CHECKING:
+    from pipeline.results import RunSummary
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 
@@ -145,8 +147,8 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
         [summary.run_id],
     ).to_pylist()
     table = Table(title=f"Run {summary.run_id}: {summary.problems} problems on {summary.executor}")
-    numbers = {"problems", "avg_execute_s", "cost_usd"}
-    for column in ("route", "solver_path", "status", *sorted(numbers, reverse=True)):
+    numbers = ("problems", "avg_execute_s", "cost_usd")
+    for column in ("route", "solver_path", "status", *numbers):
         table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
         table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))

@@ -28,14 +28,14 @@ def submit(
     from pipeline.submit import submit_files
 
     settings = settings_only(home, config)
-    try:
-        with clean_failures("submit"):
+    with clean_failures("submit"):
+        try:
             report = submit_files(settings, files, skip_invalid)
-    except InputRejected as exc:
-        for issue in exc.issues:
-            err.print(f"[red]invalid:[/] {issue}", highlight=False)
-        err.print(f"{len(exc.issues)} problem(s) found; nothing was enqueued.")
-        raise typer.Exit(2) from exc
+        except InputRejected as exc:
+            for issue in exc.issues:
+                err.print(f"[red]invalid:[/] {issue}", highlight=False)
+            err.print(f"{len(exc.issues)} problem(s) found; nothing was enqueued.")
+            raise typer.Exit(2) from exc
     for issue in report.rejected:
         err.print(f"[yellow]skipped:[/] {issue}", highlight=False)
     if as_json:

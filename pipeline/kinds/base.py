@@ -20,10 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, localcontext
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
-from ortools.sat.python import cp_model
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -39,6 +38,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipeline.kinds.forms import BitArray, Qubo
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 Route = Literal["auto", "quantum", "classical"]
 Pair = tuple[int, int]

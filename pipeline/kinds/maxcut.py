@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from ortools.sat.python import cp_model
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -24,6 +23,9 @@ from pipeline.kinds.base import (
     index_issues,
 )
 from pipeline.kinds.forms import BitArray, Qubo, assemble
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 
 class MaxCutSpec(Options):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from ortools.sat.python import cp_model
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -22,6 +21,9 @@ from pipeline.kinds.base import (
     decimal_terms,
 )
 from pipeline.kinds.forms import BitArray, FloatArray, Qubo, assemble
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 
 class PortfolioSpec(Options):
@@ -135,6 +137,8 @@ class Portfolio(Kind[PortfolioSpec]):
             model.add(y <= x[j])
             model.add(y >= x[i] + x[j] - 1)
             products[(i, j)] = y
+        from ortools.sat.python import cp_model
+
         model.add(cp_model.LinearExpr.sum(x) == spec.budget)
         n = len(x)
         for i in range(n):  # RLT: the budget constraint multiplied by x_i

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from ortools.sat.python import cp_model
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -23,6 +22,9 @@ from pipeline.kinds.base import (
     index_issues,
 )
 from pipeline.kinds.forms import BitArray, Qubo, assemble
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 
 class QuboSpec(Options):
