@@ -6,6 +6,10 @@
 Prints, each measured in this same run on this machine:
 - submit throughput (problems/s) of ``IntakeStore.submit`` (one transaction, multi-row
   inserts in chunks) against a baseline of one problem per call, one row per transaction;
+- what durable commits cost: submit throughput with SQLite ``synchronous=FULL`` (the
+  intake's setting: every commit synced, acknowledged means durable) against ``NORMAL``
+  (synced at checkpoints only; a power cut can lose the last commits), batched and one
+  row per transaction, on fresh databases;
 - claim throughput of one ``claim()`` for the whole queue against claiming one problem
   per call;
 - the peak memory of ``qhopper run`` draining the whole queue (route=classical, 4-6 node
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.intake import IntakeStore
+from pipeline.intake import IntakeStore, create_intake_engine
 from pipeline.model import MaxCutSpec
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
@@ -65,6 +69,28 @@ def bench_submit(root: Path, problems: int, baseline: int) -> tuple[IntakeStore,
     print(f"submit: {one_by_one:10.0f} problems/s one row per transaction ({baseline} problems)")
     print(f"submit: {batched / one_by_one:10.1f}x the one-row baseline")
     return store, single
+
+
+def bench_synchronous(root: Path, problems: int, baseline: int) -> None:
+    """Submit throughput with synchronous=FULL against NORMAL, same specs, fresh databases."""
+    specs = [(tiny(i), f"bench:{i}") for i in range(problems)]
+    for mode in ("FULL", "NORMAL"):
+        engine = create_intake_engine(f"sqlite:///{root / mode / 'intake.db'}", mode)
+        store = IntakeStore(engine)
+        store.create_schema()
+        started = time.perf_counter()
+        for start in range(0, problems, 10_000):
+            store.submit(specs[start : start + 10_000])
+        batched = rate(problems, time.perf_counter() - started)
+        started = time.perf_counter()
+        for i in range(baseline):
+            store.submit([(tiny(problems + i), f"bench:{problems + i}")])
+        one_by_one = rate(baseline, time.perf_counter() - started)
+        print(
+            f"submit synchronous={mode:6s}: {batched:10.0f} problems/s batched, "
+            f"{one_by_one:8.0f} problems/s one row per transaction"
+        )
+        store.close()
 
 
 def bench_claim(store: IntakeStore, single: IntakeStore, problems: int, baseline: int) -> None:
@@ -137,6 +163,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qhopper-bench-") as tmp:
         root = Path(tmp)
         store, single = bench_submit(root, args.problems, args.baseline)
+        bench_synchronous(root, args.problems, args.baseline)
         bench_claim(store, single, args.problems, args.baseline)
         single.close()
         if not args.no_run:
