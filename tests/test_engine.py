@@ -25,7 +25,12 @@ from pipeline.engine.evaluators import (
 )
 from pipeline.engine.lockstep import _outcomes_as_integers, optimise_batch
 from pipeline.engine.shapes import shape_of
-from pipeline.engine.templates import PackedTemplate, TemplateStore, compile_template
+from pipeline.engine.templates import (
+    PackedTemplate,
+    TemplateStore,
+    build_ansatz,
+    compile_template,
+)
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.tasks import QuantumChunkTask, WorkItem
@@ -392,3 +397,23 @@ def test_a_fake_provider_is_evaluated_through_its_jobs() -> None:
     assert faked.attempts >= 3  # grid, Newton steps and sampling, each a job
     for a, b in zip(fast.answers, faked.answers, strict=True):
         assert a.expected_objective == pytest.approx(b.expected_objective, abs=1e-6)
+
+
+@pytest.mark.parametrize("reps", [1, 2])
+@pytest.mark.parametrize("linear", [False, True])
+def test_aer_templates_equal_what_the_preset_pass_manager_gives(reps: int, linear: bool) -> None:
+    """Aer's pass manager skips the preset one's plugin loading; the circuits are the same."""
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    rng = np.random.default_rng(reps)
+    spec = random_qubo(6, rng) if linear else random_maxcut(6, rng)
+    ansatz = build_ansatz(shape_of(formulate(spec).ising, reps, "aer"))
+    measured = ansatz.copy()
+    measured.measure_all()
+    preset = generate_preset_pass_manager(
+        optimization_level=1,
+        backend=BACKEND.target.simulator,  # type: ignore[attr-defined]
+    )
+    ours = BACKEND.target.pass_manager().run([ansatz, measured])
+    assert ours == preset.run([ansatz, measured])  # gate for gate, same parameters
+    assert "-basis" in BACKEND.target.label  # not the preset's artifacts
