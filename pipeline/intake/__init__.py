@@ -21,8 +21,6 @@ connection), ``leases`` (host identity, process liveness, LeaseKeeper), ``queue`
 (IntakeStore), ``journal`` (ResultJournal), ``records`` (the records it takes and gives).
 """
 
-# The crash hooks live in pipeline.crash; named here too while callers move over.
-from pipeline.crash import CRASH_STAGES, fault_armed, fault_point
 from pipeline.intake.database import create_intake_engine
 from pipeline.intake.journal import ResultJournal, StaleBatch
 from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
@@ -53,7 +51,6 @@ __all__ = [
     "CLAIMED",
     "COMPILED",
     "COMPLETED",
-    "CRASH_STAGES",
     "DEGRADED",
     "FAILED",
     "FINAL_STATES",
@@ -71,8 +68,6 @@ __all__ = [
     "SubmitOutcome",
     "batch_problems",
     "create_intake_engine",
-    "fault_armed",
-    "fault_point",
     "host_identity",
     "new_id",
     "problem_events",
