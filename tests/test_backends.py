@@ -126,7 +126,7 @@ def test_checking_a_spec_imports_no_qiskit() -> None:
         "check_backend_spec('faulty:aer-noisy:fake_manila?transient=0.3&latency=2s')\n"
         "took = time.perf_counter() - started\n"
         "assert not [m for m in sys.modules if m.split('.')[0].startswith('qiskit')], 'qiskit'\n"
-        "assert took < 0.05, took\n"
+        "assert took < 0.1, took\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
