@@ -109,7 +109,7 @@ def connect(address: str, timeout_s: float = 30.0) -> DaskCompute:
 
     try:
         client = Client(address, set_as_default=False, timeout=f"{timeout_s}s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise ServiceUnavailable(
             f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}: {exc}"
         ) from exc

@@ -36,6 +36,7 @@ from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.tasks import ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
 
 log = logging.getLogger("qhopper.dispatch")
+RESULT_FETCH_TIMEOUT_S = 120.0
 
 
 class RunTimeout(QhopperError):
@@ -231,7 +232,8 @@ class Dispatcher:
         self, tracker: _Tracker, role: str, problem_ids: tuple[str, ...], future: TaskFuture
     ) -> None:
         try:
-            result: ChunkResult = future.result(timeout=0)
+            # Done already; a Dask result still has to be fetched from its worker.
+            result: ChunkResult = future.result(timeout=RESULT_FETCH_TIMEOUT_S)
         except Exception as exc:  # a task that raised must not stop the rest of the run
             log.warning("batch %s: %s task failed: %s", tracker.batch.batch_id, role, exc)
             error = Fallback(EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500])

@@ -21,7 +21,7 @@ import pytest
 import truth
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from flows.cli import app
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent

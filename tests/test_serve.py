@@ -68,7 +68,7 @@ def test_serve_runs_on_its_interval_and_stops_cleanly(tmp_path: Path) -> None:
     runs = subprocess.run(
         [
             QHOPPER,
-            *("results", "--json", "--sql", "SELECT run_id, dask_address FROM runs"),
+            *("results", "--json", "--sql", "SELECT run_id, executor FROM runs"),
             *("--home", str(home)),
         ],
         capture_output=True,
@@ -81,4 +81,4 @@ def test_serve_runs_on_its_interval_and_stops_cleanly(tmp_path: Path) -> None:
     # Runs share the one LocalCluster serve keeps warm rather than starting their own.
     shared = re.search(r"Dask LocalCluster for every run at (tcp://\S+)", text)
     assert shared is not None, text[-3000:]
-    assert rows[0]["dask_address"] == shared.group(1)
+    assert rows[0]["executor"] == shared.group(1)
