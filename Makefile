@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean bench-engine bench-pipeline bench-fallback bench-intake
+.PHONY: demo test lint typecheck setup clean bench-engine bench-pipeline bench-fallback bench-intake bench-startup
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ bench-engine: $(BENCH_STAMP) .venv-qokit
 .venv-qokit:
 	$(PYTHON) -m venv .venv-qokit
 	.venv-qokit/bin/python -m pip install --quiet --disable-pip-version-check --no-input -r benchmarks/requirements-qokit.txt
+
+bench-startup: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_startup.py
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py

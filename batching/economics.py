@@ -26,6 +26,7 @@ from datetime import datetime
 from batching.records import Batch, PlannedProblem, RoutingNumbers
 from pipeline.backends import Backend, Workload
 from pipeline.config import Settings
+from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.shapes import ShapeKey
 from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
 
@@ -70,9 +71,8 @@ def run_work_seconds(batches: Sequence[Batch], backend: Backend, settings: Setti
     total = 0.0
     for batch in batches:
         if batch.route == "quantum" and batch.shape is not None:
-            work = workload(
-                batch.shape, batch.problems, 1, settings.quantum.max_iterations, _exact(backend)
-            )
+            exact = uses_fast_path(backend, batch.shape.n_qubits)
+            work = workload(batch.shape, batch.problems, 1, settings.quantum.max_iterations, exact)
             estimate = backend.costs.estimate(
                 work, settings.prices, settings.routing.simulator_memory_bytes
             )
@@ -135,9 +135,8 @@ def route_batches(
             decided[index] = dataclasses.replace(batch, routing=classical_only)
             continue
         chunks = max(1, min(workers, batch.size // 4))
-        work = workload(
-            batch.shape, batch.problems, chunks, settings.quantum.max_iterations, _exact(backend)
-        )
+        exact = uses_fast_path(backend, batch.shape.n_qubits)
+        work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
         estimate = backend.costs.estimate(work, prices, settings.routing.simulator_memory_bytes)
         queue_s = estimate.queue_s + (
             settings.routing.qpu_queue_estimate_s if backend.solver_path == "qpu" else 0.0
@@ -252,10 +251,6 @@ def _apply(batch: Batch, numbers: RoutingNumbers, refusal: Fallback | None) -> B
         fallbacks=fallbacks,
         routing=numbers,
     )
-
-
-def _exact(backend: Backend) -> bool:
-    return backend.capabilities.exact_statevector
 
 
 def _count(batch: Batch, tenant: str) -> int:

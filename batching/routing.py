@@ -22,7 +22,9 @@ class RouteDecision:
     fallback: Fallback | None  # set when the submitter asked for quantum and cannot have it
 
 
-def route_problem(requested: str, n_qubits: int, backend: str, why_not: str | None) -> RouteDecision:
+def route_problem(
+    requested: str, n_qubits: int, backend: str, why_not: str | None
+) -> RouteDecision:
     """``why_not`` is the backend's own sentence for a problem it cannot take, or None."""
     if requested == "classical":
         return RouteDecision("classical", "classical route requested by the submitter", None)

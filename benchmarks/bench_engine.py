@@ -105,7 +105,7 @@ def naive_loop(specs: list[MaxCutSpec], optima: list[float], reps: int) -> Figur
             SamplerV2(default_shots=1024, seed=7),
             COBYLA(maxiter=100),
             reps=reps,
-            transpiler=BACKEND.pass_manager(),
+            transpiler=BACKEND.target.pass_manager(),
             callback=count,
         )
         result = qaoa.compute_minimum_eigenvalue(operator)
@@ -135,7 +135,7 @@ def engine(
     formulations = [formulate(s) for s in specs]
     problems = [BatchProblem(f"p{i}", f, 1024) for i, f in enumerate(formulations)]
     template = compile_template(
-        shape_of(formulations[0].ising, reps, BACKEND.target_label), BACKEND, "bench"
+        shape_of(formulations[0].ising, reps, BACKEND.target.label), BACKEND, "bench"
     )
     size = group or len(problems)
     started = time.perf_counter()
@@ -247,7 +247,7 @@ def part_c(reps: int, repeats: int) -> None:
         real = [formulate(s) for s in problems_of_one_shape(n, 100, seed=n, integer=False)]
         integer = [formulate(s) for s in problems_of_one_shape(n, 100, seed=n, integer=True)]
         template = compile_template(
-            shape_of(real[0].ising, reps, BACKEND.target_label), BACKEND, "bench"
+            shape_of(real[0].ising, reps, BACKEND.target.label), BACKEND, "bench"
         )
         one = [BatchProblem("p", real[0], 1)]
         hundred = [BatchProblem(f"p{i}", f, 1) for i, f in enumerate(real)]

@@ -49,10 +49,10 @@ from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
 from pipeline.engine.fast_sim import warm_up
-from pipeline.formulation import formulate
-from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.engine.lockstep import BatchProblem, optimise_batch
 from pipeline.engine.templates import TemplateStore, load_transpiler_plugins
+from pipeline.formulation import formulate
+from pipeline.model import ProblemSpec, spec_from_record
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
 

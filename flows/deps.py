@@ -8,7 +8,7 @@ compute, the content-addressed template store).
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +48,7 @@ def open_deps(
     settings.home.mkdir(parents=True, exist_ok=True)
     spec = backend_spec or settings.quantum.backend
     from pipeline.backends.registry import get_backend
+
     intake = IntakeStore.open(settings.database_url)
     try:
         yield RunDeps(
@@ -80,7 +81,7 @@ class Clock:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -138,7 +138,7 @@ class Dispatcher:
         settings: Settings,
         backend_spec: str,
         run_started_at: float,
-        record: Callable[[list[Move]], None],
+        record: Callable[[list[Move]], object],
     ) -> None:
         self.compute = compute
         self.settings = settings
@@ -199,7 +199,9 @@ class Dispatcher:
                 policy=self._policy(batch, len(chunk)),
             )
             self._submit(tracker, "quantum", chunk, run_quantum_chunk, task)
-        return Move(ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}")
+        return Move(
+            ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}"
+        )
 
     def _classical(self, tracker: _Tracker, problem: PlannedProblem, role: str) -> None:
         classical = self.settings.classical
@@ -236,7 +238,9 @@ class Dispatcher:
             result: ChunkResult = future.result(timeout=RESULT_FETCH_TIMEOUT_S)
         except Exception as exc:  # a task that raised must not stop the rest of the run
             log.warning("batch %s: %s task failed: %s", tracker.batch.batch_id, role, exc)
-            error = Fallback(EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500])
+            error = Fallback(
+                EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500]
+            )
             if role == "quantum":
                 self._fall_back(tracker, problem_ids, error)
             else:

@@ -11,20 +11,21 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
 from batching.records import PlannedProblem
 from flows.compute import LocalClusterCompute
-from flows.dispatch import Dispatcher, TemplateCompiler
-from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
 from flows.deps import Clock, RunDeps
+from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
+from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.engine.templates import artifact_key
 from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
 from pipeline.model import spec_from_record
-from pipeline.results import ProblemRow
+from pipeline.results import BatchRow, ProblemRow
 
 
 def execute_claims(
@@ -84,14 +85,16 @@ def execute_claims(
                         run_id,
                         finished.batch.batch_id,
                         rows.problems,
-                        lambda kept: batch_row(finished, context, kept, time.perf_counter() - post),
+                        partial(_batch_row, finished, context, post),
                         settings.intake.lease_seconds,
                     )
                     _count(counts, written)
                     template = finished.template
                     if template is not None and template.first:
                         clock.seconds["compile"] += template.compile_s
-                        counts["templates_compiled" if template.compiled else "templates_reused"] += 1
+                        counts[
+                            "templates_compiled" if template.compiled else "templates_reused"
+                        ] += 1
                     deps.progress.advance(finished.batch.size)
         finally:
             compiler.close()
@@ -100,6 +103,12 @@ def execute_claims(
             clock.seconds["cluster_wait"] = compute.waited_s
         compute.close()
     return compute.label
+
+
+def _batch_row(
+    finished: FinishedBatch, context: RowContext, post_started: float, kept: list[ProblemRow]
+) -> BatchRow:
+    return batch_row(finished, context, kept, time.perf_counter() - post_started)
 
 
 def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
@@ -138,5 +147,3 @@ def _count(counts: Counter[str], rows: Sequence[ProblemRow]) -> None:
     for row in rows:
         counts[row.status] += 1
         counts["cost_micro_usd"] += round(row.cost_usd * 1e6)
-
-

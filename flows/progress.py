@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import IO, Protocol
 
 
 class ProgressSink(Protocol):
@@ -34,7 +34,7 @@ silent: ProgressSink = _Silent()
 class LogProgress:
     """Progress as plain lines, for cron, CI and log collectors: at most one per ``every_s``."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 5.0) -> None:
+    def __init__(self, stream: IO[str] = sys.stderr, every_s: float = 5.0) -> None:
         self.stream = stream
         self.every_s = every_s
         self.name = ""

@@ -49,7 +49,9 @@ class BatchRows:
 def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
     batch = finished.batch
     quantum = _answers(finished.results) if batch.route == "quantum" else {}
-    classical = _answers(finished.fallback_results if batch.route == "quantum" else finished.results)
+    classical = _answers(
+        finished.fallback_results if batch.route == "quantum" else finished.results
+    )
     costs = _attempt_costs(finished.results) if batch.route == "quantum" else {}
     seconds = (
         {pid: r.seconds for r in finished.results for pid in r.problem_ids}
@@ -68,13 +70,24 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
         elif pid in classical:
             spent = costs.get(pid, 0.0)
             rows.append(
-                _classical_row(context, finished, problem, classical[pid], why, spent, seconds.get(pid, 0.0), completed_at)
+                _classical_row(
+                    context,
+                    finished,
+                    problem,
+                    classical[pid],
+                    why,
+                    spent,
+                    seconds.get(pid, 0.0),
+                    completed_at,
+                )
             )
         elif problem.attempts < limit:
             retry.append(pid)
         else:
             error = finished.errors.get(pid) or why
-            message = f"{error.message if error else 'no answer'} (attempt {problem.attempts} of {limit})"
+            message = (
+                f"{error.message if error else 'no answer'} (attempt {problem.attempts} of {limit})"
+            )
             why = Fallback(error.code if error else EXECUTION_ERROR, message)
             rows.append(_failed_row(context, problem, batch, why, completed_at))
     return BatchRows(rows, retry)
@@ -161,7 +174,9 @@ def exhausted_rows(
     return rows
 
 
-def exhausted_batch_row(batch_id: str, context: RowContext, rows: Sequence[ProblemRow], attempts: int) -> BatchRow:
+def exhausted_batch_row(
+    batch_id: str, context: RowContext, rows: Sequence[ProblemRow], attempts: int
+) -> BatchRow:
     limit = context.settings.intake.max_attempts
     return BatchRow(
         batch_id=batch_id,
@@ -192,7 +207,9 @@ def _attempt_costs(results: Sequence[ChunkResult]) -> dict[str, float]:
     }
 
 
-def _common(context: RowContext, problem: PlannedProblem, batch: Batch, completed_at: datetime) -> dict[str, object]:
+def _common(
+    context: RowContext, problem: PlannedProblem, batch: Batch, completed_at: datetime
+) -> dict[str, object]:
     submitted = problem.submitted_at.replace(tzinfo=UTC)
     return {
         "problem_id": problem.problem_id,
@@ -210,7 +227,11 @@ def _common(context: RowContext, problem: PlannedProblem, batch: Batch, complete
 
 
 def _quantum_row(
-    context: RowContext, finished: FinishedBatch, problem: PlannedProblem, answer: Answer, completed_at: datetime
+    context: RowContext,
+    finished: FinishedBatch,
+    problem: PlannedProblem,
+    answer: Answer,
+    completed_at: datetime,
 ) -> ProblemRow:
     batch = finished.batch
     chunk_s = next(r.seconds for r in finished.results if problem.problem_id in r.problem_ids)

@@ -12,7 +12,6 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-
 from flows.deps import Clock, RunDeps
 from pipeline.crash import fault_point
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, IntakeStore, LeaseKeeper, new_id
@@ -101,5 +100,3 @@ def _release(intake: IntakeStore, run_id: str) -> int:
     if released:
         log.warning("run %s handed %d problems back to the queue", run_id, released)
     return released
-
-

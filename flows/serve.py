@@ -29,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
 
 SERVER_START_TIMEOUT_S = 120.0
+PREFECT_SERVER = (sys.executable, "-m", "prefect", "server", "start")
 FIRST_RUN_DELAY_S = 1.0  # the runner must be polling before the first run is due
 
 
@@ -52,8 +53,7 @@ def prefect_api(home: Path, console: Console) -> Iterator[str]:
     console.print(f"Starting a Prefect server on 127.0.0.1:{port} (log: {log_path})")
     with log_path.open("ab") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start"]
-            + ["--host", "127.0.0.1", "--port", str(port)],
+            [*PREFECT_SERVER, "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),

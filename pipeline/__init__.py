@@ -31,7 +31,26 @@ _EXPORTS = {
     "load_settings": "pipeline.config",
     "objective": "pipeline.formulation",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BackendError",
+    "ConfigError",
+    "Formulation",
+    "InputIssue",
+    "InputRejected",
+    "IntakeStore",
+    "MaxCutSpec",
+    "PermanentBackendError",
+    "PortfolioSpec",
+    "ProblemSpec",
+    "QhopperError",
+    "QuboSpec",
+    "Settings",
+    "TransientBackendError",
+    "formulate",
+    "idempotency_key",
+    "load_settings",
+    "objective",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -433,7 +433,8 @@ def test_unaffordable_or_late_goes_classical_with_the_reason(
     problems = [planned(i, **extra) for i in range(3)] + [planned(9, route="quantum", **extra)]
     (batch,) = route(problems, **overrides)
     assert batch.route == "classical" and batch.shape is None and word in batch.route_reason
-    assert batch.fallback_reasons == {"p9": batch.route_reason}  # only the one that asked
+    # only the one that asked for quantum is degraded, with the route's reason
+    assert {pid: f.message for pid, f in batch.fallbacks.items()} == {"p9": batch.route_reason}
 
 
 def test_the_run_budget_goes_to_the_earliest_deadline_first() -> None:

@@ -50,5 +50,5 @@ def test_the_local_cluster_starts_warm_workers_and_shuts_them_down() -> None:
 
 
 def test_an_unreachable_scheduler_is_a_service_unavailable_error() -> None:
-    with pytest.raises(ServiceUnavailable, match="127.0.0.1:1"):
+    with pytest.raises(ServiceUnavailable, match=r"127\.0\.0\.1:1"):
         connect("tcp://127.0.0.1:1", timeout_s=2)

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli.common import ConfigOption, HomeOption, JsonOption, app, clean_failures, err, out, settings_for, settings_only
+from flows.cli.common import (
+    ConfigOption,
+    HomeOption,
+    JsonOption,
+    app,
+    clean_failures,
+    err,
+    out,
+    settings_for,
+    settings_only,
+)
 from pipeline.config import ENV_OVERRIDES, flatten
 
 

@@ -154,7 +154,13 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
         table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
     out.print(table)
     batches = Table(title="Batches and templates")
-    names = ("batches", "quantum_batches", "classical_batches", "templates_compiled", "templates_reused")
+    names = (
+        "batches",
+        "quantum_batches",
+        "classical_batches",
+        "templates_compiled",
+        "templates_reused",
+    )
     for name in names:
         batches.add_column(name.replace("_", " "), justify="right")
     batches.add_row(*(str(getattr(summary, name)) for name in names))

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import BackendOption, ConfigOption, DaskOption, HomeOption, app, clean_failures, err, settings_for
+from flows.cli.common import (
+    BackendOption,
+    ConfigOption,
+    DaskOption,
+    HomeOption,
+    app,
+    clean_failures,
+    err,
+    settings_for,
+)
 
 
 def parse_interval(text: str) -> float:

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ConfigOption, HomeOption, JsonOption, app, clean_failures, err, out, settings_only
+from flows.cli.common import (
+    ConfigOption,
+    HomeOption,
+    JsonOption,
+    app,
+    clean_failures,
+    err,
+    out,
+    settings_only,
+)
 from pipeline.errors import InputRejected
 
 
