@@ -24,6 +24,8 @@ class ProblemRow:
     batch_id: str
     kind: str
     n_variables: int = arrow(pa.int32())
+    tenant: str = "default"
+    attempts: int = arrow(pa.int32(), 1)  # claims so far, this one included
     shape_key: str | None = None
     route: str | None = None  # quantum | classical; None when it never ran
     solver_path: str | None = None  # qpu | simulator | classical
@@ -39,6 +41,11 @@ class ProblemRow:
     gap: float | None = None  # |bound - objective| / max(1, |objective|)
     expected_objective: float | None = None  # quantum: the QAOA expectation at final angles
     angles: tuple[float, ...] | None = None  # quantum: gammas then betas
+    # A classical answer to the same problem, so every quantum answer can be judged.
+    reference_objective: float | None = None
+    reference_solver: str | None = None
+    reference_proven: bool | None = None
+    reference_note: str | None = None  # e.g. a known public instance and its optimum
     reps: int | None = arrow(pa.int32(), None)
     shots: int | None = arrow(pa.int32(), None)
     evaluations: int = 0
@@ -53,6 +60,7 @@ class ProblemRow:
     provider_job_id: str | None = None
     circuit_hash: str | None = None
     input_hash: str | None = None
+    trace_id: str | None = None  # the caller's W3C trace id, when it sent one
     schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
 
 
