@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,87 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
     config.write_text("[quantum]\nmax_qubits = 'many'\n")
     result = runner.invoke(app, ["status", "--config", str(config), "--home", str(tmp_path)])
     assert result.exit_code == 2 and "configuration error" in result.stderr
+
+
+def test_an_unknown_backend_is_one_line_and_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    home = tmp_path / "new-home"
+    result = runner.invoke(app, ["run", "--backend", "foo", "--home", str(home)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: unknown backend 'foo'; known backends: aer, aer-noisy, faulty, ibm"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "words"),
+    [
+        ("mysql://user@localhost/db", 2, "scheme 'mysql' is not supported"),
+        ("postgress://root@127.0.0.1/test", 2, "scheme 'postgress' is not supported"),
+        ("postgresql://root@127.0.0.1:1/test", 1, "127.0.0.1:1/test is unavailable"),
+    ],
+)
+def test_a_bad_or_unreachable_database_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, code: int, words: str
+) -> None:
+    monkeypatch.setenv("QHOPPER_DATABASE_URL", url)
+    for command in (["run"], ["status"]):
+        result = runner.invoke(app, [*command, "--home", str(tmp_path / "h")])
+        assert result.exit_code == code, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], lines
+
+
+def test_every_command_creates_a_missing_home(tmp_path: Path) -> None:
+    for command in (["status"], ["run"], ["results"], ["config"]):
+        home = tmp_path / "-".join(command) / "deeper"
+        result = runner.invoke(app, [*command, "--home", str(home)])
+        assert result.exit_code == 0, result.output
+        assert home.is_dir()
+
+
+def test_config_lookup_order_and_where_each_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "qhopper.toml").write_text("[quantum]\nmax_qubits = 11\ndefault_shots = 99\n")
+    monkeypatch.chdir(tmp_path)
+
+    def effective(*extra: str) -> dict[str, tuple[object, str]]:
+        result = runner.invoke(app, ["config", "--json", "--home", str(home), *extra])
+        assert result.exit_code == 0, result.output
+        return {r["setting"]: (r["value"], r["source"]) for r in json.loads(result.stdout)}
+
+    found = effective()
+    assert found["quantum.max_qubits"][0] == 11 and "home" in found["quantum.max_qubits"][1]
+    assert found["quantum.default_reps"] == (2, "default")
+    (tmp_path / "qhopper.toml").write_text("[quantum]\nmax_qubits = 12\n")  # ./ beats the home
+    found = effective()
+    assert (
+        found["quantum.max_qubits"][0] == 12 and "./qhopper.toml" in found["quantum.max_qubits"][1]
+    )
+    assert found["quantum.default_shots"] == (1024, "default")  # one file is read, not merged
+    named = tmp_path / "named.toml"
+    named.write_text("[quantum]\nmax_qubits = 13\n")
+    monkeypatch.setenv("QHOPPER_CONFIG", str(named))
+    assert effective()["quantum.max_qubits"][0] == 13
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text("[quantum]\nmax_qubits = 14\n")
+    assert effective("--config", str(explicit))["quantum.max_qubits"][0] == 14
+    monkeypatch.setenv("QHOPPER_BACKEND", "aer-noisy:fake_manila")
+    assert effective()["quantum.backend"] == (
+        "aer-noisy:fake_manila",
+        "environment QHOPPER_BACKEND",
+    )
+
+
+def test_progress_is_plain_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
+    problems = tmp_path / "p.json"
+    problems.write_text(json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]}))
+    home = str(tmp_path / "home")
+    assert runner.invoke(app, ["submit", str(problems), "--home", home]).exit_code == 0
+    result = runner.invoke(app, ["run", "--home", home])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any("claimed 1 problems" in line for line in lines), lines
+    assert any("execute: 1/1 problems written" in line for line in lines), lines
