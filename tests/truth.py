@@ -32,6 +32,13 @@ def feasible(record: dict[str, Any], solution: str) -> bool:
     return record["kind"] != "portfolio" or solution.count("1") == record["budget"]
 
 
+def sense(record: dict[str, Any]) -> str:
+    """The record's own sense: MaxCut and portfolio maximise; a QUBO minimises unless told."""
+    if record["kind"] == "qubo":
+        return str(record.get("sense", "min"))
+    return "max"
+
+
 def brute_force(record: dict[str, Any]) -> float:
     """Best objective over every feasible assignment, in the record's own sense."""
     n = len(record["mu"]) if record["kind"] == "portfolio" else record["n"]
@@ -40,4 +47,4 @@ def brute_force(record: dict[str, Any]) -> float:
         for bits in itertools.product([0, 1], repeat=n)
         if feasible(record, "".join(map(str, bits)))
     ]
-    return min(values) if record.get("sense") == "min" else max(values)
+    return min(values) if sense(record) == "min" else max(values)
