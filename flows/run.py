@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from flows.deps import Clock, RunDeps
@@ -20,8 +21,12 @@ from pipeline.results import RunSummary
 log = logging.getLogger("qhopper.run")
 
 
-def run_once(deps: RunDeps) -> RunSummary:
-    """One whole run; see the module docstring. Claims are given back however it ends."""
+def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
+    """One whole run; see the module docstring. Claims are given back however it ends.
+
+    ``only`` restricts the run to those problem ids (a synchronous solve runs its own
+    problem at once, whatever else is queued).
+    """
     run_id = new_id("r")
     clock = Clock()
     started_at = datetime.now(UTC)
@@ -30,13 +35,13 @@ def run_once(deps: RunDeps) -> RunSummary:
         recovered = deps.results.recover()
     counts: Counter[str] = Counter()
     executor = "none"
-    if deps.intake.pending():
+    if only is not None or deps.intake.pending():
         from flows.execute import execute_claims  # Qiskit, Dask and OR-Tools: only for work
 
         backend = deps.backend()  # a bad backend fails here, before anything is claimed
         with clock.stage("collect"):
             lease = settings.intake.lease_seconds
-            claims = deps.intake.claim(run_id, settings.intake.claim_limit, lease)
+            claims = deps.intake.claim(run_id, settings.intake.claim_limit, lease, only)
             fault_point("claim")
         counts["problems"] = len(claims)
         if claims:

@@ -66,6 +66,7 @@ KILLED = -signal.SIGKILL
 PREFECT_SERVER = [sys.executable, "-m", "prefect", "server", "start"]
 runner = CliRunner()
 
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -506,9 +507,11 @@ def test_claims_of_a_dead_local_process_are_taken_over_at_once(intake_url: str) 
         assert sorted(c.id for c in taken) == sorted(c.id for c in dead)
         assert all(c.attempts == 2 for c in taken)
         # A journalled batch is left to recovery, however dead its holder.
-        held = store.begin_batch("next-run", "b-1", [taken[0].id], "/nowhere.parquet")
+        held = store.journal.begin_batch("next-run", "b-1", [taken[0].id], "/nowhere.parquet")
         assert held == [taken[0].id]
-        assert store.begin_batch("intruder", "b-2", [c.id for c in mine], "/x.parquet") == []
+        assert (
+            store.journal.begin_batch("intruder", "b-2", [c.id for c in mine], "/x.parquet") == []
+        )
         with store.engine.begin() as connection:
             connection.execute(
                 problems.update()
@@ -516,7 +519,7 @@ def test_claims_of_a_dead_local_process_are_taken_over_at_once(intake_url: str) 
                 .values(lease_pid=_dead_pid())
             )
         assert [c.id for c in store.claim("late-run", 10, 600)] == sorted(c.id for c in taken[1:])
-        assert store.unfinished_batches() == [("b-1", "/nowhere.parquet")]
+        assert store.journal.unfinished_batches() == [("b-1", "/nowhere.parquet")]
         assert store.release("alive-run") == 3
         assert store.counts()[QUEUED] == 3
     finally:

@@ -76,6 +76,15 @@ def test_claims_are_exclusive_and_leased(store: IntakeStore) -> None:
     assert all(c.attempts == 1 for c in first + second)
 
 
+def test_a_claim_limited_to_some_ids_takes_only_those(store: IntakeStore) -> None:
+    outcomes = store.submit([(ring(4, f"only-{i}"), "s") for i in range(5)])
+    wanted = [outcomes[3].id, outcomes[1].id]
+    taken = store.claim("solver", 10, lease_seconds=60, only=wanted)
+    assert sorted(c.id for c in taken) == sorted(wanted)
+    assert store.claim("solver", 10, lease_seconds=60, only=wanted) == []  # held already
+    assert len(store.claim("run", 10, lease_seconds=60)) == 3
+
+
 def test_claim_order_follows_priority(store: IntakeStore) -> None:
     specs = [ring(4, f"p{p}").model_copy(update={"priority": p}) for p in (1, 5, 3)]
     store.submit([(s, "s") for s in specs])
@@ -103,8 +112,10 @@ def test_lifecycle_history_is_recorded(store: IntakeStore) -> None:
     (outcome,) = store.submit([(ring(4, "a"), "file.json:record 1")])
     store.claim("run", 10, 60)
     store.advance("run", [outcome.id], RUNNING, "batch=b-1")
-    store.begin_batch("run", "b-1", [outcome.id], "/tmp/b-1.parquet")
-    store.finish_batch("b-1", [ProblemOutcome(outcome.id, COMPLETED, "quantum", "simulator")])
+    store.journal.begin_batch("run", "b-1", [outcome.id], "/tmp/b-1.parquet")
+    store.journal.finish_batch(
+        "b-1", [ProblemOutcome(outcome.id, COMPLETED, "quantum", "simulator")]
+    )
     found = store.get(outcome.id)
     assert found is not None
     assert found["state"] == COMPLETED and found["result_path"] == "/tmp/b-1.parquet"
@@ -148,12 +159,12 @@ def test_advance_rejects_states_that_are_not_active(store: IntakeStore) -> None:
 def test_unfinished_batches_wait_for_the_lease_then_can_be_abandoned(store: IntakeStore) -> None:
     (outcome,) = store.submit([(ring(4, "a"), "s")])
     store.claim("run", 10, 60)
-    store.begin_batch("run", "b-1", [outcome.id], "/nowhere/b-1.parquet")
-    assert store.unfinished_batches() == []  # its run may still be writing
+    store.journal.begin_batch("run", "b-1", [outcome.id], "/nowhere/b-1.parquet")
+    assert store.journal.unfinished_batches() == []  # its run may still be writing
     _expire_leases(store)
-    assert store.unfinished_batches() == [("b-1", "/nowhere/b-1.parquet")]
-    store.abandon_batch("b-1")
-    assert store.unfinished_batches() == []
+    assert store.journal.unfinished_batches() == [("b-1", "/nowhere/b-1.parquet")]
+    store.journal.abandon_batch("b-1")
+    assert store.journal.unfinished_batches() == []
     assert [c.id for c in store.claim("next", 10, 60)] == [outcome.id]
 
 
@@ -209,7 +220,7 @@ def test_pending_counts_what_a_claim_could_take(store: IntakeStore) -> None:
     assert store.pending() == 4
     first, second = store.claim("run", 2, 60)
     assert store.pending() == 2  # live leases are not claimable
-    store.begin_batch("run", "b-1", [first.id], "/nowhere/b-1.parquet")
+    store.journal.begin_batch("run", "b-1", [first.id], "/nowhere/b-1.parquet")
     _expire_leases(store)
     assert store.pending() == 3  # the lapsed lease; the journalled one waits for recovery
     assert len(store.claim("next", 100, 60)) == 3
@@ -411,13 +422,13 @@ def test_a_fast_client_clock_cannot_steal_a_live_claim(
 ) -> None:
     (outcome,) = store.submit([(ring(4, "a"), "s")])
     store.claim("run-on-a-good-clock", 10, lease_seconds=60)
-    store.begin_batch("run-on-a-good-clock", "b-1", [outcome.id], "/nowhere/b-1.parquet")
+    store.journal.begin_batch("run-on-a-good-clock", "b-1", [outcome.id], "/nowhere/b-1.parquet")
     store.submit([(ring(5, "b"), "s")])
     (other,) = store.claim("run-on-a-good-clock", 10, lease_seconds=60)
     _skew_client_clock(monkeypatch, timedelta(seconds=120))  # two leases ahead
     assert store.pending() == 0
     assert store.claim("run-on-a-fast-clock", 10, lease_seconds=60) == []
-    assert store.unfinished_batches() == []  # its writer's lease is live
+    assert store.journal.unfinished_batches() == []  # its writer's lease is live
     assert store.get(other.id)["lease_owner"] == "run-on-a-good-clock"  # type: ignore[index]
 
 
@@ -491,9 +502,9 @@ def test_every_claim_bumps_the_epoch(store: IntakeStore) -> None:
 def test_finish_batch_returns_what_it_finalised(store: IntakeStore) -> None:
     ids = [o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(3)])]
     store.claim("run", 10, 60)
-    assert store.begin_batch("run", "b-1", ids[:2], "/r/b-1.parquet") == ids[:2]
+    assert store.journal.begin_batch("run", "b-1", ids[:2], "/r/b-1.parquet") == ids[:2]
     # A problem that is not in the batch is not finalised by it.
-    assert store.finish_batch("b-1", [_outcome(i) for i in ids]) == ids[:2]
+    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) == ids[:2]
     assert [store.get(i)["state"] for i in ids] == [COMPLETED, COMPLETED, CLAIMED]  # type: ignore[index]
 
 
@@ -502,15 +513,15 @@ def test_a_frozen_writer_cannot_finish_after_its_batch_was_taken_over(
 ) -> None:
     (outcome,) = store.submit([(ring(4, "a"), "s")])
     store.claim("frozen", 10, 60)
-    assert store.begin_batch("frozen", "b-old", [outcome.id], "/r/b-old.parquet")
+    assert store.journal.begin_batch("frozen", "b-old", [outcome.id], "/r/b-old.parquet")
     _expire_leases(store)  # the writer froze past its lease; recovery finds no file
-    assert store.unfinished_batches() == [("b-old", "/r/b-old.parquet")]
-    store.abandon_batch("b-old")
+    assert store.journal.unfinished_batches() == [("b-old", "/r/b-old.parquet")]
+    store.journal.abandon_batch("b-old")
     (again,) = store.claim("next", 10, 60)
-    assert store.begin_batch("next", "b-new", [again.id], "/r/b-new.parquet")
-    assert store.finish_batch("b-new", [_outcome(again.id)]) == [again.id]
+    assert store.journal.begin_batch("next", "b-new", [again.id], "/r/b-new.parquet")
+    assert store.journal.finish_batch("b-new", [_outcome(again.id)]) == [again.id]
     with pytest.raises(StaleBatch, match="b-old"):  # the writer wakes up
-        store.finish_batch("b-old", [_outcome(outcome.id)])
+        store.journal.finish_batch("b-old", [_outcome(outcome.id)])
     found = store.get(outcome.id)
     assert found is not None and found["result_path"] == "/r/b-new.parquet"
     assert [e["state"] for e in found["events"]].count(COMPLETED) == 1
@@ -519,9 +530,9 @@ def test_a_frozen_writer_cannot_finish_after_its_batch_was_taken_over(
 def test_finish_batch_finalises_only_problems_whose_epoch_held(store: IntakeStore) -> None:
     ids = sorted(o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(2)]))
     store.claim("run", 10, 60)
-    store.begin_batch("run", "b-1", ids, "/r/b-1.parquet")
+    store.journal.begin_batch("run", "b-1", ids, "/r/b-1.parquet")
     _bump_epoch(store, ids[0])  # claimed again behind the batch's back
-    assert store.finish_batch("b-1", [_outcome(i) for i in ids]) == [ids[1]]
+    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) == [ids[1]]
     assert store.get(ids[0])["state"] == CLAIMED  # type: ignore[index]
 
 
@@ -530,10 +541,10 @@ def test_finish_batch_with_no_current_epoch_raises_and_changes_nothing(
 ) -> None:
     (outcome,) = store.submit([(ring(4, "a"), "s")])
     store.claim("run", 10, 60)
-    store.begin_batch("run", "b-1", [outcome.id], "/r/b-1.parquet")
+    store.journal.begin_batch("run", "b-1", [outcome.id], "/r/b-1.parquet")
     _bump_epoch(store, outcome.id)
     with pytest.raises(StaleBatch, match="b-1"):
-        store.finish_batch("b-1", [_outcome(outcome.id)])
+        store.journal.finish_batch("b-1", [_outcome(outcome.id)])
     assert store.get(outcome.id)["state"] == CLAIMED  # type: ignore[index]
     with store.engine.connect() as connection:
         states = connection.execute(sa.text("SELECT state FROM result_batches")).scalars().all()

@@ -21,7 +21,7 @@ from pipeline.intake.database import (
 )
 from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
-from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
+from pipeline.intake.records import ClaimedProblem, Move, SubmitOutcome
 from pipeline.intake.schema import (
     ACTIVE_STATES,
     CLAIMED,
@@ -121,11 +121,18 @@ class IntakeStore:
         return sqlite.insert(problems).on_conflict_do_nothing(index_elements=["key"])
 
     # --- claims and leases ------------------------------------------------------------------
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[ClaimedProblem]:
-        """Atomically take up to ``limit`` claimable problems for ``owner``.
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        only: Sequence[str] | None = None,
+    ) -> list[ClaimedProblem]:
+        """Atomically take up to ``limit`` claimable problems for ``owner`` (among ``only``).
 
         Claimable: queued, or active and not in a journalled batch (recovery settles those)
-        with a lease that expired or a holder that is provably dead on this host.
+        with a lease that expired or a holder that is provably dead on this host. ``only``
+        limits the claim to those ids: a synchronous solve takes its own problem.
         """
         with self.engine.begin() as tx:
             now = server_now(tx)
@@ -143,6 +150,8 @@ class IntakeStore:
                 .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
                 .limit(limit)
             )
+            if only is not None:
+                candidates = candidates.where(problems.c.id.in_(list(only)))
             if self._dialect == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
             statement = (
@@ -324,26 +333,6 @@ class IntakeStore:
             if RUNNING in move.states:
                 fault_point("execute")
         return moved
-
-    # --- the result journal (see ResultJournal) ------------------------------------------
-    def begin_batch(
-        self,
-        run_id: str,
-        batch_id: str,
-        problem_ids: Sequence[str],
-        result_path: str,
-        lease_seconds: float | None = None,
-    ) -> list[str]:
-        return self.journal.begin_batch(run_id, batch_id, problem_ids, result_path, lease_seconds)
-
-    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> list[str]:
-        return self.journal.finish_batch(batch_id, outcomes)
-
-    def unfinished_batches(self) -> list[tuple[str, str]]:
-        return self.journal.unfinished_batches()
-
-    def abandon_batch(self, batch_id: str) -> None:
-        self.journal.abandon_batch(batch_id)
 
     # --- queries ----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
