@@ -1,0 +1,45 @@
+"""Build the report from a results directory and write it where the CLI asks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pipeline.report.data import load
+from pipeline.report.html import render
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """Where the report went, how large it is and how many figures it has."""
+
+    path: Path
+    bytes: int
+    figures: int
+
+
+def build_report(results_dir: Path, since: date | None = None, run_id: str | None = None) -> str:
+    """The report page for the answers in ``results_dir`` (since a date, or of one run)."""
+    return render(load(results_dir, since, run_id), results_dir)
+
+
+def write_report(
+    results_dir: Path, out: Path, since: date | None = None, run_id: str | None = None
+) -> ReportInfo:
+    """Write the page atomically: a reader never sees half a report."""
+    page = build_report(results_dir, since, run_id)
+    payload = page.encode("utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ReportInfo(out, len(payload), page.count("<figure "))

@@ -1,0 +1,302 @@
+"""The report page: one HTML file, each figure beside the table of the numbers it draws.
+
+Nothing is fetched when the page opens (no script, font, stylesheet or image link), so it
+can be mailed, archived as a CI artifact and opened offline. The totals carry ids
+(``total-problems``, ``total-answered``, ``total-completed``, ``total-degraded``,
+``total-failed``) so a test can check them against a DuckDB count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from statistics import median
+
+from pipeline.report.data import ReportData
+from pipeline.report.figures import Figure, figures, route_label
+from pipeline.report.svg import fmt
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       color: #111827; margin: 0 auto; padding: 16px 24px 48px; max-width: 1320px; }
+h1 { font-size: 22px; margin: 8px 0 4px; } h2 { font-size: 17px; margin: 28px 0 6px; }
+p.meta { color: #4b5563; margin: 0 0 12px; } nav a { margin-right: 12px; }
+p.totals { font-size: 15px; background: #f3f4f6; padding: 10px 14px; border-radius: 6px; }
+.pair { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+figure { margin: 0; flex: 0 1 620px; } figure svg { max-width: 100%; height: auto; }
+.tables { flex: 1 1 380px; overflow-x: auto; }
+table { border-collapse: collapse; margin: 0 0 12px; font-size: 13px; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; }
+th { background: #f9fafb; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+caption { text-align: left; font-weight: 600; padding: 2px 0 4px; }
+.note { color: #6b7280; font-style: italic; } p.note { margin: 4px 0 10px; }
+svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #111827; }
+svg text.small { font-size: 10.5px; fill: #374151; } svg text.note { fill: #6b7280; }
+"""
+Cell = str | int | float | None
+
+
+def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
+    """A plain table; numbers right-aligned, None shown as a dash."""
+    if not rows:
+        return f'<p class="note">{escape(caption)}: none.</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for value in row:
+            if value is None:
+                cells.append('<td class="n">–</td>')
+            elif isinstance(value, bool) or isinstance(value, str):
+                cells.append(f"<td>{escape(str(value))}</td>")
+            elif isinstance(value, int):
+                cells.append(f'<td class="n">{value}</td>')
+            else:
+                cells.append(f'<td class="n">{fmt(value)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def section(anchor: str, heading: str, figure: Figure, text: str, tables: Sequence[str]) -> str:
+    empty = " empty" if figure.empty else ""
+    return (
+        f'<section id="{anchor}"><h2>{escape(heading)}</h2>'
+        f'<p class="note">{text}</p><div class="pair">'
+        f'<figure class="figure{empty}" data-figure="{figure.fig_id}">{figure.svg}'
+        f"<figcaption hidden>{escape(figure.title)}</figcaption></figure>"
+        f'<div class="tables">{"".join(tables)}</div></div></section>'
+    )
+
+
+def totals_text(data: ReportData) -> str:
+    t = data.totals
+    return (
+        f'<p class="totals" id="totals"><span id="total-problems">{t.problems}</span> problems: '
+        f'<span id="total-answered">{t.answered}</span> answered '
+        f'(<span id="total-completed">{t.completed}</span> completed on their planned route, '
+        f'<span id="total-degraded">{t.degraded}</span> degraded to the classical fallback), '
+        f'<span id="total-failed">{t.failed}</span> failed; '
+        f"in {t.runs} run(s) and {t.batches} batch(es), costing ${t.cost_usd:.6g} in all.</p>"
+    )
+
+
+def _latency(data: ReportData, fig: Figure) -> str:
+    rows = [(s.backend, s.stage, s.n, s.p50, s.p95, s.mean, s.maximum) for s in data.latency]
+    text = (
+        "Seconds each problem spent per stage (queue: submission to claim; total: "
+        "submission to answer). A batch's stage times are shared by its problems."
+    )
+    headers = ("backend", "stage", "problems", "p50 s", "p95 s", "mean s", "max s")
+    return section("latency", "Latency per stage", fig, text, [table("Latency", headers, rows)])
+
+
+def _routes(data: ReportData, fig: Figure) -> str:
+    overall: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for r in data.routes:
+        overall[(r.route, r.solver_path, r.status)][0] += 1
+        overall[(r.route, r.solver_path, r.status)][1] += r.problems
+    rows = [(*key, runs, problems) for key, (runs, problems) in sorted(overall.items())]
+    per_run = [
+        (r.run_id, route_label(r.route, r.solver_path, r.status), r.problems)
+        for r in data.routes
+    ]
+    tables = [
+        table("All runs", ("route", "solver path", "status", "runs", "problems"), rows),
+        "<details><summary>Per run</summary>"
+        + table("Per run", ("run", "route / solver path / status", "problems"), per_run)
+        + "</details>",
+    ]
+    text = "Which path produced each answer, run by run (oldest first)."
+    return section("routes", "Answers by route, solver path and status", fig, text, tables)
+
+
+def _fallbacks(data: ReportData, fig: Figure) -> str:
+    rows = [(f.code, f.status, f.backend, f.problems, f.example) for f in data.fallbacks]
+    headers = ("reason code", "status", "answered by", "problems", "example reason")
+    text = (
+        "Why problems left their planned route (degraded: answered by the classical "
+        "fallback) or got no answer (failed)."
+    )
+    return section("fallbacks", "Fallback reasons", fig, text, [table("Reasons", headers, rows)])
+
+
+def _cost(data: ReportData, fig: Figure) -> str:
+    rows = [
+        (c.backend, c.tenant, c.problems, c.answers, c.cost_usd, c.per_answer) for c in data.costs
+    ]
+    spend = [
+        (s.backend, s.batches, s.backend_attempts, s.backend_failures, s.quantum_cost_usd)
+        for s in data.spend
+    ]
+    text = (
+        "Cost per answer = everything the rows cost (what failed quantum attempts spent "
+        "before a fallback included) over the answers (completed or degraded), by the "
+        "backend that answered and the tenant."
+    )
+    tables = [
+        table(
+            "Cost by backend and tenant",
+            ("backend", "tenant", "problems", "answers", "cost USD", "USD per answer"),
+            rows,
+        ),
+        table(
+            "Quantum spend by batch backend",
+            ("backend", "batches", "backend attempts", "failed attempts", "quantum USD"),
+            spend,
+        ),
+    ]
+    return section("cost", "Cost per successful answer", fig, text, tables)
+
+
+def _quality(data: ReportData, fig: Figure) -> str:
+    groups = data.quality_groups
+    rows = [
+        (
+            g.kind,
+            g.n_variables,
+            g.answers,
+            g.with_reference,
+            g.matching,
+            g.mean_answer_ratio,
+            g.min_answer_ratio,
+            g.mean_expectation_ratio,
+        )
+        for g in groups
+    ]
+    answers = sum(g.answers for g in groups)
+    judged = sum(g.with_reference for g in groups)
+    text = (
+        "Approximation ratio = 1 − |reference − value| / |reference| against the classical "
+        "reference answer (reference_objective): obj/ref for a maximum, the QAOA expectation "
+        "⟨C⟩/C* for the expectation; 1 means the reference was matched."
+    )
+    if judged < answers:
+        text += (
+            f" <strong>No reference objective yet for {answers - judged} of {answers} "
+            "answer(s)</strong>: those are counted but not judged."
+        )
+    headers = (
+        "kind",
+        "variables",
+        "answers",
+        "with reference",
+        "matching",
+        "mean ratio",
+        "min ratio",
+        "mean expectation ratio",
+    )
+    return section(
+        "quality", "Quality against the reference", fig, text, [table("Quality", headers, rows)]
+    )
+
+
+def _first_attempt(data: ReportData, attempt: Figure, wait: Figure) -> str:
+    rows = [
+        (
+            f.backend,
+            f.tenant,
+            f.problems,
+            f.first_attempt_ok,
+            f.rate,
+            f.queue_p50_s,
+            f.queue_p95_s,
+            f.queue_max_s,
+        )
+        for f in data.first_attempts
+    ]
+    headers = (
+        "backend",
+        "tenant",
+        "problems",
+        "first-attempt successes",
+        "rate",
+        "queue p50 s",
+        "queue p95 s",
+        "queue max s",
+    )
+    text = "A first-attempt success is a problem completed on its first claim, without fallback."
+    first = section(
+        "first-attempt", "First-attempt success and queue wait", attempt, text, [table("First attempts", headers, rows)]
+    )
+    waits = sorted(data.queue_waits)
+    summary = (
+        [("problems", len(waits)), ("median s", median(waits)), ("max s", waits[-1])]
+        if waits
+        else []
+    )
+    second = section(
+        "queue-wait", "Queue wait", wait, "Seconds from submission to claim.", [table("Queue wait", ("", "value"), summary)]
+    )
+    return first + second
+
+
+def _drift(data: ReportData, fig: Figure) -> str:
+    pairs: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for d in data.drift.points:
+        pairs[(d.stored_backend, d.replay_backend)].append(d.difference or 0.0)
+    rows = [
+        (a, b, len(v), sum(v) / len(v), sum(abs(x) for x in v) / len(v), max(abs(x) for x in v))
+        for (a, b), v in sorted(pairs.items())
+    ]
+    headers = ("stored on", "replayed on", "answers", "mean diff", "mean |diff|", "max |diff|")
+    text = (
+        "Stored quantum answers replayed on another backend by <code>qhopper drift</code> "
+        "(read from drift/: problem_id, stored_backend, replay_backend, stored_expected, "
+        "replay_expected, stored_objective, replay_objective, difference). Points on the "
+        "diagonal did not drift."
+    )
+    if data.drift.note:
+        text += f" <strong>{escape(data.drift.note)}</strong>."
+    return section("drift", "Simulator versus device drift", fig, text, [table("Drift", headers, rows)])
+
+
+def render(data: ReportData, results_dir: Path, generated: datetime | None = None) -> str:
+    """The whole page as one string."""
+    figs = figures(data)
+    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    scope = []
+    if data.since:
+        scope.append(f"answers since {data.since.isoformat()}")
+    if data.run_id:
+        scope.append(f"run {escape(data.run_id)}")
+    meta = (
+        f"Results in <code>{escape(str(results_dir))}</code>, "
+        f"{'; '.join(scope) if scope else 'every run'}; generated {when}."
+    )
+    nav = "".join(
+        f'<a href="#{a}">{n}</a>'
+        for a, n in (
+            ("latency", "Latency"),
+            ("routes", "Routes"),
+            ("fallbacks", "Fallbacks"),
+            ("cost", "Cost"),
+            ("quality", "Quality"),
+            ("first-attempt", "First attempts"),
+            ("queue-wait", "Queue wait"),
+            ("drift", "Drift"),
+        )
+    )
+    body = "".join(
+        (
+            _latency(data, figs["fig-latency"]),
+            _routes(data, figs["fig-routes"]),
+            _fallbacks(data, figs["fig-fallbacks"]),
+            _cost(data, figs["fig-cost"]),
+            _quality(data, figs["fig-quality"]),
+            _first_attempt(data, figs["fig-first-attempt"], figs["fig-queue-wait"]),
+            _drift(data, figs["fig-drift"]),
+        )
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>qhopper report</title><style>{CSS}</style></head><body>"
+        f'<h1>qhopper report</h1><p class="meta">{meta}</p>{totals_text(data)}'
+        f"<nav>{nav}</nav>{body}</body></html>\n"
+    )

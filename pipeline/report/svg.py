@@ -1,0 +1,384 @@
+"""Small hand-drawn SVG charts, so the report is one file that opens offline.
+
+Matplotlib is not a dependency of the pipeline, and the charts the report needs are few
+and plain: box plots, stacked columns, horizontal bars, scatter plots and a histogram.
+Each chart is a string of inline SVG with a ``<title>`` for screen readers and a tooltip
+(``<title>`` inside each mark) for every bar, box and point; no script, no font, no link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+PALETTE = (
+    "#4c72b0",
+    "#dd8452",
+    "#55a868",
+    "#c44e52",
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+    "#8c8c8c",
+    "#ccb974",
+    "#64b5cd",
+)
+WIDTH = 620
+AXIS = "#6b7280"
+GRID = "#e5e7eb"
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def fmt(value: float) -> str:
+    """Three significant digits, no exponent for everyday magnitudes."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten) covering ``[lo, hi]``."""
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    raw = (hi - lo) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    value = first
+    while value <= hi + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    if ticks[-1] < hi:
+        ticks.append(round(value, 12))
+    return ticks
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Maps data values ``lo..hi`` to pixels ``a..b``."""
+
+    lo: float
+    hi: float
+    a: float
+    b: float
+
+    def __call__(self, value: float) -> float:
+        span = self.hi - self.lo or 1.0
+        return self.a + (value - self.lo) / span * (self.b - self.a)
+
+
+def span_of(values: Sequence[float], *, zero: bool = False) -> tuple[float, float]:
+    """Nice limits for ``values`` (including zero when asked)."""
+    found = [v for v in values if math.isfinite(v)] or [0.0]
+    lo, hi = min(found), max(found)
+    if zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    ticks = nice_ticks(lo, hi)
+    return ticks[0], ticks[-1]
+
+
+@dataclass
+class Canvas:
+    """An SVG being drawn: marks are appended as strings."""
+
+    width: int
+    height: int
+    parts: list[str] = field(default_factory=list)
+
+    def text(
+        self,
+        x: float,
+        y: float,
+        content: str,
+        anchor: str = "start",
+        cls: str = "",
+        rotate: bool = False,
+    ) -> None:
+        turn = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
+        klass = f' class="{cls}"' if cls else ""
+        self.parts.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}{turn}>'
+            f"{escape(content)}</text>"
+        )
+
+    def line(
+        self, x1: float, y1: float, x2: float, y2: float, stroke: str = AXIS, width: float = 1
+    ) -> None:
+        self.parts.append(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+            f'stroke="{stroke}" stroke-width="{width}"/>'
+        )
+
+    def rect(self, x: float, y: float, w: float, h: float, fill: str, tip: str = "") -> None:
+        inner = f"<title>{escape(tip)}</title>" if tip else ""
+        self.parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
+            f'fill="{fill}">{inner}</rect>'
+        )
+
+    def circle(
+        self, x: float, y: float, fill: str, tip: str = "", hollow: bool = False, r: float = 4
+    ) -> None:
+        paint = f'fill="white" stroke="{fill}" stroke-width="1.5"' if hollow else f'fill="{fill}"'
+        inner = f"<title>{escape(tip)}</title>" if tip else ""
+        self.parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" {paint} fill-opacity="0.85">{inner}</circle>'
+        )
+
+    def legend(self, x: float, y: float, items: Sequence[tuple[str, str]]) -> None:
+        """Swatches left to right, wrapping at the canvas edge."""
+        cx, cy = x, y
+        for label, fill in items:
+            width = 18 + 6.5 * len(label)
+            if cx + width > self.width - 8 and cx > x:
+                cx, cy = x, cy + 16
+            self.rect(cx, cy - 9, 10, 10, fill)
+            self.text(cx + 14, cy, label, cls="small")
+            cx += width + 10
+
+    def y_axis(self, scale: Linear, left: float, right: float, label: str) -> None:
+        """Ticks, grid lines and a label on the left of a plot area."""
+        for tick in nice_ticks(scale.lo, scale.hi):
+            if scale.lo - 1e-12 <= tick <= scale.hi + 1e-12:
+                y = scale(tick)
+                self.line(left, y, right, y, GRID)
+                self.text(left - 4, y + 4, fmt(tick), "end", "small")
+        self.line(left, scale.a, left, scale.b)
+        self.text(12, (scale.a + scale.b) / 2, label, "middle", "small", rotate=True)
+
+    def x_axis(self, scale: Linear, y: float, label: str) -> None:
+        for tick in nice_ticks(scale.lo, scale.hi):
+            if scale.lo - 1e-12 <= tick <= scale.hi + 1e-12:
+                x = scale(tick)
+                self.line(x, y, x, y + 4)
+                self.text(x, y + 15, fmt(tick), "middle", "small")
+        self.line(scale.a, y, scale.b, y)
+        self.text((scale.a + scale.b) / 2, y + 30, label, "middle", "small")
+
+    def svg(self, fig_id: str, title: str) -> str:
+        return (
+            f'<svg id="{escape(fig_id)}" xmlns="http://www.w3.org/2000/svg" '
+            f'viewBox="0 0 {self.width} {self.height}" width="{self.width}" '
+            f'height="{self.height}" role="img" aria-labelledby="{escape(fig_id)}-title">'
+            f'<title id="{escape(fig_id)}-title">{escape(title)}</title>'
+            + "".join(self.parts)
+            + "</svg>"
+        )
+
+
+def empty(fig_id: str, title: str, message: str) -> str:
+    """A figure with nothing to plot says why, in the place the plot would be."""
+    canvas = Canvas(WIDTH, 90)
+    canvas.rect(0.5, 0.5, WIDTH - 1, 89, "#f9fafb")
+    canvas.text(WIDTH / 2, 50, message, "middle", "note")
+    return canvas.svg(fig_id, f"{title}: {message}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One distribution: minimum, quartiles, median, 95th percentile, maximum."""
+
+    label: str
+    n: int
+    minimum: float
+    p25: float
+    p50: float
+    p75: float
+    p95: float
+    maximum: float
+
+
+def box_panels(fig_id: str, title: str, panels: Sequence[tuple[str, Sequence[Box]]]) -> str:
+    """One small box plot per panel (e.g. per stage), one box per group (e.g. per backend)."""
+    labels = sorted({b.label for _, boxes in panels for b in boxes})
+    colors = {label: color(i) for i, label in enumerate(labels)}
+    width, height, top, bottom = WIDTH, 260, 20, 190
+    canvas = Canvas(width, height)
+    panel_w = (width - 50) / max(len(panels), 1)
+    for i, (name, boxes) in enumerate(panels):
+        left = 50 + i * panel_w
+        lo, hi = span_of([b.maximum for b in boxes] + [b.minimum for b in boxes], zero=True)
+        scale = Linear(lo, hi, bottom, top)
+        for tick in nice_ticks(lo, hi, 4):
+            if lo <= tick <= hi:
+                canvas.line(left, scale(tick), left + panel_w - 12, scale(tick), GRID)
+                canvas.text(left - 3, scale(tick) + 4, fmt(tick), "end", "small")
+        canvas.line(left, top, left, bottom)
+        canvas.text(left + (panel_w - 12) / 2, bottom + 16, name, "middle")
+        slot = (panel_w - 16) / max(len(boxes), 1)
+        for j, box in enumerate(boxes):
+            cx = left + 4 + slot * (j + 0.5)
+            half = min(slot * 0.3, 14)
+            tip = (
+                f"{name} on {box.label}: n={box.n}, min {fmt(box.minimum)} s, p50 "
+                f"{fmt(box.p50)} s, p95 {fmt(box.p95)} s, max {fmt(box.maximum)} s"
+            )
+            fill = colors[box.label]
+            canvas.line(cx, scale(box.minimum), cx, scale(box.maximum), fill)
+            canvas.rect(cx - half, scale(box.p75), 2 * half, scale(box.p25) - scale(box.p75), fill, tip)
+            canvas.line(cx - half, scale(box.p50), cx + half, scale(box.p50), "#111827", 2)
+            y95 = scale(box.p95)
+            canvas.parts.append(
+                f'<path d="M{cx:.1f} {y95 - 4:.1f} l4 4 l-4 4 l-4 -4 z" fill="#111827">'
+                f"<title>{escape(tip)}</title></path>"
+            )
+    canvas.text(12, (top + bottom) / 2, "seconds", "middle", "small", rotate=True)
+    canvas.legend(50, bottom + 40, [(label, colors[label]) for label in labels])
+    canvas.text(
+        50, bottom + 62, "box: p25-p75, bar: p50, diamond: p95, line: min-max", cls="small"
+    )
+    return canvas.svg(fig_id, title)
+
+
+def stacked_columns(
+    fig_id: str,
+    title: str,
+    columns: Sequence[tuple[str, Mapping[str, float]]],
+    categories: Sequence[str],
+    y_label: str,
+) -> str:
+    """One column per x value (e.g. per run), stacked by category."""
+    width, top, bottom = WIDTH, 20, 200
+    legend_rows = 1 + sum(len(c) * 7 + 28 for c in categories) // (width - 60)
+    canvas = Canvas(width, bottom + 50 + 16 * legend_rows)
+    totals = [sum(values.values()) for _, values in columns]
+    lo, hi = span_of(totals, zero=True)
+    scale = Linear(lo, hi, bottom, top)
+    canvas.y_axis(scale, 50, width - 10, y_label)
+    slot = (width - 70) / max(len(columns), 1)
+    colors = {c: color(i) for i, c in enumerate(categories)}
+    for i, (label, values) in enumerate(columns):
+        x = 55 + i * slot
+        base = 0.0
+        for category in categories:
+            value = values.get(category, 0.0)
+            if value:
+                y0, y1 = scale(base), scale(base + value)
+                tip = f"{label}: {category}: {fmt(value)}"
+                canvas.rect(x, y1, max(slot * 0.8, 1), y0 - y1, colors[category], tip)
+                base += value
+        if len(columns) <= 12:
+            canvas.text(x + slot * 0.4, bottom + 14, label[-8:], "middle", "small")
+    canvas.line(50, bottom, width - 10, bottom)
+    canvas.legend(50, bottom + 36, [(c, colors[c]) for c in categories])
+    return canvas.svg(fig_id, title)
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    fill: str = PALETTE[0]
+    tip: str = ""
+
+
+def hbars(fig_id: str, title: str, bars: Sequence[Bar], x_label: str) -> str:
+    """Horizontal bars, one per label, longest first as given."""
+    label_w = min(260, 20 + 6.5 * max((len(b.label) for b in bars), default=4))
+    row, top = 22, 10
+    bottom = top + row * len(bars)
+    canvas = Canvas(WIDTH, int(bottom + 44))
+    lo, hi = span_of([b.value for b in bars], zero=True)
+    scale = Linear(lo, hi, label_w, WIDTH - 20)
+    for tick in nice_ticks(lo, hi):
+        if lo <= tick <= hi:
+            canvas.line(scale(tick), top, scale(tick), bottom, GRID)
+    for i, bar in enumerate(bars):
+        y = top + i * row
+        shown = bar.label if len(bar.label) <= 40 else bar.label[:39] + "…"
+        canvas.text(label_w - 6, y + row * 0.65, shown, "end", "small")
+        tip = bar.tip or f"{bar.label}: {fmt(bar.value)}"
+        x0, x1 = sorted((scale(0), scale(bar.value)))
+        canvas.rect(x0, y + 3, x1 - x0, row - 6, bar.fill, tip)
+        canvas.text(x1 + 3, y + row * 0.65, fmt(bar.value), cls="small")
+    canvas.x_axis(scale, bottom, x_label)
+    return canvas.svg(fig_id, title)
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    fill: str
+    points: Sequence[tuple[float, float, str]]  # x, y, tooltip
+    hollow: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    x_label: str
+    y_label: str
+    series: Sequence[Series]
+    hline: float | None = None  # e.g. a ratio of 1
+    diagonal: bool = False  # y = x, e.g. stored against replayed
+
+
+def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
+    """Scatter plots side by side, sharing a legend."""
+    width, top, bottom = WIDTH, 24, 200
+    canvas = Canvas(width, bottom + 66)
+    panel_w = (width - 10) / max(len(panels), 1)
+    for i, panel in enumerate(panels):
+        left = 55 + i * panel_w
+        right = left + panel_w - 65
+        xs = [x for s in panel.series for x, _, _ in s.points]
+        ys = [y for s in panel.series for _, y, _ in s.points]
+        if panel.hline is not None:
+            ys.append(panel.hline)
+        if panel.diagonal:
+            xs = ys = xs + ys
+        xscale = Linear(*span_of(xs), left, right)
+        yscale = Linear(*span_of(ys), bottom, top)
+        for tick in nice_ticks(yscale.lo, yscale.hi, 4):
+            if yscale.lo <= tick <= yscale.hi:
+                canvas.line(left, yscale(tick), right, yscale(tick), GRID)
+                canvas.text(left - 4, yscale(tick) + 4, fmt(tick), "end", "small")
+        canvas.line(left, top, left, bottom)
+        canvas.text(left - 44, (top + bottom) / 2, panel.y_label, "middle", "small", rotate=True)
+        canvas.text((left + right) / 2, 14, panel.title, "middle")
+        canvas.x_axis(Linear(xscale.lo, xscale.hi, left, right), bottom, panel.x_label)
+        if panel.hline is not None:
+            y = yscale(panel.hline)
+            canvas.line(left, y, right, y, "#9ca3af", 1)
+        if panel.diagonal:
+            lo, hi = max(xscale.lo, yscale.lo), min(xscale.hi, yscale.hi)
+            canvas.line(xscale(lo), yscale(lo), xscale(hi), yscale(hi), "#9ca3af", 1)
+        for series in panel.series:
+            for x, y, tip in series.points:
+                canvas.circle(xscale(x), yscale(y), series.fill, tip, series.hollow)
+    seen: dict[str, str] = {}
+    for panel in panels:
+        for series in panel.series:
+            seen.setdefault(series.label, series.fill)
+    canvas.legend(55, bottom + 54, list(seen.items()))
+    return canvas.svg(fig_id, title)
+
+
+def histogram(fig_id: str, title: str, values: Sequence[float], x_label: str, bins: int = 20) -> str:
+    """Counts of ``values`` in equal-width bins."""
+    lo, hi = min(values), max(values)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    step = (hi - lo) / bins
+    counts = [0] * bins
+    for value in values:
+        counts[min(int((value - lo) / step), bins - 1)] += 1
+    top, bottom = 10, 180
+    canvas = Canvas(WIDTH, bottom + 40)
+    xscale = Linear(lo, hi, 50, WIDTH - 20)
+    yscale = Linear(*span_of([float(c) for c in counts], zero=True), bottom, top)
+    canvas.y_axis(yscale, 50, WIDTH - 20, "problems")
+    for i, count in enumerate(counts):
+        a, b = lo + i * step, lo + (i + 1) * step
+        tip = f"{fmt(a)}-{fmt(b)}: {count}"
+        canvas.rect(xscale(a) + 1, yscale(count), xscale(b) - xscale(a) - 2, bottom - yscale(count), PALETTE[0], tip)
+    canvas.x_axis(xscale, bottom, x_label)
+    return canvas.svg(fig_id, title)
