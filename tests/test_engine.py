@@ -8,9 +8,12 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+import truth
 from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
@@ -31,25 +34,83 @@ from pipeline.engine.templates import (
     build_ansatz,
     compile_template,
 )
-from pipeline.formulation import Formulation, formulate
+from pipeline.formulation import Formulation, formulate, portfolio_penalty
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.tasks import QuantumChunkTask, WorkItem
 
 BACKEND = get_backend("aer", 16)
+SPECS = {"maxcut": MaxCutSpec, "qubo": QuboSpec, "portfolio": PortfolioSpec}
+Record = dict[str, Any]
 
 
-def random_qubo(n: int, rng: np.random.Generator, sense: str = "min") -> QuboSpec:
+def formulated(record: Record) -> Formulation:
+    """The pipeline's formulation of a raw record; oracles read the record itself (tests/truth.py)."""
+    return formulate(SPECS[record["kind"]].model_validate(record))
+
+
+def variables(record: Record) -> int:
+    return len(record["mu"]) if record["kind"] == "portfolio" else int(record["n"])
+
+
+def bit_strings(n: int) -> list[str]:
+    """Every assignment, index x -> the string whose character k is bit k of x."""
+    return ["".join(str((x >> k) & 1) for k in range(n)) for x in range(2**n)]
+
+
+def assert_exact_answer(record: Record, solution: str, objective: float) -> None:
+    """The reported objective is the solution's, and the solution is optimal (tests/truth.py)."""
+    assert truth.feasible(record, solution)
+    assert objective == pytest.approx(truth.objective(record, solution), abs=1e-9)
+    assert objective == pytest.approx(truth.brute_force(record), abs=1e-9)
+
+
+def true_qaoa_expectation(record: Record, gammas: npt.ArrayLike, betas: npt.ArrayLike) -> float:
+    """<psi|objective|psi> for the QAOA state at the given angles, built here with NumPy.
+
+    The cost layer is the function the quantum path samples (the true objective, minus the
+    budget penalty for a portfolio) as an energy to minimise, normalised so its largest
+    Ising coefficient (read off by Walsh projection) is 1, as the engine's angles assume;
+    the observable is the true objective from tests/truth.py, no penalty.
+    """
+    n = variables(record)
+    strings = bit_strings(n)
+    objective = np.array([truth.objective(record, s) for s in strings])
+    sampled = objective.copy()
+    if record["kind"] == "portfolio":
+        counts = np.array([s.count("1") for s in strings])
+        lam = portfolio_penalty(PortfolioSpec.model_validate(record))
+        sampled -= lam * (counts - record["budget"]) ** 2
+    energy = -sampled if truth.sense(record) == "max" else sampled
+    z = 1.0 - 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    coefficients = [abs(np.mean(energy * z[:, i])) for i in range(n)]
+    coefficients += [
+        abs(np.mean(energy * z[:, i] * z[:, j])) for i, j in itertools.combinations(range(n), 2)
+    ]
+    largest = max(coefficients)
+    scale = largest if largest > 1e-12 * (1.0 + np.abs(energy).max()) else 1.0
+    cost = (energy - energy.mean()) / scale  # a constant is a global phase
+    psi = np.full(2**n, 2 ** (-n / 2), dtype=complex)
+    for gamma, beta in zip(np.atleast_1d(gammas), np.atleast_1d(betas), strict=True):
+        psi = psi * np.exp(-1j * gamma * cost)
+        rx = np.array([[np.cos(beta), -1j * np.sin(beta)], [-1j * np.sin(beta), np.cos(beta)]])
+        tensor = psi.reshape([2] * n)
+        for qubit in range(n):
+            axis = n - 1 - qubit
+            tensor = np.moveaxis(np.tensordot(rx, tensor, axes=([1], [axis])), 0, axis)
+        psi = tensor.reshape(-1)
+    return float(np.sum(np.abs(psi) ** 2 * objective))
+
+
+def random_qubo(n: int, rng: np.random.Generator, sense: str = "min") -> Record:
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [(0, 1)]
-    return QuboSpec.model_validate(
-        {
-            "kind": "qubo",
-            "n": n,
-            "sense": sense,
-            "offset": float(rng.normal()),
-            "linear": [[i, float(rng.normal())] for i in range(n)],
-            "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
-        }
-    )
+    return {
+        "kind": "qubo",
+        "n": n,
+        "sense": sense,
+        "offset": float(rng.normal()),
+        "linear": [[i, float(rng.normal())] for i in range(n)],
+        "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
+    }
 
 
 def numpy_qaoa_energy(
@@ -76,7 +137,7 @@ def numpy_qaoa_energy(
 @pytest.mark.parametrize("reps", [1, 2])
 def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) -> None:
     rng = np.random.default_rng(seed)
-    formulation = formulate(random_qubo(5, rng))
+    formulation = formulated(random_qubo(5, rng))
     template = compile_template(shape_of(formulation.ising, reps, "aer"), BACKEND, "test")
     evaluator = PrimitiveEvaluator(template, [BatchProblem("p", formulation, 100)], BACKEND, seed)
     gammas = rng.uniform(-1, 1, (1, 3, reps))
@@ -87,38 +148,34 @@ def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) ->
         assert energies[0, s] == pytest.approx(expected, abs=1e-9)
 
 
-def random_portfolio(n: int, rng: np.random.Generator) -> PortfolioSpec:
+def random_portfolio(n: int, rng: np.random.Generator, budget: int | None = None) -> Record:
     factors = rng.normal(0, 0.2, (n, 2))
     sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
-    return PortfolioSpec.model_validate(
-        {
-            "kind": "portfolio",
-            "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
-            "sigma": sigma.tolist(),
-            "budget": n // 2,
-            "risk": 0.5,
-        }
-    )
+    return {
+        "kind": "portfolio",
+        "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
+        "sigma": sigma.tolist(),
+        "budget": n // 2 if budget is None else budget,
+        "risk": 0.5,
+    }
 
 
-def random_maxcut(n: int, rng: np.random.Generator) -> MaxCutSpec:
+def random_maxcut(n: int, rng: np.random.Generator) -> Record:
     edges = [
         [i, j, float(rng.integers(1, 9))]
         for i in range(n)
         for j in range(i + 1, n)
         if rng.random() < 0.4
     ]
-    return MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges or [[0, 1]]})
+    return {"kind": "maxcut", "n": n, "edges": edges or [[0, 1]]}
 
 
 def same_graph_maxcuts(
     n: int, graph: list[tuple[int, int]], count: int, weight: Callable[[], float]
-) -> list[MaxCutSpec]:
+) -> list[Record]:
     """``count`` MaxCut problems on one graph (so one shape), each with its own weights."""
     return [
-        MaxCutSpec.model_validate(
-            {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
-        )
+        {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
         for _ in range(count)
     ]
 
@@ -128,7 +185,7 @@ def same_graph_maxcuts(
 def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
     rng = np.random.default_rng(reps * 10 + len(kind))
     makers = {"maxcut": random_maxcut, "qubo": random_qubo, "portfolio": random_portfolio}
-    formulations = [formulate(makers[kind](7, rng)) for _ in range(1)]
+    formulations = [formulated(makers[kind](7, rng)) for _ in range(1)]
     template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
     problems = [BatchProblem("p", f, 100) for f in formulations]
     reference = PrimitiveEvaluator(template, problems, BACKEND, 0)
@@ -148,7 +205,7 @@ def test_real_weighted_maxcut_has_no_linear_field_and_agrees_with_aer() -> None:
     rng = np.random.default_rng(5)
     edges = [[i, (i + 1) % 9, float(rng.uniform(0.1, 1))] for i in range(9)]
     edges += [[i, i + 4, float(rng.uniform(0.1, 1))] for i in range(5)]
-    formulation = formulate(MaxCutSpec.model_validate({"kind": "maxcut", "n": 9, "edges": edges}))
+    formulation = formulated({"kind": "maxcut", "n": 9, "edges": edges})
     assert not formulation.ising.h.any()
     bits = rng.integers(0, 2, (50, 9))
     spins = 1 - 2 * bits
@@ -175,7 +232,7 @@ def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
     rng = np.random.default_rng(3)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
     specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.normal()))
-    problems = [BatchProblem(f"p{i}", formulate(s), 100) for i, s in enumerate(specs)]
+    problems = [BatchProblem(f"p{i}", formulated(s), 100) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 2, "aer"), BACKEND, "test")
     gammas = rng.uniform(-1, 1, (5, 4, 2))
     betas = rng.uniform(-1, 1, (5, 4, 2))
@@ -191,37 +248,27 @@ def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
     rng = np.random.default_rng(21)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)]
     specs = same_graph_maxcuts(5, graph, 5, lambda: float(rng.integers(1, 5)))
-    problems = [BatchProblem(f"p{i}", formulate(s), 256) for i, s in enumerate(specs)]
+    problems = [BatchProblem(f"p{i}", formulated(s), 256) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, 30, 1, evaluator=evaluator)
     assert {a.evaluator for a in answers} == {evaluator}
     # Only the fast path simulates on the worker; the Estimator's calls bill themselves.
     assert all((a.simulated_s > 0) == (evaluator == "fast") for a in answers)
-    for problem, answer in zip(problems, answers, strict=True):
-        assert answer.objective == pytest.approx(brute_force_best(problem.formulation))
+    for record, answer in zip(specs, answers, strict=True):
+        assert_exact_answer(record, answer.solution, answer.objective)
     # Warm starts: problems after the pilots skip the grid and need fewer evaluations.
     assert max(a.evaluations for a in answers[3:]) < min(a.evaluations for a in answers[:3])
-
-
-def brute_force_best(formulation: Formulation) -> float:
-    bits = np.array(list(itertools.product([0, 1], repeat=formulation.qubo.n)))
-    objectives = formulation.objective(bits)
-    feasible = formulation.feasible(bits)
-    candidates = objectives[feasible]
-    return float(candidates.max() if formulation.qubo.sense == "max" else candidates.min())
 
 
 def test_batch_answers_equal_brute_force_optima() -> None:
     rng = np.random.default_rng(11)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3), (1, 4)]
     specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.integers(1, 6)))
-    problems = [BatchProblem(f"p{i}", formulate(s), 512) for i, s in enumerate(specs)]
+    problems = [BatchProblem(f"p{i}", formulated(s), 512) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, max_iterations=20, seed=3)
-    for problem, answer in zip(problems, answers, strict=True):
-        bits = np.array([[int(c) for c in answer.solution]])
-        assert answer.objective == pytest.approx(float(problem.formulation.objective(bits)[0]))
-        assert answer.objective == pytest.approx(brute_force_best(problem.formulation))
+    for record, answer in zip(specs, answers, strict=True):
+        assert_exact_answer(record, answer.solution, answer.objective)
         assert answer.expected_objective <= answer.objective + 1e-9
         assert answer.evaluations > 0
 
@@ -229,10 +276,11 @@ def test_batch_answers_equal_brute_force_optima() -> None:
 @pytest.mark.parametrize("sense", ["min", "max"])
 def test_qubo_answers_respect_the_sense(sense: str) -> None:
     rng = np.random.default_rng(5)
-    formulation = formulate(random_qubo(6, rng, sense))
+    record = random_qubo(6, rng, sense)
+    formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 1024)], BACKEND, 20, 1)
-    assert answer.objective == pytest.approx(brute_force_best(formulation))
+    assert_exact_answer(record, answer.solution, answer.objective)
 
 
 def test_portfolio_answer_is_feasible_and_optimal() -> None:
@@ -240,20 +288,18 @@ def test_portfolio_answer_is_feasible_and_optimal() -> None:
     n = 5
     factors = rng.normal(0, 0.2, (n, 2))
     sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
-    spec = PortfolioSpec.model_validate(
-        {
-            "kind": "portfolio",
-            "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
-            "sigma": sigma.tolist(),
-            "budget": 2,
-            "risk": 0.5,
-        }
-    )
-    formulation = formulate(spec)
+    record = {
+        "kind": "portfolio",
+        "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
+        "sigma": sigma.tolist(),
+        "budget": 2,
+        "risk": 0.5,
+    }
+    formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 2048)], BACKEND, 20, 1)
     assert answer.feasible and answer.solution.count("1") == 2
-    assert answer.objective == pytest.approx(brute_force_best(formulation))
+    assert_exact_answer(record, answer.solution, answer.objective)
 
 
 def _dataset_sample() -> list:
@@ -267,18 +313,17 @@ def _dataset_sample() -> list:
 
 @pytest.mark.parametrize("graph", _dataset_sample(), ids=lambda g: f"n{g.n}-g{g.number}")
 def test_optimised_p1_expectation_reaches_the_published_value(graph) -> None:
-    spec = MaxCutSpec.model_validate(
-        {"kind": "maxcut", "n": graph.n, "edges": [list(e) for e in graph.edges]}
-    )
-    formulation = formulate(spec)
+    record = {"kind": "maxcut", "n": graph.n, "edges": [list(e) for e in graph.edges]}
+    formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 256)], BACKEND, 40, 1)
     assert answer.expected_objective == pytest.approx(graph.optimised_p1, abs=1e-3)
     assert answer.objective == pytest.approx(graph.max_cut)
+    assert_exact_answer(record, answer.solution, answer.objective)
 
 
 def test_template_store_compiles_once_and_reuses(tmp_path: Path) -> None:
-    formulation = formulate(random_qubo(4, np.random.default_rng(0)))
+    formulation = formulated(random_qubo(4, np.random.default_rng(0)))
     shape = shape_of(formulation.ising, 2, BACKEND.target.label)
     store = TemplateStore(tmp_path)
     first = store.get(shape, BACKEND)
@@ -303,9 +348,9 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
 
 
 def chunk_task(
-    specs: list, reps: int, spec: str = "aer", policy: CallPolicy | None = None
+    specs: list[Record], reps: int, spec: str = "aer", policy: CallPolicy | None = None
 ) -> QuantumChunkTask:
-    formulations = [formulate(s) for s in specs]
+    formulations = [formulated(s) for s in specs]
     template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
     return QuantumChunkTask(
         template=PackedTemplate.pack(template),
@@ -407,7 +452,7 @@ def test_aer_templates_equal_what_the_preset_pass_manager_gives(reps: int, linea
 
     rng = np.random.default_rng(reps)
     spec = random_qubo(6, rng) if linear else random_maxcut(6, rng)
-    ansatz = build_ansatz(shape_of(formulate(spec).ising, reps, "aer"))
+    ansatz = build_ansatz(shape_of(formulated(spec).ising, reps, "aer"))
     measured = ansatz.copy()
     measured.measure_all()
     preset = generate_preset_pass_manager(
@@ -417,3 +462,98 @@ def test_aer_templates_equal_what_the_preset_pass_manager_gives(reps: int, linea
     ours = BACKEND.target.pass_manager().run([ansatz, measured])
     assert ours == preset.run([ansatz, measured])  # gate for gate, same parameters
     assert "-basis" in BACKEND.target.label  # not the preset's artifacts
+
+
+# -- problems with no cost terms (issue 11 item 5) -------------------------------------
+NO_TERMS = {
+    "maxcut-no-edges": {"kind": "maxcut", "n": 3, "edges": []},
+    "maxcut-zero-weights": {"kind": "maxcut", "n": 4, "edges": [[0, 1, 0], [1, 2, 0.0], [2, 3, 0]]},
+    "maxcut-one-node": {"kind": "maxcut", "n": 1, "edges": []},
+    "qubo-offset-only": {"kind": "qubo", "n": 3, "offset": 2.5},
+    "qubo-offset-only-max": {"kind": "qubo", "n": 2, "offset": -1.25, "sense": "max"},
+    "qubo-zero-coupling": {"kind": "qubo", "n": 3, "quadratic": [[0, 1, 0]], "offset": 1},
+    "qubo-linear-only": {"kind": "qubo", "n": 3, "linear": [[0, 1.5], [2, -2]], "offset": 0.5},
+}
+
+
+@pytest.mark.parametrize("evaluator", ["fast", "estimator"])
+@pytest.mark.parametrize("name", list(NO_TERMS))
+def test_a_problem_with_no_cost_terms_is_answered_exactly(name: str, evaluator: str) -> None:
+    record = NO_TERMS[name]
+    formulation = formulated(record)
+    template = compile_template(shape_of(formulation.ising, 2, "aer"), BACKEND, "test")
+    problems = [BatchProblem("p", formulation, 64), BatchProblem("q", formulation, 32)]
+    answers = optimise_batch(template, problems, BACKEND, 10, 3, evaluator=evaluator)
+    assert [a.problem_id for a in answers] == ["p", "q"]
+    for answer in answers:
+        assert answer.feasible and answer.evaluator == evaluator
+        assert_exact_answer(record, answer.solution, answer.objective)
+        exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
+        assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", list(NO_TERMS))
+def test_a_chunk_of_problems_with_no_cost_terms_completes_on_its_quantum_route(name: str) -> None:
+    record = NO_TERMS[name]
+    result = run_quantum_chunk(chunk_task([record, record], reps=1))
+    assert result.fallback is None, result.fallback
+    assert [a.problem_id for a in result.answers] == ["p0", "p1"]
+    for answer in result.answers:
+        assert answer.feasible
+        assert_exact_answer(record, answer.solution, answer.objective)
+        exact = true_qaoa_expectation(record, answer.angles[:1], answer.angles[1:])
+        assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
+
+
+# -- expected_objective in the problem's own units (issue 11 item 6) --------------------
+def expectation_cases() -> dict[str, list[Record]]:
+    """Two problems of one shape per case, each kind and sense."""
+    rng = np.random.default_rng(17)
+    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (1, 3)]
+    qubo = random_qubo(5, rng)
+    pairs = qubo["quadratic"]
+
+    def reweighted(sense: str) -> Record:
+        return {
+            **qubo,
+            "sense": sense,
+            "quadratic": [[i, j, float(rng.normal())] for i, j, _ in pairs],
+        }
+
+    # Returns far above the risk: the objective is >= 0 on every portfolio, feasible or not.
+    positive = {**random_portfolio(5, rng, budget=2), "mu": [1.0, 1.5, 2.0, 2.5, 3.0]}
+    return {
+        "maxcut": same_graph_maxcuts(5, graph, 2, lambda: float(rng.uniform(0.5, 3))),
+        "qubo-min": [reweighted("min"), reweighted("min")],
+        "qubo-max": [reweighted("max"), reweighted("max")],
+        "qubo-no-sense": [{k: v for k, v in qubo.items() if k != "sense"}],
+        "portfolio": [random_portfolio(5, rng, budget=2), random_portfolio(5, rng, budget=2)],
+        "portfolio-positive": [positive],
+    }
+
+
+@pytest.mark.parametrize("evaluator", ["fast", "estimator"])
+@pytest.mark.parametrize("case", list(expectation_cases()))
+def test_expected_objective_is_the_true_objective_expectation(case: str, evaluator: str) -> None:
+    records = expectation_cases()[case]
+    problems = [BatchProblem(f"p{i}", formulated(r), 128) for i, r in enumerate(records)]
+    shape = shape_of(problems[0].formulation.ising, 2, "aer")
+    assert all(shape_of(p.formulation.ising, 2, "aer") == shape for p in problems)
+    template = compile_template(shape, BACKEND, "test")
+    answers = optimise_batch(template, problems, BACKEND, 15, 4, evaluator=evaluator)
+    for record, answer in zip(records, answers, strict=True):
+        values = [truth.objective(record, s) for s in bit_strings(variables(record))]
+        exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
+        assert answer.expected_objective == pytest.approx(
+            exact, abs=1e-9 * (1 + max(map(abs, values)))
+        )
+        assert min(values) - 1e-9 <= answer.expected_objective <= max(values) + 1e-9
+
+
+def test_expected_objective_of_a_chunk_is_in_the_problems_units() -> None:
+    records = expectation_cases()["portfolio"]
+    result = run_quantum_chunk(chunk_task(records, reps=1))
+    assert result.fallback is None
+    for record, answer in zip(records, result.answers, strict=True):
+        exact = true_qaoa_expectation(record, answer.angles[:1], answer.angles[1:])
+        assert answer.expected_objective == pytest.approx(exact, abs=1e-9)

@@ -115,6 +115,8 @@ class PrimitiveEvaluator(Evaluator):
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray:
+        if not (self.template.shape.pairs or self.template.shape.linear):
+            return np.zeros(gammas.shape[:2])  # no cost terms: the energy is 0, no call
         values = self.template.bind_values(gammas, betas, self.h[rows], self.J[rows])
         observables = [[self.observables[r]] for r in rows]
         result = self.caller.estimate(

@@ -78,11 +78,18 @@ def optimise_batch(
     reps = template.shape.reps
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
-    gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
-    rest = np.arange(PILOTS if hint is not None else 0, len(problems))
-    gammas[rest], betas[rest], energy[rest], _ = _refine(
-        engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
-    )
+    if template.shape.pairs or template.shape.linear:
+        gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
+        rest = np.arange(PILOTS if hint is not None else 0, len(problems))
+        gammas[rest], betas[rest], energy[rest], _ = _refine(
+            engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
+        )
+    else:
+        # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
+        # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
+        gammas = np.zeros((len(problems), reps))
+        betas = np.zeros((len(problems), reps))
+        energy = np.zeros(len(problems))
     samples = _sample(engine, problems, caller, gammas, betas, seed)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []

@@ -74,12 +74,15 @@ class CompiledTemplate:
         """Parameter values of shape (B, S, P) for B problems with S angle sets each.
 
         ``gammas``/``betas``: (B, S, reps); ``h``: (B, len(linear)); ``J``: (B, len(pairs)).
+        Only the parameters the circuit has are bound: a shape with no cost terms (no
+        pairs, no linear field) has no gamma, since its cost layer is empty.
         """
         batch, sets = gammas.shape[:2]
         values = np.empty((batch, sets, len(self.parameter_columns)))
         columns = self.parameter_columns
         for layer in range(self.shape.reps):
-            values[:, :, columns[f"gamma[{layer}]"]] = gammas[:, :, layer]
+            if (gamma := columns.get(f"gamma[{layer}]")) is not None:
+                values[:, :, gamma] = gammas[:, :, layer]
             values[:, :, columns[f"beta[{layer}]"]] = betas[:, :, layer]
         for index in range(h.shape[1]):
             values[:, :, columns[f"h[{index}]"]] = h[:, index, None]
