@@ -227,7 +227,16 @@ def _totals(con: duckdb.DuckDBPyConnection) -> Totals:
         "count(DISTINCT run_id), count(DISTINCT batch_id), coalesce(sum(cost_usd), 0) FROM p"
     ).fetchone()
     assert row is not None
-    return Totals(*(int(v) for v in row[:6]), float(row[6]))
+    problems, completed, degraded, failed, runs, batches, cost = row
+    return Totals(
+        int(problems),
+        int(completed),
+        int(degraded),
+        int(failed),
+        int(runs),
+        int(batches),
+        float(cost),
+    )
 
 
 def _latency(con: duckdb.DuckDBPyConnection) -> tuple[StageLatency, ...]:
@@ -316,8 +325,6 @@ def _drift(con: duckdb.DuckDBPyConnection, folder: Path, filtered: bool) -> Drif
     if missing:
         return Drift((), f"drift/ lacks the column(s) {', '.join(missing)}: nothing to plot")
     where = "WHERE problem_id IN (SELECT problem_id FROM p)" if filtered else ""
-    rows = _rows(
-        con, f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift {where} ORDER BY problem_id"
-    )
+    rows = _rows(con, f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift {where} ORDER BY problem_id")
     points = tuple(DriftPoint(*row) for row in rows)
     return Drift(points, None if points else "drift/ has no rows for these problems")

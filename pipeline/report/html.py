@@ -50,7 +50,7 @@ def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) 
         for value in row:
             if value is None:
                 cells.append('<td class="n">–</td>')
-            elif isinstance(value, bool) or isinstance(value, str):
+            elif isinstance(value, (bool, str)):
                 cells.append(f"<td>{escape(str(value))}</td>")
             elif isinstance(value, int):
                 cells.append(f'<td class="n">{value}</td>')
@@ -103,8 +103,7 @@ def _routes(data: ReportData, fig: Figure) -> str:
         overall[(r.route, r.solver_path, r.status)][1] += r.problems
     rows = [(*key, runs, problems) for key, (runs, problems) in sorted(overall.items())]
     per_run = [
-        (r.run_id, route_label(r.route, r.solver_path, r.status), r.problems)
-        for r in data.routes
+        (r.run_id, route_label(r.route, r.solver_path, r.status), r.problems) for r in data.routes
     ]
     tables = [
         table("All runs", ("route", "solver path", "status", "runs", "problems"), rows),
@@ -222,7 +221,11 @@ def _first_attempt(data: ReportData, attempt: Figure, wait: Figure) -> str:
     )
     text = "A first-attempt success is a problem completed on its first claim, without fallback."
     first = section(
-        "first-attempt", "First-attempt success and queue wait", attempt, text, [table("First attempts", headers, rows)]
+        "first-attempt",
+        "First-attempt success and queue wait",
+        attempt,
+        text,
+        [table("First attempts", headers, rows)],
     )
     waits = sorted(data.queue_waits)
     summary = (
@@ -231,7 +234,11 @@ def _first_attempt(data: ReportData, attempt: Figure, wait: Figure) -> str:
         else []
     )
     second = section(
-        "queue-wait", "Queue wait", wait, "Seconds from submission to claim.", [table("Queue wait", ("", "value"), summary)]
+        "queue-wait",
+        "Queue wait",
+        wait,
+        "Seconds from submission to claim.",
+        [table("Queue wait", ("", "value"), summary)],
     )
     return first + second
 
@@ -253,7 +260,9 @@ def _drift(data: ReportData, fig: Figure) -> str:
     )
     if data.drift.note:
         text += f" <strong>{escape(data.drift.note)}</strong>."
-    return section("drift", "Simulator versus device drift", fig, text, [table("Drift", headers, rows)])
+    return section(
+        "drift", "Simulator versus device drift", fig, text, [table("Drift", headers, rows)]
+    )
 
 
 def render(data: ReportData, results_dir: Path, generated: datetime | None = None) -> str:

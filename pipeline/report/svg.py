@@ -204,7 +204,7 @@ def box_panels(fig_id: str, title: str, panels: Sequence[tuple[str, Sequence[Box
     canvas = Canvas(width, height)
     panel_w = (width - 50) / max(len(panels), 1)
     for i, (name, boxes) in enumerate(panels):
-        left = 50 + i * panel_w
+        left = 50 + i * panel_w + (8 if i else 0)
         lo, hi = span_of([b.maximum for b in boxes] + [b.minimum for b in boxes], zero=True)
         scale = Linear(lo, hi, bottom, top)
         for tick in nice_ticks(lo, hi, 4):
@@ -223,7 +223,9 @@ def box_panels(fig_id: str, title: str, panels: Sequence[tuple[str, Sequence[Box
             )
             fill = colors[box.label]
             canvas.line(cx, scale(box.minimum), cx, scale(box.maximum), fill)
-            canvas.rect(cx - half, scale(box.p75), 2 * half, scale(box.p25) - scale(box.p75), fill, tip)
+            canvas.rect(
+                cx - half, scale(box.p75), 2 * half, scale(box.p25) - scale(box.p75), fill, tip
+            )
             canvas.line(cx - half, scale(box.p50), cx + half, scale(box.p50), "#111827", 2)
             y95 = scale(box.p95)
             canvas.parts.append(
@@ -232,9 +234,7 @@ def box_panels(fig_id: str, title: str, panels: Sequence[tuple[str, Sequence[Box
             )
     canvas.text(12, (top + bottom) / 2, "seconds", "middle", "small", rotate=True)
     canvas.legend(50, bottom + 40, [(label, colors[label]) for label in labels])
-    canvas.text(
-        50, bottom + 62, "box: p25-p75, bar: p50, diamond: p95, line: min-max", cls="small"
-    )
+    canvas.text(50, bottom + 62, "box: p25-p75, bar: p50, diamond: p95, line: min-max", cls="small")
     return canvas.svg(fig_id, title)
 
 
@@ -254,6 +254,7 @@ def stacked_columns(
     scale = Linear(lo, hi, bottom, top)
     canvas.y_axis(scale, 50, width - 10, y_label)
     slot = (width - 70) / max(len(columns), 1)
+    bar_w = max(min(slot * 0.8, 56), 1)
     colors = {c: color(i) for i, c in enumerate(categories)}
     for i, (label, values) in enumerate(columns):
         x = 55 + i * slot
@@ -263,10 +264,10 @@ def stacked_columns(
             if value:
                 y0, y1 = scale(base), scale(base + value)
                 tip = f"{label}: {category}: {fmt(value)}"
-                canvas.rect(x, y1, max(slot * 0.8, 1), y0 - y1, colors[category], tip)
+                canvas.rect(x, y1, bar_w, y0 - y1, colors[category], tip)
                 base += value
         if len(columns) <= 12:
-            canvas.text(x + slot * 0.4, bottom + 14, label[-8:], "middle", "small")
+            canvas.text(x + bar_w / 2, bottom + 14, label[-8:], "middle", "small")
     canvas.line(50, bottom, width - 10, bottom)
     canvas.legend(50, bottom + 36, [(c, colors[c]) for c in categories])
     return canvas.svg(fig_id, title)
@@ -362,7 +363,9 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
     return canvas.svg(fig_id, title)
 
 
-def histogram(fig_id: str, title: str, values: Sequence[float], x_label: str, bins: int = 20) -> str:
+def histogram(
+    fig_id: str, title: str, values: Sequence[float], x_label: str, bins: int = 20
+) -> str:
     """Counts of ``values`` in equal-width bins."""
     lo, hi = min(values), max(values)
     if hi <= lo:
@@ -379,6 +382,13 @@ def histogram(fig_id: str, title: str, values: Sequence[float], x_label: str, bi
     for i, count in enumerate(counts):
         a, b = lo + i * step, lo + (i + 1) * step
         tip = f"{fmt(a)}-{fmt(b)}: {count}"
-        canvas.rect(xscale(a) + 1, yscale(count), xscale(b) - xscale(a) - 2, bottom - yscale(count), PALETTE[0], tip)
+        canvas.rect(
+            xscale(a) + 1,
+            yscale(count),
+            xscale(b) - xscale(a) - 2,
+            bottom - yscale(count),
+            PALETTE[0],
+            tip,
+        )
     canvas.x_axis(xscale, bottom, x_label)
     return canvas.svg(fig_id, title)
