@@ -79,9 +79,15 @@ class IntakeStore:
         self.engine.dispose()
 
     # --- submission -------------------------------------------------------------------------
-    def submit(self, specs: Sequence[tuple[ProblemSpec, str]]) -> list[SubmitOutcome]:
-        """Enqueue every spec (with its source label) in one transaction; known keys are reused."""
-        rows = [_row(spec, source) for spec, source in specs]
+    def submit(
+        self, specs: Sequence[tuple[ProblemSpec, str] | tuple[ProblemSpec, str, str | None]]
+    ) -> list[SubmitOutcome]:
+        """Enqueue every spec (with its source label) in one transaction; known keys are reused.
+
+        An optional third element is the submitter's W3C trace id, stored with the problem
+        (a known key keeps the trace id it was first submitted with).
+        """
+        rows = [_row(item[0], item[1], item[2] if len(item) > 2 else None) for item in specs]
         outcomes: list[SubmitOutcome] = []
         with self.engine.begin() as tx:
             now = server_now(tx)
@@ -177,6 +183,7 @@ class IntakeStore:
                     problems.c.attempts,
                     problems.c.submitted_at,
                     problems.c.claim_epoch,
+                    problems.c.trace_id,
                 )
             )
             rows = tx.execute(statement).all()
@@ -203,6 +210,7 @@ class IntakeStore:
                 r.submitted_at,
                 now,
                 r.claim_epoch,
+                r.trace_id,
             )
             for r in rows
         ]
@@ -367,7 +375,7 @@ class IntakeStore:
         return found
 
 
-def _row(spec: ProblemSpec, source: str) -> dict[str, Any]:
+def _row(spec: ProblemSpec, source: str, trace_id: str | None = None) -> dict[str, Any]:
     return {
         "id": new_id("p"),
         "key": idempotency_key(spec),
@@ -381,4 +389,5 @@ def _row(spec: ProblemSpec, source: str) -> dict[str, Any]:
         "source": source,
         "state": QUEUED,
         "attempts": 0,
+        "trace_id": trace_id,
     }

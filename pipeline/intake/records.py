@@ -28,6 +28,7 @@ class ClaimedProblem:
     submitted_at: datetime
     claimed_at: datetime
     epoch: int = 0
+    trace_id: str | None = None  # the submitter's W3C trace id, when it sent one
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ problems = sa.Table(
     sa.Column("submitted_at", sa.DateTime, nullable=False),
     sa.Column("claimed_at", sa.DateTime, nullable=True),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    # The caller's W3C trace id (32 hex digits), when it sent one: carried into its result row.
+    sa.Column("trace_id", sa.String(32), nullable=True),
     sa.Index("ix_problems_state_priority", "state", "priority", "submitted_at"),
 )
 
@@ -97,12 +99,16 @@ def create_schema(engine: Engine) -> None:
         # Another process created the tables between our check and our CREATE.
         metadata.create_all(engine)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("problems")}
-    if "claim_epoch" not in columns:
+    added = {
+        "claim_epoch": "INTEGER NOT NULL DEFAULT 0",
+        "trace_id": "VARCHAR(32)",
+    }
+    for name, definition in added.items():
+        if name in columns:
+            continue
         try:
             with engine.begin() as tx:
-                tx.exec_driver_sql(
-                    "ALTER TABLE problems ADD COLUMN claim_epoch INTEGER NOT NULL DEFAULT 0"
-                )
+                tx.exec_driver_sql(f"ALTER TABLE problems ADD COLUMN {name} {definition}")
         except sa.exc.DatabaseError:
             pass  # another process added it first
 
