@@ -117,6 +117,21 @@ class DaskSettings(_Section):
     start_timeout_s: float = Field(default=120.0, gt=0)  # the longest a cluster may take to start
 
 
+class ApiSettings(_Section):
+    """The HTTP service (``qhopper api``): tenants and their token hashes, limits, solve bounds."""
+
+    # Each tenant's name and the SHA-256 hex digest of its bearer token (never the token);
+    # names and digests are checked when the service starts (flows.api.auth).
+    tenants: dict[str, str] = Field(default_factory=dict)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # raw request body, chunked too
+    rate_per_minute: float = Field(default=600.0, gt=0)  # requests per tenant (a token bucket)
+    burst: int = Field(default=60, ge=1)  # requests a tenant may make at once
+    max_solve_timeout_s: float = Field(default=60.0, gt=0)  # the longest /v1/solve may wait
+    solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
+    drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
+    warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower
+
+
 class Settings(_Section):
     home: Path = DEFAULT_HOME
     intake: IntakeSettings = IntakeSettings()
@@ -129,6 +144,7 @@ class Settings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     routing: RoutingSettings = RoutingSettings()
     dask: DaskSettings = DaskSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def database_url(self) -> str:
