@@ -33,6 +33,7 @@ from typing import Any
 
 import cloudpickle
 import httpx
+import psutil
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -82,7 +83,12 @@ class Rig:
     logs: list[Path] = field(default_factory=list)
 
     def start(
-        self, home: Path, config: Path | None, crash: str | None = None, lease: float = 20
+        self,
+        home: Path,
+        config: Path | None,
+        crash: str | None = None,
+        lease: float = 20,
+        extra: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a real `qhopper run --json` process for ``home`` on the shared cluster.
 
@@ -93,6 +99,7 @@ class Rig:
             args += ["--config", str(config)]
         env = {k: v for k, v in self.env.items() if k != "PREFECT_API_URL"}
         env |= {"QHOPPER_LEASE_SECONDS": str(lease), "QHOPPER_CRASH_AT": crash or ""}
+        env |= extra or {}
         log = home.parent / f"{home.name}-runs.log"
         self.logs.append(log)
         with log.open("a") as handle:
@@ -221,9 +228,9 @@ def assert_no_duplicates(home: Path) -> None:
     assert not twice, f"problems with more than one result row: {twice[:5]}"
 
 
-def assert_exactly_once(home: Path, ids: list[str]) -> list[dict[str, Any]]:
+def assert_exactly_once(home: Path, ids: list[str], url: str | None = None) -> list[dict[str, Any]]:
     """Every accepted problem final with one row; no orphans, temporaries or open journal."""
-    store = IntakeStore.open(f"sqlite:///{home / 'intake.db'}")
+    store = IntakeStore.open(url or f"sqlite:///{home / 'intake.db'}")
     try:
         counts = store.counts()
         with store.engine.connect() as connection:
@@ -355,6 +362,52 @@ def test_a_problem_that_keeps_killing_runs_ends_failed_with_its_reason(
     assert claims_per_problem(home)[pid] == limit + 1
     assert drain(rig, home, None) == 1  # nothing more to do
     assert len(result_rows(home)) == 1
+
+
+@pytest.mark.parametrize("stage", ["journal", "write-before-rename"])
+def test_a_frozen_writer_never_publishes_a_second_row(
+    rig: Rig, tmp_path: Path, intake_url: str, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A journals a batch and freezes (SIGSTOP, its whole process group) past its lease;
+    run B takes its problems over and finishes; A resumes. Readers see one row per problem:
+    A's batch is committed by B's recovery from its staged files (frozen after staging) or
+    abandoned and redone (frozen before), and A's commit finds its batch stale."""
+    monkeypatch.setenv("QHOPPER_DATABASE_URL", intake_url)
+    database = {"QHOPPER_DATABASE_URL": intake_url}
+    home = tmp_path / "home"
+    home.mkdir()
+    rng = random.Random(3)
+    records = [tiny_problem(rng, i % 2 == 0, f"frozen-{i}") for i in range(12)]
+    ids = submit(home, records, "problems")
+    config = write_config(
+        tmp_path / "qhopper.toml",
+        quantum={"max_batch_size": 4, "max_iterations": 5, "default_shots": 64},
+    )
+    frozen = rig.start(home, config, lease=3, extra={**database, "QHOPPER_PAUSE_AT": f"{stage}:1"})
+    try:
+        deadline = time.monotonic() + 180
+        while psutil.Process(frozen.pid).status() != psutil.STATUS_STOPPED:
+            assert frozen.poll() is None, rig.logs[-1].read_text()[-4000:]
+            assert time.monotonic() < deadline, "run A never reached its pause point"
+            time.sleep(0.05)  # polling another process's state, bounded by the deadline
+        os.killpg(frozen.pid, signal.SIGSTOP)  # the whole group, as a paused VM would be
+        store = IntakeStore.open(intake_url)
+        try:
+            while store.pending() == 0:  # A's leases run out on the database's clock
+                assert time.monotonic() < deadline, "A's leases never lapsed"
+                time.sleep(0.1)
+        finally:
+            store.close()
+        assert rig.wait(rig.start(home, config, extra=database)) == 0, rig.logs[-1].read_text()[
+            -4000:
+        ]
+        taken_over = assert_exactly_once(home, ids, intake_url)
+    finally:
+        os.killpg(frozen.pid, signal.SIGCONT)
+    assert rig.wait(frozen) == 0, rig.logs[-2].read_text()[-4000:]
+    rows = assert_exactly_once(home, ids, intake_url)
+    assert sorted(r["problem_id"] for r in rows) == sorted(r["problem_id"] for r in taken_over)
+    assert_answers_correct(rows, dict(zip(ids, records, strict=True)))
 
 
 # --- 2. worker loss ----------------------------------------------------------------------

@@ -197,6 +197,14 @@ class ResultJournal:
             ).all()
         return [(r.batch_id, r.result_path) for r in rows]
 
+    def is_written(self, batch_id: str) -> bool:
+        """Whether the batch committed (its problems are final): its file may be published."""
+        with self.engine.connect() as connection:
+            state = connection.execute(
+                sa.select(result_batches.c.state).where(result_batches.c.batch_id == batch_id)
+            ).scalar_one_or_none()
+        return state == WRITTEN
+
     def abandon_batch(self, batch_id: str) -> None:
         """Forget a batch whose file never landed: its problems stay claimable."""
         with self.engine.begin() as tx:

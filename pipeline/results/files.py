@@ -32,6 +32,32 @@ def temporaries(directory: Path, stem: str = "") -> list[Path]:
     return sorted(directory.glob(f".{stem}*.tmp"))
 
 
+def staged_path(path: Path) -> Path:
+    """Where a batch's file waits, whole and synced, until its batch commits."""
+    return path.parent / f".{path.stem}.staged.tmp"
+
+
+def stage_table(path: Path, table: pa.Table) -> Path:
+    """Write ``table`` whole and synced under ``path``'s staged name; not visible to readers."""
+    staged = staged_path(path)
+    write_table(staged, table)
+    return staged
+
+
+def publish(path: Path) -> bool:
+    """Rename ``path``'s staged file into place; False if there was none to rename.
+
+    Two publishers of one committed batch (its writer, and a recovery that found it
+    committed but unrenamed) are harmless: one renames, the other finds nothing.
+    """
+    try:
+        os.replace(staged_path(path), path)
+    except FileNotFoundError:
+        return False
+    _sync_folder(path.parent)
+    return True
+
+
 def write_table(
     path: Path, table: pa.Table, before_rename: Callable[[], None] | None = None
 ) -> None:
@@ -54,7 +80,11 @@ def write_table(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
