@@ -274,9 +274,11 @@ _FALLBACKS = """
     GROUP BY ALL ORDER BY 4 DESC, 1, 2, 3
 """
 _COSTS = """
-    SELECT coalesce(backend, '(none)'), tenant, count(*),
+    WITH c AS (SELECT coalesce(backend, '(none)') AS backend, tenant, status, cost_usd FROM p)
+    SELECT coalesce(backend, 'all backends'), coalesce(tenant, 'all tenants'), count(*),
            count(*) FILTER (status IN ('completed', 'degraded')), coalesce(sum(cost_usd), 0)
-    FROM p GROUP BY ALL ORDER BY 1, 2
+    FROM c GROUP BY GROUPING SETS ((backend, tenant), (tenant), ())
+    ORDER BY grouping(backend, tenant), 1, 2
 """
 _SPEND = """
     SELECT coalesce(backend, '(none)'), count(*), coalesce(sum(backend_attempts), 0),

@@ -164,7 +164,9 @@ def first_attempt(data: ReportData) -> Figure:
         )
         for i, f in enumerate(data.first_attempts)
     ]
-    return Figure(fig_id, title, svg.hbars(fig_id, title, bars, "share of problems"), False)
+    return Figure(
+        fig_id, title, svg.hbars(fig_id, title, bars, "share of problems", limit=1.0), False
+    )
 
 
 def queue_wait(data: ReportData) -> Figure:

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from statistics import median
 
-from pipeline.report.data import ReportData
+from pipeline.report.data import STAGES, ReportData, StageLatency
 from pipeline.report.figures import Figure, figures, route_label
 from pipeline.report.svg import fmt
 
@@ -30,6 +30,7 @@ figure { margin: 0; flex: 0 1 620px; } figure svg { max-width: 100%; height: aut
 .tables { flex: 1 1 380px; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0 0 12px; font-size: 13px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; }
+td.n { white-space: nowrap; }
 th { background: #f9fafb; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: 2px 0 4px; }
 .note { color: #6b7280; font-style: italic; } p.note { margin: 4px 0 10px; }
@@ -87,13 +88,23 @@ def totals_text(data: ReportData) -> str:
 
 
 def _latency(data: ReportData, fig: Figure) -> str:
-    rows = [(s.backend, s.stage, s.n, s.p50, s.p95, s.mean, s.maximum) for s in data.latency]
+    by_backend: dict[str, dict[str, StageLatency]] = defaultdict(dict)
+    for s in data.latency:
+        by_backend[s.backend][s.stage] = s
+    rows: list[list[Cell]] = []
+    for backend, stages in by_backend.items():
+        cells: list[Cell] = [backend, max(s.n for s in stages.values())]
+        for st in STAGES:
+            found = stages.get(st)
+            cells.append(f"{fmt(found.p50)} / {fmt(found.p95)}" if found else None)
+        rows.append(cells)
     text = (
         "Seconds each problem spent per stage (queue: submission to claim; total: "
-        "submission to answer). A batch's stage times are shared by its problems."
+        "submission to answer). A batch's stage times are shared by its problems; "
+        "hover a box for its minimum and maximum."
     )
-    headers = ("backend", "stage", "problems", "p50 s", "p95 s", "mean s", "max s")
-    return section("latency", "Latency per stage", fig, text, [table("Latency", headers, rows)])
+    headers = ("backend", "problems", *(f"{st} p50 / p95" for st in STAGES))
+    return section("latency", "Latency per stage", fig, text, [table("Latency (s)", headers, rows)])
 
 
 def _routes(data: ReportData, fig: Figure) -> str:
@@ -136,7 +147,8 @@ def _cost(data: ReportData, fig: Figure) -> str:
     text = (
         "Cost per answer = everything the rows cost (what failed quantum attempts spent "
         "before a fallback included) over the answers (completed or degraded), by the "
-        "backend that answered and the tenant."
+        "backend that answered and the tenant; the 'all backends' rows also carry the cost "
+        "of problems that failed with no answer."
     )
     tables = [
         table(

@@ -75,12 +75,17 @@ class Linear:
         return self.a + (value - self.lo) / span * (self.b - self.a)
 
 
-def span_of(values: Sequence[float], *, zero: bool = False) -> tuple[float, float]:
-    """Nice limits for ``values`` (including zero when asked)."""
+def span_of(
+    values: Sequence[float], *, zero: bool = False, pad: float = 0.0
+) -> tuple[float, float]:
+    """Nice limits for ``values`` (including zero when asked; ``pad`` of the range beyond)."""
     found = [v for v in values if math.isfinite(v)] or [0.0]
     lo, hi = min(found), max(found)
     if zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if pad:
+        margin = pad * ((hi - lo) or abs(hi) or 1.0)
+        return lo - margin, hi + margin
     ticks = nice_ticks(lo, hi)
     return ticks[0], ticks[-1]
 
@@ -133,14 +138,22 @@ class Canvas:
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" {paint} fill-opacity="0.85">{inner}</circle>'
         )
 
-    def legend(self, x: float, y: float, items: Sequence[tuple[str, str]]) -> None:
-        """Swatches left to right, wrapping at the canvas edge."""
+    def legend(
+        self, x: float, y: float, items: Sequence[tuple[str, str]], hollow: Sequence[str] = ()
+    ) -> None:
+        """Swatches left to right, wrapping at the canvas edge (outlined for ``hollow``)."""
         cx, cy = x, y
         for label, fill in items:
             width = 18 + 6.5 * len(label)
             if cx + width > self.width - 8 and cx > x:
                 cx, cy = x, cy + 16
-            self.rect(cx, cy - 9, 10, 10, fill)
+            if label in hollow:
+                self.parts.append(
+                    f'<rect x="{cx + 0.75:.1f}" y="{cy - 8.25:.1f}" width="8.5" height="8.5" '
+                    f'fill="white" stroke="{fill}" stroke-width="1.5"/>'
+                )
+            else:
+                self.rect(cx, cy - 9, 10, 10, fill)
             self.text(cx + 14, cy, label, cls="small")
             cx += width + 10
 
@@ -202,20 +215,20 @@ def box_panels(fig_id: str, title: str, panels: Sequence[tuple[str, Sequence[Box
     colors = {label: color(i) for i, label in enumerate(labels)}
     width, height, top, bottom = WIDTH, 260, 20, 190
     canvas = Canvas(width, height)
-    panel_w = (width - 50) / max(len(panels), 1)
+    panel_w = (width - 22) / max(len(panels), 1)
     for i, (name, boxes) in enumerate(panels):
-        left = 50 + i * panel_w + (8 if i else 0)
+        left = 22 + i * panel_w + 34
         lo, hi = span_of([b.maximum for b in boxes] + [b.minimum for b in boxes], zero=True)
         scale = Linear(lo, hi, bottom, top)
         for tick in nice_ticks(lo, hi, 4):
             if lo <= tick <= hi:
-                canvas.line(left, scale(tick), left + panel_w - 12, scale(tick), GRID)
+                canvas.line(left, scale(tick), left + panel_w - 40, scale(tick), GRID)
                 canvas.text(left - 3, scale(tick) + 4, fmt(tick), "end", "small")
         canvas.line(left, top, left, bottom)
-        canvas.text(left + (panel_w - 12) / 2, bottom + 16, name, "middle")
-        slot = (panel_w - 16) / max(len(boxes), 1)
+        canvas.text(left + (panel_w - 40) / 2, bottom + 16, name, "middle")
+        slot = (panel_w - 42) / max(len(boxes), 1)
         for j, box in enumerate(boxes):
-            cx = left + 4 + slot * (j + 0.5)
+            cx = left + 2 + slot * (j + 0.5)
             half = min(slot * 0.3, 14)
             tip = (
                 f"{name} on {box.label}: n={box.n}, min {fmt(box.minimum)} s, p50 "
@@ -281,14 +294,16 @@ class Bar:
     tip: str = ""
 
 
-def hbars(fig_id: str, title: str, bars: Sequence[Bar], x_label: str) -> str:
-    """Horizontal bars, one per label, longest first as given."""
+def hbars(
+    fig_id: str, title: str, bars: Sequence[Bar], x_label: str, limit: float | None = None
+) -> str:
+    """Horizontal bars, one per label, in the order given (``limit``: a fixed axis end)."""
     label_w = min(260, 20 + 6.5 * max((len(b.label) for b in bars), default=4))
     row, top = 22, 10
     bottom = top + row * len(bars)
     canvas = Canvas(WIDTH, int(bottom + 44))
-    lo, hi = span_of([b.value for b in bars], zero=True)
-    scale = Linear(lo, hi, label_w, WIDTH - 20)
+    lo, hi = span_of([b.value for b in bars] + ([limit] if limit is not None else []), zero=True)
+    scale = Linear(lo, hi, label_w, WIDTH - 64)
     for tick in nice_ticks(lo, hi):
         if lo <= tick <= hi:
             canvas.line(scale(tick), top, scale(tick), bottom, GRID)
@@ -336,8 +351,8 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
             ys.append(panel.hline)
         if panel.diagonal:
             xs = ys = xs + ys
-        xscale = Linear(*span_of(xs), left, right)
-        yscale = Linear(*span_of(ys), bottom, top)
+        xscale = Linear(*span_of(xs, pad=0.06), left, right)
+        yscale = Linear(*span_of(ys, pad=0.08), bottom, top)
         for tick in nice_ticks(yscale.lo, yscale.hi, 4):
             if yscale.lo <= tick <= yscale.hi:
                 canvas.line(left, yscale(tick), right, yscale(tick), GRID)
@@ -356,10 +371,13 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
             for x, y, tip in series.points:
                 canvas.circle(xscale(x), yscale(y), series.fill, tip, series.hollow)
     seen: dict[str, str] = {}
+    hollow = []
     for panel in panels:
         for series in panel.series:
             seen.setdefault(series.label, series.fill)
-    canvas.legend(55, bottom + 54, list(seen.items()))
+            if series.hollow:
+                hollow.append(series.label)
+    canvas.legend(55, bottom + 54, list(seen.items()), hollow)
     return canvas.svg(fig_id, title)
 
 
