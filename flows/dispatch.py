@@ -33,7 +33,7 @@ from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateSt
 from pipeline.errors import QhopperError
 from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
-from pipeline.tasks import ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
+from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
 
 log = logging.getLogger("qhopper.dispatch")
 RESULT_FETCH_TIMEOUT_S = 120.0
@@ -65,6 +65,7 @@ class FinishedBatch:
     fallbacks: dict[str, Fallback]  # problem_id -> why its answer is not the planned one
     errors: dict[str, Fallback]  # problem_id -> why it got no answer at all
     execute_s: float
+    references: dict[str, Answer] = field(default_factory=dict)  # CP-SAT beside quantum
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Tracker:
     fallback_results: list[ChunkResult] = field(default_factory=list)
     fallbacks: dict[str, Fallback] = field(default_factory=dict)
     errors: dict[str, Fallback] = field(default_factory=dict)
+    references: dict[str, Answer] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def finished(self) -> FinishedBatch:
@@ -89,6 +91,7 @@ class _Tracker:
             dict(self.batch.fallbacks) | self.fallbacks,
             self.errors,
             time.perf_counter() - self.started,
+            self.references,
         )
 
 
@@ -199,16 +202,31 @@ class Dispatcher:
                 policy=self._policy(batch, len(chunk)),
             )
             self._submit(tracker, "quantum", chunk, run_quantum_chunk, task)
+        classical = self.settings.classical
+        for problem in batch.problems:
+            n = problem.formulation.ising.n
+            if (
+                classical.reference_exhaustive_max_variables
+                < n
+                <= classical.reference_max_variables
+            ):
+                self._classical(tracker, problem, "reference", classical.reference_time_limit_s)
         return Move(
             ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}"
         )
 
-    def _classical(self, tracker: _Tracker, problem: PlannedProblem, role: str) -> None:
+    def _classical(
+        self,
+        tracker: _Tracker,
+        problem: PlannedProblem,
+        role: str,
+        time_limit_s: float | None = None,
+    ) -> None:
         classical = self.settings.classical
         task = ClassicalTask(
             problem.problem_id,
             problem.formulation,
-            classical.time_limit_s,
+            time_limit_s or classical.time_limit_s,
             classical.workers,
             self.settings.quantum.seed,
         )
@@ -243,8 +261,11 @@ class Dispatcher:
             )
             if role == "quantum":
                 self._fall_back(tracker, problem_ids, error)
-            else:
+            elif role != "reference":  # a missing reference costs the row its judge, no more
                 tracker.errors.update(dict.fromkeys(problem_ids, error))
+            return
+        if role == "reference":
+            tracker.references.update((a.problem_id, a) for a in result.answers)
             return
         if role == "fallback":
             tracker.fallback_results.append(result)

@@ -20,6 +20,7 @@ from pipeline.engine.shapes import shape_of
 from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, Fallback
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
+from pipeline.reference import Reference, exhaustive, known_instance
 from pipeline.results import BatchRow, ProblemRow
 from pipeline.tasks import Answer, ChunkResult
 
@@ -230,6 +231,21 @@ def _common(
     }
 
 
+def _reference(context: RowContext, finished: FinishedBatch, problem: PlannedProblem) -> Reference:
+    """The classical answer a quantum row is judged by: exact, CP-SAT's, or none (why)."""
+    limits = context.settings.classical
+    n = problem.formulation.ising.n
+    if n <= limits.reference_exhaustive_max_variables:
+        return exhaustive(problem.formulation)
+    answer = finished.references.get(problem.problem_id)
+    if answer is not None:
+        return Reference(answer.objective, "cpsat", answer.proven_optimal)
+    if n > limits.reference_max_variables:
+        note = f"no reference: {n} variables is over reference_max_variables"
+        return Reference(None, "none", False, f"{note} ({limits.reference_max_variables})")
+    return Reference(None, "none", False, "no reference: its CP-SAT task failed")
+
+
 def _quantum_row(
     context: RowContext,
     finished: FinishedBatch,
@@ -240,6 +256,8 @@ def _quantum_row(
     batch = finished.batch
     chunk_s = next(r.seconds for r in finished.results if problem.problem_id in r.problem_ids)
     assert batch.shape is not None and finished.template is not None
+    reference = _reference(context, finished, problem)
+    notes = [reference.note, known_instance(problem.input_hash)]
     return ProblemRow(
         **_common(context, problem, batch, completed_at),  # type: ignore[arg-type]
         shape_key=batch.shape.label,
@@ -253,6 +271,10 @@ def _quantum_row(
         proven_optimal=False,
         expected_objective=answer.expected_objective,
         angles=answer.angles,
+        reference_objective=reference.objective,
+        reference_solver=reference.solver,
+        reference_proven=reference.proven,
+        reference_note="; ".join(n for n in notes if n) or None,
         reps=answer.reps,
         shots=problem.shots,
         evaluations=answer.evaluations,
@@ -293,6 +315,7 @@ def _classical_row(
         proven_optimal=answer.proven_optimal,
         bound=answer.bound,
         gap=gap,
+        reference_note=known_instance(problem.input_hash),
         cost_usd=spent + answer.seconds * prices.cpu_usd_per_core_second,
         t_execute_s=quantum_s + answer.seconds,
     )

@@ -52,6 +52,11 @@ class QuantumSettings(_Section):
 class ClassicalSettings(_Section):
     time_limit_s: float = Field(default=10.0, gt=0)
     workers: int = Field(default=1, ge=1)
+    # Every quantum answer gets a classical reference: exact enumeration up to this size,
+    # a CP-SAT task with the short limit beside the quantum batch up to the next, none above.
+    reference_exhaustive_max_variables: int = Field(default=16, ge=0, le=24)
+    reference_max_variables: int = Field(default=200, ge=0)
+    reference_time_limit_s: float = Field(default=2.0, gt=0)
 
 
 class PriceSettings(_Section):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import truth
+
 from flows.compute import local_cluster
 from flows.deps import open_deps
 from flows.run import run_once
@@ -94,9 +95,7 @@ def assert_all_answered(rows: list[dict[str, Any]], records: list[dict[str, Any]
         assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]))
 
 
-def test_transient_faults_every_problem_answered_attempts_bounded(
-    home: Path, client: str
-) -> None:
+def test_transient_faults_every_problem_answered_attempts_bounded(home: Path, client: str) -> None:
     records = problems(12, seed=1)
     rows, batches, _ = run(home, client, "faulty:aer?transient=0.3&latency=5ms&seed=11", records)
     assert_all_answered(rows, records)
@@ -173,9 +172,7 @@ def test_budget_below_the_quantum_cost_goes_classical_with_the_reason(
     assert any("deadline" in b["route_reason"] for b in batches)
 
 
-def test_within_budget_auto_takes_quantum_and_records_the_numbers(
-    home: Path, client: str
-) -> None:
+def test_within_budget_auto_takes_quantum_and_records_the_numbers(home: Path, client: str) -> None:
     records = problems(6, seed=7)
     rows, batches, _ = run(home, client, "aer", records)
     assert all((r["route"], r["status"]) == ("quantum", "completed") for r in rows)

@@ -76,7 +76,9 @@ def test_queries_see_every_partition_and_an_empty_store_has_the_columns(tmp_path
     empty = query(tmp_path, "SELECT * FROM problems")
     assert empty.num_rows == 0 and set(schema_of(ProblemRow).names) <= set(empty.column_names)
     for day, run_id in ((date(2026, 1, 1), "r-1"), (date(2026, 1, 2), "r-2")):
-        write_table(dataset_path(tmp_path, "runs", day, run_id), to_table([run_row(run_id)], RunSummary))
+        write_table(
+            dataset_path(tmp_path, "runs", day, run_id), to_table([run_row(run_id)], RunSummary)
+        )
     result = query(
         tmp_path, "SELECT run_id, CAST(date AS VARCHAR) AS day FROM runs ORDER BY run_id"
     ).to_pylist()
@@ -84,4 +86,6 @@ def test_queries_see_every_partition_and_an_empty_store_has_the_columns(tmp_path
         {"run_id": "r-1", "day": "2026-01-01"},
         {"run_id": "r-2", "day": "2026-01-02"},
     ]
-    assert query(tmp_path, "SELECT count(*) AS n FROM runs WHERE run_id = ?", ["r-2"]).to_pylist() == [{"n": 1}]
+    assert query(
+        tmp_path, "SELECT count(*) AS n FROM runs WHERE run_id = ?", ["r-2"]
+    ).to_pylist() == [{"n": 1}]

@@ -1,0 +1,65 @@
+"""Reference answers: what the best classical answer to a problem is, to judge a quantum one.
+
+Problems small enough (``exhaustive_max_variables``) are settled exactly by enumerating
+every assignment, in blocks so memory stays small: proven, and cheaper than a solver's
+start. Larger ones get a CP-SAT task with a short time limit (see flows/dispatch.py), and
+the rows say when the input is a known public instance with a published optimum.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.formulation import Formulation
+
+KNOWN_INSTANCES = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "known.json"
+BLOCK_BITS = 16  # enumerate 2**16 assignments at a time
+
+
+@dataclass(frozen=True)
+class Reference:
+    objective: float | None
+    solver: str  # exhaustive | cpsat | none
+    proven: bool
+    note: str | None = None
+
+
+def exhaustive(formulation: Formulation) -> Reference:
+    """The exact optimum over every feasible assignment, in the problem's own sense."""
+    n = formulation.objective_qubo.n
+    maximise = formulation.sense == "max"
+    best = -np.inf if maximise else np.inf
+    low = min(n, BLOCK_BITS)
+    low_bits = ((np.arange(2**low)[:, None] >> np.arange(low)) & 1).astype(np.int8)
+    for high in range(2 ** (n - low)):
+        high_bits = np.broadcast_to(
+            ((high >> np.arange(n - low)) & 1).astype(np.int8), (len(low_bits), n - low)
+        )
+        bits = np.concatenate([low_bits, high_bits], axis=1)
+        values = formulation.objective(bits)[formulation.feasible(bits)]
+        if values.size:
+            best = max(best, float(values.max())) if maximise else min(best, float(values.min()))
+    if not np.isfinite(best):
+        return Reference(None, "exhaustive", True, "no feasible assignment")
+    return Reference(best, "exhaustive", True)
+
+
+@cache
+def _known() -> dict[str, dict[str, object]]:
+    if not KNOWN_INSTANCES.exists():
+        return {}
+    found: dict[str, dict[str, object]] = json.loads(KNOWN_INSTANCES.read_text())
+    return found
+
+
+def known_instance(input_hash: str) -> str | None:
+    """A sentence naming the public instance with this content and its published optimum."""
+    entry = _known().get(input_hash)
+    if entry is None:
+        return None
+    return f"known instance {entry['instance']}: published optimum {entry['optimum']}"
