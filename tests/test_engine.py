@@ -3,6 +3,7 @@ and optimised p=1 expectations against the published QAOA dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import random
@@ -29,6 +30,7 @@ from pipeline.engine.evaluators import (
 from pipeline.engine.lockstep import _outcomes_as_integers, optimise_batch
 from pipeline.engine.shapes import shape_of
 from pipeline.engine.templates import (
+    CompiledTemplate,
     PackedTemplate,
     TemplateStore,
     build_ansatz,
@@ -557,3 +559,101 @@ def test_expected_objective_of_a_chunk_is_in_the_problems_units() -> None:
     for record, answer in zip(records, result.answers, strict=True):
         exact = true_qaoa_expectation(record, answer.angles[:1], answer.angles[1:])
         assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
+
+
+# -- memory of the fast path (issue 11 item 7) ---------------------------------------------
+def traced_peak(action: Callable[[], object]) -> int:
+    """Peak bytes that ``action`` allocated through Python and NumPy (tracemalloc)."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        action()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def dense_problems(n: int, count: int, linear: bool) -> list[BatchProblem]:
+    """Problems of one all-pairs shape with random real weights (no repeated energy levels)."""
+    rng = np.random.default_rng(n)
+    records = []
+    for _ in range(count):
+        record = random_qubo(n, rng) if linear else random_maxcut(n, rng)
+        pairs = [[i, j] for i in range(n) for j in range(i + 1, n)]
+        if linear:
+            record["quadratic"] = [[i, j, float(rng.normal())] for i, j in pairs]
+        else:
+            record["edges"] = [[i, j, float(rng.uniform(0.5, 2))] for i, j in pairs]
+        records.append(record)
+    return [BatchProblem(f"p{b}", formulated(r), 16) for b, r in enumerate(records)]
+
+
+def test_a_diagonal_is_filled_without_a_spins_matrix() -> None:
+    from pipeline.engine.fast_sim import spin_energies
+
+    n = 18
+    rng = np.random.default_rng(0)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.3]
+    h, J = rng.normal(size=n), rng.normal(size=len(pairs))
+    energies = spin_energies(n, h, pairs, J)
+    peak = traced_peak(lambda: spin_energies(n, h, pairs, J))
+    assert peak <= 8 * 2**n + 64 * 1024, (
+        f"{peak / 2**20:.1f} MiB for an {8 * 2**n >> 20} MiB diagonal"
+    )
+    x = rng.integers(0, 2**n, 200)
+    z = 1.0 - 2.0 * ((x[:, None] >> np.arange(n)) & 1)
+    i, j = np.array(pairs).T
+    np.testing.assert_allclose(energies[x], z @ h + (z[:, i] * z[:, j]) @ J, atol=1e-10)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_fast_path_allocates_within_its_estimate(linear: bool) -> None:
+    """Evaluating a chunk (the grid, Newton steps, the final objectives) stays within
+    fast_path_bytes; problems' data are built when first evaluated and released after."""
+    from pipeline.engine.fast_sim import fast_path_bytes, warm_up
+
+    warm_up()  # as workers do: loading the compiled kernels is not the chunk's memory
+    n, count = 16, 4
+    problems = dense_problems(n, count, linear)
+    shape = shape_of(problems[0].formulation.ising, 1, "aer")
+    ansatz = build_ansatz(shape)
+    template = CompiledTemplate("test", shape, ansatz, ansatz)
+    evaluator = DiagonalEvaluator(template, problems)
+    assert evaluator.simulator.symmetric == (not linear)
+    assert evaluator.simulator.held_bytes == 0  # nothing is built before it is needed
+
+    def evaluate() -> None:
+        rng = np.random.default_rng(1)
+        rows = np.arange(count)
+        gammas, betas = rng.uniform(-1, 1, (count, 3, 1)), rng.uniform(-1, 1, (count, 3, 1))
+        energies = evaluator.energies(rows, gammas, betas)
+        evaluator.expected_objectives(gammas[:, 0], betas[:, 0], energies[:, 0])
+
+    peak = traced_peak(evaluate)
+    held = evaluator.simulator.held_bytes
+    assert 0 < held <= count * 8 * evaluator.simulator.states
+    assert peak <= fast_path_bytes(n, count), (peak, fast_path_bytes(n, count))
+    assert peak <= fast_path_bytes(n, count, symmetric=not linear)
+    evaluator.release()
+    assert evaluator.simulator.held_bytes == 0
+
+
+def test_aer_costs_state_the_fast_path_memory() -> None:
+    from pipeline.backends import Workload
+    from pipeline.engine.fast_sim import fast_path_bytes
+
+    prices = PriceSettings()
+    for n, problems in [(10, 1), (21, 8), (24, 3)]:
+        work = Workload(problems, n, 100, 10, 1000, 1024, exact=True)
+        estimate = BACKEND.costs.estimate(work, prices, 2**40)
+        assert estimate.memory_bytes == fast_path_bytes(n, problems)
+        assert estimate.memory_bytes >= problems * 8 * 2**n + 16 * 2**n
+        tight = BACKEND.costs.estimate(work, prices, estimate.memory_bytes - 1)
+        assert tight.reason is not None and "fast" in tight.reason
+        estimator = dataclasses.replace(work, exact=False)
+        assert BACKEND.costs.estimate(estimator, prices, 2**40).memory_bytes == 16 * 2**n

@@ -20,9 +20,9 @@ from qiskit.quantum_info import SparsePauliOp
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.fast_sim import MAX_QUBITS, DiagonalQAOA, spin_energies
+from pipeline.engine.fast_sim import MAX_QUBITS, DiagonalQAOA
 from pipeline.engine.templates import CompiledTemplate
-from pipeline.formulation import Formulation
+from pipeline.formulation import Formulation, Ising
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -69,6 +69,7 @@ class Evaluator(ABC):
 
     def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]) -> None:
         self.template = template
+        self.problems = problems
         self.scale, self.h, self.J = normalised_weights(template, problems)
         self.evaluations = np.zeros(len(problems), dtype=np.int64)
         self.simulated_s = 0.0  # time spent simulating here rather than in backend calls
@@ -84,6 +85,48 @@ class Evaluator(ABC):
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray: ...
+
+    def expected_objectives(
+        self, gammas: FloatArray, betas: FloatArray, energies: FloatArray
+    ) -> FloatArray:
+        """<objective> in each problem's QAOA state at its angles (B, reps), in the problem's
+        own sense and units: the true objective, never a constraint penalty.
+
+        ``energies`` are the normalised energies the optimiser measured there. Where the
+        sampled QUBO is the objective itself (MaxCut, QUBO), they give it; a constrained
+        problem (portfolio) has its objective measured apart, once, at the final angles.
+        """
+        out = np.empty(len(self.problems))
+        apart: list[int] = []
+        for b, problem in enumerate(self.problems):
+            formulation = problem.formulation
+            if formulation.qubo is formulation.objective_qubo:
+                ising = formulation.ising
+                out[b] = ising.sign * (ising.constant + self.scale[b] * energies[b])
+            else:
+                apart.append(b)
+        if apart:
+            rows = np.asarray(apart, dtype=np.intp)
+            models = [objective_ising(self.problems[b].formulation) for b in apart]
+            self.evaluations[rows] += 1
+            values = self._observe(rows, gammas[rows], betas[rows], models)
+            for position, (b, ising) in enumerate(zip(apart, models, strict=True)):
+                out[b] = ising.sign * (ising.constant + values[position])
+        return out
+
+    @abstractmethod
+    def _observe(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    ) -> FloatArray:
+        """<h.z + sum J z z> of ``models[r]`` (no constant) for problem ``rows[r]`` at its angles."""
+
+    def release(self) -> None:  # noqa: B027 - most evaluators hold nothing to free
+        """Free what the evaluation held; the answers' sampling needs none of it."""
+
+
+def objective_ising(formulation: Formulation) -> Ising:
+    """The Ising form of the problem's own objective (no penalty), unnormalised."""
+    return formulation.objective_qubo.to_ising()
 
 
 class PrimitiveEvaluator(Evaluator):
@@ -124,6 +167,31 @@ class PrimitiveEvaluator(Evaluator):
         )
         return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows), gammas.shape[1])
 
+    def _observe(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    ) -> FloatArray:
+        """One Estimator call: every problem's objective as its observable at its angles."""
+        observables = [[self._observable(ising)] for ising in models]
+        if all(not ising.pairs and not ising.h.any() for ising in models):
+            return np.zeros(len(rows))  # constant objectives: nothing to measure
+        values = self.template.bind_values(
+            gammas[:, None, :], betas[:, None, :], self.h[rows], self.J[rows]
+        )
+        result = self.caller.estimate(
+            [(self.template.expectation_circuit, observables, values)], self.seed
+        )
+        return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows))
+
+    def _observable(self, ising: Ising) -> SparsePauliOp:
+        terms = [("ZZ", [i, j], w) for (i, j), w in zip(ising.pairs, ising.J, strict=True)]
+        terms += [("Z", [int(q)], float(ising.h[q])) for q in np.flatnonzero(ising.h)]
+        identity: list[tuple[str, list[int], float]] = [
+            ("", [], 0.0)
+        ]  # an empty sum would be rejected; its terms weigh nothing
+        operator = SparsePauliOp.from_sparse_list(terms or identity, ising.n)
+        layout = self.template.expectation_circuit.layout
+        return operator.apply_layout(layout) if layout is not None else operator
+
 
 class DiagonalEvaluator(Evaluator):
     """The same expectations from the fast diagonal simulator (see pipeline.engine.fast_sim)."""
@@ -133,13 +201,9 @@ class DiagonalEvaluator(Evaluator):
     def __init__(self, template: CompiledTemplate, problems: list[BatchProblem]):
         super().__init__(template, problems)
         shape = template.shape
-        pairs = list(shape.pairs)
-        diagonals = np.empty((len(problems), 2**shape.n_qubits))
-        for b in range(len(problems)):
-            h = np.zeros(shape.n_qubits)
-            h[list(shape.linear)] = self.h[b]
-            diagonals[b] = spin_energies(shape.n_qubits, h, pairs, self.J[b])
-        self.simulator = DiagonalQAOA(shape.n_qubits, diagonals)
+        h = np.zeros((len(problems), shape.n_qubits))
+        h[:, list(shape.linear)] = self.h
+        self.simulator = DiagonalQAOA(shape.n_qubits, h, shape.pairs, self.J)
 
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
@@ -153,6 +217,22 @@ class DiagonalEvaluator(Evaluator):
         )
         self.simulated_s += time.perf_counter() - started
         return values.reshape(len(rows), sets)
+
+    def _observe(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    ) -> FloatArray:
+        started = time.perf_counter()
+        values = np.array(
+            [
+                self.simulator.observe(int(b), gammas[r], betas[r], ising.h, ising.pairs, ising.J)
+                for r, (b, ising) in enumerate(zip(rows, models, strict=True))
+            ]
+        )
+        self.simulated_s += time.perf_counter() - started
+        return values
+
+    def release(self) -> None:
+        self.simulator.release()
 
 
 def choose_evaluator(

@@ -2,61 +2,148 @@
 
 All three problem kinds have a diagonal cost Hamiltonian, so one QAOA layer is a
 pointwise phase ``exp(-i gamma E(x))`` followed by ``RX(2 beta)`` on every qubit. This
-module precomputes each problem's energy diagonal once, then evaluates many angle sets
-for many problems in one compiled (numba) call, with no circuit, no transpilation and
-no per-call overhead. It computes exactly what the template circuit computes, and the
-tests hold it to Aer's expectations within 1e-9; Aer stays the reference and the path
-for anything noisy.
+module computes each problem's energy diagonal once, then evaluates many angle sets
+per compiled (numba) call, with no circuit, no transpilation and no per-call overhead.
+It computes exactly what the template circuit computes, and the tests hold it to Aer's
+expectations within 1e-9; Aer stays the reference and the path for anything noisy.
 
-When a problem has few distinct energy levels (integer-weighted MaxCut has at most a
-few hundred), the phase is computed once per level and gathered, which removes most of
-the transcendental work.
+Memory is what bounds the fast path at 20+ qubits, so it is spent deliberately and
+:func:`fast_path_bytes` (pipeline.engine.memory) states it before a chunk runs:
 
-When every cost is symmetric under flipping all bits, E(x) = E(~x) (any cost with no
-linear field: MaxCut, QUBOs whose Ising form has h = 0), the QAOA state is too: |+>^n is,
-the phase layer is, and the mixer commutes with the global flip. Then only the half of
-the amplitudes with the top qubit 0 is kept: the top qubit's RX pairs x with x ^ top,
-whose amplitude equals that of its complement, x with its low bits flipped, which is in
-the kept half. Half the states, half the work, the same numbers.
+* a diagonal is filled in place, qubit by qubit (``E(x | 2^k) = E(x) - 2 f_k(x)``, with
+  ``f_k`` the field on qubit k from the qubits below it): 8 bytes a state, no
+  ``(2^n, n)`` spin matrix;
+* a problem's data are built the first time it is evaluated, not for the whole chunk
+  at once, and kept as compactly as they allow: when it has at most
+  ``MAX_LEVELS`` distinct energies (integer-weighted MaxCut has a few hundred), only a
+  2-byte level index per state (the phase is computed once per level and gathered,
+  which also removes most of the transcendental work); otherwise its 8-byte diagonal;
+* :meth:`DiagonalQAOA.release` drops them before sampling.
+
+When every cost is symmetric under flipping all bits, E(x) = E(~x) (no linear field:
+MaxCut, QUBOs whose Ising form has h = 0), the QAOA state is too: |+>^n is, the phase
+layer is, and the mixer commutes with the global flip. Then only the half of the
+amplitudes with the top qubit 0 is kept: the top qubit's RX pairs x with x ^ top, whose
+amplitude equals that of its complement, x with its low bits flipped, which is in the
+kept half. Half the states, half the memory, half the work, the same numbers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from pipeline.engine.memory import MAX_LEVELS, MAX_QUBITS, fast_path_bytes, kept_states
+
+__all__ = [
+    "MAX_LEVELS",
+    "MAX_QUBITS",
+    "DiagonalQAOA",
+    "fast_path_bytes",
+    "fill_energies",
+    "kept_states",
+    "spin_energies",
+    "warm_up",
+]
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+LevelArray = npt.NDArray[np.uint16]
 
-MAX_QUBITS = 24
+
+@njit(cache=True, nogil=True)
+def _fill_energies(
+    out: FloatArray,
+    base: FloatArray,
+    start: IntArray,
+    other: IntArray,
+    weight: FloatArray,
+    total: float,
+) -> None:  # pragma: no cover - compiled
+    """E(x) for x < len(out) (higher qubits at z = +1), built qubit by qubit in place.
+
+    Flipping qubit k of x (bits above k clear) from z = +1 to -1 changes the energy by
+    ``-2 (base[k] + sum_t weight[t] z_other[t](x))`` over the pairs t joining k to a
+    lower qubit (``start[k]:start[k + 1]``); ``base[k]`` holds h_k and the pairs joining
+    it to higher qubits (all at z = +1). E(0) is the sum of every weight.
+    """
+    out[0] = total
+    size = 1
+    k = 0
+    while size < out.shape[0]:
+        for x in range(size):
+            field = base[k]
+            for t in range(start[k], start[k + 1]):
+                field += weight[t] * (1 - 2 * ((x >> other[t]) & 1))
+            out[x + size] = out[x] - 2.0 * field
+        size *= 2
+        k += 1
 
 
-def spin_energies(n: int, h: FloatArray, pairs: list[tuple[int, int]], J: FloatArray) -> FloatArray:
+def fill_energies(
+    out: FloatArray, h: FloatArray, pairs: Sequence[tuple[int, int]], J: FloatArray
+) -> FloatArray:
+    """``out[x] = h.z + sum J z_i z_j`` for x < len(out) (a power of two; qubit k = bit k
+    of x, z = +1 for bit 0; qubits beyond the index at z = +1). Allocates nothing of 2^n."""
+    n = len(h)
+    if len(out) > 1 << MAX_QUBITS:
+        raise ValueError(f"the fast simulator takes at most {MAX_QUBITS} qubits")
+    pair_array = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    weights = np.asarray(J, dtype=np.float64)
+    low, high = pair_array.min(axis=1), pair_array.max(axis=1)
+    order = np.argsort(high, kind="stable")
+    start = np.searchsorted(high[order], np.arange(n + 1)).astype(np.int64)
+    base = np.asarray(h, dtype=np.float64).copy()
+    np.add.at(base, low, weights)
+    total = float(np.sum(h) + np.sum(weights))
+    _fill_energies(out, base, start, low[order].astype(np.int64), weights[order], total)
+    return out
+
+
+def spin_energies(
+    n: int, h: FloatArray, pairs: Sequence[tuple[int, int]], J: FloatArray
+) -> FloatArray:
     """E(x) = h.z + sum J z_i z_j for every basis state x (qubit k = bit k of the index)."""
     if n > MAX_QUBITS:
         raise ValueError(f"the fast simulator takes at most {MAX_QUBITS} qubits, not {n}")
-    index = np.arange(2**n, dtype=np.int64)
-    spins = 1.0 - 2.0 * ((index[:, None] >> np.arange(n)) & 1)  # (2^n, n), z = +1 for bit 0
-    energy = spins @ h if len(h) else np.zeros(2**n)
-    for (i, j), weight in zip(pairs, J, strict=True):
-        energy = energy + weight * spins[:, i] * spins[:, j]
-    return np.ascontiguousarray(energy, dtype=np.float64)
+    return fill_energies(np.empty(1 << n), np.asarray(h, dtype=np.float64), pairs, J)
 
 
-def energy_levels(diagonals: FloatArray) -> tuple[FloatArray, IntArray, IntArray]:
-    """Per problem: its distinct energies (padded), the level of every state, and the level count."""
-    count = len(diagonals)
-    uniques = [np.unique(row, return_inverse=True) for row in diagonals]
-    width = max(len(levels) for levels, _ in uniques)
-    levels = np.zeros((count, width))
-    inverse = np.zeros(diagonals.shape, dtype=np.int64)
-    sizes = np.zeros(count, dtype=np.int64)
-    for b, (values, where) in enumerate(uniques):
-        levels[b, : len(values)] = values
-        inverse[b] = where
-        sizes[b] = len(values)
-    return levels, inverse, sizes
+@njit(cache=True, nogil=True)
+def _count_levels(ordered: FloatArray, limit: int) -> int:  # pragma: no cover - compiled
+    """Distinct values of a sorted array, counting stops past ``limit``."""
+    count = 1
+    for x in range(1, ordered.shape[0]):
+        if ordered[x] != ordered[x - 1]:
+            count += 1
+            if count > limit:
+                break
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _index_levels(
+    values: FloatArray, ordered: FloatArray, levels: FloatArray, inverse: LevelArray
+) -> None:  # pragma: no cover - compiled
+    """``levels``: the distinct values of ``ordered``; ``inverse[x]``: the level of values[x]."""
+    count = 0
+    levels[0] = ordered[0]
+    for x in range(1, ordered.shape[0]):
+        if ordered[x] != levels[count]:
+            count += 1
+            levels[count] = ordered[x]
+    for x in range(values.shape[0]):
+        lo, hi = 0, count
+        while lo < hi:  # first level >= value, which is the value
+            mid = (lo + hi) // 2
+            if levels[mid] < values[x]:
+                lo = mid + 1
+            else:
+                hi = mid
+        inverse[x] = lo
 
 
 @njit(cache=True, nogil=True)
@@ -119,92 +206,195 @@ def _mixer_top_of_symmetric(
 
 
 @njit(cache=True, nogil=True)
+def _evolve(
+    re: FloatArray,
+    im: FloatArray,
+    n: int,
+    values: FloatArray,
+    inverse: LevelArray,
+    use_levels: bool,
+    gammas: FloatArray,
+    betas: FloatArray,
+    symmetric: bool,
+) -> None:  # pragma: no cover - compiled
+    """The QAOA state at one angle set into (re, im), the kept amplitudes.
+
+    ``values``: the energy of every kept state, or with ``use_levels`` the distinct
+    energies, state x having ``values[inverse[x]]``.
+    """
+    kept = n - 1 if symmetric else n
+    states = 1 << kept
+    re[:] = 1.0 / np.sqrt(1 << n)
+    im[:] = 0.0
+    phase_re = np.empty(values.shape[0] if use_levels else 0)
+    phase_im = np.empty(values.shape[0] if use_levels else 0)
+    for layer in range(gammas.shape[0]):
+        gamma = gammas[layer]
+        if use_levels:
+            for level in range(values.shape[0]):
+                phase_re[level] = np.cos(gamma * values[level])
+                phase_im[level] = -np.sin(gamma * values[level])
+            for x in range(states):
+                level = inverse[x]
+                pr, pi = phase_re[level], phase_im[level]
+                r, i = re[x], im[x]
+                re[x] = r * pr - i * pi
+                im[x] = r * pi + i * pr
+        else:
+            for x in range(states):
+                angle = gamma * values[x]
+                pr, pi = np.cos(angle), -np.sin(angle)
+                r, i = re[x], im[x]
+                re[x] = r * pr - i * pi
+                im[x] = r * pi + i * pr
+        c, s = np.cos(betas[layer]), np.sin(betas[layer])
+        _mixer(re, im, kept, c, s)
+        if symmetric:
+            _mixer_top_of_symmetric(re, im, c, s)
+
+
+@njit(cache=True, nogil=True)
 def _expectations(
     n: int,
-    diagonals: FloatArray,
-    levels: FloatArray,
-    inverse: IntArray,
-    sizes: IntArray,
-    owner: IntArray,
+    values: FloatArray,
+    inverse: LevelArray,
+    use_levels: bool,
     gammas: FloatArray,
     betas: FloatArray,
     symmetric: bool,
 ) -> FloatArray:  # pragma: no cover - compiled
-    kept = n - 1 if symmetric else n  # qubits whose amplitudes are stored
+    """<E> of one problem at every angle set (rows of ``gammas``/``betas``)."""
+    kept = n - 1 if symmetric else n
     states = 1 << kept
-    sets, reps = gammas.shape
-    out = np.empty(sets)
     re = np.empty(states)
     im = np.empty(states)
-    phase_re = np.empty(levels.shape[1])
-    phase_im = np.empty(levels.shape[1])
-    amplitude = 1.0 / np.sqrt(1 << n)
+    out = np.empty(gammas.shape[0])
     weight_of_kept = 2.0 if symmetric else 1.0  # each kept state stands for itself and ~x
-    for k in range(sets):
-        b = owner[k]
-        use_levels = sizes[b] * 2 <= states
-        re[:] = amplitude
-        im[:] = 0.0
-        for layer in range(reps):
-            gamma = gammas[k, layer]
-            if use_levels:
-                for level in range(sizes[b]):
-                    phase_re[level] = np.cos(gamma * levels[b, level])
-                    phase_im[level] = -np.sin(gamma * levels[b, level])
-                for x in range(states):
-                    level = inverse[b, x]
-                    pr, pi = phase_re[level], phase_im[level]
-                    r, i = re[x], im[x]
-                    re[x] = r * pr - i * pi
-                    im[x] = r * pi + i * pr
-            else:
-                for x in range(states):
-                    angle = gamma * diagonals[b, x]
-                    pr, pi = np.cos(angle), -np.sin(angle)
-                    r, i = re[x], im[x]
-                    re[x] = r * pr - i * pi
-                    im[x] = r * pi + i * pr
-            c, s = np.cos(betas[k, layer]), np.sin(betas[k, layer])
-            _mixer(re, im, kept, c, s)
-            if symmetric:
-                _mixer_top_of_symmetric(re, im, c, s)
+    for k in range(gammas.shape[0]):
+        _evolve(re, im, n, values, inverse, use_levels, gammas[k], betas[k], symmetric)
         total = 0.0
         for x in range(states):
-            weight = re[x] * re[x] + im[x] * im[x]
-            total += weight * diagonals[b, x]
+            energy = values[inverse[x]] if use_levels else values[x]
+            total += (re[x] * re[x] + im[x] * im[x]) * energy
         out[k] = weight_of_kept * total
     return out
 
 
-class DiagonalQAOA:
-    """Exact QAOA expectations for a batch of same-size problems given their energy diagonals."""
+@njit(cache=True, nogil=True)
+def _observe(
+    re: FloatArray, im: FloatArray, observable: FloatArray, symmetric: bool
+) -> float:  # pragma: no cover - compiled
+    """<O> for a diagonal O over the full register, from the kept amplitudes."""
+    states = re.shape[0]
+    last = observable.shape[0] - 1
+    total = 0.0
+    for x in range(states):
+        value = observable[x] + observable[last - x] if symmetric else observable[x]
+        total += (re[x] * re[x] + im[x] * im[x]) * value
+    return total
 
-    def __init__(self, n: int, diagonals: FloatArray) -> None:
+
+class DiagonalQAOA:
+    """Exact QAOA expectations for a batch of same-size problems, given their Ising weights.
+
+    ``h``: (problems, n) normalised linear weights; ``J``: (problems, len(pairs)). Each
+    problem's energies are built the first time it is evaluated (see the module notes).
+    """
+
+    def __init__(
+        self, n: int, h: FloatArray, pairs: Sequence[tuple[int, int]], J: FloatArray
+    ) -> None:
+        if n > MAX_QUBITS:
+            raise ValueError(f"the fast simulator takes at most {MAX_QUBITS} qubits, not {n}")
         self.n = n
-        full = np.ascontiguousarray(diagonals, dtype=np.float64)
-        half = full.shape[1] // 2
-        # E(x) == E(~x) for every problem: ~x is the index read from the other end.
-        self.symmetric = n > 1 and bool(np.array_equal(full[:, :half], full[:, ::-1][:, :half]))
-        self.diagonals = np.ascontiguousarray(full[:, :half]) if self.symmetric else full
-        self.levels, self.inverse, self.sizes = energy_levels(self.diagonals)
+        self.h = np.atleast_2d(np.asarray(h, dtype=np.float64))
+        self.pairs = tuple(pairs)
+        self.J = np.asarray(J, dtype=np.float64).reshape(len(self.h), len(self.pairs))
+        # No linear field anywhere: E(x) == E(~x) for every problem.
+        self.symmetric = n > 1 and not self.h.any()
+        self.states = kept_states(n, self.symmetric)
+        self._data: dict[int, tuple[FloatArray, LevelArray, bool]] = {}
+        self._no_levels = np.zeros(0, dtype=np.uint16)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of problem data held now."""
+        return sum(values.nbytes + inverse.nbytes for values, inverse, _ in self._data.values())
+
+    def diagonal(self, b: int) -> FloatArray:
+        """Problem ``b``'s energy at every kept state (a fresh array)."""
+        return fill_energies(np.empty(self.states), self.h[b], self.pairs, self.J[b])
+
+    def _problem(self, b: int) -> tuple[FloatArray, LevelArray, bool]:
+        if b not in self._data:
+            values = self.diagonal(b)
+            ordered = np.sort(values)
+            count = _count_levels(ordered, MAX_LEVELS)
+            if count <= min(MAX_LEVELS, self.states // 8):
+                levels = np.empty(count)
+                inverse = np.empty(self.states, dtype=np.uint16)
+                _index_levels(values, ordered, levels, inverse)
+                self._data[b] = (levels, inverse, True)
+            else:
+                self._data[b] = (values, self._no_levels, False)
+        return self._data[b]
+
+    def release(self) -> None:
+        """Drop every problem's data (they are rebuilt if evaluated again)."""
+        self._data.clear()
 
     def expectations(self, owner: IntArray, gammas: FloatArray, betas: FloatArray) -> FloatArray:
         """<E> for angle set k of problem ``owner[k]``; angles are (K, reps)."""
-        return _expectations(
+        owner = np.asarray(owner, dtype=np.int64)
+        gammas = np.ascontiguousarray(gammas, dtype=np.float64)
+        betas = np.ascontiguousarray(betas, dtype=np.float64)
+        out = np.empty(len(owner))
+        for b in np.unique(owner):
+            sets = np.flatnonzero(owner == b)
+            values, inverse, use_levels = self._problem(int(b))
+            out[sets] = _expectations(
+                self.n,
+                values,
+                inverse,
+                use_levels,
+                np.ascontiguousarray(gammas[sets]),
+                np.ascontiguousarray(betas[sets]),
+                self.symmetric,
+            )
+        return out
+
+    def observe(
+        self,
+        b: int,
+        gammas: FloatArray,
+        betas: FloatArray,
+        h: FloatArray,
+        pairs: Sequence[tuple[int, int]],
+        J: FloatArray,
+    ) -> float:
+        """<h.z + sum J z_i z_j> (any weights, any pairs) in problem ``b``'s QAOA state at
+        one angle set: the state once, then the observable's diagonal over the register."""
+        values, inverse, use_levels = self._problem(b)
+        re, im = np.empty(self.states), np.empty(self.states)
+        _evolve(
+            re,
+            im,
             self.n,
-            self.diagonals,
-            self.levels,
-            self.inverse,
-            self.sizes,
-            np.ascontiguousarray(owner, dtype=np.int64),
+            values,
+            inverse,
+            use_levels,
             np.ascontiguousarray(gammas, dtype=np.float64),
             np.ascontiguousarray(betas, dtype=np.float64),
             self.symmetric,
         )
+        observable = fill_energies(np.empty(1 << self.n), np.asarray(h, dtype=np.float64), pairs, J)
+        return float(_observe(re, im, observable, self.symmetric))
 
 
 def warm_up() -> None:
     """Load (or compile, on a fresh checkout) the kernels with the argument types used above."""
-    DiagonalQAOA(2, np.zeros((1, 4))).expectations(
-        np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros((1, 1))
-    )
+    for h in (np.zeros((1, 2)), np.array([[0.5, 0.0]])):  # symmetric and not
+        for J in (np.array([[1.0]]), np.array([[np.pi]])):  # one level, and a diagonal
+            simulator = DiagonalQAOA(2, h, [(0, 1)], J)
+            simulator.expectations(np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros((1, 1)))
+            simulator.observe(0, np.zeros(1), np.zeros(1), np.ones(2), [(0, 1)], np.ones(1))

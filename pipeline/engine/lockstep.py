@@ -14,7 +14,9 @@ The optimiser:
    (warm start by parameter transfer), then refines all of them the same way.
 
 The answer is the best sampled bitstring under the problem's true objective, feasible
-samples first; ``expected_objective`` is the exact QAOA expectation at the final angles.
+samples first; ``expected_objective`` is the exact expectation of that true objective (in
+the problem's own sense and units, no constraint penalty) in the QAOA state at the final
+angles.
 """
 
 from __future__ import annotations
@@ -90,12 +92,13 @@ def optimise_batch(
         gammas = np.zeros((len(problems), reps))
         betas = np.zeros((len(problems), reps))
         energy = np.zeros(len(problems))
+    expected_objectives = engine.expected_objectives(gammas, betas, energy)
+    engine.release()  # the simulator's data go before the backend samples
     samples = _sample(engine, problems, caller, gammas, betas, seed)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):
-        ising = problem.formulation.ising
-        expected = ising.sign * (ising.constant + engine.scale[b] * energy[b])
+        expected = expected_objectives[b]
         solution, objective, feasible = _best_sample(problem.formulation, samples[b])
         answers.append(
             QuantumAnswer(

@@ -1,0 +1,40 @@
+"""What the fast path allocates, stated before it runs: for cost models and chunk sizing.
+
+Kept free of numba and NumPy imports, so a cost model can ask without loading the
+simulator. The figures are those of :mod:`pipeline.engine.fast_sim` (which explains the
+layout) and are held to measurement by ``benchmarks/bench_memory.py``.
+"""
+
+from __future__ import annotations
+
+MAX_QUBITS = 24  # the fast simulator's limit
+MAX_LEVELS = 1 << 16  # level indices are uint16; more distinct energies keep the diagonal
+
+# Peak bytes per amplitude of the full 2^n register that Aer's statevector sampler holds
+# when a chunk's shots are taken: a complex128 statevector and the sampling buffers
+# around it (measured by benchmarks/bench_memory.py on Aer 0.18).
+AER_SAMPLING_BYTES_PER_STATE = 32
+
+
+def kept_states(n_qubits: int, symmetric: bool) -> int:
+    """Amplitudes stored for one state: half of them when the costs are flip-symmetric."""
+    return 1 << (n_qubits - 1 if symmetric and n_qubits > 1 else n_qubits)
+
+
+def fast_path_bytes(n_qubits: int, problems: int, symmetric: bool = False) -> int:
+    """Peak bytes a fast-path chunk of ``problems`` problems on ``n_qubits`` allocates.
+
+    Above the worker's baseline (interpreter, libraries, compiled kernels): every
+    problem's data at 8 bytes a kept state at most (a diagonal; a level index takes 2),
+    plus the largest working set, which is either building one problem's data (its
+    diagonal, a sorted copy and the level index: 18 bytes a state) or one final state
+    with a full objective diagonal (16 bytes a kept state, 8 a state of the register);
+    the data are released before the shots are sampled on Aer, whose own peak is
+    ``AER_SAMPLING_BYTES_PER_STATE`` a state. ``symmetric``: no linear field in any
+    problem (half the states are kept); the default assumes the worst case.
+    """
+    states = kept_states(n_qubits, symmetric)
+    full = 1 << n_qubits
+    held = problems * 8 * states
+    working = max(18 * states, 16 * states + 8 * full)
+    return max(held + working, AER_SAMPLING_BYTES_PER_STATE * full)
