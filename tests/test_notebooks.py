@@ -1,0 +1,98 @@
+"""The analyst notebooks run headless, cell by cell, on a real home and on a rich one.
+
+The real home is filled through the CLI (``qhopper submit`` and ``qhopper run``): it has no
+reference objective or drift yet, so the notebooks' "not there yet" paths run. The rich one
+(written as Parquet by ``test_report.write_rich_results``) has references, fallbacks, a
+failure and drift rows, so every plot draws. Any cell error fails the test. Without
+Jupyter (nbclient, nbformat, ipykernel) or matplotlib the test skips, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_report import fill_home, write_rich_results
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+NEEDED = ("nbclient", "nbformat", "ipykernel", "matplotlib")
+MISSING = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+needs_jupyter = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"Jupyter is not installed here (missing: {', '.join(MISSING)}); "
+    "the notebooks cannot be executed",
+)
+
+
+def test_the_three_notebooks_are_there_and_stored_without_outputs() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "fallbacks_drift.ipynb",
+        "latency_cost.ipynb",
+        "quality.ipynb",
+    ]
+    for path in NOTEBOOKS:
+        notebook = json.loads(path.read_text())
+        assert notebook["nbformat"] == 4
+        code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+        assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
+        assert "QHOPPER_HOME" in "".join("".join(c["source"]) for c in notebook["cells"])
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if MISSING:
+        pytest.skip(f"Jupyter is not installed here (missing: {', '.join(MISSING)})")
+    real = tmp_path_factory.mktemp("real") / "home"
+    fill_home(real)
+    rich = tmp_path_factory.mktemp("rich") / "home"
+    write_rich_results(rich / "results")
+    return {"real": real, "rich": rich}
+
+
+def execute(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("QHOPPER_HOME", str(home))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # The kernel imports ``pipeline`` the way the notebooks' readers do: from the checkout.
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(home.parent)}},
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
+    assert not errors, errors
+    images = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert images, f"{path.name} drew no plot"
+
+
+@needs_jupyter
+@pytest.mark.parametrize("which", ["real", "rich"])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_runs_headless(
+    path: Path, which: str, homes: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execute(path, homes[which], monkeypatch)
