@@ -30,7 +30,7 @@ figure { margin: 0; flex: 0 1 620px; } figure svg { max-width: 100%; height: aut
 .tables { flex: 1 1 380px; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0 0 12px; font-size: 13px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; }
-td.n { white-space: nowrap; }
+td { white-space: nowrap; } td.long { white-space: normal; min-width: 16em; }
 th { background: #f9fafb; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: 2px 0 4px; }
 .note { color: #6b7280; font-style: italic; } p.note { margin: 4px 0 10px; }
@@ -52,7 +52,8 @@ def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) 
             if value is None:
                 cells.append('<td class="n">–</td>')
             elif isinstance(value, (bool, str)):
-                cells.append(f"<td>{escape(str(value))}</td>")
+                wrap = ' class="long"' if len(str(value)) > 30 else ""
+                cells.append(f"<td{wrap}>{escape(str(value))}</td>")
             elif isinstance(value, int):
                 cells.append(f'<td class="n">{value}</td>')
             else:
@@ -103,8 +104,14 @@ def _latency(data: ReportData, fig: Figure) -> str:
         "submission to answer). A batch's stage times are shared by its problems; "
         "hover a box for its minimum and maximum."
     )
-    headers = ("backend", "problems", *(f"{st} p50 / p95" for st in STAGES))
-    return section("latency", "Latency per stage", fig, text, [table("Latency (s)", headers, rows)])
+    headers = ("backend", "problems", *STAGES)
+    return section(
+        "latency",
+        "Latency per stage",
+        fig,
+        text,
+        [table("Latency: p50 / p95 seconds", headers, rows)],
+    )
 
 
 def _routes(data: ReportData, fig: Figure) -> str:
