@@ -5,10 +5,19 @@ an import downward. Each command imports what it needs when it runs: ``qhopper s
 does not pay for Qiskit.
 """
 
-from flows.cli import analysing, inspecting, running, serving, submitting
+from flows.cli import analysing, inspecting, running, serving, serving_api, submitting
 from flows.cli.common import app, configure_logging
 
-__all__ = ["analysing", "app", "inspecting", "main", "running", "serving", "submitting"]
+__all__ = [
+    "analysing",
+    "app",
+    "inspecting",
+    "main",
+    "running",
+    "serving",
+    "serving_api",
+    "submitting",
+]
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,219 @@
+"""What the HTTP routes do, without HTTP: parse and validate, scope to a tenant, submit,
+look up, page through results. Errors are :class:`ApiError` with the status and body the
+route answers with, so bad input can only ever become a 4xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.api.solve import Answer, SyncSolver, jsonable, result_row, with_deadline
+from flows.deps import RunDeps
+from pipeline.kinds.base import KEY_MAX_LENGTH
+from pipeline.model import ProblemSpec, idempotency_key
+from pipeline.readers import read_bytes
+from pipeline.results import query
+
+log = logging.getLogger("qhopper.api")
+MAX_PAGE = 1000
+
+
+@dataclass
+class ApiError(Exception):
+    """A 4xx (or 503) answer: its status, JSON body and headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error(status: int, message: str, **headers: str) -> ApiError:
+    return ApiError(status, {"error": message}, dict(headers))
+
+
+def invalid(record: str, field_name: str, message: str) -> ApiError:
+    return ApiError(422, {"errors": [{"record": record, "field": field_name, "message": message}]})
+
+
+def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[ProblemSpec]:
+    """The body's problems, validated exactly as ``qhopper submit`` validates a file.
+
+    400 when the body is not JSON at all; 422 naming every record and field otherwise.
+    """
+    name = "body.jsonl" if json_lines else "body.json"
+    if not json_lines:
+        try:
+            json.loads(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise error(400, f"the body is not UTF-8 (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise error(
+                400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from None
+        except (RecursionError, ValueError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise error(400, f"malformed JSON: {why}") from None
+    records = read_bytes(name, raw, deps.settings.limits)
+    issues = [issue for record in records for issue in record.issues]
+    if issues:
+        errors = [{"record": i.record, "field": i.field, "message": i.message} for i in issues]
+        raise ApiError(422, {"errors": errors})
+    return [record.spec for record in records if record.spec is not None]
+
+
+def scoped(spec: ProblemSpec, tenant: str, idempotency: str | None = None) -> ProblemSpec:
+    """``spec`` as ``tenant``'s: its tenant is the token's, never the body's, and its key
+    lives in the tenant's namespace (``<tenant>/<key>``), so two tenants never share a
+    problem however alike their keys or contents."""
+    if idempotency is not None:
+        if spec.key is not None and spec.key != idempotency:
+            raise invalid("record 1", "key", "differs from the Idempotency-Key header")
+        spec = spec.model_copy(update={"key": idempotency})
+    own = idempotency_key(spec)
+    key = f"{tenant}/{own}"
+    if len(key) > KEY_MAX_LENGTH:  # still one key per (tenant, key), within the spec's limit
+        key = f"{tenant}/sha256-key:{hashlib.sha256(own.encode()).hexdigest()}"
+    return spec.model_copy(update={"tenant": tenant, "key": key})
+
+
+def public_key(tenant: str, key: str) -> str:
+    """The key as the tenant knows it: without the namespace."""
+    prefix = f"{tenant}/"
+    return key[len(prefix) :] if key.startswith(prefix) else key
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= KEY_MAX_LENGTH - 70 or not value.isprintable():
+        raise invalid("header", "Idempotency-Key", "1-130 printable characters")
+    return value
+
+
+class Service:
+    """The operations behind the routes, on one warm set of run dependencies."""
+
+    def __init__(self, deps: RunDeps, solver: SyncSolver) -> None:
+        self.deps = deps
+        self.solver = solver
+
+    def submit(self, tenant: str, specs: list[ProblemSpec], trace_id: str) -> list[dict[str, Any]]:
+        outcomes = self.deps.intake.submit([(spec, "api", trace_id) for spec in specs])
+        for outcome in outcomes:
+            log.info(
+                "submitted %s tenant=%s trace=%s created=%s",
+                outcome.id,
+                tenant,
+                trace_id,
+                outcome.created,
+            )
+        return [
+            {"id": o.id, "key": public_key(tenant, o.key), "created": o.created} for o in outcomes
+        ]
+
+    def problem(self, tenant: str, problem_id: str) -> dict[str, Any]:
+        row = self.deps.intake.get(problem_id)
+        if row is None or row["tenant"] != tenant:
+            raise error(404, "no such problem")
+        history = [
+            {"state": e["state"], "at": jsonable({"at": e["at"]})["at"], "detail": e["detail"]}
+            for e in row["events"]
+        ]
+        return {
+            "id": row["id"],
+            "key": public_key(tenant, row["key"]),
+            "state": row["state"],
+            "trace_id": row.get("trace_id"),
+            "history": history,
+            "result": _public(tenant, result_row(self.deps.settings, problem_id, row)),
+        }
+
+    def solve(self, tenant: str, spec: ProblemSpec, timeout_s: float, trace_id: str) -> Answer:
+        import time
+
+        started = time.monotonic()
+        spec = with_deadline(spec, timeout_s)
+        outcome = self.deps.intake.submit([(spec, "api solve", trace_id)])[0]
+        log.info(
+            "solve %s tenant=%s trace=%s budget=%.2fs", outcome.id, tenant, trace_id, timeout_s
+        )
+        answer = self.solver.answers([outcome.id], [outcome.key], timeout_s, started)[0]
+        answer = dataclasses.replace(answer, result=_public(tenant, answer.result))
+        log.info(
+            "solved %s trace=%s state=%s in %.3fs%s",
+            outcome.id,
+            trace_id,
+            answer.state,
+            time.monotonic() - started,
+            f" ({answer.error})" if answer.error else "",
+        )
+        return answer
+
+    def results(
+        self, tenant: str, since: datetime | None, cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        """The tenant's rows in (completed_at, problem_id) order, ``limit`` at a time; pass
+        ``next_cursor`` back as ``cursor`` for the next page (null: no more rows now)."""
+        where = ["tenant = ?", "completed_at IS NOT NULL"]
+        params: list[object] = [tenant]
+        if since is not None:
+            where.append("completed_at >= ?")
+            params.append(since)
+        if cursor is not None:
+            at, after = decode_cursor(cursor)
+            where.append("(completed_at > ? OR (completed_at = ? AND problem_id > ?))")
+            params += [at, at, after]
+        sql = (
+            f"SELECT * FROM problems WHERE {' AND '.join(where)} "
+            f"ORDER BY completed_at, problem_id LIMIT {int(limit) + 1}"
+        )
+        rows = query(self.deps.settings.results_dir, sql, params).to_pylist()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        for row in rows:
+            row["key"] = public_key(tenant, row["key"])
+        last = rows[-1] if rows else None
+        next_cursor = (
+            encode_cursor(last["completed_at"], last["problem_id"]) if more and last else None
+        )
+        return {"results": [jsonable(r) for r in rows], "next_cursor": next_cursor}
+
+
+def _public(tenant: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is not None and isinstance(row.get("key"), str):
+        row["key"] = public_key(tenant, row["key"])
+    return row
+
+
+def encode_cursor(at: datetime, problem_id: str) -> str:
+    text = json.dumps([at.astimezone(UTC).isoformat(), problem_id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, problem_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(at), str(problem_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise invalid("query", "cursor", "not a cursor this service handed out") from None
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(
+            "query", "since", "expected an ISO-8601 time, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

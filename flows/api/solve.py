@@ -1,0 +1,196 @@
+"""The synchronous solve that ``POST /v1/solve`` and ``qhopper solve`` share.
+
+A caller gives a time budget T. The problems are submitted with ``deadline = now + T`` (so
+routing and the backend call policy know the budget: the quantum path is taken only when
+it can finish, and a quantum attempt that cannot is stopped and answered by CP-SAT,
+labelled ``degraded`` with its ``fallback_reason``), then the run core runs them at once
+(``run_once(deps, only=ids)``) in this process. The caller waits at most T plus a small
+margin, whatever happens: the run goes on a daemon thread, so a run that overruns is left
+to finish (or, if this process ends, to be re-claimed by the next run) and the caller gets
+the problem's state and a clear error instead of a hang.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.compute import ComputeChoice
+from flows.deps import RunDeps
+from flows.run import run_once
+from pipeline.config import Settings
+from pipeline.intake import FINAL_STATES
+from pipeline.model import ProblemSpec
+from pipeline.results import RunSummary, query
+
+log = logging.getLogger("qhopper.api")
+
+MARGIN_S = 0.5  # what a caller may wait beyond its budget: row reading, HTTP, scheduling
+POLL_S = 0.02  # while another run holds the problem
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One problem of a synchronous solve: its state, and its result row once answered."""
+
+    id: str
+    key: str
+    state: str
+    result: dict[str, Any] | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "state": self.state, "result": self.result}
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+def with_deadline(spec: ProblemSpec, timeout_s: float, now: datetime | None = None) -> ProblemSpec:
+    """``spec`` due within ``timeout_s`` (or its own earlier deadline)."""
+    due = (now or datetime.now(UTC)) + timedelta(seconds=timeout_s)
+    if spec.deadline is not None and spec.deadline <= due:
+        return spec
+    return spec.model_copy(update={"deadline": due})
+
+
+def solve_settings(settings: Settings, timeout_s: float) -> Settings:
+    """Settings for one synchronous run: CP-SAT and the run's wait bounded by the budget."""
+    classical = settings.classical.model_copy(
+        update={"time_limit_s": min(settings.classical.time_limit_s, max(0.1, 0.4 * timeout_s))}
+    )
+    dask = settings.dask.model_copy(update={"run_timeout_s": max(0.5, timeout_s)})
+    return settings.model_copy(update={"classical": classical, "dask": dask})
+
+
+class SyncSolver:
+    """Runs synchronous solves on ``deps``, at most ``workers`` at a time, each bounded."""
+
+    def __init__(self, deps: RunDeps, workers: int = 1) -> None:
+        self.deps = deps
+        self._slots = threading.BoundedSemaphore(workers)
+        self.summaries: list[RunSummary] = []  # for metrics; drained by the reader
+        self._lock = threading.Lock()
+
+    def run(self, ids: Sequence[str], timeout_s: float) -> str | None:
+        """Run ``ids`` now, in this process; None when the run finished within the budget,
+        else why not (the run may still be going on its own thread)."""
+        deps = dataclasses.replace(
+            self.deps,
+            settings=solve_settings(self.deps.settings, timeout_s),
+            # A synchronous solve is small: in this process, never a cluster to start.
+            compute=ComputeChoice(None, 1, math.inf, self.deps.settings.dask.start_timeout_s),
+        )
+        started = time.monotonic()
+        done = threading.Event()
+        failure: list[str] = []
+
+        def work() -> None:
+            try:
+                if not self._slots.acquire(
+                    timeout=max(0.0, timeout_s - (time.monotonic() - started))
+                ):
+                    failure.append("every solve slot stayed busy for the whole time budget")
+                    return
+                try:
+                    summary = run_once(deps, only=list(ids))
+                    with self._lock:
+                        self.summaries.append(summary)
+                finally:
+                    self._slots.release()
+            except Exception as exc:  # reported to the caller; the queue keeps the problem
+                log.error(
+                    "synchronous run of %s failed: %s: %s", ",".join(ids), type(exc).__name__, exc
+                )
+                failure.append(f"the run failed: {type(exc).__name__}: {exc}")
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="qhopper-solve", daemon=True).start()
+        if not done.wait(timeout_s + MARGIN_S / 2):
+            return f"not answered within {timeout_s:g} s"
+        return failure[0] if failure else None
+
+    def take_summaries(self) -> list[RunSummary]:
+        with self._lock:
+            taken, self.summaries = self.summaries, []
+        return taken
+
+    def answers(
+        self, ids: Sequence[str], keys: Sequence[str], timeout_s: float, started: float
+    ) -> list[Answer]:
+        """Run ``ids`` and read back each one's state and result row, all within the budget.
+
+        A problem another run holds (``serve`` claimed it first) is waited for, by polling
+        the intake, until the budget is spent.
+        """
+        intake = self.deps.intake
+        why = self.run(ids, max(0.05, timeout_s - (time.monotonic() - started)))
+        answers: list[Answer] = []
+        for problem_id, key in zip(ids, keys, strict=True):
+            row = intake.get(problem_id)
+            while (
+                row is not None
+                and row["state"] not in FINAL_STATES
+                and time.monotonic() - started < timeout_s
+            ):
+                time.sleep(POLL_S)
+                row = intake.get(problem_id)
+            state = row["state"] if row else "unknown"
+            result = result_row(self.deps.settings, problem_id, row) if row else None
+            error = None
+            if result is None:
+                error = (
+                    f"{why or f'not answered within {timeout_s:g} s'}; the problem stays in "
+                    f"the queue ({state}) and the interval flow will answer it: "
+                    f"GET /v1/problems/{problem_id}"
+                )
+            answers.append(Answer(problem_id, key, state, result, error))
+        return answers
+
+
+def result_row(
+    settings: Settings, problem_id: str, intake_row: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The problem's result row as JSON, once it is final; None before."""
+    if intake_row.get("state") not in FINAL_STATES:
+        return None
+    rows: list[dict[str, Any]] = []
+    path = intake_row.get("result_path")
+    if path and Path(path).is_file():
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path, filters=[("problem_id", "==", problem_id)]).to_pylist()
+    if not rows:  # a relative path written from another working folder: ask DuckDB
+        table = query(
+            settings.results_dir, "SELECT * FROM problems WHERE problem_id = ?", [problem_id]
+        )
+        rows = table.to_pylist()
+    return jsonable(rows[0]) if rows else None
+
+
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A Parquet row as plain JSON: UTC ISO-8601 times, no NaN, lists for tuples."""
+    return {name: _value(value) for name, value in row.items() if name != "date"}
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
+    return value
