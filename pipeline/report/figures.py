@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pipeline.report import svg
+from pipeline.report import charts, svg
 from pipeline.report.data import STAGES, ReportData
 
 FIGURE_IDS = (
@@ -62,14 +62,14 @@ def latency(data: ReportData) -> Figure:
         (
             stage,
             [
-                svg.Box(s.backend, s.n, s.minimum, s.p25, s.p50, s.p75, s.p95, s.maximum)
+                charts.Box(s.backend, s.n, s.minimum, s.p25, s.p50, s.p75, s.p95, s.maximum)
                 for s in data.latency
                 if s.stage == stage
             ],
         )
         for stage in STAGES
     ]
-    return Figure(fig_id, title, svg.box_panels(fig_id, title, panels), False)
+    return Figure(fig_id, title, charts.box_panels(fig_id, title, panels), False)
 
 
 def route_label(route: str, solver_path: str, status: str) -> str:
@@ -88,7 +88,7 @@ def routes(data: ReportData) -> Figure:
     shown = f"{title} (the last {MAX_RUNS} runs)" if len(per_run) > MAX_RUNS else title
     columns = [(run, per_run[run]) for run in runs]
     return Figure(
-        fig_id, shown, svg.stacked_columns(fig_id, shown, columns, categories, "problems"), False
+        fig_id, shown, charts.stacked_columns(fig_id, shown, columns, categories, "problems"), False
     )
 
 
@@ -101,10 +101,10 @@ def fallbacks(data: ReportData) -> Figure:
         counts[(f.code, f.status)] += f.problems
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     bars = [
-        svg.Bar(f"{code} ({status})", count, STATUS_COLORS.get(status, svg.PALETTE[7]))
+        charts.Bar(f"{code} ({status})", count, STATUS_COLORS.get(status, svg.PALETTE[7]))
         for (code, status), count in ordered
     ]
-    return Figure(fig_id, title, svg.hbars(fig_id, title, bars, "problems"), False)
+    return Figure(fig_id, title, charts.hbars(fig_id, title, bars, "problems"), False)
 
 
 def cost(data: ReportData) -> Figure:
@@ -113,7 +113,7 @@ def cost(data: ReportData) -> Figure:
     if not priced:
         return _empty(fig_id, title, "no answer yet: nothing to divide the cost by")
     bars = [
-        svg.Bar(
+        charts.Bar(
             f"{c.backend} · {c.tenant}",
             c.per_answer or 0.0,
             svg.color(i),
@@ -121,7 +121,7 @@ def cost(data: ReportData) -> Figure:
         )
         for i, c in enumerate(priced)
     ]
-    return Figure(fig_id, title, svg.hbars(fig_id, title, bars, "USD per answer"), False)
+    return Figure(fig_id, title, charts.hbars(fig_id, title, bars, "USD per answer"), False)
 
 
 def quality(data: ReportData) -> Figure:
@@ -146,9 +146,9 @@ def quality(data: ReportData) -> Figure:
                 ]
                 if points:
                     label = kind if which == "quantum" else f"{kind} (classical, hollow)"
-                    series.append(svg.Series(label, svg.color(i), points, hollow))
-        panels.append(svg.Panel(name, "variables", "ratio (1 = reference)", series, hline=1.0))
-    return Figure(fig_id, title, svg.scatter_panels(fig_id, title, panels), False)
+                    series.append(charts.Series(label, svg.color(i), points, hollow))
+        panels.append(charts.Panel(name, "variables", "ratio (1 = reference)", series, hline=1.0))
+    return Figure(fig_id, title, charts.scatter_panels(fig_id, title, panels), False)
 
 
 def first_attempt(data: ReportData) -> Figure:
@@ -156,7 +156,7 @@ def first_attempt(data: ReportData) -> Figure:
     if not data.first_attempts:
         return _empty(fig_id, title, "no problems in the results yet")
     bars = [
-        svg.Bar(
+        charts.Bar(
             f"{f.backend} · {f.tenant}",
             f.rate,
             svg.color(i),
@@ -165,7 +165,7 @@ def first_attempt(data: ReportData) -> Figure:
         for i, f in enumerate(data.first_attempts)
     ]
     return Figure(
-        fig_id, title, svg.hbars(fig_id, title, bars, "share of problems", limit=1.0), False
+        fig_id, title, charts.hbars(fig_id, title, bars, "share of problems", limit=1.0), False
     )
 
 
@@ -174,7 +174,10 @@ def queue_wait(data: ReportData) -> Figure:
     if not data.queue_waits:
         return _empty(fig_id, title, "no problems in the results yet")
     return Figure(
-        fig_id, title, svg.histogram(fig_id, title, data.queue_waits, "seconds in the queue"), False
+        fig_id,
+        title,
+        charts.histogram(fig_id, title, data.queue_waits, "seconds in the queue"),
+        False,
     )
 
 
@@ -197,6 +200,6 @@ def drift(data: ReportData) -> Figure:
                 and (x := getattr(d, stored)) is not None
                 and (y := getattr(d, replayed)) is not None
             ]
-            series.append(svg.Series(f"{a} → {b}", svg.color(i), points))
-        panels.append(svg.Panel(name, "stored", "replayed", series, diagonal=True))
-    return Figure(fig_id, title, svg.scatter_panels(fig_id, title, panels), False)
+            series.append(charts.Series(f"{a} → {b}", svg.color(i), points))
+        panels.append(charts.Panel(name, "stored", "replayed", series, diagonal=True))
+    return Figure(fig_id, title, charts.scatter_panels(fig_id, title, panels), False)
