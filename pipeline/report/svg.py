@@ -1,8 +1,7 @@
-"""Small hand-drawn SVG charts, so the report is one file that opens offline.
+"""SVG drawing primitives (scales, ticks, a canvas), so the report opens offline.
 
 Matplotlib is not a dependency of the pipeline, and the charts the report needs are few
-and plain: box plots, stacked columns, horizontal bars, scatter plots and a histogram.
-Each chart is a string of inline SVG with a ``<title>`` for screen readers and a tooltip
+and plain (:mod:`pipeline.report.charts`). Each chart is a string of inline SVG with a ``<title>`` for screen readers and a tooltip
 (``<title>`` inside each mark) for every bar, box and point; no script, no font, no link.
 """
 
