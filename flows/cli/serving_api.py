@@ -54,6 +54,8 @@ def api(
     from pipeline.errors import ConfigError
 
     settings = settings_only(home, config)
+    if not logging.getLogger().handlers:  # one line per request needs somewhere to go
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("qhopper").setLevel(logging.INFO)
     try:
         application = create_app(settings)
