@@ -426,7 +426,8 @@ def test_sigterm_drains_the_request_in_flight_and_exits_within_10_s(tmp_path: Pa
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 202"), answer
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["problems"][0]["created"] is True
-        assert server.process.wait(timeout=10) == 0
+        # uvicorn re-raises the signal once drained, so a supervisor sees a SIGTERM exit.
+        assert server.process.wait(timeout=10) in (0, -signal.SIGTERM)
         assert time.monotonic() - signalled < 10
     finally:
         stop_server(server)
