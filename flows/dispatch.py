@@ -255,7 +255,16 @@ class Dispatcher:
             # Done already; a Dask result still has to be fetched from its worker.
             result: ChunkResult = future.result(timeout=RESULT_FETCH_TIMEOUT_S)
         except Exception as exc:  # a task that raised must not stop the rest of the run
-            log.warning("batch %s: %s task failed: %s", tracker.batch.batch_id, role, exc)
+            fields: dict[str, object] = {"event": "task_failed", "role": role}
+            fields["batch_id"] = tracker.batch.batch_id
+            fields |= {"problem_ids": list(problem_ids), "error": type(exc).__name__}
+            log.warning(
+                "batch %s: %s task failed: %s",
+                tracker.batch.batch_id,
+                role,
+                exc,
+                extra={"fields": fields},
+            )
             error = Fallback(
                 EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500]
             )
@@ -274,12 +283,16 @@ class Dispatcher:
         if role != "quantum":
             return
         if result.fallback is not None:
+            fields = {"event": "fallback", "batch_id": tracker.batch.batch_id}
+            fields |= {"problem_ids": list(problem_ids), "code": result.fallback.code}
+            fields |= {"attempts": result.attempts, "provider_job_ids": list(result.job_ids)}
             log.warning(
                 "batch %s: %d problems fall back to CP-SAT after %d attempts: %s",
                 tracker.batch.batch_id,
                 len(problem_ids),
                 result.attempts,
                 result.fallback.message,
+                extra={"fields": fields},
             )
             self._fall_back(tracker, problem_ids, result.fallback)
             return

@@ -7,6 +7,7 @@ Dask or OR-Tools.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
 from pipeline.model import spec_from_record
 from pipeline.results import BatchRow, ProblemRow
+
+log = logging.getLogger("qhopper.run")
 
 
 def execute_claims(
@@ -89,6 +92,7 @@ def execute_claims(
                         settings.intake.lease_seconds,
                     )
                     _count(counts, written)
+                    _log_batch(run_id, finished, written, deps.backend_spec)
                     template = finished.template
                     if template is not None and template.first:
                         clock.seconds["compile"] += template.compile_s
@@ -109,6 +113,27 @@ def _batch_row(
     finished: FinishedBatch, context: RowContext, post_started: float, kept: list[ProblemRow]
 ) -> BatchRow:
     return batch_row(finished, context, kept, time.perf_counter() - post_started)
+
+
+def _log_batch(
+    run_id: str, finished: FinishedBatch, written: Sequence[ProblemRow], backend: str
+) -> None:
+    """One structured event per committed batch: ids, route, backend, shape, jobs, timings."""
+    batch = finished.batch
+    fields = {
+        "event": "batch",
+        "run_id": run_id,
+        "batch_id": batch.batch_id,
+        "route": batch.route,
+        "backend": backend if batch.route == "quantum" else "ortools-cpsat",
+        "shape": batch.shape.label if batch.shape else None,
+        "problem_ids": [r.problem_id for r in written],
+        "statuses": dict(Counter(r.status for r in written)),
+        "provider_job_ids": sorted({j for r in finished.results for j in r.job_ids}),
+        "t_compile_s": finished.template.compile_s if finished.template else 0.0,
+        "t_execute_s": finished.execute_s,
+    }
+    log.info("batch %s committed: %d rows", batch.batch_id, len(written), extra={"fields": fields})
 
 
 def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from flows.deps import Clock, RunDeps
@@ -46,6 +47,8 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
         counts["problems"] = len(claims)
         if claims:
             deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
+            fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
+            log.info("run %s claimed %d problems", run_id, len(claims), extra={"fields": fields})
             keeper = LeaseKeeper(deps.intake, run_id, lease).start()
             try:
                 executor = execute_claims(deps, run_id, backend, claims, clock, counts, started_at)
@@ -80,7 +83,7 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
     )
     if summary.problems:
         deps.results.write_run(summary)
-    log.info("%s", describe(summary))
+    log.info("%s", describe(summary), extra={"fields": {"event": "run", **asdict(summary)}})
     return summary
 
 

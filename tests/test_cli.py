@@ -139,3 +139,34 @@ def test_progress_is_plain_lines_when_output_is_not_a_terminal(tmp_path: Path) -
     lines = result.stderr.splitlines()
     assert any("claimed 1 problems" in line for line in lines), lines
     assert any("execute: 1/1 problems written" in line for line in lines), lines
+
+
+def test_json_logs_are_one_object_per_event_with_ids_and_no_payload(tmp_path: Path) -> None:
+    problems = tmp_path / "p.json"
+    record = {
+        "kind": "maxcut",
+        "n": 3,
+        "edges": [[0, 1, 4242.4242], [1, 2, 3.5]],
+        "key": "secret-key-q9z",
+    }
+    problems.write_text(json.dumps(record))
+    home = str(tmp_path / "home")
+    submitted = runner.invoke(app, ["submit", str(problems), "--json", "--home", home])
+    [pid] = [item["id"] for item in json.loads(submitted.stdout)]
+    result = runner.invoke(app, ["--log-format", "json", "run", "--home", home])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    by_kind = {e.get("event"): e for e in events}
+    assert {"claim", "batch", "run"} <= set(by_kind)
+    batch = by_kind["batch"]
+    assert batch["problem_ids"] == [pid] and batch["backend"] == "aer" and batch["shape"]
+    assert batch["provider_job_ids"] and batch["t_execute_s"] >= 0
+    assert by_kind["run"]["run_id"] == batch["run_id"] == by_kind["claim"]["run_id"]
+    text = result.stderr
+    assert "4242.4242" not in text and "secret-key-q9z" not in text  # no payload, no key
+    assert not any({"solution", "edges", "spec", "key"} & set(e) for e in events)
+
+
+def test_an_unknown_log_format_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--log-format", "xml", "status", "--home", str(tmp_path)])
+    assert result.exit_code == 2

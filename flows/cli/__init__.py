@@ -6,7 +6,7 @@ does not pay for Qiskit.
 """
 
 from flows.cli import analysing, inspecting, running, serving, serving_api, submitting
-from flows.cli.common import app, configure_logging
+from flows.cli.common import app
 
 __all__ = [
     "analysing",
@@ -21,5 +21,4 @@ __all__ = [
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    configure_logging()
     app()

@@ -6,7 +6,6 @@ service included). Failures print one line, never a traceback.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,7 +95,20 @@ def clean_failures(what: str) -> Iterator[None]:
         fail(f"{what} failed: {exc}", 1)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+@app.callback()
+def main_options(
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="QHOPPER_LOG_FORMAT",
+            help="text (for people) or json (one object per event, for log collectors)",
+        ),
+    ] = "text",
+) -> None:
+    """Batch aggregation pipeline for hybrid quantum-classical optimization."""
+    from flows.logs import FORMATS, configure_logging
+
+    if log_format not in FORMATS:
+        raise typer.BadParameter(f"{log_format!r}: expected one of {', '.join(FORMATS)}")
+    configure_logging(log_format)
