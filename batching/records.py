@@ -27,6 +27,7 @@ class PlannedProblem:
     claimed_at: datetime
     reps: int
     shots: int
+    trace_id: str | None = None  # the submitter's W3C trace id, carried into its row
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
         claimed_at=claim.claimed_at,
         reps=spec.reps or settings.quantum.default_reps,
         shots=spec.shots or settings.quantum.default_shots,
+        trace_id=claim.trace_id,
     )
 
 

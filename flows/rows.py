@@ -172,6 +172,7 @@ def exhausted_rows(
                 submitted_at=submitted,
                 completed_at=completed_at,
                 input_hash=claim.input_hash,
+                trace_id=claim.trace_id,
             )
         )
     return rows
@@ -228,6 +229,7 @@ def _common(
         "submitted_at": submitted,
         "completed_at": completed_at,
         "input_hash": problem.input_hash,
+        "trace_id": problem.trace_id,
     }
 
 
