@@ -11,9 +11,12 @@ MAX_QUBITS = 24  # the fast simulator's limit
 MAX_LEVELS = 1 << 16  # level indices are uint16; more distinct energies keep the diagonal
 
 # Peak bytes per amplitude of the full 2^n register that Aer's statevector sampler holds
-# when a chunk's shots are taken: a complex128 statevector and the sampling buffers
-# around it (measured by benchmarks/bench_memory.py on Aer 0.18).
-AER_SAMPLING_BYTES_PER_STATE = 32
+# when a chunk's shots are taken: its complex128 statevector (benchmarks/bench_memory.py
+# measures 16.0 on Aer 0.18 at 22 qubits).
+AER_SAMPLING_BYTES_PER_STATE = 16
+# What a chunk allocates whatever its size: tasks and answers, the shots, Aer's run and
+# result objects, allocator slack (bench_memory.py: 6-7 MiB at 14-16 qubits).
+CHUNK_OVERHEAD_BYTES = 8 * 2**20
 
 
 def kept_states(n_qubits: int, symmetric: bool) -> int:
@@ -30,11 +33,12 @@ def fast_path_bytes(n_qubits: int, problems: int, symmetric: bool = False) -> in
     diagonal, a sorted copy and the level index: 18 bytes a state) or one final state
     with a full objective diagonal (16 bytes a kept state, 8 a state of the register);
     the data are released before the shots are sampled on Aer, whose own peak is
-    ``AER_SAMPLING_BYTES_PER_STATE`` a state. ``symmetric``: no linear field in any
-    problem (half the states are kept); the default assumes the worst case.
+    ``AER_SAMPLING_BYTES_PER_STATE`` a state; and ``CHUNK_OVERHEAD_BYTES``.
+    ``symmetric``: no linear field in any problem (half the states are kept); the
+    default assumes the worst case.
     """
     states = kept_states(n_qubits, symmetric)
     full = 1 << n_qubits
     held = problems * 8 * states
     working = max(18 * states, 16 * states + 8 * full)
-    return max(held + working, AER_SAMPLING_BYTES_PER_STATE * full)
+    return CHUNK_OVERHEAD_BYTES + max(held + working, AER_SAMPLING_BYTES_PER_STATE * full)
