@@ -13,11 +13,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flows.deps import Clock, RunDeps
 from pipeline.crash import fault_point
+from pipeline.errors import BackendUnavailable, QhopperError
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, IntakeStore, LeaseKeeper, new_id
 from pipeline.results import RunSummary
+
+if TYPE_CHECKING:
+    from pipeline.backends import Backend
 
 log = logging.getLogger("qhopper.run")
 
@@ -39,7 +44,7 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
     if only is not None or deps.intake.pending():
         from flows.execute import execute_claims  # Qiskit, Dask and OR-Tools: only for work
 
-        backend = deps.backend()  # a bad backend fails here, before anything is claimed
+        backend = _backend(deps)  # a bad backend fails here, before anything is claimed
         with clock.stage("collect"):
             lease = settings.intake.lease_seconds
             claims = deps.intake.claim(run_id, settings.intake.claim_limit, lease, only)
@@ -85,6 +90,19 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
         deps.results.write_run(summary)
     log.info("%s", describe(summary), extra={"fields": {"event": "run", **asdict(summary)}})
     return summary
+
+
+def _backend(deps: RunDeps) -> Backend:
+    """The run's backend; one that cannot be set up (unreachable provider, refused
+    credentials) is a BackendUnavailable naming it, whatever its library raised."""
+    try:
+        return deps.backend()
+    except QhopperError:
+        raise
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"backend {deps.backend_spec} could not be set up: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def describe(summary: RunSummary) -> str:

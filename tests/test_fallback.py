@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,3 +201,42 @@ def test_ibm_runtime_local_mode_and_the_token_is_never_written(
     for path in home.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_real_ibm_credentials_are_loaded_offline_and_the_token_is_never_written(
+    tmp_path: Path,
+) -> None:
+    """The credential path of a real device (ibm:ibm_torino): the token reaches the runtime's
+    client, the connection fails (no network here), and the token is in no output, log line,
+    Parquet value or file of the home."""
+    home = tmp_path / "home"
+    problems_file = tmp_path / "p.jsonl"
+    problems_file.write_text(json.dumps(problems(1, seed=9)[0]) + "\n")
+    qhopper = str(Path(sys.executable).parent / "qhopper")
+    env = {**os.environ, "QISKIT_IBM_TOKEN": TOKEN, "QHOPPER_HOME": str(home)}
+    subprocess.run([qhopper, "submit", str(problems_file)], env=env, check=True, timeout=120)
+    run = subprocess.run(
+        [qhopper, "--log-format", "json", "run", "--backend", "ibm:ibm_torino"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if "run failed" in line]
+    assert len(lines) == 1 and "ibm:ibm_torino could not be set up" in lines[0], run.stderr
+    assert "valid API token" in lines[0]  # it got as far as presenting the token to IBM
+    assert TOKEN not in run.stdout + run.stderr
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    status = subprocess.run(
+        [qhopper, "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(status.stdout)["queued"] == 1  # nothing was claimed: it waits for a backend
