@@ -466,11 +466,14 @@ def test_too_big_for_the_simulator_memory_is_infeasible() -> None:
 def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("### Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    config = tmp_path / "qhopper.toml"
+    config = tmp_path / "conf" / "qhopper.toml"
+    config.parent.mkdir()
     config.write_text(block.replace('database_url = "sqlite:///<home>/intake.db"', ""))
     shown = load_settings(tmp_path, config)
     defaults = load_settings(tmp_path)
-    for section in ("prices", "budget", "retry", "timeouts", "routing", "quantum", "dask"):
+    sections = [name for name in defaults.model_dump() if name != "home"]
+    assert sections == [name for name in shown.model_dump() if name != "home"]
+    for section in sections:
         for name, value in getattr(defaults, section).model_dump().items():
             actual = getattr(getattr(shown, section), name)
             if isinstance(value, float):
