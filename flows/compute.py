@@ -71,17 +71,17 @@ class InlineCompute:
     label = "inline"
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qhopper-inline")
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="qhopper-inline")
 
     @property
     def workers(self) -> int:
         return 1
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Future[Any]:
-        return self._pool.submit(fn, *args)
+        return self.thread.submit(fn, *args)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.thread.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskCompute:

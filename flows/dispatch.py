@@ -17,8 +17,8 @@ import math
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import Future as LocalFuture
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from pipeline.backends import Backend, CallPolicy
 from pipeline.classical import run_classical_task
 from pipeline.config import Settings
 from pipeline.engine.chunk import run_quantum_chunk
+from pipeline.engine.shapes import ShapeKey
 from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.errors import QhopperError
 from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
@@ -96,17 +97,28 @@ class _Tracker:
 
 
 class TemplateCompiler:
-    """One thread compiles (or loads) each distinct shape's template, in dispatch order, so
-    compiling overlaps the cluster's start and the first batches' execution."""
+    """Compiles (or loads) each distinct shape's template, in dispatch order, on one thread,
+    so compiling overlaps the cluster's start and the first batches' execution.
 
-    def __init__(self, store: TemplateStore, backend: Backend, batches: Sequence[Batch]) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qhopper-compile")
-        self._lookups: dict[str, LocalFuture[TemplateLookup]] = {}
-        self._packed: dict[str, PackedTemplate] = {}
+    The same thread packs each template for the workers: the run's own thread never
+    touches a circuit. An in-process run passes its task thread, so every Qiskit object of
+    the process is handled by one thread, in order.
+    """
+
+    def __init__(self, store: TemplateStore, backend: Backend, thread: Executor | None) -> None:
+        self._store = store
+        self._backend = backend
+        self._own = thread is None
+        self._pool = thread or ThreadPoolExecutor(1, thread_name_prefix="qhopper-compile")
+        self._lookups: dict[str, LocalFuture[tuple[TemplateLookup, PackedTemplate]]] = {}
+        self._taken: set[str] = set()
+
+    def add(self, batches: Sequence[Batch]) -> None:
+        """Start compiling the templates ``batches`` need that are not on their way yet."""
         for batch in batches:
             if batch.shape is not None and batch.shape.digest not in self._lookups:
                 self._lookups[batch.shape.digest] = self._pool.submit(
-                    store.get, batch.shape, backend
+                    _compile_and_pack, self._store, batch.shape, self._backend
                 )
 
     def ready(self, batch: Batch) -> bool:
@@ -116,20 +128,27 @@ class TemplateCompiler:
         """The batch's template, packed once per run; the first batch of a shape pays for it."""
         assert batch.shape is not None
         digest = batch.shape.digest
-        lookup = self._lookups[digest].result(timeout=timeout_s)
-        first = digest not in self._packed
-        if first:
-            self._packed[digest] = PackedTemplate.pack(lookup.template)
+        lookup, packed = self._lookups[digest].result(timeout=timeout_s)
+        first = digest not in self._taken
+        self._taken.add(digest)
         use = TemplateUse(
             lookup.template.artifact_key,
             first=first,
             compiled=first and not lookup.reused,
             compile_s=lookup.seconds if first else 0.0,
         )
-        return self._packed[digest], use
+        return packed, use
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._own:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _compile_and_pack(
+    store: TemplateStore, shape: ShapeKey, backend: Backend
+) -> tuple[TemplateLookup, PackedTemplate]:
+    lookup = store.get(shape, backend)
+    return lookup, PackedTemplate.pack(lookup.template)
 
 
 class Dispatcher:
@@ -151,19 +170,28 @@ class Dispatcher:
         self._done: queue.Queue[tuple[str, str, tuple[str, ...], TaskFuture]] = queue.Queue()
         self._trackers: dict[str, _Tracker] = {}
         self._submitted = 0
+        self._deadline = time.monotonic() + settings.dask.run_timeout_s
 
-    def run(self, batches: Sequence[Batch], templates: TemplateCompiler) -> Iterator[FinishedBatch]:
+    @property
+    def in_flight(self) -> int:
+        """Problems dispatched and not handed back yet."""
+        return sum(t.batch.size for t in self._trackers.values())
+
+    def dispatch(self, batches: Sequence[Batch], templates: TemplateCompiler) -> None:
+        """Send ``batches`` out, recording their states one transaction per wave of them."""
         moves: list[Move] = []
         for batch in batches:
             if moves and not templates.ready(batch):
-                self.record(moves)  # before waiting on a compile: one transaction per wave
+                self.record(moves)  # before waiting on a compile
                 moves = []
             moves.append(self._dispatch(batch, templates))
         if moves:
             self.record(moves)
-        deadline = time.monotonic() + self.settings.dask.run_timeout_s
-        while self._trackers:
-            left = deadline - time.monotonic()
+
+    def finished(self, until_in_flight: int = 0) -> Iterator[FinishedBatch]:
+        """Batches as they finish, until no more than ``until_in_flight`` problems are out."""
+        while self._trackers and self.in_flight > until_in_flight:
+            left = self._deadline - time.monotonic()
             try:
                 batch_id, role, problem_ids, future = self._done.get(timeout=max(0.0, left))
             except queue.Empty as exc:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from functools import partial
 
 from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
-from batching.records import PlannedProblem
-from flows.compute import LocalClusterCompute
+from batching.records import Batch, PlannedProblem
+from flows.compute import InlineCompute, LocalClusterCompute
 from flows.deps import Clock, RunDeps
 from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
 from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
@@ -31,6 +31,12 @@ from pipeline.results import BatchRow, ProblemRow
 log = logging.getLogger("qhopper.run")
 
 
+def wave_size(settings: Settings, workers: int) -> int:
+    """Problems one claim takes: two full batches per worker keep every worker busy while
+    the next wave is claimed, and a deep queue never sits in one runner's memory."""
+    return max(1, min(settings.intake.claim_limit, 2 * workers * settings.quantum.max_batch_size))
+
+
 def execute_claims(
     deps: RunDeps,
     run_id: str,
@@ -39,74 +45,105 @@ def execute_claims(
     clock: Clock,
     counts: Counter[str],
     started_at: datetime,
+    waves: bool = True,
 ) -> str:
-    """Plan, route, compile, dispatch and commit the claimed problems; returns the executor."""
+    """Plan, route, compile, dispatch and commit the claimed problems, claiming the next
+    wave (unless ``waves`` is off) whenever less than half a wave is still out; returns the
+    executor."""
     settings = deps.settings
     templates = deps.templates()
     with clock.stage("plan"):
-        limit = settings.intake.max_attempts
-        exhausted = [c for c in claims if c.attempts > limit]
-        planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
-        batches = plan_batches(
-            planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
-        )
+        exhausted, batches = _plan(claims, backend, settings)
     compute = deps.compute.open(run_work_seconds(batches, backend, settings))
     context = RowContext(
         run_id, deps.backend_spec, backend.solver_path, compute.label, settings, started_at
     )
+    thread = compute.thread if isinstance(compute, InlineCompute) else None
+    compiler = TemplateCompiler(templates, backend, thread)
+    dispatcher = Dispatcher(
+        compute,
+        settings,
+        deps.backend_spec,
+        started_at.timestamp(),
+        record=lambda moves: deps.intake.advance_many(run_id, moves),
+    )
+    wave = wave_size(settings, compute.workers)
     try:
-        with clock.stage("plan"):
-            routed = route_batches(
-                batches,
-                backend,
-                settings,
-                datetime.now(UTC),
-                compiled=lambda shape: templates.path_for(artifact_key(shape, backend)).exists(),
-                workers=compute.workers,
-            )
-            routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile to wait on
-        counts["batches"] = len(routed) + bool(exhausted)
-        counts["quantum_batches"] = sum(b.route == "quantum" for b in routed)
-        counts["classical_batches"] = sum(b.route == "classical" for b in routed)
-        if exhausted:
-            _commit_exhausted(deps, context, exhausted, counts)
-        deps.progress.stage("execute", sum(b.size for b in routed))
-        compiler = TemplateCompiler(templates, backend, routed)
-        dispatcher = Dispatcher(
-            compute,
-            settings,
-            deps.backend_spec,
-            started_at.timestamp(),
-            record=lambda moves: deps.intake.advance_many(run_id, moves),
-        )
-        try:
+        while True:
+            with clock.stage("plan"):
+                routed = route_batches(
+                    batches,
+                    backend,
+                    settings,
+                    datetime.now(UTC),
+                    compiled=lambda shape: templates.path_for(
+                        artifact_key(shape, backend)
+                    ).exists(),
+                    workers=compute.workers,
+                )
+                routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile
+            counts["batches"] += len(routed) + bool(exhausted)
+            counts["quantum_batches"] += sum(b.route == "quantum" for b in routed)
+            counts["classical_batches"] += sum(b.route == "classical" for b in routed)
+            if exhausted:
+                _commit_exhausted(deps, context, exhausted, counts)
+            deps.progress.stage("execute", sum(b.size for b in routed))
+            compiler.add(routed)
             with clock.stage("execute"):
-                for finished in dispatcher.run(routed, compiler):
-                    post = time.perf_counter()
-                    rows = batch_rows(finished, context)
-                    written = deps.results.commit_batch(
-                        run_id,
-                        finished.batch.batch_id,
-                        rows.problems,
-                        partial(_batch_row, finished, context, post),
-                        settings.intake.lease_seconds,
-                    )
-                    _count(counts, written)
-                    _log_batch(run_id, finished, written, deps.backend_spec)
-                    template = finished.template
-                    if template is not None and template.first:
-                        clock.seconds["compile"] += template.compile_s
-                        counts[
-                            "templates_compiled" if template.compiled else "templates_reused"
-                        ] += 1
-                    deps.progress.advance(finished.batch.size)
-        finally:
-            compiler.close()
+                dispatcher.dispatch(routed, compiler)
+                for finished in dispatcher.finished(until_in_flight=wave // 2):
+                    _commit(deps, context, finished, clock, counts)
+            more = deps.intake.claim(run_id, wave, settings.intake.lease_seconds) if waves else []
+            if not more:
+                break
+            counts["problems"] += len(more)
+            deps.progress.note(f"run {run_id}: claimed {len(more)} more problems")
+            with clock.stage("plan"):
+                exhausted, batches = _plan(more, backend, settings)
+        with clock.stage("execute"):
+            for finished in dispatcher.finished():
+                _commit(deps, context, finished, clock, counts)
     finally:
+        compiler.close()
         if isinstance(compute, LocalClusterCompute):
             clock.seconds["cluster_wait"] = compute.waited_s
         compute.close()
     return compute.label
+
+
+def _plan(
+    claims: list[ClaimedProblem], backend: Backend, settings: Settings
+) -> tuple[list[ClaimedProblem], list[Batch]]:
+    """Claims past their attempt limit, and batches of the rest."""
+    limit = settings.intake.max_attempts
+    exhausted = [c for c in claims if c.attempts > limit]
+    planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
+    batches = plan_batches(
+        planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
+    )
+    return exhausted, batches
+
+
+def _commit(
+    deps: RunDeps, context: RowContext, finished: FinishedBatch, clock: Clock, counts: Counter[str]
+) -> None:
+    """A finished batch's rows, committed; its counts and timings added to the run's."""
+    post = time.perf_counter()
+    rows = batch_rows(finished, context)
+    written = deps.results.commit_batch(
+        context.run_id,
+        finished.batch.batch_id,
+        rows.problems,
+        partial(_batch_row, finished, context, post),
+        deps.settings.intake.lease_seconds,
+    )
+    _count(counts, written)
+    _log_batch(context.run_id, finished, written, deps.backend_spec)
+    template = finished.template
+    if template is not None and template.first:
+        clock.seconds["compile"] += template.compile_s
+        counts["templates_compiled" if template.compiled else "templates_reused"] += 1
+    deps.progress.advance(finished.batch.size)
 
 
 def _batch_row(

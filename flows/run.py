@@ -42,12 +42,13 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
     counts: Counter[str] = Counter()
     executor = "none"
     if only is not None or deps.intake.pending():
-        from flows.execute import execute_claims  # Qiskit, Dask and OR-Tools: only for work
+        from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
 
         backend = _backend(deps)  # a bad backend fails here, before anything is claimed
         with clock.stage("collect"):
             lease = settings.intake.lease_seconds
-            claims = deps.intake.claim(run_id, settings.intake.claim_limit, lease, only)
+            first = wave_size(settings, settings.dask.n_workers)
+            claims = deps.intake.claim(run_id, first, lease, only)
             fault_point("claim")
         counts["problems"] = len(claims)
         if claims:
@@ -56,7 +57,9 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
             log.info("run %s claimed %d problems", run_id, len(claims), extra={"fields": fields})
             keeper = LeaseKeeper(deps.intake, run_id, lease).start()
             try:
-                executor = execute_claims(deps, run_id, backend, claims, clock, counts, started_at)
+                executor = execute_claims(
+                    deps, run_id, backend, claims, clock, counts, started_at, waves=only is None
+                )
             finally:
                 keeper.stop()
                 counts["released"] = _release(deps.intake, run_id)

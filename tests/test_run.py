@@ -1,0 +1,51 @@
+"""The run core itself: waves of claims, what a run summary says."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from flows.deps import open_deps
+from flows.run import run_once
+from pipeline.config import load_settings
+from pipeline.intake import CLAIMED, IntakeStore, problem_events
+from pipeline.submit import submit_files
+
+
+def test_a_run_claims_in_waves_and_answers_everything(tmp_path: Path) -> None:
+    """With one worker and batches of two, a wave is four problems: the run claims twenty
+    in several waves, never holding more than a wave and a half at once."""
+    settings = load_settings(
+        tmp_path / "home",
+        overrides={
+            "quantum.max_batch_size": 2,
+            "dask.n_workers": 1,
+            "dask.inline_below_s": 1e9,
+            "quantum.max_iterations": 3,
+            "classical.time_limit_s": 2.0,
+        },
+    )
+    source = tmp_path / "p.jsonl"
+    records = [
+        {"kind": "maxcut", "n": 4 + i % 2, "edges": [[0, 1, 1 + i], [1, 2, 2], [2, 3, 1]]}
+        for i in range(20)
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    submit_files(settings, [source])
+    with open_deps(settings) as deps:
+        summary = run_once(deps)
+    assert (summary.problems, summary.completed, summary.released) == (20, 20, 0)
+    store = IntakeStore.open(settings.database_url)
+    try:
+        with store.engine.connect() as connection:
+            claims = connection.execute(
+                sa.select(problem_events.c.at).where(problem_events.c.state == CLAIMED)
+            ).all()
+    finally:
+        store.close()
+    waves = Counter(row.at for row in claims)
+    assert sum(waves.values()) == 20 and len(waves) >= 5, waves
+    assert max(waves.values()) <= 4, waves
