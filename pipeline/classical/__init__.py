@@ -1,7 +1,8 @@
 """The classical path: CP-SAT on every problem kind, hinted by a fast heuristic.
 
 :func:`run_classical_task` is what a Dask worker runs for one classical problem; it
-builds the CP-SAT model there, since models do not pickle.
+builds the CP-SAT model there, since models do not pickle. Workers call :func:`warm_up`
+at start-up so the heuristic's compiled kernels load outside any problem's time limit.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import socket
 import time
 
 from pipeline.classical.cpsat import ClassicalAnswer, solve_classical
+from pipeline.classical.heuristics import warm_up
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask
 
-__all__ = ["ClassicalAnswer", "run_classical_task", "solve_classical"]
+__all__ = ["ClassicalAnswer", "run_classical_task", "solve_classical", "warm_up"]
 
 
 def run_classical_task(task: ClassicalTask) -> ChunkResult:
