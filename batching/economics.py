@@ -27,11 +27,25 @@ from batching.records import Batch, PlannedProblem, RoutingNumbers
 from pipeline.backends import Backend, Workload
 from pipeline.config import Settings
 from pipeline.engine.evaluators import uses_fast_path
+from pipeline.engine.memory import fast_path_bytes
 from pipeline.engine.shapes import ShapeKey
 from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
 
 GRID_SETS = 64  # the engine's depth-1 (gamma, beta) grid
 RESERVE_FACTOR = 3.0  # a batch may spend up to this multiple of its estimate (retries)
+
+
+def chunk_count(size: int, n_qubits: int, workers: int, exact: bool, memory_bytes: int) -> int:
+    """How many chunks a quantum batch is cut into: one per worker with at least four
+    problems each (lockstep pays per call, not per problem), and on the fast path as many
+    more as keep each chunk within a worker's memory."""
+    chunks = max(1, min(workers, size // 4))
+    if exact:
+        per_chunk = 1
+        while per_chunk < size and fast_path_bytes(n_qubits, per_chunk * 2) <= memory_bytes:
+            per_chunk *= 2
+        chunks = max(chunks, math.ceil(size / per_chunk))
+    return chunks
 
 
 def workload(
@@ -54,6 +68,7 @@ def workload(
         evaluations=len(problems) * (GRID_SETS + max_iterations * stencil),
         shots=sum(p.shots for p in problems),
         exact=exact,
+        chunk_problems=math.ceil(len(problems) / chunks),
     )
 
 
@@ -134,8 +149,9 @@ def route_batches(
         if batch.route != "quantum" or batch.shape is None:
             decided[index] = dataclasses.replace(batch, routing=classical_only)
             continue
-        chunks = max(1, min(workers, batch.size // 4))
         exact = uses_fast_path(backend, batch.shape.n_qubits)
+        memory = settings.routing.simulator_memory_bytes
+        chunks = chunk_count(batch.size, batch.shape.n_qubits, workers, exact, memory)
         work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
         estimate = backend.costs.estimate(work, prices, settings.routing.simulator_memory_bytes)
         queue_s = estimate.queue_s + (

@@ -22,13 +22,14 @@ from concurrent.futures import Future as LocalFuture
 from dataclasses import dataclass, field
 from typing import Any
 
-from batching.economics import classical_seconds
+from batching.economics import chunk_count, classical_seconds
 from batching.records import Batch, PlannedProblem
 from flows.compute import Compute, TaskFuture
-from pipeline.backends import Backend, CallPolicy
+from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.classical import run_classical_task
 from pipeline.config import Settings
 from pipeline.engine.chunk import run_quantum_chunk
+from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.shapes import ShapeKey
 from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.errors import QhopperError
@@ -217,7 +218,16 @@ class Dispatcher:
             return Move(ids, (SUBMITTED, RUNNING), detail)
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
-        chunks = _chunks(batch.problems, self.compute.workers)
+        n = batch.shape.n_qubits
+        backend = get_backend(self.backend_spec, self.settings.quantum.max_qubits)
+        count = chunk_count(
+            batch.size,
+            n,
+            self.compute.workers,
+            uses_fast_path(backend, n),
+            self.settings.routing.simulator_memory_bytes,
+        )
+        chunks = _chunks(batch.problems, count)
         tracker.chunks = len(chunks)
         for chunk in chunks:
             task = QuantumChunkTask(
@@ -354,8 +364,6 @@ class Dispatcher:
         )
 
 
-def _chunks(problems: Sequence[PlannedProblem], workers: int) -> list[list[PlannedProblem]]:
-    """One chunk per worker, at least four problems each: lockstep pays per call, not per problem."""
-    count = max(1, min(workers, len(problems) // 4))
+def _chunks(problems: Sequence[PlannedProblem], count: int) -> list[list[PlannedProblem]]:
     size = math.ceil(len(problems) / count)
     return [list(problems[i : i + size]) for i in range(0, len(problems), size)]

@@ -102,3 +102,21 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
             for p in batch.problems:
                 assert (p.problem_id in batch.fallbacks) == (p.spec.route == "quantum")
     assert len({b.batch_id for b in batches}) == len(batches)
+
+
+@pytest.mark.parametrize("n", [12, 18, 20, 22])
+@pytest.mark.parametrize("size", [1, 5, 64])
+def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
+    import math
+
+    from batching.economics import chunk_count
+    from pipeline.engine.memory import fast_path_bytes
+
+    memory = 64 * 2**20
+    count = chunk_count(size, n, workers=2, exact=True, memory_bytes=memory)
+    per_chunk = math.ceil(size / count)
+    assert 1 <= count <= size
+    assert per_chunk == 1 or fast_path_bytes(n, per_chunk) <= memory
+    assert count >= min(2, size // 4)  # still one chunk per worker where there is work for it
+    if count > max(1, min(2, size // 4)):  # cut further for memory: twice as big would not fit
+        assert fast_path_bytes(n, 2 * per_chunk) > memory

@@ -75,6 +75,7 @@ class Workload:
     evaluations: int  # parameter sets over all estimator calls
     shots: int  # over all sampler calls
     exact: bool = False
+    chunk_problems: int = 0  # the most problems one worker holds at once (0: all of them)
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ class StatevectorCosts(CostModel):
         # exact simulator holds for all the problems plus Aer's sampling (the larger).
         memory = 16 * 2**work.n_qubits
         if work.exact:
-            memory = fast_path_bytes(work.n_qubits, work.problems)
+            memory = fast_path_bytes(work.n_qubits, work.chunk_problems or work.problems)
         # Measured on Aer 0.18 with one thread: ~5 ms per primitive call, ~1 ms per
         # parameter set (binding and setup), and ~4 ns per amplitude per gate.
         per_set = 1e-3 + 4e-9 * work.gates * 2**work.n_qubits
@@ -254,7 +255,8 @@ class StatevectorCosts(CostModel):
         )
         reason = None
         if memory > memory_limit:
-            where = f" on the fast path ({work.problems} problems)" if work.exact else ""
+            held = work.chunk_problems or work.problems
+            where = f" on the fast path ({held} problems a chunk)" if work.exact else ""
             reason = (
                 f"statevector of {work.n_qubits} qubits{where} needs {memory} bytes;"
                 f" limit {memory_limit}"
