@@ -19,6 +19,7 @@ def dask_setup(worker: Any) -> None:
     from pipeline.engine.fast_sim import warm_up
 
     warm_up()
+    pipeline.classical.warm_up()  # the tabu search's compiled kernels
     # What start-up built lives as long as the worker: keep the collector's full passes
     # (0.15 s every few runs of a long-lived worker) off it.
     gc.freeze()

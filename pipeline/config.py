@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
 
@@ -112,6 +112,26 @@ class RoutingSettings(_Section):
     qpu_queue_estimate_s: float = Field(default=900.0, ge=0)  # expected wait on a shared QPU
 
 
+class ResultsSettings(_Section):
+    """Where result Parquet goes: under the home by default, or one folder many hosts share."""
+
+    # A local path or a file:// URL (a shared mount: NFS, EFS, SMB); runs of several hosts
+    # then write one hive-partitioned dataset. Object stores (s3://, gs://) are refused:
+    # they have no atomic rename, which the exactly-once commit relies on.
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _local(cls, value: str | None) -> str | None:
+        if value and "://" in value and not value.startswith("file://"):
+            scheme = value.split("://", 1)[0]
+            raise ValueError(
+                f"results url scheme {scheme!r} is not supported: a local path or file:// "
+                "(a shared mount); object stores lack the atomic rename commits rely on"
+            )
+        return value
+
+
 class DaskSettings(_Section):
     address: str | None = None
     n_workers: int = Field(default=2, ge=1)
@@ -148,6 +168,7 @@ class Settings(_Section):
     retry: RetrySettings = RetrySettings()
     timeouts: TimeoutSettings = TimeoutSettings()
     routing: RoutingSettings = RoutingSettings()
+    results: ResultsSettings = ResultsSettings()
     dask: DaskSettings = DaskSettings()
     api: ApiSettings = ApiSettings()
 
@@ -157,6 +178,8 @@ class Settings(_Section):
 
     @property
     def results_dir(self) -> Path:
+        if self.results.url:
+            return Path(self.results.url.removeprefix("file://"))
         return self.home / "results"
 
     @property
@@ -169,6 +192,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "QHOPPER_LEASE_SECONDS": ("intake", "lease_seconds"),
     "QHOPPER_DASK_ADDRESS": ("dask", "address"),
     "QHOPPER_BACKEND": ("quantum", "backend"),
+    "QHOPPER_RESULTS_URL": ("results", "url"),
 }
 CONFIG_NAME = "qhopper.toml"
 

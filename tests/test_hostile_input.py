@@ -322,11 +322,11 @@ def test_a_failure_inside_the_submit_transaction_enqueues_nothing(
     real = store._insert_ignore
     calls = {"n": 0}
 
-    def flaky(table: sa.Table) -> Any:
+    def flaky(*args: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 3:
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return real(table)
+        return real(*args)
 
     monkeypatch.setattr(store, "_insert_ignore", flaky)
     with pytest.raises(sa.exc.OperationalError):

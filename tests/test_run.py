@@ -12,6 +12,7 @@ from flows.deps import open_deps
 from flows.run import run_once
 from pipeline.config import load_settings
 from pipeline.intake import CLAIMED, IntakeStore, problem_events
+from pipeline.results import query
 from pipeline.submit import submit_files
 
 
@@ -49,3 +50,32 @@ def test_a_run_claims_in_waves_and_answers_everything(tmp_path: Path) -> None:
     waves = Counter(row.at for row in claims)
     assert sum(waves.values()) == 20 and len(waves) >= 5, waves
     assert max(waves.values()) <= 4, waves
+
+
+def test_two_homes_write_one_shared_result_dataset(tmp_path: Path) -> None:
+    """Hosts with homes of their own and one results folder (a shared mount): one dataset,
+    every answer once, readable from either home."""
+    shared = tmp_path / "shared-results"
+    ids: dict[str, list[str]] = {}
+    for name in ("host-a", "host-b"):
+        settings = load_settings(
+            tmp_path / name, overrides={"results.url": f"file://{shared}", "dask.n_workers": 1}
+        )
+        source = tmp_path / f"{name}.jsonl"
+        records = [
+            {
+                "kind": "maxcut",
+                "n": 4,
+                "edges": [[0, 1, i + 1], [1, 2, 1], [2, 3, 2]],
+                "key": f"{name}-{i}",
+            }
+            for i in range(6)
+        ]
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        ids[name] = [s.outcome.id for s in submit_files(settings, [source]).submitted]
+        with open_deps(settings) as deps:
+            assert run_once(deps).completed == 6
+        assert not (tmp_path / name / "results").exists()  # nothing under the home itself
+    rows = query(shared, "SELECT problem_id, key FROM problems").to_pylist()
+    assert sorted(r["problem_id"] for r in rows) == sorted(ids["host-a"] + ids["host-b"])
+    assert len(query(shared, "SELECT * FROM runs")) == 2
