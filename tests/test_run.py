@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from flows.deps import open_deps
@@ -79,3 +80,35 @@ def test_two_homes_write_one_shared_result_dataset(tmp_path: Path) -> None:
     rows = query(shared, "SELECT problem_id, key FROM problems").to_pylist()
     assert sorted(r["problem_id"] for r in rows) == sorted(ids["host-a"] + ids["host-b"])
     assert len(query(shared, "SELECT * FROM runs")) == 2
+
+
+def test_a_task_that_raises_is_retried_and_fails_only_past_its_attempt_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A classical task lost to MemoryError (or a killed worker) is a transient failure: the
+    problem goes back to the queue, and ends failed with the reason only past max_attempts."""
+    import flows.dispatch
+
+    settings = load_settings(
+        tmp_path / "home", overrides={"intake.max_attempts": 2, "classical.time_limit_s": 2.0}
+    )
+    source = tmp_path / "p.json"
+    record = {"kind": "maxcut", "n": 5, "edges": [[0, 1], [1, 2], [2, 3], [3, 4]]}
+    source.write_text(json.dumps(record | {"route": "classical"}))
+    [submitted] = submit_files(settings, [source]).submitted
+
+    def out_of_memory(task: object) -> object:
+        raise MemoryError("no room for the model")
+
+    monkeypatch.setattr(flows.dispatch, "run_classical_task", out_of_memory)
+    with open_deps(settings) as deps:
+        first = run_once(deps)
+    assert (first.problems, first.completed, first.failed, first.released) == (1, 0, 0, 1)
+    assert query(settings.results_dir, "SELECT * FROM problems").num_rows == 0
+    with open_deps(settings) as deps:
+        second = run_once(deps)
+    assert (second.problems, second.failed, second.released) == (1, 1, 0)
+    [row] = query(settings.results_dir, "SELECT * FROM problems").to_pylist()
+    assert row["problem_id"] == submitted.outcome.id and row["status"] == "failed"
+    assert row["fallback_code"] == "execution_error" and row["attempts"] == 2
+    assert "MemoryError" in row["fallback_reason"] and "attempt 2 of 2" in row["fallback_reason"]
