@@ -90,7 +90,10 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (a service manager's stop) ends serve like Ctrl-C: cleanly, no traceback."""
+    """SIGTERM (a service manager's stop) ends serve like Ctrl-C: cleanly, no traceback.
+
+    Once Prefect's runner serves, it takes SIGTERM over and shuts down gracefully itself.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -141,4 +144,5 @@ def serve_forever(
                 print_starting_message=False,
             )
     except KeyboardInterrupt:
-        console.print("qhopper serve stopped.")
+        pass  # Ctrl-C, or SIGTERM before Prefect's runner took its signals over
+    console.print("qhopper serve stopped.")

@@ -56,15 +56,19 @@ def test_serve_runs_on_its_interval_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(2)  # polling an external process's progress, bounded by the deadline
         assert status(home)["completed"] == 3, (tmp_path / "serve.log").read_text()[-3000:]
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # what a service manager sends
         try:
-            server.wait(timeout=90)
+            returncode = server.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            pytest.fail("serve did not stop within 90 s of SIGINT")
+            pytest.fail("serve did not stop within 90 s of SIGTERM")
         log.close()
     text = (tmp_path / "serve.log").read_text()
     assert "Serving every 5 s" in text
+    assert returncode == 0 and "qhopper serve stopped." in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    # Every run logs one line with its counts; the first found the three problems.
+    assert re.search(r"run r-\w+: 3 problems, 3 completed, 0 degraded, 0 failed", text), text[-3000:]
     runs = subprocess.run(
         [
             QHOPPER,
