@@ -31,7 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import httpx
 import psutil
 import pyarrow.dataset as ds
@@ -40,7 +39,7 @@ import pytest
 import sqlalchemy as sa
 import truth
 from distributed import Client, LocalCluster
-from distributed.diagnostics.plugin import WorkerPlugin
+from faults import kill_a_worker_once
 from test_hostile_input import HOSTILE_KEYS
 from typer.testing import CliRunner
 
@@ -411,25 +410,6 @@ def test_a_frozen_writer_never_publishes_a_second_row(
 
 
 # --- 2. worker loss ----------------------------------------------------------------------
-class KillWorkerOnce(WorkerPlugin):
-    """SIGKILLs the worker that starts the first task whose key has ``prefix`` (once)."""
-
-    name = "qhopper-test-kill-worker-once"
-
-    def __init__(self, marker: str, prefix: str) -> None:
-        self.marker = marker
-        self.prefix = prefix
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if finish != "executing" or not str(key).startswith(self.prefix):
-            return
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @pytest.mark.parametrize("victim", ["classical-", "quantum-"])
 def test_a_dask_worker_killed_mid_batch_costs_no_answer(
     rig: Rig, tmp_path: Path, victim: str
@@ -446,14 +426,9 @@ def test_a_dask_worker_killed_mid_batch_costs_no_answer(
         quantum={"max_batch_size": 6, "max_iterations": 5, "default_shots": 64},
     )
     marker = tmp_path / "worker-killed"
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with Client(rig.dask_address, set_as_default=False, timeout="30s") as client:
-        client.register_plugin(KillWorkerOnce(str(marker), victim))
-        try:
+        with kill_a_worker_once(client, str(marker), victim):
             assert rig.run(home, config) == 0, rig.logs[-1].read_text()[-4000:]
-        finally:
-            client.unregister_worker_plugin(KillWorkerOnce.name)
-            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         client.wait_for_workers(2, timeout=60)  # the nanny brought it back
     assert marker.exists(), "no worker was killed"
     rows = assert_exactly_once(home, ids)

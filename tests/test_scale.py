@@ -1,0 +1,178 @@
+"""Scale-out on real distributed parts: a `dask scheduler` and `dask worker` processes
+started from their own command lines, a PostgreSQL intake, two `qhopper run` processes
+started together as two hosts would (each with a home that does not exist yet, one shared
+result folder), and a worker SIGKILLed mid-run. Every problem is answered exactly once,
+and the two runs share the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from distributed import Client
+from faults import kill_a_worker_once
+
+from flows.compute import SINGLE_THREAD_ENV
+from pipeline.intake import CLAIMED, COMPLETED, IntakeStore, problem_events
+from pipeline.results import query
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PROBLEMS = 240
+WORKERS = 3
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[str]:
+    """A scheduler and three single-threaded workers, each its own process, on loopback."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, **SINGLE_THREAD_ENV}
+    logs = (tmp_path / "dask.log").open("w")
+    processes = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while not scheduler_file.exists():  # a process we started: poll it, bounded
+            assert processes[0].poll() is None, (tmp_path / "dask.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.1)
+        for _ in range(WORKERS):
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "dask"),
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--preload",
+                        "flows.worker_setup",
+                    ],
+                    stdout=logs,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        with Client(scheduler_file=str(scheduler_file), timeout="60s") as client:
+            client.wait_for_workers(WORKERS, timeout=180)
+            yield str(client.scheduler.address)
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait(timeout=30)
+        logs.close()
+
+
+def test_two_runners_on_a_real_cluster_share_the_queue_and_lose_a_worker_cleanly(
+    tmp_path: Path, cluster: str, postgres_url: str
+) -> None:
+    shared = tmp_path / "shared-results"
+    env = {
+        **os.environ,
+        "QHOPPER_DATABASE_URL": postgres_url,
+        "QHOPPER_RESULTS_URL": str(shared),
+        "QHOPPER_DASK_ADDRESS": cluster,
+    }
+    env.pop("PREFECT_API_URL", None)
+    records = [
+        {
+            "kind": "maxcut",
+            "n": 4 + i % 3,
+            "edges": [[j, (j + 1) % (4 + i % 3), 1 + (i + j) % 5] for j in range(4 + i % 3)],
+            "key": f"scale-{i}",
+            **({"route": "classical"} if i % 2 else {}),
+        }
+        for i in range(PROBLEMS)
+    ]
+    source = tmp_path / "problems.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = tmp_path / "qhopper.toml"
+    config.write_text("[quantum]\nmax_batch_size = 8\nmax_iterations = 5\ndefault_shots = 64\n")
+    first_home = tmp_path / "host-a" / "home"  # neither exists yet, as on a new host
+    subprocess.run(
+        [str(BIN / "qhopper"), "submit", str(source), "--home", str(first_home)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    marker = tmp_path / "worker-killed"
+    with (
+        Client(cluster, timeout="60s") as client,
+        kill_a_worker_once(client, str(marker), "classical-"),
+    ):
+        runs = [
+            subprocess.Popen(
+                [
+                    str(BIN / "qhopper"),
+                    "run",
+                    "--json",
+                    "--config",
+                    str(config),
+                    "--home",
+                    str(tmp_path / host / "home"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for host in ("host-a", "host-b")
+        ]
+        outputs = [run.communicate(timeout=600) for run in runs]
+        client.wait_for_workers(WORKERS, timeout=120)  # the nanny brought it back
+    for run, (_stdout, stderr) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, stderr[-3000:]
+    assert marker.exists(), "no worker was killed"
+    summaries = [json.loads(stdout) for stdout, _ in outputs]
+    assert sum(s["problems"] for s in summaries) >= PROBLEMS
+    rows = query(shared, "SELECT problem_id, run_id, status FROM problems").to_pylist()
+    per_problem = Counter(r["problem_id"] for r in rows)
+    assert len(per_problem) == PROBLEMS and set(per_problem.values()) == {1}
+    assert {r["status"] for r in rows} == {COMPLETED}
+    shares = Counter(r["run_id"] for r in rows)
+    assert len(shares) == 2 and min(shares.values()) >= PROBLEMS / 3, shares
+    store = IntakeStore.open(postgres_url)
+    try:
+        assert store.counts()[COMPLETED] == PROBLEMS
+        with store.engine.connect() as connection:
+            claims = connection.execute(
+                sa.select(problem_events.c.problem_id).where(problem_events.c.state == CLAIMED)
+            ).all()
+    finally:
+        store.close()
+    assert max(Counter(c.problem_id for c in claims).values()) <= 2  # at most a lost chunk's
