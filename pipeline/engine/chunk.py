@@ -65,7 +65,13 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     answers: list[QuantumAnswer] = []
     try:
         answers = optimise_batch(
-            task.template.unpack(), problems, caller, task.max_iterations, task.seed
+            task.template.unpack(),
+            problems,
+            caller,
+            task.max_iterations,
+            task.seed,
+            # The run core looks the batch's plan up in the angle library before dispatch.
+            start=getattr(task, "angle_plan", None),
         )
     except (BackendError, FallbackRequired) as exc:
         fallback = fallback_for(exc)

@@ -47,7 +47,14 @@ def uses_fast_path(backend: Backend, n_qubits: int) -> bool:
 def normalised_weights(
     template: CompiledTemplate, problems: list[BatchProblem]
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Each problem's Ising weights scaled to max |w| = 1: (scale, h, J), one row per problem."""
+    """Each problem's Ising weights divided by their root mean square: (scale, h, J).
+
+    RMS, not max |w|: optimal angles of weighted problems then match those of their
+    unweighted class (Sureshbabu et al., Quantum 8, 1231, 2024), so the angle library's
+    entries and the published fixed angles apply across weight distributions. The RMS
+    runs over the nonzero weights (linear and pair), so a graph's unweighted form has all
+    weights 1.
+    """
     shape = template.shape
     scale = np.ones(len(problems))
     h = np.zeros((len(problems), len(shape.linear)))
@@ -55,8 +62,9 @@ def normalised_weights(
     for b, problem in enumerate(problems):
         ising = problem.formulation.ising
         linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
-        weights = np.concatenate([np.abs(linear), np.abs(ising.J)])
-        scale[b] = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
+        weights = np.concatenate([linear, ising.J])
+        weights = weights[weights != 0.0]
+        scale[b] = float(np.sqrt(np.mean(weights**2))) if weights.size else 1.0
         h[b] = linear / scale[b]
         J[b] = ising.J / scale[b]
     return scale, h, J

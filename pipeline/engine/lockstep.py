@@ -6,12 +6,16 @@ parameters) array and one observable per problem); on a backend that declares an
 statevector, the same numbers from the diagonal simulator (pipeline.engine.evaluators).
 The optimiser:
 
-1. normalises each problem's Ising weights to max |w| = 1, so one angle range suits all;
-2. scans a coarse grid of (gamma, beta) ramps for a few pilot problems in one call;
+1. divides each problem's Ising weights by their RMS, so one set of angles suits a class
+   of problems whatever their weights (Sureshbabu et al. 2024);
+2. starts from the batch's :class:`~pipeline.engine.angles.AnglePlan` when it has one
+   (the angle library's best entry for the class, the published fixed angles), else
+   scans a coarse grid of (gamma, beta) ramps, for a few pilot problems in one call;
 3. refines the pilots with trust-region Newton steps from finite differences of the
-   exact expectation, each problem stopping on its own when it has converged;
+   exact expectation, each problem stopping on its own when a step no longer pays;
 4. starts every other problem of the batch from the best of the pilots' optima
-   (warm start by parameter transfer), then refines all of them the same way.
+   (warm start by parameter transfer), and refines them too only when the pilots show
+   that transferring angles between problems of the batch loses more than a step gains.
 
 The answer is the best sampled bitstring under the problem's true objective, feasible
 samples first; ``expected_objective`` is the exact expectation of that true objective (in
@@ -29,6 +33,7 @@ from qiskit.primitives import BitArray
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
+from pipeline.engine.angles import AnglePlan, usable
 from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
 from pipeline.engine.templates import CompiledTemplate
 from pipeline.formulation import Formulation, bits_to_string
@@ -43,7 +48,18 @@ FD_STEP = 1e-3
 INITIAL_RADIUS = 0.1
 MAX_RADIUS = 0.5
 MIN_RADIUS = 1e-4
-DECREASE_TOLERANCE = 1e-7  # in units of the normalised energy (max |weight| = 1)
+DECREASE_TOLERANCE = 1e-7  # in units of the normalised energy (RMS weight = 1)
+# A Newton step pays when its model promises at least this fraction of the energy: about
+# 1e-4 of the expectation ratio, far below what sampling or a device's noise could show.
+STEP_PAYS = 1e-4
+# Warm starts: the pilots' optima are transferred as they are unless the pilots show that
+# transfer loses more than this fraction of the energy (about a twentieth of a point of
+# expectation ratio on MaxCut), in which case everyone takes one Newton step.
+TRANSFER_TOLERANCE = 2e-3
+STALE_ENTRY = 2e-2  # one pilot gained this much from the library's entry: it is stale
+# A start is sound when its energy is below this fraction of -sum |w|: a corrupt or stale
+# library entry (random angles, the uniform state) gives about 0 and is replaced by the grid.
+SOUND_START = 0.05
 
 
 @dataclass(frozen=True)
@@ -69,23 +85,40 @@ def optimise_batch(
     max_iterations: int,
     seed: int,
     evaluator: str = "auto",
+    start: AnglePlan | None = None,
 ) -> list[QuantumAnswer]:
     """Optimise every problem's angles in lockstep, then sample each on the backend.
 
     Every backend call goes through ``backend`` as a :class:`BackendCaller` (a bare
-    backend is called under the default policy).
+    backend is called under the default policy). ``start``: the batch's starting angles
+    and depth from the angle library (``None``: the grid, at the template's depth); an
+    unsound candidate in it is ignored, so a corrupt plan costs evaluations, never answers.
     """
     if not problems:
         return []
     reps = template.shape.reps
+    if start is not None and 1 <= start.reps <= reps:
+        reps = start.reps  # the library showed a deeper circuit does not pay for this class
+    candidates = [] if start is None else [usable(c, reps) for c in start.candidates]
+    sound = [c for c in candidates if c is not None]
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
     if template.shape.pairs or template.shape.linear:
-        gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
-        rest = np.arange(PILOTS if hint is not None else 0, len(problems))
-        gammas[rest], betas[rest], energy[rest], _ = _refine(
-            engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
-        )
+        if sound:
+            gammas, betas, energy = _warm_start(
+                engine,
+                len(problems),
+                reps,
+                max_iterations,
+                sound,
+                start is not None and start.refined,
+            )
+        else:
+            gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
+            rest = np.arange(PILOTS if hint is not None else 0, len(problems))
+            gammas[rest], betas[rest], energy[rest], _ = _refine(
+                engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
+            )
     else:
         # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
         # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
@@ -155,6 +188,110 @@ def _start(
     return all_g, all_b, all_e, curvature.mean(axis=0)
 
 
+def _warm_start(
+    engine: Evaluator,
+    count: int,
+    reps: int,
+    max_iterations: int,
+    candidates: list[tuple[FloatArray, FloatArray]],
+    refined: bool,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Angles for every problem from the plan's candidates, in a handful of evaluations each.
+
+    A few pilots (one when the first candidate is a library entry, already an optimum of
+    the class) try every candidate and refine from the best; every other problem tries the
+    pilots' optima and keeps the best. Only when the pilots show that transferring angles
+    between problems loses more than ``TRANSFER_TOLERANCE`` of the energy (a stale entry,
+    a class whose optima do not concentrate) does everyone refine, as on a cold start.
+    A pilot whose best candidate is no sound start (``SOUND_START``) scans the grid.
+    """
+    pilots = np.arange(min(count, 1 if refined else PILOTS))
+    cand_g = np.array([g for g, _ in candidates])
+    cand_b = np.array([b for _, b in candidates])
+    values = engine.energies(
+        pilots,
+        np.ascontiguousarray(np.broadcast_to(cand_g, (len(pilots), *cand_g.shape))),
+        np.ascontiguousarray(np.broadcast_to(cand_b, (len(pilots), *cand_b.shape))),
+    )
+    best = values.argmin(axis=1)
+    gammas, betas = cand_g[best].copy(), cand_b[best].copy()
+    energy = values[np.arange(len(pilots)), best]
+    poor = np.flatnonzero(energy > -SOUND_START * _weight_sums(engine)[pilots])
+    if poor.size:
+        gammas[poor], betas[poor], energy[poor] = _grid_start(engine, pilots[poor], reps)
+    started = energy.copy()
+    gammas, betas, energy, curvature = _refine(
+        engine, pilots, gammas, betas, energy, max_iterations
+    )
+    all_g, all_b, all_e = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
+    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
+    if len(pilots) > 1:  # each pilot at the others' optima: what transfer costs in this batch
+        cross = engine.energies(
+            pilots,
+            np.ascontiguousarray(np.broadcast_to(gammas, (len(pilots), *gammas.shape))),
+            np.ascontiguousarray(np.broadcast_to(betas, (len(pilots), *betas.shape))),
+        )
+        np.fill_diagonal(cross, np.inf)
+        loss = (cross.min(axis=1) - energy) / np.abs(energy)
+    else:  # one pilot, from a library entry: the others step only if the entry looks stale
+        stale = (started - energy) / np.abs(energy) > STALE_ENTRY
+        loss = np.where(stale, np.inf, 0.0)
+    others = np.arange(len(pilots), count)
+    if others.size == 0:
+        return all_g, all_b, all_e
+    # The others try the pilots' consensus (their mean optimum) and, with one pilot, its
+    # optimum (the same thing) and the class's entry too.
+    extra = [candidates[0]] if len(pilots) == 1 else []
+    tries_g = np.array([gammas.mean(axis=0)] + [g for g, _ in extra])
+    tries_b = np.array([betas.mean(axis=0)] + [b for _, b in extra])
+    values = engine.energies(
+        others,
+        np.ascontiguousarray(np.broadcast_to(tries_g, (len(others), *tries_g.shape))),
+        np.ascontiguousarray(np.broadcast_to(tries_b, (len(others), *tries_b.shape))),
+    )
+    best = values.argmin(axis=1)
+    all_g[others], all_b[others] = tries_g[best], tries_b[best]
+    all_e[others] = values[np.arange(len(others)), best]
+    if float(np.max(loss, initial=0.0)) > TRANSFER_TOLERANCE:
+        # Transfer loses more than a step costs: one Newton step each, on a forward-difference
+        # gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps.
+        all_g[others], all_b[others], all_e[others] = _one_step(
+            engine, others, all_g[others], all_b[others], all_e[others], curvature.mean(axis=0)
+        )
+    return all_g, all_b, all_e
+
+
+def _one_step(
+    engine: Evaluator,
+    problems: npt.NDArray[np.intp],
+    gammas: FloatArray,
+    betas: FloatArray,
+    energy: FloatArray,
+    hessian: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """One Newton step per problem from a forward-difference gradient and a shared Hessian."""
+    reps = gammas.shape[1]
+    theta = np.concatenate([gammas, betas], axis=1)
+    dims = theta.shape[1]
+    offsets = FD_STEP * np.eye(dims)
+    points = theta[:, None, :] + offsets[None, :, :]
+    values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
+    gradient = (values - energy[:, None]) / FD_STEP
+    steps = np.array([_newton_step(g, hessian, MAX_RADIUS) for g in gradient])
+    moved = theta + steps
+    new = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[
+        :, 0
+    ]
+    better = new < energy
+    theta = np.where(better[:, None], moved, theta)
+    return theta[:, :reps], theta[:, reps:], np.where(better, new, energy)
+
+
+def _weight_sums(engine: Evaluator) -> FloatArray:
+    """sum |w| of each problem's normalised weights: minus the lowest energy it could have."""
+    return np.asarray(np.abs(engine.J).sum(axis=1) + np.abs(engine.h).sum(axis=1))
+
+
 def _stencil(dims: int) -> FloatArray:
     """Offsets for a centre, central first differences and mixed second differences."""
     unit = np.eye(dims)
@@ -173,17 +310,13 @@ def _derivatives(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Energy, gradient and Hessian per problem from energies on the stencil.
 
-    With a ``hint`` only the axis points were evaluated: the diagonal curvature is
-    measured and the mixed terms come from the hint.
+    With a ``hint`` (one Hessian per problem, (rows, dims, dims)) only the axis points
+    were evaluated: the diagonal curvature is measured and the mixed terms come from it.
     """
     centre = values[:, 0]
     plus, minus = values[:, 1 : dims + 1], values[:, dims + 1 : 2 * dims + 1]
     gradient = (plus - minus) / (2 * FD_STEP)
-    hessian = (
-        np.zeros((len(values), dims, dims))
-        if hint is None
-        else np.repeat(hint[None], len(values), 0)
-    )
+    hessian = np.zeros((len(values), dims, dims)) if hint is None else hint.copy()
     diagonal = (plus - 2 * centre[:, None] + minus) / FD_STEP**2
     hessian[:, np.arange(dims), np.arange(dims)] = diagonal
     if hint is not None:
@@ -227,17 +360,23 @@ def _refine(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Trust-region Newton steps from finite differences; every running problem in one call.
 
-    With 2p <= 4 angles a full stencil costs 9 (p=1) or 33 (p=2) evaluations, and
-    converges in a handful of steps from the grid start, far fewer than first-order
-    methods need. A step is kept only if it lowers the energy; each problem stops on
-    its own when its Newton model predicts no worthwhile decrease or its trust radius
-    collapses.
+    The first step measures the full Hessian (9 evaluations at p=1, 33 at p=2) unless a
+    ``hint`` gives its mixed terms; later steps measure only the gradient and the diagonal
+    (2p * 2 + 1 evaluations) and keep the mixed terms of the last full measurement. A step
+    is kept only if it lowers the energy; each problem stops on its own when its Newton
+    model promises less than ``STEP_PAYS`` of its energy (the step no longer pays) or its
+    trust radius collapses.
     """
     batch, reps = gammas.shape  # row r of the arrays is problem problems[r]
     theta = np.concatenate([gammas, betas], axis=1)
     dims = theta.shape[1]
-    stencil = _stencil(dims) if hint is None else _stencil(dims)[: 2 * dims + 1]
+    full = _stencil(dims)
+    axes = full[: 2 * dims + 1]
     curvature = np.zeros((batch, dims, dims))
+    measured = np.zeros(batch, dtype=bool)  # has a full (or hinted) Hessian
+    if hint is not None:
+        curvature[:] = hint
+        measured[:] = True
     best_energy = energy.copy()
     best_theta = theta.copy()
     radius = np.full(batch, INITIAL_RADIUS)
@@ -246,27 +385,36 @@ def _refine(
         rows = np.flatnonzero(running)
         if rows.size == 0:
             break
-        points = theta[rows, None, :] + stencil[None, :, :]
-        values = engine.energies(problems[rows], points[:, :, :reps], points[:, :, reps:])
-        centre, gradient, hessian = _derivatives(values, dims, hint)
-        accepted = centre <= best_energy[rows]
-        # Rejected: return to the best point and shrink; accepted: remember it and grow.
-        best_energy[rows] = np.where(accepted, centre, best_energy[rows])
-        best_theta[rows] = np.where(accepted[:, None], theta[rows], best_theta[rows])
-        radius[rows] = np.where(
-            accepted, np.minimum(radius[rows] * 2, MAX_RADIUS), radius[rows] / 4
-        )
-        theta[rows] = best_theta[rows]
-        for position, b in enumerate(rows):
-            if not accepted[position]:
+        for cheap in (True, False):
+            group = rows[measured[rows] == cheap]
+            if group.size == 0:
                 continue
-            g, H = gradient[position], hessian[position]
-            curvature[b] = H
-            step = _newton_step(g, H, radius[b])
-            predicted = -(g @ step + 0.5 * step @ H @ step)
-            if predicted < DECREASE_TOLERANCE:
-                running[b] = False  # converged: the model promises no worthwhile gain
-            theta[b] = best_theta[b] + step
+            stencil = axes if cheap else full
+            points = theta[group, None, :] + stencil[None, :, :]
+            values = engine.energies(problems[group], points[:, :, :reps], points[:, :, reps:])
+            centre, gradient, hessian = _derivatives(
+                values, dims, curvature[group] if cheap else None
+            )
+            accepted = centre <= best_energy[group]
+            # Rejected: return to the best point and shrink; accepted: remember it and grow.
+            best_energy[group] = np.where(accepted, centre, best_energy[group])
+            best_theta[group] = np.where(accepted[:, None], theta[group], best_theta[group])
+            radius[group] = np.where(
+                accepted, np.minimum(radius[group] * 2, MAX_RADIUS), radius[group] / 4
+            )
+            theta[group] = best_theta[group]
+            for position, b in enumerate(group):
+                if not accepted[position]:
+                    measured[b] = hint is not None  # the model failed: measure it afresh
+                    continue
+                g, H = gradient[position], hessian[position]
+                curvature[b] = H
+                measured[b] = True
+                step = _newton_step(g, H, radius[b])
+                predicted = -(g @ step + 0.5 * step @ H @ step)
+                if predicted < max(DECREASE_TOLERANCE, STEP_PAYS * abs(best_energy[b])):
+                    running[b] = False  # converged: the next step would not pay for itself
+                theta[b] = best_theta[b] + step
         running[rows] &= radius[rows] > MIN_RADIUS
     return best_theta[:, :reps], best_theta[:, reps:], best_energy, curvature
 

@@ -75,15 +75,17 @@ class CompiledTemplate:
 
         ``gammas``/``betas``: (B, S, reps); ``h``: (B, len(linear)); ``J``: (B, len(pairs)).
         Only the parameters the circuit has are bound: a shape with no cost terms (no
-        pairs, no linear field) has no gamma, since its cost layer is empty.
+        pairs, no linear field) has no gamma, since its cost layer is empty. Fewer layers
+        than the template's run a shallower QAOA exactly: the missing layers are bound to
+        gamma = beta = 0, the identity.
         """
-        batch, sets = gammas.shape[:2]
+        batch, sets, layers = gammas.shape
         values = np.empty((batch, sets, len(self.parameter_columns)))
         columns = self.parameter_columns
         for layer in range(self.shape.reps):
             if (gamma := columns.get(f"gamma[{layer}]")) is not None:
-                values[:, :, gamma] = gammas[:, :, layer]
-            values[:, :, columns[f"beta[{layer}]"]] = betas[:, :, layer]
+                values[:, :, gamma] = gammas[:, :, layer] if layer < layers else 0.0
+            values[:, :, columns[f"beta[{layer}]"]] = betas[:, :, layer] if layer < layers else 0.0
         for index in range(h.shape[1]):
             values[:, :, columns[f"h[{index}]"]] = h[:, index, None]
         for index in range(J.shape[1]):
