@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -226,6 +226,7 @@ def test_solve_answers_labelled_within_the_budget_and_keeps_the_trace(server: Se
         assert time.monotonic() - started < 10.5
         assert answer.status_code == 200, answer.text
         body = answer.json()
+        assert body["result"]["trace_id"] == trace  # the caller's trace reaches the row
         assert body["state"] in ("completed", "degraded")
         result = body["result"]
         assert result["problem_id"] == body["id"] and result["tenant"] == "alpha"
@@ -501,3 +502,32 @@ def test_solve_command_answers_labelled(tmp_path: Path) -> None:
     for answer in answers:
         assert answer["result"]["status"] in ("completed", "degraded")
         assert answer["result"]["solver_path"] in ("simulator", "classical")
+
+
+# --- schemathesis: every endpoint, with and without a valid token ------------------------------
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Server) -> None:
+    """Cases generated from /openapi.json for every operation, each sent with a valid token
+    and without one: no 5xx, every response as the schema says."""
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/problems", "/v1/solve", "/v1/results"}
+    sent: Counter[str] = Counter()
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case) -> None:
+            for headers in (ALPHA, {}):
+                case.call_and_validate(
+                    headers=headers,
+                    timeout=90,
+                    checks=[not_a_server_error, response_schema_conformance],
+                )
+                sent[case.operation.path] += 1
+
+        check()
+    assert all(sent[op.path] >= 2 for op in operations), sent
