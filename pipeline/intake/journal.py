@@ -29,6 +29,7 @@ from pipeline.intake.leases import dead_local_owners
 from pipeline.intake.records import ProblemOutcome
 from pipeline.intake.schema import (
     ACTIVE_STATES,
+    NO_LEASE,
     batch_problems,
     chunks,
     problem_events,
@@ -142,10 +143,7 @@ class ResultJournal:
                                 solver_path=solver_path,
                                 result_path=path,
                                 last_error=reason,
-                                lease_owner=None,
-                                lease_expires_at=None,
-                                lease_host=None,
-                                lease_pid=None,
+                                **NO_LEASE,
                                 updated_at=now,
                             )
                             .returning(problems.c.id)

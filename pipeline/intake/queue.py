@@ -26,6 +26,7 @@ from pipeline.intake.schema import (
     ACTIVE_STATES,
     CLAIMED,
     COMPILED,
+    NO_LEASE,
     QUEUED,
     RUNNING,
     STATES,
@@ -267,10 +268,7 @@ class IntakeStore:
                     )
                     .values(
                         state=QUEUED,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        lease_host=None,
-                        lease_pid=None,
+                        **NO_LEASE,
                         updated_at=now,
                     )
                     .returning(problems.c.id)

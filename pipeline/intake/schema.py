@@ -91,6 +91,15 @@ batch_problems = sa.Table(
 )
 
 
+# A problem nobody holds: what finishing or releasing it writes over its lease.
+NO_LEASE: dict[str, None] = {
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "lease_host": None,
+    "lease_pid": None,
+}
+
+
 def create_schema(engine: Engine) -> None:
     """Create what is missing: the tables, and columns added since a database was made."""
     try:
