@@ -70,8 +70,8 @@ def true_qaoa_expectation(record: Record, gammas: npt.ArrayLike, betas: npt.Arra
     """<psi|objective|psi> for the QAOA state at the given angles, built here with NumPy.
 
     The cost layer is the function the quantum path samples (the true objective, minus the
-    budget penalty for a portfolio) as an energy to minimise, normalised so its largest
-    Ising coefficient (read off by Walsh projection) is 1, as the engine's angles assume;
+    budget penalty for a portfolio) as an energy to minimise, normalised so the RMS of its
+    nonzero Ising coefficients (read off by Walsh projection) is 1, as the engine's angles assume;
     the observable is the true objective from tests/truth.py, no penalty.
     """
     n = variables(record)
@@ -88,8 +88,9 @@ def true_qaoa_expectation(record: Record, gammas: npt.ArrayLike, betas: npt.Arra
     coefficients += [
         abs(np.mean(energy * z[:, i] * z[:, j])) for i, j in itertools.combinations(range(n), 2)
     ]
-    largest = max(coefficients)
-    scale = largest if largest > 1e-12 * (1.0 + np.abs(energy).max()) else 1.0
+    floor = 1e-12 * (1.0 + np.abs(energy).max())
+    nonzero = np.array([c for c in coefficients if c > floor])
+    scale = float(np.sqrt(np.mean(nonzero**2))) if nonzero.size else 1.0
     cost = (energy - energy.mean()) / scale  # a constant is a global phase
     psi = np.full(2**n, 2 ** (-n / 2), dtype=complex)
     for gamma, beta in zip(np.atleast_1d(gammas), np.atleast_1d(betas), strict=True):
@@ -375,7 +376,7 @@ def test_a_chunk_answers_with_angles_that_reproduce_its_expectation() -> None:
     assert [a.problem_id for a in result.answers] == list(result.problem_ids)
     assert result.attempts == 1 and result.job_ids and result.worker.endswith(f":{os.getpid()}")
     problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
-    # The angles act on the weights normalised to max |w| = 1, as the engine ran them.
+    # The angles act on the weights normalised to RMS 1, as the engine ran them.
     scale = normalised_weights(task.template.unpack(), problems)[0]
     for answer, item, s in zip(result.answers, task.problems, scale, strict=True):
         assert answer.reps == 2 and len(answer.angles) == 4 and answer.evaluations > 0

@@ -182,8 +182,10 @@ def interp(gammas: Sequence[float], betas: Sequence[float]) -> tuple[list[float]
     p = len(gammas)
 
     def extend(values: Sequence[float]) -> list[float]:
-        padded = [0.0, *values, 0.0]
-        return [(i / p) * padded[i] + ((p - i) / p) * padded[i + 1] for i in range(1, p + 2)]
+        padded = [0.0, *values, 0.0]  # [g]_0 = [g]_{p+1} = 0
+        return [
+            ((i - 1) / p) * padded[i - 1] + ((p - i + 1) / p) * padded[i] for i in range(1, p + 2)
+        ]
 
     return extend(gammas), extend(betas)
 

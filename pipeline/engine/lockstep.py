@@ -56,6 +56,7 @@ STEP_PAYS = 1e-4
 # transfer loses more than this fraction of the energy (about a twentieth of a point of
 # expectation ratio on MaxCut), in which case everyone takes one Newton step.
 TRANSFER_TOLERANCE = 2e-3
+FAR_OFF = 3e-2  # a problem whose one step gained this much refines on
 STALE_ENTRY = 2e-2  # one pilot gained this much from the library's entry: it is stale
 # A start is sound when its energy is below this fraction of -sum |w|: a corrupt or stale
 # library entry (random angles, the uniform state) gives about 0 and is replaced by the grid.
@@ -76,6 +77,11 @@ class QuantumAnswer:
     betas: tuple[float, ...]
     evaluator: str  # "fast" (exact diagonal simulator) or "estimator" (the backend's primitive)
     simulated_s: float = 0.0  # its share of the fast simulator's time; backend calls bill apart
+
+    @property
+    def angles(self) -> tuple[float, ...]:
+        """Gammas then betas, as a row stores them."""
+        return self.gammas + self.betas
 
 
 def optimise_batch(
@@ -255,9 +261,18 @@ def _warm_start(
     if float(np.max(loss, initial=0.0)) > TRANSFER_TOLERANCE:
         # Transfer loses more than a step costs: one Newton step each, on a forward-difference
         # gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps.
+        hint = curvature.mean(axis=0)
+        before = all_e[others].copy()
         all_g[others], all_b[others], all_e[others] = _one_step(
-            engine, others, all_g[others], all_b[others], all_e[others], curvature.mean(axis=0)
+            engine, others, all_g[others], all_b[others], all_e[others], hint
         )
+        # Where that step paid well (the transferred angles were far off), further steps
+        # may too: those problems refine until a step no longer pays.
+        paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
+        if paid.size:
+            all_g[paid], all_b[paid], all_e[paid], _ = _refine(
+                engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
+            )
     return all_g, all_b, all_e
 
 
