@@ -390,3 +390,34 @@ def test_record_batch_keeps_median_angles_and_mean_ratio(library: AngleLibrary) 
     assert json.loads(json.dumps(entry.gammas)) == [0.2, 0.3]
     assert record_batch(library, "maxcut", shape, [], None) is None
     assert AngleClass("maxcut", 8, "3^8", 2, False).key == entry.class_key
+
+
+def test_qhopper_angles_shows_each_class_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("QHOPPER_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    empty = runner.invoke(app, ["angles", "--home", str(tmp_path)])
+    assert empty.exit_code == 0 and "empty" in empty.output
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    library = AngleLibrary(store.engine)
+    angle_class = AngleClass("maxcut", 12, "3^12", 2, False)
+    library.add(angle_class, [0.24, 0.45], [-0.55, -0.29], 0.85, 100, 6.4, "fixed")
+    library.add(angle_class, [0.25, 0.44], [-0.54, -0.30], 0.86, 100, 2.4, "library")
+    store.close()
+    shown = runner.invoke(app, ["angles", "--home", str(tmp_path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (best,) = json.loads(shown.output)
+    assert (
+        best["class"] == angle_class.key
+        and best["ratio"] == 0.86
+        and best["gammas"] == [0.25, 0.44]
+    )
+    every = runner.invoke(
+        app, ["angles", angle_class.key, "--all", "--json", "--home", str(tmp_path)]
+    )
+    assert [e["ratio"] for e in json.loads(every.output)] == [0.86, 0.85]

@@ -5,11 +5,12 @@ an import downward. Each command imports what it needs when it runs: ``qhopper s
 does not pay for Qiskit.
 """
 
-from flows.cli import analysing, inspecting, running, serving, serving_api, submitting
+from flows.cli import analysing, angles_cmd, inspecting, running, serving, serving_api, submitting
 from flows.cli.common import app
 
 __all__ = [
     "analysing",
+    "angles_cmd",
     "app",
     "inspecting",
     "main",

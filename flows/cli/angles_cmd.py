@@ -1,0 +1,80 @@
+"""``qhopper angles``: what the angle library learned, class by class."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli.common import (
+    ConfigOption,
+    HomeOption,
+    JsonOption,
+    app,
+    clean_failures,
+    out,
+    settings_only,
+)
+
+
+@app.command()
+def angles(
+    class_key: Annotated[
+        str | None,
+        typer.Argument(help="One class, e.g. maxcut/q12/d3^12/p2/noh [default: every class]"),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every kept entry, not only each class's best")
+    ] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """The angle library: each class's best angles, the expectation ratio they reached."""
+    from pipeline.engine.angle_store import AngleEntry, AngleLibrary, describe
+    from pipeline.intake import IntakeStore
+
+    settings = settings_only(home, config)
+    with clean_failures("angles"):
+        store = IntakeStore.open(settings.database_url)
+    try:
+        entries = AngleLibrary(store.engine).entries(class_key)
+    finally:
+        store.close()
+    if not show_all:
+        best: dict[str, AngleEntry] = {}  # entries come best first within each class
+        for entry in entries:
+            best.setdefault(entry.class_key, entry)
+        entries = list(best.values())
+    if as_json:
+        out.print_json(json.dumps([describe(e) for e in entries]))
+        return
+    if not entries:
+        out.print("the angle library is empty" + (f" for {class_key}" if class_key else ""))
+        return
+    table = Table(title="Angle library" + (" (every entry)" if show_all else " (best per class)"))
+    for column in (
+        "class",
+        "gammas",
+        "betas",
+        "ratio",
+        "problems",
+        "evals/problem",
+        "from",
+        "recorded",
+    ):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            entry.class_key,
+            " ".join(f"{g:.4f}" for g in entry.gammas),
+            " ".join(f"{b:.4f}" for b in entry.betas),
+            "-" if entry.ratio is None else f"{entry.ratio:.4f}",
+            str(entry.problems),
+            f"{entry.evaluations:.1f}",
+            entry.started_from,
+            entry.created_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
