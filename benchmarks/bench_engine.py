@@ -7,6 +7,11 @@
     one problem at a time, run on a sample of the problems because it is slow) versus the
     engine with Aer's EstimatorV2 as evaluator and the engine with the fast diagonal path,
     with and without warm starts (parameter transfer from the batch's pilot problems).
+    Then the angle library (issue 15), on weight distributions other than the benchmark's
+    too: a first run on a fresh library (an SQLite intake database in a temporary folder),
+    then a second run of 100 problems on a *different* 12-node 3-regular graph (a new
+    shape of the same class), each beside the engine without a library on the same
+    problems; the same for QUBO and portfolio shapes and for p=1 and p=3.
 (c) cost per evaluation at 12 and 16 nodes, p=2: Aer EstimatorV2 with 1 and 100
     parameter sets per call, the fast path (integer and real weights), and QOKit's
     Python simulator from its own environment (`make .venv-qokit`; it pins an older
@@ -26,6 +31,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import get_backend
+from pipeline.engine.angle_store import AngleLibrary, plan_for, record_batch
 from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
 from pipeline.engine.lockstep import PILOTS, optimise_batch
 from pipeline.engine.shapes import shape_of
 from pipeline.engine.templates import CompiledTemplate, compile_template
 from pipeline.formulation import Formulation, formulate
-from pipeline.model import MaxCutSpec
+from pipeline.intake import IntakeStore
+from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec
 
 BACKEND = get_backend("aer", 24)
 
@@ -52,14 +60,28 @@ def regular_graph(n: int, degree: int, rng: random.Random) -> list[tuple[int, in
             return sorted(edges)
 
 
-def problems_of_one_shape(n: int, count: int, seed: int, integer: bool) -> list[MaxCutSpec]:
+WEIGHTS = {
+    "uniform [0.1, 1]": lambda rng: round(rng.uniform(0.1, 1.0), 6),  # the benchmark's
+    "integer 1..10": lambda rng: rng.randint(1, 10),
+    "exponential": lambda rng: round(rng.expovariate(1.0) + 1e-3, 6),
+}
+
+
+def problems_of_one_shape(
+    n: int, count: int, seed: int, integer: bool, weights: str | None = None
+) -> list[MaxCutSpec]:
     rng = random.Random(seed)
     graph = regular_graph(n, 3, rng)
     specs = []
     for _ in range(count):
-        weight = (
-            (lambda: rng.randint(1, 10)) if integer else (lambda: round(rng.uniform(0.1, 1.0), 6))
-        )
+        if weights is not None:
+            weight = lambda: WEIGHTS[weights](rng)  # noqa: E731
+        else:
+            weight = (
+                (lambda: rng.randint(1, 10))
+                if integer
+                else (lambda: round(rng.uniform(0.1, 1.0), 6))
+            )
         specs.append(
             MaxCutSpec.model_validate(
                 {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
@@ -69,8 +91,10 @@ def problems_of_one_shape(n: int, count: int, seed: int, integer: bool) -> list[
 
 
 def exact_optimum(formulation: Formulation) -> float:
+    """The best feasible objective, in the problem's sense."""
     bits = np.array(list(itertools.product([0, 1], repeat=formulation.qubo.n)), dtype=np.int8)
-    return float(formulation.objective(bits).max())
+    values = formulation.objective(bits)[formulation.feasible(bits)]
+    return float(values.max() if formulation.sense == "max" else values.min())
 
 
 @dataclass
@@ -168,7 +192,7 @@ def engine(
     )
 
 
-def part_a(count: int, naive_count: int, reps: int) -> None:
+def part_a(count: int, naive_count: int, reps: int) -> float:
     specs = problems_of_one_shape(12, count, seed=2026, integer=False)
     optima = [exact_optimum(formulate(s)) for s in specs]
     optimise_batch(  # warm the numba cache and Aer so start-up is not measured
@@ -198,6 +222,170 @@ def part_a(count: int, naive_count: int, reps: int) -> None:
             f"{row.expectation_ratio:8.4f} {row.best_sample_ratio:10.4f} "
             f"{rows[0].seconds_per_problem / row.seconds_per_problem:8.1f}x"
         )
+    return rows[0].seconds_per_problem
+
+
+def qubo_specs(n: int, count: int, seed: int, graph_seed: int = 0) -> list[QuboSpec]:
+    """Random QUBOs on one interaction graph (half the pairs), normal coefficients."""
+    graph = np.random.default_rng(graph_seed)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if graph.random() < 0.5]
+    rng = np.random.default_rng(seed)
+    return [
+        QuboSpec.model_validate(
+            {
+                "kind": "qubo",
+                "n": n,
+                "sense": "min",
+                "linear": [[i, float(rng.normal())] for i in range(n)],
+                "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
+            }
+        )
+        for _ in range(count)
+    ]
+
+
+def portfolio_specs(n: int, count: int, seed: int) -> list[PortfolioSpec]:
+    rng = np.random.default_rng(seed)
+    specs = []
+    for _ in range(count):
+        factors = rng.normal(0, 0.2, (n, 2))
+        sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
+        specs.append(
+            PortfolioSpec.model_validate(
+                {
+                    "kind": "portfolio",
+                    "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
+                    "sigma": sigma.tolist(),
+                    "budget": n // 2,
+                    "risk": 0.5,
+                }
+            )
+        )
+    return specs
+
+
+@dataclass
+class LibraryFigures:
+    label: str
+    seconds_per_problem: float
+    mean_evaluations: float
+    median_evaluations: float
+    expectation_ratio: float
+    optimum_sampled: float  # share of problems whose best sample is the optimum
+    started_from: str
+
+
+def library_run(
+    library: AngleLibrary | None,
+    specs: list[ProblemSpec],
+    optima: list[float],
+    reps: int,
+    label: str,
+) -> LibraryFigures:
+    """One batch through the engine's fast path: plan from the library, optimise, record.
+
+    The plan look-up and the write-back are timed with the batch (the run core does both);
+    without a library the engine scans its grid, as before issue 15.
+    """
+    formulations = [formulate(s) for s in specs]
+    problems = [BatchProblem(f"p{i}", f, 1024) for i, f in enumerate(formulations)]
+    shape = shape_of(formulations[0].ising, reps, BACKEND.target.label)
+    template = compile_template(shape, BACKEND, "bench")
+    kind = formulations[0].kind
+    started = time.perf_counter()
+    plan = plan_for(library, kind, shape) if library is not None else None
+    answers = optimise_batch(template, problems, BACKEND, 40, 7, evaluator="fast", start=plan)
+    source = plan.candidates[0].source if plan is not None and plan.candidates else "grid"
+    if library is not None:
+        record_batch(library, kind, shape, answers, optima, source)
+    elapsed = time.perf_counter() - started
+    evaluations = [a.evaluations for a in answers]
+    return LibraryFigures(
+        label,
+        elapsed / len(specs),
+        statistics.fmean(evaluations),
+        statistics.median(evaluations),
+        statistics.fmean(a.expected_objective / o for a, o in zip(answers, optima, strict=True)),
+        statistics.fmean(
+            abs(a.objective - o) <= 1e-9 * max(1.0, abs(o))
+            for a, o in zip(answers, optima, strict=True)
+        ),
+        source,
+    )
+
+
+def library_workload(
+    title: str, first: list[ProblemSpec], second: list[ProblemSpec], reps: int, naive_s: float
+) -> None:
+    """A first run on a fresh library, a second run of another shape of the same class."""
+    first_optima = [exact_optimum(formulate(s)) for s in first]
+    second_optima = [exact_optimum(formulate(s)) for s in second]
+    with tempfile.TemporaryDirectory() as home:
+        store = IntakeStore.open(f"sqlite:///{home}/intake.db")
+        try:
+            library = AngleLibrary(store.engine)
+            rows = [
+                library_run(library, first, first_optima, reps, "first run, fresh library"),
+                library_run(None, first, first_optima, reps, "  same problems, no library (grid)"),
+                library_run(library, second, second_optima, reps, "second run, another graph"),
+                library_run(
+                    None, second, second_optima, reps, "  same problems, no library (grid)"
+                ),
+            ]
+        finally:
+            store.close()
+    print(f"\n{title}, p={reps}, {len(first)} problems a run")
+    print(
+        f"{'run':36} {'start':>8} {'evals mean':>10} {'median':>6} {'E ratio':>8} "
+        f"{'best=opt':>8} {'s/problem':>10} {'vs naive':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row.label:36} {row.started_from:>8} {row.mean_evaluations:10.1f} "
+            f"{row.median_evaluations:6.0f} {row.expectation_ratio:8.4f} "
+            f"{row.optimum_sampled:8.0%} {row.seconds_per_problem:10.5f} "
+            f"{naive_s / row.seconds_per_problem:8.0f}x"
+        )
+
+
+def part_a_library(count: int, naive_s: float, quick: bool) -> None:
+    """The angle library on MaxCut (three weight distributions), p=1 and 3, QUBO, portfolio."""
+    print(
+        "\n(a, library) the angle library: first run on a fresh library, second run on a"
+        " different graph of the same class; 'vs naive' divides the naive loop's s/problem"
+        " (MaxCut p=2, above) by the row's"
+    )
+    for weights in WEIGHTS:
+        library_workload(
+            f"12-node 3-regular MaxCut, weights {weights}",
+            problems_of_one_shape(12, count, seed=2026, integer=False, weights=weights),
+            problems_of_one_shape(12, count, seed=2027, integer=False, weights=weights),
+            2,
+            naive_s,
+        )
+    depths = (1,) if quick else (1, 3)
+    for reps in depths:
+        library_workload(
+            "12-node 3-regular MaxCut, weights integer 1..10",
+            problems_of_one_shape(12, count, seed=2026, integer=True),
+            problems_of_one_shape(12, count, seed=2027, integer=True),
+            reps,
+            naive_s,
+        )
+    library_workload(
+        "10-variable QUBO (one interaction graph, normal coefficients; second run: new ones)",
+        list(qubo_specs(10, count, seed=1)),
+        list(qubo_specs(10, count, seed=2)),
+        2,
+        naive_s,
+    )
+    library_workload(
+        "10-asset portfolio, budget 5 (second run: new problems)",
+        list(portfolio_specs(10, count, seed=1)),
+        list(portfolio_specs(10, count, seed=2)),
+        2,
+        naive_s,
+    )
 
 
 def per_evaluation(
@@ -286,7 +474,8 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true", help="leave part (b) out")
     args = parser.parse_args()
     count, naive_count, repeats = (20, 3, 5) if args.quick else (100, 10, 15)
-    part_a(count, naive_count, reps=2)
+    naive_s = part_a(count, naive_count, reps=2)
+    part_a_library(count, naive_s, args.quick)
     if not args.skip_pipeline:
         part_b(args.quick)
     part_c(reps=2, repeats=repeats)
