@@ -112,6 +112,15 @@ def main() -> None:
             "# random weighted 3-regular graph, seed 2026\n" + "\n".join(lines) + "\n"
         )
 
+    # Shape E: weighted MaxCut on a 5-node wheel, small enough for a 5-qubit device's noise
+    # model (qhopper drift --backend aer-noisy:fake_manila replays these).
+    wheel = [(0, i) for i in range(1, 5)] + [(i, i % 4 + 1) for i in range(1, 5)]
+    small = [
+        {"kind": "maxcut", "n": 5, "edges": [[u, v, rng.randint(1, 6)] for u, v in wheel]}
+        for _ in range(4)
+    ]
+    (HERE / "maxcut_wheel5.json").write_text(json.dumps(small, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import Future as LocalFuture
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from batching.economics import chunk_count, classical_seconds
 from batching.records import Batch, PlannedProblem
@@ -39,6 +39,7 @@ from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask,
 
 log = logging.getLogger("qhopper.dispatch")
 RESULT_FETCH_TIMEOUT_S = 120.0
+T = TypeVar("T")
 
 
 class RunTimeout(QhopperError):
@@ -227,7 +228,7 @@ class Dispatcher:
             uses_fast_path(backend, n),
             self.settings.routing.simulator_memory_bytes,
         )
-        chunks = _chunks(batch.problems, count)
+        chunks = split_chunks(batch.problems, count)
         tracker.chunks = len(chunks)
         for chunk in chunks:
             task = QuantumChunkTask(
@@ -364,6 +365,7 @@ class Dispatcher:
         )
 
 
-def _chunks(problems: Sequence[PlannedProblem], count: int) -> list[list[PlannedProblem]]:
+def split_chunks(problems: Sequence[T], count: int) -> list[list[T]]:
+    """``count`` chunks of consecutive problems, as even as can be (replay cuts the same)."""
     size = math.ceil(len(problems) / count)
     return [list(problems[i : i + size]) for i in range(0, len(problems), size)]

@@ -15,7 +15,7 @@ from typing import Any
 def dask_setup(worker: Any) -> None:
     """Called by Dask in each worker process before it takes work."""
     import pipeline.classical
-    import pipeline.engine.chunk  # noqa: F401 - Qiskit, Aer
+    import pipeline.engine.chunk
     from pipeline.engine.fast_sim import warm_up
 
     warm_up()

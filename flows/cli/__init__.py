@@ -5,7 +5,16 @@ an import downward. Each command imports what it needs when it runs: ``qhopper s
 does not pay for Qiskit.
 """
 
-from flows.cli import analysing, angles_cmd, inspecting, running, serving, serving_api, submitting
+from flows.cli import (
+    analysing,
+    angles_cmd,
+    inspecting,
+    replaying,
+    running,
+    serving,
+    serving_api,
+    submitting,
+)
 from flows.cli.common import app
 
 __all__ = [
@@ -14,6 +23,7 @@ __all__ = [
     "app",
     "inspecting",
     "main",
+    "replaying",
     "running",
     "serving",
     "serving_api",

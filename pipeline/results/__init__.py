@@ -2,13 +2,14 @@
 
 from pipeline.results.files import dataset_path, read_table, write_table
 from pipeline.results.query import connect, query
-from pipeline.results.records import BatchRow, ProblemRow, RunSummary
+from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import SCHEMA_VERSION, schema_of, to_table
 from pipeline.results.store import ResultStore
 
 __all__ = [
     "SCHEMA_VERSION",
     "BatchRow",
+    "DriftRow",
     "ProblemRow",
     "ResultStore",
     "RunSummary",

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DATASETS = ("problems", "batches", "runs")
+DATASETS = ("problems", "batches", "runs", "drift")
 
 
 def dataset_path(results_dir: Path, dataset: str, day: date, name: str) -> Path:

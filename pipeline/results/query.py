@@ -8,10 +8,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.results.records import BatchRow, ProblemRow, RunSummary
+from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import schema_of
 
-VIEWS: dict[str, type] = {"problems": ProblemRow, "batches": BatchRow, "runs": RunSummary}
+VIEWS: dict[str, type] = {
+    "problems": ProblemRow,
+    "batches": BatchRow,
+    "runs": RunSummary,
+    "drift": DriftRow,
+}
 
 
 def connect(results_dir: Path) -> duckdb.DuckDBPyConnection:

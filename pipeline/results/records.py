@@ -148,3 +148,25 @@ class RunSummary:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One stored quantum answer executed again on another backend at its stored angles."""
+
+    drift_id: str
+    problem_id: str
+    batch_id: str
+    kind: str
+    n_variables: int = arrow(pa.int32())
+    reps: int = arrow(pa.int32())
+    stored_backend: str = ""
+    replay_backend: str = ""
+    stored_expected: float | None = None
+    replay_expected: float | None = None
+    stored_objective: float | None = None
+    replay_objective: float | None = None
+    difference: float | None = None  # replay_expected - stored_expected, the problem's units
+    reference_objective: float | None = None
+    created_at: datetime | None = None
+    schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
