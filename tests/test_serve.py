@@ -68,7 +68,9 @@ def test_serve_runs_on_its_interval_and_stops_cleanly(tmp_path: Path) -> None:
     assert returncode == 0 and "qhopper serve stopped." in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     # Every run logs one line with its counts; the first found the three problems.
-    assert re.search(r"run r-\w+: 3 problems, 3 completed, 0 degraded, 0 failed", text), text[-3000:]
+    assert re.search(r"run r-\w+: 3 problems, 3 completed, 0 degraded, 0 failed", text), text[
+        -3000:
+    ]
     runs = subprocess.run(
         [
             QHOPPER,
