@@ -10,8 +10,9 @@
     Then the angle library (issue 15), on weight distributions other than the benchmark's
     too: a first run on a fresh library (an SQLite intake database in a temporary folder),
     then a second run of 100 problems on a *different* 12-node 3-regular graph (a new
-    shape of the same class), each beside the engine without a library on the same
-    problems; the same for QUBO and portfolio shapes and for p=1 and p=3.
+    shape of the same class), at the default transfer tolerance and at the economy one
+    (not recorded), each beside the engine without a library on the same problems; the
+    same for QUBO and portfolio shapes and for p=1 and p=3.
 (c) cost per evaluation at 12 and 16 nodes, p=2: Aer EstimatorV2 with 1 and 100
     parameter sets per call, the fast path (integer and real weights), and QOKit's
     Python simulator from its own environment (`make .venv-qokit`; it pins an older
@@ -40,6 +41,7 @@ import numpy as np
 
 from pipeline.backends import get_backend
 from pipeline.engine.angle_store import AngleLibrary, plan_for, record_batch
+from pipeline.engine.angles import DEFAULT_TRANSFER_TOLERANCE
 from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
 from pipeline.engine.lockstep import PILOTS, optimise_batch
 from pipeline.engine.shapes import shape_of
@@ -281,6 +283,8 @@ def library_run(
     optima: list[float],
     reps: int,
     label: str,
+    transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
+    record: bool = True,
 ) -> LibraryFigures:
     """One batch through the engine's fast path: plan from the library, optimise, record.
 
@@ -293,10 +297,14 @@ def library_run(
     template = compile_template(shape, BACKEND, "bench")
     kind = formulations[0].kind
     started = time.perf_counter()
-    plan = plan_for(library, kind, shape) if library is not None else None
+    plan = (
+        plan_for(library, kind, shape, transfer_tolerance=transfer_tolerance)
+        if library is not None
+        else None
+    )
     answers = optimise_batch(template, problems, BACKEND, 40, 7, evaluator="fast", start=plan)
     source = plan.candidates[0].source if plan is not None and plan.candidates else "grid"
-    if library is not None:
+    if library is not None and record:
         record_batch(library, kind, shape, answers, optima, source)
     elapsed = time.perf_counter() - started
     evaluations = [a.evaluations for a in answers]
@@ -312,6 +320,9 @@ def library_run(
         ),
         source,
     )
+
+
+ECONOMY = 1e-2  # transfer tolerance of the economy setting (see pipeline.engine.angles)
 
 
 def library_workload(

@@ -421,3 +421,14 @@ def test_qhopper_angles_shows_each_class_best(
         app, ["angles", angle_class.key, "--all", "--json", "--home", str(tmp_path)]
     )
     assert [e["ratio"] for e in json.loads(every.output)] == [0.86, 0.85]
+
+
+def test_an_unreadable_library_never_fails_a_batch(library: AngleLibrary) -> None:
+    angle_library.drop(library.engine)  # the table gone under a running process
+    shape = shape_of(maxcut(8, regular_graph(8, 3, 1)).ising, 2, "aer")
+    started = plan_for(library, "maxcut", shape)
+    assert started.source == "fixed" and started.reps == 2
+    from pipeline.tasks import Answer
+
+    answer = Answer("a", "0", 9.0, True, False, 0.1, 0.0, 8.0, 5, 2, (0.1, 0.2, -0.5, -0.3))
+    assert record_batch(library, "maxcut", shape, [answer], [10.0], "fixed") is None

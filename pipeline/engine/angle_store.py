@@ -12,6 +12,7 @@ records the batch once its answers are in (:func:`record_batch`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.engine.angles import (
     DEFAULT_MIN_DEPTH_GAIN,
+    DEFAULT_TRANSFER_TOLERANCE,
     AngleClass,
     AnglePlan,
     AngleSet,
@@ -33,6 +35,7 @@ from pipeline.engine.angles import (
 )
 from pipeline.engine.shapes import ShapeKey
 
+log = logging.getLogger("qhopper.angles")
 KEEP_PER_CLASS = 20  # rows kept per class: the best by ratio, then the newest
 
 metadata = sa.MetaData()
@@ -196,17 +199,28 @@ def plan_for(
     kind: str,
     shape: ShapeKey,
     min_depth_gain: float | None = DEFAULT_MIN_DEPTH_GAIN,
+    transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
 ) -> AnglePlan:
-    """A batch's starting angles and depth, from the library (``None``: none kept)."""
+    """A batch's starting angles and depth, from the library (``None``: none kept).
+
+    ``min_depth_gain``: the least rise of expectation ratio an extra layer must have shown
+    (``None``: always the shape's depth); ``transfer_tolerance``: see
+    :data:`~pipeline.engine.angles.DEFAULT_TRANSFER_TOLERANCE`.
+    """
     angle_class = class_of(kind, shape)
     best: dict[int, AngleSet] = {}
     if library is not None:
-        for reps in range(max(1, shape.reps - 1), shape.reps + 1):
-            entry = library.best(angle_class.at(reps))
-            if entry is not None:
-                best[reps] = entry.as_set()
-        # Deeper evidence is needed only to decide to stay shallower; never deeper than asked.
-    return plan(angle_class, best, min_depth_gain)
+        try:
+            for reps in range(max(1, shape.reps - 1), shape.reps + 1):
+                entry = library.best(angle_class.at(reps))
+                if entry is not None:
+                    best[reps] = entry.as_set()
+        except sa.exc.SQLAlchemyError as exc:  # the library helps; it never fails a run
+            log.warning(
+                "angle library unreadable, starting %s without it: %s", angle_class.key, exc
+            )
+            best = {}
+    return plan(angle_class, best, min_depth_gain, transfer_tolerance)
 
 
 def record_batch(
@@ -223,7 +237,8 @@ def record_batch(
     (the row's ``reference_objective``) in the same order, ``None`` where unknown. The
     angles written are the median over the answers at the depth most of them ran; the
     ratio is the mean of expected_objective / optimum over the answers with one.
-    Returns the entry as it will be read back, or None when nothing was worth keeping.
+    Returns the class's best entry after the write (None when nothing was worth keeping,
+    or the database refused: a warning is logged, the run goes on).
     """
     answers = list(answers)
     refs = list(references) if references is not None else [None] * len(answers)
@@ -249,8 +264,12 @@ def record_batch(
     ratio = statistics.fmean(ratios) if ratios else None
     evaluations = statistics.fmean(a.evaluations for a, _ in chosen)
     angle_class = class_of(kind, shape, reps)
-    library.add(angle_class, gammas, betas, ratio, len(chosen), evaluations, started_from)
-    entries = library.entries(angle_class.key, limit=1)
+    try:
+        library.add(angle_class, gammas, betas, ratio, len(chosen), evaluations, started_from)
+        entries = library.entries(angle_class.key, limit=1)
+    except sa.exc.SQLAlchemyError as exc:  # the library helps; it never fails a run
+        log.warning("angle library not written for %s: %s", angle_class.key, exc)
+        return None
     return entries[0] if entries else None
 
 

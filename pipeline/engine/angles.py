@@ -43,6 +43,10 @@ TABLE_BETA_FACTOR = -1.0
 # where useful values are below 2 and nothing sensible is past 2 pi.
 MAX_ABS_GAMMA = 2 * math.pi
 DEFAULT_MIN_DEPTH_GAIN = 0.01  # an extra layer must raise the expectation ratio this much
+# How much of the energy transferring angles between a batch's problems may lose before
+# everyone refines (about 0.05 points of expectation ratio on MaxCut; 1e-2, about 0.25
+# points, is the economy setting: a class's second run in about 3 evaluations a problem).
+DEFAULT_TRANSFER_TOLERANCE = 2e-3
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ class AnglePlan:
     candidates: tuple[AngleSet, ...] = ()
     depth_note: str = ""
     ratios_by_reps: tuple[tuple[int, float], ...] = field(default=())
+    transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE
+
+    @property
+    def source(self) -> str:
+        """Where the batch starts: library, fixed, interp, or grid (no candidate)."""
+        return self.candidates[0].source if self.candidates else "grid"
 
     @property
     def refined(self) -> bool:
@@ -218,6 +228,7 @@ def plan(
     angle_class: AngleClass,
     best_by_reps: dict[int, AngleSet],
     min_depth_gain: float | None = DEFAULT_MIN_DEPTH_GAIN,
+    transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
 ) -> AnglePlan:
     """A batch's plan from the library's best entry per depth for its class (any may be absent).
 
@@ -243,4 +254,6 @@ def plan(
     if not candidates and shallower is not None and usable(shallower, reps - 1) is not None:
         gammas, betas = interp(shallower.gammas, shallower.betas)
         candidates.append(AngleSet(tuple(gammas), tuple(betas), "interp", None))
-    return AnglePlan(at.key, reps, tuple(candidates), note, tuple(sorted(ratios.items())))
+    return AnglePlan(
+        at.key, reps, tuple(candidates), note, tuple(sorted(ratios.items())), transfer_tolerance
+    )

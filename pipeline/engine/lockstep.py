@@ -33,7 +33,7 @@ from qiskit.primitives import BitArray
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.angles import AnglePlan, usable
+from pipeline.engine.angles import DEFAULT_TRANSFER_TOLERANCE, AnglePlan, usable
 from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
 from pipeline.engine.templates import CompiledTemplate
 from pipeline.formulation import Formulation, bits_to_string
@@ -42,6 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
+WARM_PILOTS = 2  # from a library entry: two, enough to measure what transfer loses
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
 FD_STEP = 1e-3
@@ -53,9 +54,8 @@ DECREASE_TOLERANCE = 1e-7  # in units of the normalised energy (RMS weight = 1)
 # 1e-4 of the expectation ratio, far below what sampling or a device's noise could show.
 STEP_PAYS = 1e-4
 # Warm starts: the pilots' optima are transferred as they are unless the pilots show that
-# transfer loses more than this fraction of the energy (about a twentieth of a point of
-# expectation ratio on MaxCut), in which case everyone takes one Newton step.
-TRANSFER_TOLERANCE = 2e-3
+# transfer loses more than the plan's ``transfer_tolerance`` of the energy, in which case
+# everyone takes one Newton step.
 FAR_OFF = 3e-2  # a problem whose one step gained this much refines on
 STALE_ENTRY = 2e-2  # one pilot gained this much from the library's entry: it is stale
 # A start is sound when its energy is below this fraction of -sum |w|: a corrupt or stale
@@ -105,19 +105,18 @@ def optimise_batch(
     reps = template.shape.reps
     if start is not None and 1 <= start.reps <= reps:
         reps = start.reps  # the library showed a deeper circuit does not pay for this class
-    candidates = [] if start is None else [usable(c, reps) for c in start.candidates]
-    sound = [c for c in candidates if c is not None]
+    offered = () if start is None else start.candidates
+    checked = [(c.source, usable(c, reps)) for c in offered]
+    sound = [angles for _, angles in checked if angles is not None]
+    # The first sound candidate is a library entry: an optimum of the class already.
+    refined = next((source for source, a in checked if a is not None), "") == "library"
+    tolerance = DEFAULT_TRANSFER_TOLERANCE if start is None else start.transfer_tolerance
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
     if template.shape.pairs or template.shape.linear:
         if sound:
             gammas, betas, energy = _warm_start(
-                engine,
-                len(problems),
-                reps,
-                max_iterations,
-                sound,
-                start is not None and start.refined,
+                engine, len(problems), reps, max_iterations, sound, refined, tolerance
             )
         else:
             gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
@@ -201,17 +200,20 @@ def _warm_start(
     max_iterations: int,
     candidates: list[tuple[FloatArray, FloatArray]],
     refined: bool,
+    tolerance: float,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Angles for every problem from the plan's candidates, in a handful of evaluations each.
 
-    A few pilots (one when the first candidate is a library entry, already an optimum of
-    the class) try every candidate and refine from the best; every other problem tries the
-    pilots' optima and keeps the best. Only when the pilots show that transferring angles
-    between problems loses more than ``TRANSFER_TOLERANCE`` of the energy (a stale entry,
-    a class whose optima do not concentrate) does everyone refine, as on a cold start.
-    A pilot whose best candidate is no sound start (``SOUND_START``) scans the grid.
+    A few pilots (``WARM_PILOTS`` when the first candidate is a library entry, already an
+    optimum of the class; else ``PILOTS``) try every candidate and refine from the best;
+    every other problem tries the pilots' mean optimum (and the library's entry) and keeps
+    the best. Each pilot is evaluated at the others' optima: only when that shows transfer
+    losing more than ``tolerance`` (the plan's) of the energy (a class whose optima do not
+    concentrate, heavy-tailed weights) does everyone take one Newton step, and those whose
+    step gained more than ``FAR_OFF`` refine until a step no longer pays. A pilot whose
+    best candidate is no sound start (``SOUND_START``) scans the grid instead.
     """
-    pilots = np.arange(min(count, 1 if refined else PILOTS))
+    pilots = np.arange(min(count, WARM_PILOTS if refined else PILOTS))
     cand_g = np.array([g for g, _ in candidates])
     cand_b = np.array([b for _, b in candidates])
     values = engine.energies(
@@ -245,9 +247,8 @@ def _warm_start(
     others = np.arange(len(pilots), count)
     if others.size == 0:
         return all_g, all_b, all_e
-    # The others try the pilots' consensus (their mean optimum) and, with one pilot, its
-    # optimum (the same thing) and the class's entry too.
-    extra = [candidates[0]] if len(pilots) == 1 else []
+    # The others try the pilots' consensus (their mean optimum) and the class's entry.
+    extra = [candidates[0]] if refined else []
     tries_g = np.array([gammas.mean(axis=0)] + [g for g, _ in extra])
     tries_b = np.array([betas.mean(axis=0)] + [b for _, b in extra])
     values = engine.energies(
@@ -258,7 +259,7 @@ def _warm_start(
     best = values.argmin(axis=1)
     all_g[others], all_b[others] = tries_g[best], tries_b[best]
     all_e[others] = values[np.arange(len(others)), best]
-    if float(np.max(loss, initial=0.0)) > TRANSFER_TOLERANCE:
+    if float(np.max(loss, initial=0.0)) > tolerance:
         # Transfer loses more than a step costs: one Newton step each, on a forward-difference
         # gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps.
         hint = curvature.mean(axis=0)
