@@ -7,9 +7,11 @@ through Prefect.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from flows.deps import open_deps
 from flows.run import describe, run_once
@@ -35,4 +37,14 @@ def qhopper_run(
     with open_deps(settings, backend) as deps:
         summary = run_once(deps)
     get_run_logger().info("%s", describe(summary))
+    create_markdown_artifact(
+        markdown=_markdown(summary), key="qhopper-run", description=describe(summary)
+    )
     return summary
+
+
+def _markdown(summary: RunSummary) -> str:
+    """The run summary as a table in the Prefect UI (the flow run's artifacts)."""
+    lines = ["| field | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in asdict(summary).items()]
+    return "\n".join(lines)

@@ -682,3 +682,38 @@ def wait_for_completed(
             return
         assert time.monotonic() < deadline, log_path.read_text()[-3000:]
         time.sleep(0.5)
+
+
+def test_a_run_shows_in_the_prefect_ui_when_a_server_is_configured(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """With PREFECT_API_URL set, a one-off `qhopper run` goes through the Prefect flow: the
+    server records it, with the run's summary as the flow run's artifact."""
+    home = tmp_path / "home"
+    home.mkdir()
+    ids = submit(home, [tiny_problem(random.Random(2), False, "ui-0")], "p")
+    env = {**rig.env, "QHOPPER_HOME": str(home)}
+    done = subprocess.run(
+        [QHOPPER, "run", "--json", "--dask-address", rig.dask_address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads(done.stdout)["run_id"]
+    assert_exactly_once(home, ids)
+    flows = httpx.post(
+        f"{rig.api_url}/flow_runs/filter",
+        json={"flows": {"name": {"any_": ["qhopper-run"]}}, "sort": "START_TIME_DESC", "limit": 20},
+        timeout=30,
+    ).json()
+    completed = [f for f in flows if f["state"]["type"] == "COMPLETED"]
+    assert completed, flows
+    artifacts = httpx.post(
+        f"{rig.api_url}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [f["id"] for f in completed]}}},
+        timeout=30,
+    ).json()
+    assert any(run_id in (a["description"] or "") for a in artifacts), artifacts
