@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from flows import steps
-from flows.dask_client import dask_client
+from flows.compute import local_cluster
+from flows.deps import open_deps
+from flows.run import run_once
 from pipeline.config import load_settings
 from pipeline.results import query
 from pipeline.submit import submit_files
@@ -68,24 +69,18 @@ def small_problems(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def run_scenario(
-    root: Path, backend: str, problems: list[dict[str, Any]], client: Any
+    root: Path, backend: str, problems: list[dict[str, Any]], address: str
 ) -> dict[str, Any]:
     home = root / backend.split("?")[1].replace("&", "_").replace("=", "-")
     home.mkdir(parents=True)
-    settings = load_settings(home, overrides=SETTINGS)
+    overrides = {**SETTINGS, "quantum.backend": backend, "dask.address": address}
+    settings = load_settings(home, overrides=overrides)
     source = home / "problems.jsonl"
     source.write_text("\n".join(json.dumps(p) for p in problems) + "\n")
     submit_files(settings, [source])
     started = time.perf_counter()
-    ctx = steps.RunContext.open(settings, backend, None)
-    try:
-        steps.recover(ctx)
-        batches, exhausted = steps.plan(ctx, steps.collect(ctx))
-        compiled = steps.compile_templates(ctx, batches)
-        steps.execute(ctx, compiled, exhausted, client)
-        steps.finalise(ctx, 0, time.perf_counter() - started)
-    finally:
-        ctx.close()
+    with open_deps(settings) as deps:
+        run_once(deps)  # the one run core every entry point calls
     wall = time.perf_counter() - started
     rows = query(settings.results_dir, "SELECT * FROM problems").to_pylist()
     batches_rows = query(settings.results_dir, "SELECT * FROM batches").to_pylist()
@@ -122,10 +117,11 @@ def main() -> None:
     results = {}
     with (
         tempfile.TemporaryDirectory(prefix="qhopper-bench-fallback-") as tmp,
-        dask_client(None, args.workers) as client,
+        local_cluster(args.workers) as client,
     ):
+        address = str(client.scheduler_info()["address"])
         for name, backend in SCENARIOS.items():
-            results[name] = run_scenario(Path(tmp), backend, problems, client)
+            results[name] = run_scenario(Path(tmp), backend, problems, address)
             print(f"  {name}: {results[name]['wall_s']:.1f}s", flush=True)
     header = (
         f"{'scenario':<15}{'answered':>9}{'degraded':>9}{'quantum':>8}{'attempts':>9}"

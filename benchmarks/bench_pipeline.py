@@ -41,15 +41,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from batching.planner import PlannedProblem, plan_batches
-from flows.dask_client import dask_client
+from batching.planner import plan_batches
+from batching.records import PlannedProblem
+from flows.compute import local_cluster
 from flows.prefect_env import configure_prefect
 from flows.serve import prefect_api
 from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
+from pipeline.engine.evaluators import BatchProblem
 from pipeline.engine.fast_sim import warm_up
-from pipeline.engine.lockstep import BatchProblem, optimise_batch
+from pipeline.engine.lockstep import optimise_batch
 from pipeline.engine.templates import TemplateStore, load_transpiler_plugins
 from pipeline.formulation import formulate
 from pipeline.model import ProblemSpec, spec_from_record
@@ -166,7 +168,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
             )
         backend = get_backend(settings.quantum.backend, settings.quantum.max_qubits)
         batches = plan_batches(
-            planned, settings.quantum.backend, backend.max_qubits, settings.quantum.max_batch_size
+            planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
         )
         store = TemplateStore(home / "artifacts")
         futures = []
@@ -183,7 +185,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
                     for i in range(0, len(records), size)
                 ]
             else:
-                size = settings.classical.chunk_size
+                size = 1  # one problem per task, as the run core sends them
                 futures += [
                     pool.submit(_classical_chunk, (records[i : i + size], settings))
                     for i in range(0, len(records), size)
@@ -253,7 +255,7 @@ def main() -> None:
     cold: list[tuple[float, float, dict]] = []
     with (
         tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch,
-        dask_client(None, 2) as client,
+        local_cluster(2) as client,
     ):
         address = str(client.scheduler_info()["address"])
         root = Path(scratch)
