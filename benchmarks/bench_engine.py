@@ -338,6 +338,15 @@ def library_workload(
             rows = [
                 library_run(library, first, first_optima, reps, "first run, fresh library"),
                 library_run(None, first, first_optima, reps, "  same problems, no library (grid)"),
+                library_run(
+                    library,
+                    second,
+                    second_optima,
+                    reps,
+                    "second run, economy (not recorded)",
+                    ECONOMY,
+                    record=False,
+                ),
                 library_run(library, second, second_optima, reps, "second run, another graph"),
                 library_run(
                     None, second, second_optima, reps, "  same problems, no library (grid)"
