@@ -133,7 +133,7 @@ def _commit(
     written = deps.results.commit_batch(
         context.run_id,
         finished.batch.batch_id,
-        rows.problems,
+        rows,
         partial(_batch_row, finished, context, post),
         deps.settings.intake.lease_seconds,
     )

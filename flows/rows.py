@@ -39,15 +39,9 @@ class RowContext:
     started_at: datetime
 
 
-@dataclass(frozen=True)
-class BatchRows:
-    """A finished batch's rows, and the problems to hand back to the queue instead."""
-
-    problems: list[ProblemRow]
-    retry: list[str]
-
-
-def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
+def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]:
+    """A row per problem with an answer or out of attempts; the others get none, and the
+    run hands them back to the queue when it ends."""
     batch = finished.batch
     quantum = _answers(finished.results) if batch.route == "quantum" else {}
     classical = _answers(
@@ -61,7 +55,6 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
     )
     completed_at = datetime.now(UTC)
     rows: list[ProblemRow] = []
-    retry: list[str] = []
     limit = context.settings.intake.max_attempts
     for problem in batch.problems:
         pid = problem.problem_id
@@ -82,16 +75,14 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> BatchRows:
                     completed_at,
                 )
             )
-        elif problem.attempts < limit:
-            retry.append(pid)
-        else:
+        elif problem.attempts >= limit:
             error = finished.errors.get(pid) or why
             message = (
                 f"{error.message if error else 'no answer'} (attempt {problem.attempts} of {limit})"
             )
             why = Fallback(error.code if error else EXECUTION_ERROR, message)
             rows.append(_failed_row(context, problem, batch, why, completed_at))
-    return BatchRows(rows, retry)
+    return rows
 
 
 def batch_row(
