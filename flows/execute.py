@@ -68,6 +68,7 @@ def execute_claims(
         record=lambda moves: deps.intake.advance_many(run_id, moves),
     )
     wave = wave_size(settings, compute.workers)
+    deps.progress.stage("execute", len(claims) + deps.intake.pending())  # the backlog now
     try:
         while True:
             with clock.stage("plan"):
@@ -87,7 +88,6 @@ def execute_claims(
             counts["classical_batches"] += sum(b.route == "classical" for b in routed)
             if exhausted:
                 _commit_exhausted(deps, context, exhausted, counts)
-            deps.progress.stage("execute", sum(b.size for b in routed))
             compiler.add(routed)
             with clock.stage("execute"):
                 dispatcher.dispatch(routed, compiler)
