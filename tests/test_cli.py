@@ -170,3 +170,17 @@ def test_json_logs_are_one_object_per_event_with_ids_and_no_payload(tmp_path: Pa
 def test_an_unknown_log_format_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--log-format", "xml", "status", "--home", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_the_run_summary_shows_answers_far_from_their_bound(tmp_path: Path) -> None:
+    """An 80-node signed MaxCut CP-SAT cannot prove in half a second: its gap is shown."""
+    instance = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+    instance = instance / "biqmac-maxcut" / "rudy" / "pm1s_80.0"
+    config = tmp_path / "qhopper.toml"
+    config.write_text("[classical]\ntime_limit_s = 0.5\n")
+    home = str(tmp_path / "home")
+    options = ["--home", home, "--config", str(config)]
+    assert runner.invoke(app, ["submit", str(instance), *options]).exit_code == 0
+    result = runner.invoke(app, ["run", *options])
+    assert result.exit_code == 0, result.output
+    assert "from their bound (not proven)" in result.stdout

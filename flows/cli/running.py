@@ -173,11 +173,42 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
     out.print(stages)
     if summary.released:
         out.print(f"{summary.released} problems went back to the queue for another attempt.")
+    _print_large_gaps(settings, summary.run_id)
     out.print(
         f"Results: {settings.results_dir.resolve()}/problems (also batches/ and runs/)",
         highlight=False,
     )
     out.print('Query them with: qhopper results --sql "SELECT ... FROM problems"', highlight=False)
+
+
+LARGE_GAP = 0.01  # 1 % between an unproven answer and the classical solver's bound
+
+
+def _print_large_gaps(settings: Settings, run_id: str) -> None:
+    """Answers that may be far from optimal: their gap to the proven bound is large."""
+    from pipeline.results import query
+
+    far = query(
+        settings.results_dir,
+        "SELECT problem_id, kind, n_variables, objective, bound, gap FROM problems "
+        "WHERE run_id = ? AND gap > ? ORDER BY gap DESC LIMIT 10",
+        [run_id, LARGE_GAP],
+    ).to_pylist()
+    if not far:
+        return
+    table = Table(title=f"Answers more than {LARGE_GAP:.0%} from their bound (not proven)")
+    for column in ("problem_id", "kind", "n_variables", "objective", "bound", "gap"):
+        table.add_column(column, justify="left" if column in ("problem_id", "kind") else "right")
+    for row in far:
+        table.add_row(
+            row["problem_id"],
+            row["kind"],
+            str(row["n_variables"]),
+            f"{row['objective']:.6g}",
+            f"{row['bound']:.6g}",
+            f"{row['gap']:.2%}",
+        )
+    out.print(table)
 
 
 def table_columns(table: Table) -> list[str]:
