@@ -172,15 +172,28 @@ def test_an_unknown_log_format_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_the_run_summary_shows_answers_far_from_their_bound(tmp_path: Path) -> None:
-    """An 80-node signed MaxCut CP-SAT cannot prove in half a second: its gap is shown."""
-    instance = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
-    instance = instance / "biqmac-maxcut" / "rudy" / "pm1s_80.0"
-    config = tmp_path / "qhopper.toml"
-    config.write_text("[classical]\ntime_limit_s = 0.5\n")
-    home = str(tmp_path / "home")
-    options = ["--home", home, "--config", str(config)]
-    assert runner.invoke(app, ["submit", str(instance), *options]).exit_code == 0
-    result = runner.invoke(app, ["run", *options])
-    assert result.exit_code == 0, result.output
-    assert "from their bound (not proven)" in result.stdout
+def test_the_run_summary_shows_answers_far_from_their_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from flows.cli.running import _print_large_gaps
+    from pipeline.config import load_settings
+    from pipeline.results import ProblemRow, dataset_path, to_table, write_table
+
+    settings = load_settings(tmp_path / "home")
+    now = datetime.now(UTC)
+    rows = [
+        ProblemRow(f"p-{gap}", "k", "r-1", "b-1", "maxcut", 80, objective=66.0, bound=b, gap=gap)
+        for gap, b in ((0.005, 66.3), (1.3333, 154.0))
+    ]
+    path = dataset_path(settings.results_dir, "problems", date.today(), "b-1")
+    write_table(
+        path,
+        to_table([r.__class__(**{**r.__dict__, "completed_at": now}) for r in rows], ProblemRow),
+    )
+    _print_large_gaps(settings, "r-1")
+    shown = capsys.readouterr().out
+    assert "from their bound (not proven)" in shown
+    assert "p-1.3333" in shown and "133.33%" in shown
+    assert "p-0.005" not in shown  # within 1 %: not far
