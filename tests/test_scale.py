@@ -7,6 +7,7 @@ and the two runs share the work.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -176,3 +177,152 @@ def test_two_runners_on_a_real_cluster_share_the_queue_and_lose_a_worker_cleanly
     finally:
         store.close()
     assert max(Counter(c.problem_id for c in claims).values()) <= 2  # at most a lost chunk's
+
+
+def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
+    tmp_path: Path, cluster: str, postgres_url: str
+) -> None:
+    """Prefect at scale: its server on PostgreSQL, two `qhopper serve` processes on one
+    schedule, one PostgreSQL intake: every problem answered once, runs never overlap."""
+    import secrets
+    import signal
+    import socket
+    from datetime import datetime
+
+    import httpx
+
+    admin = sa.create_engine(
+        "postgresql+psycopg://root@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT"
+    )
+    database = f"qh_prefect_{secrets.token_hex(4)}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api_url = f"http://127.0.0.1:{port}/api"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    base |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    server_env = base | {
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://root@127.0.0.1:5432/{database}"
+    }
+    log = (tmp_path / "prefect.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=server_env,
+        start_new_session=True,
+    )
+    serves: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # a process we started: poll its health, bounded
+            assert server.poll() is None, (tmp_path / "prefect.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the Prefect server did not become healthy"
+            time.sleep(0.5)
+        env = base | {
+            "PREFECT_API_URL": api_url,
+            "QHOPPER_DATABASE_URL": postgres_url,
+            "QHOPPER_RESULTS_URL": str(tmp_path / "results"),
+            "QHOPPER_DASK_ADDRESS": cluster,
+        }
+        source = tmp_path / "p.jsonl"
+        source.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "kind": "maxcut",
+                        "n": 5,
+                        "edges": [[0, 1, i + 1], [1, 2, 2], [2, 3, 1], [3, 4, 3]],
+                        "key": f"serve-{i}",
+                        "route": "classical",
+                    }
+                )
+                + "\n"
+                for i in range(30)
+            )
+        )
+        subprocess.run(
+            [str(BIN / "qhopper"), "submit", str(source), "--home", str(tmp_path / "a")],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        for host in ("a", "b"):
+            serves.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "qhopper"),
+                        "serve",
+                        "--interval",
+                        "3s",
+                        "--home",
+                        str(tmp_path / host),
+                    ],
+                    stdout=(tmp_path / f"serve-{host}.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        store = IntakeStore.open(postgres_url)
+        try:
+            deadline = time.monotonic() + 300
+            while store.counts()[COMPLETED] < 30:  # polling two services' progress, bounded
+                assert all(s.poll() is None for s in serves), "a serve process died"
+                assert time.monotonic() < deadline, store.counts()
+                time.sleep(1)
+        finally:
+            store.close()
+        runs = httpx.post(
+            f"{api_url}/flow_runs/filter",
+            json={"flows": {"name": {"any_": ["qhopper-run"]}}, "sort": "START_TIME_ASC"},
+            timeout=30,
+        ).json()
+    finally:
+        for process in serves:
+            process.send_signal(signal.SIGTERM)
+        for process in serves:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+        log.close()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
+    rows = query(tmp_path / "results", "SELECT problem_id FROM problems").to_pylist()
+    assert len(rows) == 30 and len({r["problem_id"] for r in rows}) == 30
+    spans = sorted(
+        (
+            datetime.fromisoformat(r["start_time"]).timestamp(),
+            datetime.fromisoformat(r["end_time"]).timestamp() if r["end_time"] else float("inf"),
+        )
+        for r in runs
+        if r["start_time"]
+    )
+    assert spans, runs
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start + 1e-3, f"runs overlap: {spans}"
