@@ -10,8 +10,8 @@
     Then the angle library (issue 15), on weight distributions other than the benchmark's
     too: a first run on a fresh library (an SQLite intake database in a temporary folder),
     then a second run of 100 problems on a *different* 12-node 3-regular graph (a new
-    shape of the same class), at the default transfer tolerance and at the economy one
-    (not recorded), each beside the engine without a library on the same problems; the
+    shape of the same class), with the default two warm pilots and with the economy
+    setting's one (not recorded), each beside the engine without a library on the same problems; the
     same for QUBO and portfolio shapes and for p=1 and p=3.
 (c) cost per evaluation at 12 and 16 nodes, p=2: Aer EstimatorV2 with 1 and 100
     parameter sets per call, the fast path (integer and real weights), and QOKit's
@@ -41,7 +41,7 @@ import numpy as np
 
 from pipeline.backends import get_backend
 from pipeline.engine.angle_store import AngleLibrary, plan_for, record_batch
-from pipeline.engine.angles import DEFAULT_TRANSFER_TOLERANCE
+from pipeline.engine.angles import DEFAULT_WARM_PILOTS
 from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
 from pipeline.engine.lockstep import PILOTS, optimise_batch
 from pipeline.engine.shapes import shape_of
@@ -283,7 +283,7 @@ def library_run(
     optima: list[float],
     reps: int,
     label: str,
-    transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
+    warm_pilots: int = DEFAULT_WARM_PILOTS,
     record: bool = True,
 ) -> LibraryFigures:
     """One batch through the engine's fast path: plan from the library, optimise, record.
@@ -297,11 +297,7 @@ def library_run(
     template = compile_template(shape, BACKEND, "bench")
     kind = formulations[0].kind
     started = time.perf_counter()
-    plan = (
-        plan_for(library, kind, shape, transfer_tolerance=transfer_tolerance)
-        if library is not None
-        else None
-    )
+    plan = plan_for(library, kind, shape, warm_pilots=warm_pilots) if library is not None else None
     answers = optimise_batch(template, problems, BACKEND, 40, 7, evaluator="fast", start=plan)
     source = plan.candidates[0].source if plan is not None and plan.candidates else "grid"
     if library is not None and record:
@@ -322,7 +318,7 @@ def library_run(
     )
 
 
-ECONOMY = 1e-2  # transfer tolerance of the economy setting (see pipeline.engine.angles)
+ECONOMY = 1  # warm pilots in the economy setting (see pipeline.engine.angles)
 
 
 def library_workload(

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from pipeline.engine.angles import (
     DEFAULT_MIN_DEPTH_GAIN,
     DEFAULT_TRANSFER_TOLERANCE,
+    DEFAULT_WARM_PILOTS,
     AngleClass,
     AnglePlan,
     AngleSet,
@@ -200,12 +201,14 @@ def plan_for(
     shape: ShapeKey,
     min_depth_gain: float | None = DEFAULT_MIN_DEPTH_GAIN,
     transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
+    warm_pilots: int = DEFAULT_WARM_PILOTS,
 ) -> AnglePlan:
     """A batch's starting angles and depth, from the library (``None``: none kept).
 
     ``min_depth_gain``: the least rise of expectation ratio an extra layer must have shown
-    (``None``: always the shape's depth); ``transfer_tolerance``: see
-    :data:`~pipeline.engine.angles.DEFAULT_TRANSFER_TOLERANCE`.
+    (``None``: always the shape's depth); ``transfer_tolerance`` and ``warm_pilots``: see
+    :data:`~pipeline.engine.angles.DEFAULT_TRANSFER_TOLERANCE` and ``DEFAULT_WARM_PILOTS``
+    (``warm_pilots=1``: the economy setting).
     """
     angle_class = class_of(kind, shape)
     best: dict[int, AngleSet] = {}
@@ -220,7 +223,7 @@ def plan_for(
                 "angle library unreadable, starting %s without it: %s", angle_class.key, exc
             )
             best = {}
-    return plan(angle_class, best, min_depth_gain, transfer_tolerance)
+    return plan(angle_class, best, min_depth_gain, transfer_tolerance, warm_pilots)
 
 
 def record_batch(

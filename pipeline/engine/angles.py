@@ -44,9 +44,12 @@ TABLE_BETA_FACTOR = -1.0
 MAX_ABS_GAMMA = 2 * math.pi
 DEFAULT_MIN_DEPTH_GAIN = 0.01  # an extra layer must raise the expectation ratio this much
 # How much of the energy transferring angles between a batch's problems may lose before
-# everyone refines (about 0.05 points of expectation ratio on MaxCut; 1e-2, about 0.25
-# points, is the economy setting: a class's second run in about 3 evaluations a problem).
+# everyone takes a Newton step (about 0.05 points of expectation ratio on MaxCut).
 DEFAULT_TRANSFER_TOLERANCE = 2e-3
+# Pilots that refine from a library entry. Two measure what transfer loses in the batch
+# (each at the other's optimum); one is the economy setting: the others trust the entry
+# unless the pilot shows it stale, a class's second run in about 2.5 evaluations a problem.
+DEFAULT_WARM_PILOTS = 2
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class AnglePlan:
     depth_note: str = ""
     ratios_by_reps: tuple[tuple[int, float], ...] = field(default=())
     transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE
+    warm_pilots: int = DEFAULT_WARM_PILOTS
 
     @property
     def source(self) -> str:
@@ -229,6 +233,7 @@ def plan(
     best_by_reps: dict[int, AngleSet],
     min_depth_gain: float | None = DEFAULT_MIN_DEPTH_GAIN,
     transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE,
+    warm_pilots: int = DEFAULT_WARM_PILOTS,
 ) -> AnglePlan:
     """A batch's plan from the library's best entry per depth for its class (any may be absent).
 
@@ -255,5 +260,11 @@ def plan(
         gammas, betas = interp(shallower.gammas, shallower.betas)
         candidates.append(AngleSet(tuple(gammas), tuple(betas), "interp", None))
     return AnglePlan(
-        at.key, reps, tuple(candidates), note, tuple(sorted(ratios.items())), transfer_tolerance
+        at.key,
+        reps,
+        tuple(candidates),
+        note,
+        tuple(sorted(ratios.items())),
+        transfer_tolerance,
+        max(1, warm_pilots),
     )

@@ -33,7 +33,12 @@ from qiskit.primitives import BitArray
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.angles import DEFAULT_TRANSFER_TOLERANCE, AnglePlan, usable
+from pipeline.engine.angles import (
+    DEFAULT_TRANSFER_TOLERANCE,
+    DEFAULT_WARM_PILOTS,
+    AnglePlan,
+    usable,
+)
 from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
 from pipeline.engine.templates import CompiledTemplate
 from pipeline.formulation import Formulation, bits_to_string
@@ -42,7 +47,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
-WARM_PILOTS = 2  # from a library entry: two, enough to measure what transfer loses
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
 FD_STEP = 1e-3
@@ -111,12 +115,20 @@ def optimise_batch(
     # The first sound candidate is a library entry: an optimum of the class already.
     refined = next((source for source, a in checked if a is not None), "") == "library"
     tolerance = DEFAULT_TRANSFER_TOLERANCE if start is None else start.transfer_tolerance
+    warm_pilots = DEFAULT_WARM_PILOTS if start is None else start.warm_pilots
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
     if template.shape.pairs or template.shape.linear:
         if sound:
             gammas, betas, energy = _warm_start(
-                engine, len(problems), reps, max_iterations, sound, refined, tolerance
+                engine,
+                len(problems),
+                reps,
+                max_iterations,
+                sound,
+                refined,
+                warm_pilots if refined else PILOTS,
+                tolerance,
             )
         else:
             gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
@@ -200,12 +212,13 @@ def _warm_start(
     max_iterations: int,
     candidates: list[tuple[FloatArray, FloatArray]],
     refined: bool,
+    pilot_count: int,
     tolerance: float,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Angles for every problem from the plan's candidates, in a handful of evaluations each.
 
-    A few pilots (``WARM_PILOTS`` when the first candidate is a library entry, already an
-    optimum of the class; else ``PILOTS``) try every candidate and refine from the best;
+    ``pilot_count`` pilots (the plan's ``warm_pilots`` when the first candidate is a
+    library entry, already an optimum of the class; else ``PILOTS``) try every candidate and refine from the best;
     every other problem tries the pilots' mean optimum (and the library's entry) and keeps
     the best. Each pilot is evaluated at the others' optima: only when that shows transfer
     losing more than ``tolerance`` (the plan's) of the energy (a class whose optima do not
@@ -213,7 +226,7 @@ def _warm_start(
     step gained more than ``FAR_OFF`` refine until a step no longer pays. A pilot whose
     best candidate is no sound start (``SOUND_START``) scans the grid instead.
     """
-    pilots = np.arange(min(count, WARM_PILOTS if refined else PILOTS))
+    pilots = np.arange(min(count, pilot_count))
     cand_g = np.array([g for g, _ in candidates])
     cand_b = np.array([b for _, b in candidates])
     values = engine.energies(
