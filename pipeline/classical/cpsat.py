@@ -1,4 +1,25 @@
-"""Every problem kind as an OR-Tools CP-SAT model over 0/1 variables.
+"""The classical portfolio: CP-SAT on every problem kind, raced with an iterated tabu search.
+
+Within one time budget on one core (CP-SAT gets ``workers`` threads, 1 by default):
+
+0. CP-SAT alone for ``PROBE_SHARE`` of the limit (at most ``PROBE_MAX_S``): it proves
+   small problems in milliseconds (the demo's 24- and 40-node cuts: 0.01-0.05 s), before
+   anything else is paid for: the heuristic's compiled kernels need loading (0.4 s) or,
+   with numba's cache stale or unwritable, compiling (3 s) in a process that has not
+   called :func:`pipeline.classical.warm_up`.
+1. The iterated tabu search (:mod:`pipeline.classical.heuristics`) from the kind's cheap
+   start, for ``HEURISTIC_SHARE`` of the time left, stopping earlier when it stalls
+   (``HINT_PATIENCE`` rounds without a new best).
+2. CP-SAT, hinted with the best so far, until ``CPSAT_END`` of the limit has passed:
+   a complete hint (a partial one, x only, was seen to be dropped) gives it an incumbent
+   at once, so it spends its time on the bound and proves sooner.
+3. Unless CP-SAT proved the optimum: the tabu search again from the best, to the deadline
+   (or ``FINAL_PATIENCE`` rounds without a new best).
+
+The answer is the best any phase found, ``proven_optimal`` only when CP-SAT proves it,
+and ``bound`` CP-SAT's tightest bound over its runs. ``found_s`` says when the answer was
+first found. The reported objective is always recomputed from the returned bits with the
+formulation's own objective.
 
 The kind supplies the objective as exact decimals and its own variables and constraints
 (see :meth:`pipeline.kinds.base.Kind.cpsat_link`; measured choices are documented there).
@@ -6,14 +27,7 @@ CP-SAT needs integer coefficients. Numbers are taken as the decimals they print 
 (``repr``), scaled by a power of ten and divided by their gcd: an exact model, so OPTIMAL
 proves the optimum and CP-SAT's bound converts back exactly. When that would not fit in
 53 bits, coefficients are scaled to ``ROUNDED_SCALE`` and rounded, and neither
-``proven_optimal`` nor the bound is claimed (see ``_integers``).
-CP-SAT gets a complete hint (a partial one, x only, was seen to be dropped): the kind's
-cheap start improved by a tabu search (:mod:`pipeline.classical.heuristics`) given
-``HEURISTIC_SHARE`` of the time. With 1 s and one worker that took the Biq Mac sets from
-17/64 (QUBO) and 2/93 (MaxCut) published optima to 63/64 and 78/93 (mean gap 2.6% ->
-0.34% and 9.0% -> 0.31%). The start is also
-the answer when CP-SAT finds nothing better. The reported objective is always recomputed
-from the returned bits with the formulation's own objective. Models do not pickle, so
+``proven_optimal`` nor the bound is claimed (see ``_integers``). Models do not pickle, so
 everything is built here from plain data, which lets this run on Dask workers.
 """
 
@@ -27,12 +41,19 @@ from decimal import Decimal, localcontext
 import numpy as np
 from ortools.sat.python import cp_model
 
-from pipeline.classical.heuristics import start as heuristic_start
+from pipeline.classical.heuristics import improve, kind_start
 from pipeline.formulation import Formulation, bits_to_string
 from pipeline.kinds import kind_of
+from pipeline.kinds.base import Pair
 from pipeline.kinds.forms import BitArray
 
-HEURISTIC_SHARE = 0.2  # of the time left after building the model: the tabu search's budget
+PROBE_SHARE = 0.05  # of the limit: CP-SAT alone, first
+PROBE_MAX_S = 0.5
+PROBE_MIN_S = 0.01  # below this the probe is skipped
+HEURISTIC_SHARE = 0.2  # of the time left after the probe: the tabu search's hint budget
+HINT_PATIENCE = 300  # rounds without a new best that end the hint's search
+CPSAT_END = 0.75  # of the limit: when hinted CP-SAT stops, if it has not proved
+FINAL_PATIENCE = 1000  # rounds without a new best that end the final search
 ROUNDED_SCALE = 1e6  # largest |coefficient| after scaling a model that cannot be exact
 _EXACT_LIMIT = 2**53  # sum of |integer coefficients| an exact model may reach
 
@@ -43,30 +64,156 @@ class ClassicalAnswer:
     objective: float  # the problem's own objective (formulation.objective), in its own sense
     feasible: bool
     proven_optimal: bool
-    status: str  # CP-SAT status name
+    status: str  # CP-SAT status name (the best any of its runs reached)
     wall_s: float
     bound: float | None = None  # CP-SAT's best bound, in the problem's own sense and units
+    found_s: float | None = None  # seconds from the call's start to the answer's first finding
+
+
+class _Clock(cp_model.CpSolverSolutionCallback):
+    """When CP-SAT found each solution: (its minimised integer objective, perf_counter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[float, float]] = []
+
+    def on_solution_callback(self) -> None:
+        self.found.append((self.objective_value, time.perf_counter()))
+
+    def first(self, value: float) -> float | None:
+        return next((at for v, at in self.found if v <= value), None)
+
+
+@dataclass
+class _Best:
+    """The best answer so far, in the problem's own sense, and when it was first found."""
+
+    formulation: Formulation
+    bits: BitArray
+    value: float
+    at: float
+
+    def offer(self, bits: BitArray, at: float | None) -> bool:
+        """Take ``bits`` if strictly better (beyond rounding); whether they were taken."""
+        value = float(self.formulation.objective(bits))
+        scale = 1e-9 * max(1.0, abs(value), abs(self.value))
+        better = (
+            value < self.value - scale
+            if self.formulation.sense == "min"
+            else value > self.value + scale
+        )
+        if better:
+            self.bits, self.value, self.at = (
+                bits,
+                value,
+                at if at is not None else time.perf_counter(),
+            )
+        return better
+
+
+@dataclass
+class _Runs:
+    """CP-SAT's runs on one model: the best status any reached, and the tightest bound."""
+
+    status: cp_model.CpSolverStatus = cp_model.UNKNOWN
+    bound: float | None = None
+
+    def add(
+        self,
+        formulation: Formulation,
+        solver: cp_model.CpSolver,
+        status: cp_model.CpSolverStatus,
+        unit: Decimal | None,
+    ) -> None:
+        if _RANK.get(status, 0) > _RANK.get(self.status, 0):
+            self.status = status
+        bound = _bound(formulation, solver, status, unit)
+        if bound is not None:
+            tighter = max if formulation.sense == "min" else min
+            self.bound = bound if self.bound is None else tighter(self.bound, bound)
+
+
+_RANK = {cp_model.FEASIBLE: 1, cp_model.OPTIMAL: 2}
 
 
 def solve_classical(
     formulation: Formulation, time_limit_s: float, workers: int = 1, seed: int = 0
 ) -> ClassicalAnswer:
-    """Solve with CP-SAT within ``time_limit_s`` of wall time (model building included).
-
-    CP-SAT is hinted with a tabu search's start; with no better solution in time, that
-    start is the answer (status then UNKNOWN or FEASIBLE, never proven). ``seed`` seeds
-    both; the answer is reproducible when neither runs out of time.
-    """
+    """Solve within ``time_limit_s`` of wall time (model building included): see the module
+    docstring for the phases. ``seed`` seeds them all; the answer is reproducible when no
+    phase runs out of time."""
     if time_limit_s <= 0 or workers < 1:
         raise ValueError("time_limit_s must be positive and workers at least 1")
     started = time.perf_counter()
+    limit = float(time_limit_s)
+    deadline = started + limit
+    spec = formulation.spec
+    kind = kind_of(spec)
+    model, x, pair_vars, unit = _model(formulation)
+    runs = _Runs()
+    start = kind_start(formulation)
+    best = _Best(formulation, start, float(formulation.objective(start)), time.perf_counter())
+
+    def cpsat(until: float, hint: BitArray | None) -> bool:
+        """One CP-SAT run until ``until`` (hinted with ``hint``); whether it proved."""
+        model.clear_hints()
+        if hint is not None:
+            hint_x, hint_pairs = kind.cpsat_hint(hint, pair_vars)
+            for v, b in zip(x, hint_x, strict=True):
+                model.add_hint(v, int(b))
+            for pair, y in pair_vars.items():
+                model.add_hint(y, hint_pairs[pair])
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(until - time.perf_counter(), 1e-3)
+        solver.parameters.num_workers = int(workers)
+        solver.parameters.random_seed = int(seed)
+        clock = _Clock()
+        status = solver.solve(model, clock)
+        runs.add(formulation, solver, status, unit)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            found = np.array([int(solver.boolean_value(v)) for v in x], dtype=np.int8)
+            best.offer(found, clock.first(solver.objective_value))
+        return status == cp_model.OPTIMAL and unit is not None
+
+    proven = False
+    probe = min(PROBE_SHARE * limit, PROBE_MAX_S)
+    if probe >= PROBE_MIN_S:  # phase 0: CP-SAT alone proves small problems in milliseconds
+        proven = cpsat(time.perf_counter() + probe, None)
+    if not proven:  # phase 1: the heuristic, for a hint
+        budget = HEURISTIC_SHARE * (deadline - time.perf_counter())
+        if budget > 0 and formulation.n >= 2:
+            found = improve(formulation, best.bits, budget, seed, HINT_PATIENCE)
+            best.offer(found.bits, found.found_at)
+        # phase 2: CP-SAT from the heuristic's best
+        proven = cpsat(started + CPSAT_END * limit, best.bits)
+    if not proven and formulation.n >= 2:  # phase 3: the heuristic again, to the deadline
+        budget = deadline - time.perf_counter()
+        if budget > 0:
+            found = improve(formulation, best.bits, budget, seed + 1, FINAL_PATIENCE)
+            best.offer(found.bits, found.found_at)
+    return ClassicalAnswer(
+        solution=bits_to_string(best.bits),
+        objective=best.value,
+        feasible=bool(formulation.feasible(best.bits)),
+        proven_optimal=bool(proven),
+        status=runs.status.name,
+        wall_s=time.perf_counter() - started,
+        bound=runs.bound,
+        found_s=best.at - started,
+    )
+
+
+def _model(
+    formulation: Formulation,
+) -> tuple[cp_model.CpModel, list[cp_model.IntVar], dict[Pair, cp_model.IntVar], Decimal | None]:
+    """The CP-SAT model minimising the kind's integer objective: the model, the ``x``
+    variables, the pair variables, and what one integer unit is worth (None: rounded)."""
     spec = formulation.spec
     kind = kind_of(spec)
     terms = kind.cpsat_terms(spec)
     values, unit = _integers([*terms.linear.values(), *terms.pairs.values()], terms.exact)
     weights = dict(zip(terms.linear, values[: len(terms.linear)], strict=True))
     pair_weights = dict(zip(terms.pairs, values[len(terms.linear) :], strict=True))
-
     model = cp_model.CpModel()
     x = [model.new_bool_var(f"x{i}") for i in range(formulation.n)]
     pair_vars = kind.cpsat_link(spec, model, x, pair_weights)
@@ -75,43 +222,7 @@ def solve_classical(
     model.minimize(
         cp_model.LinearExpr.weighted_sum([v for v, _ in objective], [c for _, c in objective])
     )
-    budget = HEURISTIC_SHARE * (float(time_limit_s) - (time.perf_counter() - started))
-    start = heuristic_start(formulation, budget, seed)
-    hint_x, hint_pairs = kind.cpsat_hint(start, pair_vars)
-    for v, b in zip(x, hint_x, strict=True):
-        model.add_hint(v, int(b))
-    for pair, y in pair_vars.items():
-        model.add_hint(y, hint_pairs[pair])
-
-    solver = cp_model.CpSolver()
-    # time_limit_s bounds the whole call: building a big model can take seconds.
-    remaining = float(time_limit_s) - (time.perf_counter() - started)
-    solver.parameters.max_time_in_seconds = max(remaining, 1e-3)
-    solver.parameters.num_workers = int(workers)
-    solver.parameters.random_seed = int(seed)
-    status = solver.solve(model)
-    bits = start
-    proven = status == cp_model.OPTIMAL and unit is not None
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        found = np.array([int(solver.boolean_value(v)) for v in x], dtype=np.int8)
-        # CP-SAT may stop before re-finding its hint; never return worse than the hint.
-        if proven or _better(formulation, found, start):
-            bits = found
-    return ClassicalAnswer(
-        solution=bits_to_string(bits),
-        objective=float(formulation.objective(bits)),
-        feasible=bool(formulation.feasible(bits)),
-        proven_optimal=bool(proven),
-        status=solver.status_name(status),
-        wall_s=time.perf_counter() - started,
-        bound=_bound(formulation, solver, status, unit),
-    )
-
-
-def _better(formulation: Formulation, a: BitArray, b: BitArray) -> bool:
-    """Whether bits ``a`` are at least as good as ``b`` in the problem's own sense."""
-    va, vb = formulation.objective(np.stack([a, b]))
-    return bool(va <= vb) if formulation.sense == "min" else bool(va >= vb)
+    return model, x, pair_vars, unit
 
 
 def _bound(

@@ -1,17 +1,32 @@
-"""Feasible starts for CP-SAT: the kind's cheap start, improved by a tabu search.
+"""Feasible starts and answers: the kind's cheap start, improved by an iterated tabu search.
 
-CP-SAT is hinted with the start, and the start is the answer when CP-SAT finds nothing
-better in time, so a good start matters most exactly when the time limit is short. The
-tabu search is the classic one for QUBOs: flip the bit that helps most (or hurts least),
-and forbid flipping it back for a few steps, so the search walks out of local optima;
-with a cardinality constraint it swaps one chosen variable for an unchosen one instead.
-It minimises the problem's own objective (no penalties), compiled with numba, and stops
-at its time budget or when it has not improved for ``STALL_STEPS`` steps per variable.
+CP-SAT is hinted with the heuristic's best and the heuristic's best is the answer when
+CP-SAT finds nothing better in time, so a good heuristic matters most exactly when CP-SAT
+cannot prove (sparse Ising spin glasses, dense QUBOs at n >= 100).
+
+One *round* is the classic tabu search for QUBOs: flip the bit that helps most (or hurts
+least) and forbid flipping it back for a few steps, so the search walks out of local
+optima; a flip that beats the round's best is allowed even when tabu (aspiration). With a
+cardinality constraint a round swaps one chosen variable for an unchosen one instead. A
+round ends after ``ROUND_STALL`` steps (at least; ``10 n`` for large ``n``) without
+improving. Single-flip tabu alone stalls far from the optimum on spin glasses (t2g15_6666:
+7.5 % short), so rounds are iterated: each starts from the *base* solution with about
+``PERTURB`` of its variables flipped (swapped under a cardinality) at random; a round's
+best becomes the base when it is at least as good as the base, and after ``RESTART``
+rounds without a new overall best the base is a random solution. Measured on the Biq Mac
+Ising sets at a 3 s budget, two seeds each: 0/24 over the 0.1 %/0.5 % targets (mean gap
+0.01 %); perturbing always from the overall best left 3/24 over, with a random walk 4/24.
+
+The search minimises the problem's own objective (no penalties), compiled with numba,
+and stops at its time budget or when it has gone ``patience`` rounds, and at least as
+many rounds as it took to find its best, without a new best: a problem whose optimum is
+found in the first round stops after ``patience`` rounds (milliseconds at n = 40).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -20,21 +35,50 @@ from pipeline.formulation import Formulation
 from pipeline.kinds import kind_of
 from pipeline.kinds.forms import BitArray, FloatArray
 
-STALL_STEPS = 5000  # per variable: give up after this many steps without improvement
+ROUND_STALL = 2000  # steps without improving that end a round (10 n when larger)
+PERTURB = 0.2  # share of the variables flipped (swaps: of min(k, n - k)) to start a round
+RESTART = 100  # rounds without a new best before the base is a random solution
+PATIENCE = 100  # rounds without a new best (and as many as the best took) that end a search
 _CHUNK_WORK = 2_000_000  # inner-loop operations per compiled call between clock checks
 
 
+@dataclass(frozen=True)
+class Search:
+    """What a search found: its best bits, their minimised value (``a.x + x'Mx / 2``),
+    the clock (``time.perf_counter``) when it found them (None: no better than its start),
+    and how many rounds it ran."""
+
+    bits: BitArray
+    value: float
+    found_at: float | None
+    rounds: int
+
+
 def start(formulation: Formulation, budget_s: float, seed: int = 0) -> BitArray:
-    """The kind's heuristic start, then a tabu search from it for up to ``budget_s``."""
-    spec = formulation.spec
-    bits = kind_of(spec).heuristic_start(spec, formulation.objective_qubo)
+    """The kind's heuristic start, then an iterated tabu search from it for up to ``budget_s``."""
+    bits = kind_start(formulation)
     if budget_s <= 0 or formulation.n < 2:
         return bits
+    return improve(formulation, bits, budget_s, seed).bits
+
+
+def kind_start(formulation: Formulation) -> BitArray:
+    """The kind's own cheap feasible start (a 1-flip descent; greedy under a budget)."""
+    spec = formulation.spec
+    return kind_of(spec).heuristic_start(spec, formulation.objective_qubo)
+
+
+def improve(
+    formulation: Formulation,
+    bits: BitArray,
+    budget_s: float,
+    seed: int = 0,
+    patience: int = PATIENCE,
+) -> Search:
+    """An iterated tabu search on ``formulation``'s objective from the feasible ``bits``."""
     linear, matrix = formulation.objective_qubo.minimisation_form()
-    found = tabu_search(linear, matrix, bits, formulation.cardinality is not None, budget_s, seed)
-    values = formulation.objective(np.stack([bits, found]))
-    better = values[1] < values[0] if formulation.sense == "min" else values[1] > values[0]
-    return found if better else bits
+    swap = formulation.cardinality is not None
+    return search(linear, matrix, bits, swap, budget_s, seed, patience)
 
 
 def tabu_search(
@@ -44,31 +88,104 @@ def tabu_search(
 
     ``swap`` keeps ``sum(x)`` fixed (swap moves); otherwise single flips.
     """
+    return search(linear, matrix, bits, swap, budget_s, seed).bits
+
+
+def search(
+    linear: FloatArray,
+    matrix: FloatArray,
+    bits: BitArray,
+    swap: bool,
+    budget_s: float,
+    seed: int,
+    patience: int = PATIENCE,
+) -> Search:
+    """Iterated tabu search minimising ``linear . x + x'Mx / 2`` from ``bits`` (see the
+    module docstring); deterministic for a seed unless the budget cuts it short."""
     deadline = time.perf_counter() + budget_s
     n = len(linear)
-    x = bits.astype(np.int8)
-    field = linear + matrix @ x  # change from setting x_i = 1, the others as they are
-    value = float(linear @ x + x @ matrix @ x / 2.0)
-    best_x = x.copy()
-    tabu = np.zeros(n, dtype=np.int64)  # step until which a variable may not move
-    tenure = max(1, min(20, n // 4))
+    x0 = np.asarray(bits, dtype=np.int8).copy()
+    best_x = x0.copy()
+    best = _value(linear, matrix, x0)
+    k = int(x0.sum())
+    if n < 2 or (swap and k in (0, n)):
+        return Search(best_x, best, None, 0)
     # Updates accumulate rounding: only a gain beyond it counts, or a cycle "improves" forever.
     tol = 1e-9 * (1.0 + float(np.abs(linear).sum() + np.abs(matrix).sum() / 2.0))
-    k = int(x.sum())
+    tenure = max(1, min(20, n // 4))
+    stall = max(ROUND_STALL, 10 * n)
     work = k * (n - k) + n if swap else 2 * n
-    if swap and k in (0, n):
-        return best_x
-    steps = max(1, _CHUNK_WORK // work)
+    steps = max(1, min(stall, _CHUNK_WORK // work))
+    kernel = _swap_steps if swap else _flip_steps
+    rng = np.random.default_rng(seed)
     _seed(seed)
-    step, last, best = 0, 0, value
-    while step - last < STALL_STEPS * n and time.perf_counter() < deadline:
-        kernel = _swap_steps if swap else _flip_steps
-        value, best, improved = kernel(
-            matrix, x, field, tabu, best_x, value, best, step, steps, tenure, tol
-        )
-        step += steps
-        last = max(last, improved)
-    return best_x
+    base, base_value = x0, best
+    x = x0.copy()
+    found_at: float | None = None
+    rounds = found_round = 0
+    while time.perf_counter() < deadline:
+        # One round: tabu search from x until it goes `stall` steps without improving.
+        field = linear + matrix @ x  # change from setting x_i = 1, the others as they are
+        value = _value(linear, matrix, x)
+        round_x, round_best = x.copy(), value
+        tabu = np.zeros(n, dtype=np.int64)  # step until which a variable may not move
+        step, last = 0, 0
+        while step - last < stall and time.perf_counter() < deadline:
+            value, round_best, improved = kernel(
+                matrix, x, field, tabu, round_x, value, round_best, step, steps, tenure, tol
+            )
+            step += steps
+            last = max(last, improved)
+        rounds += 1
+        if round_best < best - tol:
+            best, best_x, found_at, found_round = (
+                round_best,
+                round_x.copy(),
+                time.perf_counter(),
+                rounds,
+            )
+        if round_best <= base_value + tol:
+            base, base_value = round_x, round_best
+        idle = rounds - found_round
+        if idle >= max(patience, found_round):
+            break
+        if idle and idle % RESTART == 0:
+            base = _random_bits(rng, n, k if swap else None)
+            base_value = _value(linear, matrix, base)
+            x = base.copy()
+        else:
+            x = _perturb(rng, base, swap)
+    return Search(best_x, best, found_at, rounds)
+
+
+def _value(linear: FloatArray, matrix: FloatArray, x: BitArray) -> float:
+    xf = x.astype(np.float64)
+    return float(linear @ xf + xf @ matrix @ xf / 2.0)
+
+
+def _random_bits(rng: np.random.Generator, n: int, ones: int | None) -> BitArray:
+    """Uniformly random bits; exactly ``ones`` of them set when given."""
+    if ones is None:
+        return rng.integers(0, 2, n).astype(np.int8)
+    x = np.zeros(n, dtype=np.int8)
+    x[rng.choice(n, ones, replace=False)] = 1
+    return x
+
+
+def _perturb(rng: np.random.Generator, base: BitArray, swap: bool) -> BitArray:
+    """``base`` with about ``PERTURB`` of its variables flipped (or swapped: sum kept)."""
+    x = base.copy()
+    n = len(x)
+    if not swap:
+        flips = min(n, max(2, int(PERTURB * n * rng.uniform(0.5, 1.5))))
+        x[rng.choice(n, flips, replace=False)] ^= 1
+        return x
+    ones, zeros = np.flatnonzero(x == 1), np.flatnonzero(x == 0)
+    room = min(len(ones), len(zeros))
+    swaps = min(room, max(1, int(PERTURB * room * rng.uniform(0.5, 1.5))))
+    x[rng.choice(ones, swaps, replace=False)] = 0
+    x[rng.choice(zeros, swaps, replace=False)] = 1
+    return x
 
 
 def warm_up() -> None:
@@ -76,7 +193,7 @@ def warm_up() -> None:
     worker pays this at start-up rather than inside a problem's time limit."""
     linear, matrix = np.array([1.0, -1.0]), np.array([[0.0, 1.0], [1.0, 0.0]])
     for swap in (False, True):
-        tabu_search(linear, matrix, np.array([1, 0], dtype=np.int8), swap, 1.0, 0)
+        search(linear, matrix, np.array([1, 0], dtype=np.int8), swap, 1.0, 0, patience=1)
 
 
 @njit(cache=True)
