@@ -28,6 +28,8 @@ from flows.compute import Compute, TaskFuture
 from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.classical import run_classical_task
 from pipeline.config import Settings
+from pipeline.engine.angle_store import AngleLibrary, plan_for
+from pipeline.engine.angles import AnglePlan
 from pipeline.engine.chunk import run_quantum_chunk
 from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.shapes import ShapeKey
@@ -69,6 +71,7 @@ class FinishedBatch:
     errors: dict[str, Fallback]  # problem_id -> why it got no answer at all
     execute_s: float
     references: dict[str, Answer] = field(default_factory=dict)  # CP-SAT beside quantum
+    angle_plan: AnglePlan | None = None  # where the quantum batch's angles started
 
 
 @dataclass
@@ -82,6 +85,7 @@ class _Tracker:
     fallbacks: dict[str, Fallback] = field(default_factory=dict)
     errors: dict[str, Fallback] = field(default_factory=dict)
     references: dict[str, Answer] = field(default_factory=dict)
+    angle_plan: AnglePlan | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def finished(self) -> FinishedBatch:
@@ -95,6 +99,7 @@ class _Tracker:
             self.errors,
             time.perf_counter() - self.started,
             self.references,
+            self.angle_plan,
         )
 
 
@@ -163,8 +168,10 @@ class Dispatcher:
         backend_spec: str,
         run_started_at: float,
         record: Callable[[list[Move]], object],
+        library: AngleLibrary | None = None,
     ) -> None:
         self.compute = compute
+        self.library = library
         self.settings = settings
         self.backend_spec = backend_spec
         self.run_started_at = run_started_at  # epoch seconds
@@ -219,6 +226,11 @@ class Dispatcher:
             return Move(ids, (SUBMITTED, RUNNING), detail)
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
+        kind = batch.problems[0].spec.kind
+        plan = plan_for(
+            self.library, kind, batch.shape, min_depth_gain=self.settings.quantum.min_depth_gain
+        )
+        tracker.angle_plan = plan
         n = batch.shape.n_qubits
         backend = get_backend(self.backend_spec, self.settings.quantum.max_qubits)
         count = chunk_count(
@@ -239,6 +251,7 @@ class Dispatcher:
                 max_iterations=self.settings.quantum.max_iterations,
                 seed=self.settings.quantum.seed,
                 policy=self._policy(batch, len(chunk)),
+                angle_plan=plan,
             )
             self._submit(tracker, "quantum", chunk, run_quantum_chunk, task)
         classical = self.settings.classical

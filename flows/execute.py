@@ -22,6 +22,7 @@ from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
 from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
 from pipeline.backends import Backend
 from pipeline.config import Settings
+from pipeline.engine.angle_store import AngleLibrary, record_batch
 from pipeline.engine.templates import artifact_key
 from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
@@ -60,12 +61,14 @@ def execute_claims(
     )
     thread = compute.thread if isinstance(compute, InlineCompute) else None
     compiler = TemplateCompiler(templates, backend, thread)
+    library = AngleLibrary(deps.intake.engine)  # shared by every process and host
     dispatcher = Dispatcher(
         compute,
         settings,
         deps.backend_spec,
         started_at.timestamp(),
         record=lambda moves: deps.intake.advance_many(run_id, moves),
+        library=library,
     )
     wave = wave_size(settings, compute.workers)
     deps.progress.stage("execute", len(claims) + deps.intake.pending())  # the backlog now
@@ -92,7 +95,7 @@ def execute_claims(
             with clock.stage("execute"):
                 dispatcher.dispatch(routed, compiler)
                 for finished in dispatcher.finished(until_in_flight=wave // 2):
-                    _commit(deps, context, finished, clock, counts)
+                    _commit(deps, context, finished, clock, counts, library)
             more = deps.intake.claim(run_id, wave, settings.intake.lease_seconds) if waves else []
             if not more:
                 break
@@ -102,7 +105,7 @@ def execute_claims(
                 exhausted, batches = _plan(more, backend, settings)
         with clock.stage("execute"):
             for finished in dispatcher.finished():
-                _commit(deps, context, finished, clock, counts)
+                _commit(deps, context, finished, clock, counts, library)
     finally:
         compiler.close()
         if isinstance(compute, LocalClusterCompute):
@@ -125,9 +128,16 @@ def _plan(
 
 
 def _commit(
-    deps: RunDeps, context: RowContext, finished: FinishedBatch, clock: Clock, counts: Counter[str]
+    deps: RunDeps,
+    context: RowContext,
+    finished: FinishedBatch,
+    clock: Clock,
+    counts: Counter[str],
+    library: AngleLibrary,
 ) -> None:
-    """A finished batch's rows, committed; its counts and timings added to the run's."""
+    """A finished batch's rows, committed; its counts and timings added to the run's; its
+    refined angles written back to the angle library, so the next batch of its class starts
+    there."""
     post = time.perf_counter()
     rows = batch_rows(finished, context)
     written = deps.results.commit_batch(
@@ -139,6 +149,7 @@ def _commit(
     )
     _count(counts, written)
     _log_batch(context.run_id, finished, written, deps.backend_spec)
+    _learn(library, finished, written)
     template = finished.template
     if template is not None and template.first:
         clock.seconds["compile"] += template.compile_s
@@ -150,6 +161,25 @@ def _batch_row(
     finished: FinishedBatch, context: RowContext, post_started: float, kept: list[ProblemRow]
 ) -> BatchRow:
     return batch_row(finished, context, kept, time.perf_counter() - post_started)
+
+
+def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[ProblemRow]) -> None:
+    """Record the angles the batch's quantum answers reached, judged by their references."""
+    batch = finished.batch
+    if batch.shape is None:
+        return
+    answers = {a.problem_id: a for r in finished.results for a in r.answers}
+    quantum = [r for r in written if r.route == "quantum" and r.problem_id in answers]
+    if not quantum:
+        return
+    record_batch(
+        library,
+        batch.problems[0].spec.kind,
+        batch.shape,
+        [answers[r.problem_id] for r in quantum],
+        [r.reference_objective for r in quantum],
+        finished.angle_plan.source if finished.angle_plan else "grid",
+    )
 
 
 def _log_batch(

@@ -9,6 +9,7 @@ to the queue for another attempt while it has attempts left, and only then ends 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,7 +105,7 @@ def batch_row(
         kind=",".join(sorted({p.spec.kind for p in batch.problems})),
         size=len(rows),
         n_qubits=batch.shape.n_qubits if batch.shape else None,
-        reps=batch.shape.reps if batch.shape else None,
+        reps=_reps_that_ran(rows) or (batch.shape.reps if batch.shape else None),
         backend=context.backend if quantum else CLASSICAL_BACKEND,
         solver_path=context.solver_path if quantum else "classical",
         executor=context.executor,
@@ -186,6 +187,12 @@ def exhausted_batch_row(
         started_at=context.started_at,
         completed_at=rows[0].completed_at if rows else None,
     )
+
+
+def _reps_that_ran(rows: Sequence[ProblemRow]) -> int | None:
+    """The depth most of the batch's quantum answers ran (the library may lower it)."""
+    reps = Counter(r.reps for r in rows if r.reps is not None)
+    return reps.most_common(1)[0][0] if reps else None
 
 
 def _answers(results: Sequence[ChunkResult]) -> dict[str, Answer]:

@@ -47,6 +47,9 @@ class QuantumSettings(_Section):
     max_batch_size: int = Field(default=64, ge=1)
     max_iterations: int = Field(default=40, ge=1)
     seed: int = 7
+    # Stay one layer shallower when the angle library shows the extra layer raised the
+    # expectation ratio by less than this (None: always the requested depth).
+    min_depth_gain: float | None = Field(default=0.01, ge=0)
 
 
 class ClassicalSettings(_Section):

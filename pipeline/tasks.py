@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.backends.calls import CallPolicy
+from pipeline.engine.angles import AnglePlan
 from pipeline.engine.templates import PackedTemplate
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
@@ -39,6 +40,7 @@ class QuantumChunkTask:
     max_iterations: int
     seed: int
     policy: CallPolicy
+    angle_plan: AnglePlan | None = None  # the batch's starting angles, from the angle library
 
 
 @dataclass(frozen=True)

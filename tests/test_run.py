@@ -112,3 +112,55 @@ def test_a_task_that_raises_is_retried_and_fails_only_past_its_attempt_limit(
     assert row["problem_id"] == submitted.outcome.id and row["status"] == "failed"
     assert row["fallback_code"] == "execution_error" and row["attempts"] == 2
     assert "MemoryError" in row["fallback_reason"] and "attempt 2 of 2" in row["fallback_reason"]
+
+
+def test_a_second_run_of_a_class_starts_from_the_library_and_costs_fewer_evaluations(
+    tmp_path: Path,
+) -> None:
+    """Two graphs of one class (6 nodes, the same degree sequence, not regular): the first
+    run scans the grid and writes the angles back; the second starts from them."""
+
+    def problems(chords: list[list[int]], seed: int) -> list[dict[str, object]]:
+        ring = [[i, (i + 1) % 6] for i in range(6)]
+        return [
+            {
+                "kind": "maxcut",
+                "n": 6,
+                "edges": [[u, v, 1 + (seed + i * 7 + u * 3 + v) % 9] for u, v in ring + chords],
+            }
+            for i in range(8)
+        ]
+
+    settings = load_settings(tmp_path / "home", overrides={"dask.inline_below_s": 1e9})
+    evaluations = []
+    for name, chords in (("first", [[0, 3], [1, 4]]), ("second", [[1, 4], [2, 5]])):
+        source = tmp_path / f"{name}.jsonl"
+        source.write_text("".join(json.dumps(r) + "\n" for r in problems(chords, len(name))))
+        submit_files(settings, [source])
+        with open_deps(settings) as deps:
+            summary = run_once(deps)
+        rows = query(
+            settings.results_dir,
+            "SELECT evaluations, expected_objective, reference_objective FROM problems "
+            "WHERE run_id = ? AND route = 'quantum'",
+            [summary.run_id],
+        ).to_pylist()
+        assert len(rows) == 8
+        evaluations.append(sum(r["evaluations"] for r in rows) / len(rows))
+        ratios = [r["expected_objective"] / r["reference_objective"] for r in rows]
+        assert min(ratios) > 0.7  # the library's start costs no quality worth the name
+    assert evaluations[1] < evaluations[0] / 2, evaluations
+    library = runner_angles(settings)
+    assert len(library) == 1 and library[0]["class"].startswith("maxcut/q6/")
+
+
+def runner_angles(settings: object) -> list[dict[str, object]]:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    home = str(settings.home)  # type: ignore[attr-defined]
+    result = CliRunner().invoke(app, ["angles", "--json", "--home", home])
+    assert result.exit_code == 0, result.output
+    found: list[dict[str, object]] = json.loads(result.stdout)
+    return found
