@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from qaoa_dataset import load_graphs
 
-from pipeline.classical import ClassicalAnswer, solve_classical
-from pipeline.classical.heuristics import start, tabu_search
+from pipeline.classical import ClassicalAnswer, solve_classical, solve_plain
+from pipeline.classical.heuristics import improve, kind_start, start, tabu_search
 from pipeline.config import LimitSettings
 from pipeline.formulation import bits_to_string, formulate
 from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec
@@ -341,3 +341,99 @@ def test_portfolio_fallback_keeps_the_budget() -> None:
     answer = solve_classical(formulate(spec), 1e-9, workers=WORKERS)
     assert answer.status == "UNKNOWN" and not answer.proven_optimal
     check_answer(spec, answer)
+
+
+# --- the portfolio against published optima (issue 14) ---------------------------------
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+
+def tolerance(n: int) -> float:
+    """The issue's targets: within 0.1 % of the optimum up to 100 variables, else 0.5 %."""
+    return 0.001 if n <= 100 else 0.005
+
+
+def check_bound(sense: str, optimum: float, answer: ClassicalAnswer) -> None:
+    """The bound is on the right side of the published optimum (and so of every answer)."""
+    if answer.bound is None:
+        return
+    slack = 1e-9 * max(1.0, abs(optimum))
+    if sense == "min":
+        assert answer.bound <= optimum + slack <= answer.objective + 2 * slack
+    else:
+        assert answer.bound >= optimum - slack >= answer.objective - 2 * slack
+
+
+HARD = [  # CP-SAT alone ends 16-79 % short at 2 s on these (benchmarks/bench_classical.py)
+    ("biqmac-maxcut", "rudy/pm1s_80.0"),
+    ("biqmac-maxcut", "ising/t2g10_5555"),
+    ("biqmac-maxcut", "ising/ising2.5-100_5555"),
+    ("biqmac-qubo", "beasley/bqp100-1.sparse"),
+    ("biqmac-qubo", "be/be100.1.sparse"),
+]
+
+
+@pytest.mark.parametrize(("folder", "instance"), HARD)
+def test_portfolio_comes_within_the_target_of_published_optima(folder: str, instance: str) -> None:
+    sense, optimum = optima(folder)[instance]
+    spec = read_spec(folder, instance)
+    limit = 2.0
+    answer = solve_classical(formulate(spec), limit, workers=1)
+    check_answer(spec, answer)
+    check_bound(sense, optimum, answer)
+    n = len(answer.solution)
+    assert abs(answer.objective - optimum) / max(1.0, abs(optimum)) <= tolerance(n)
+    assert answer.found_s is not None and 0 <= answer.found_s <= answer.wall_s
+    assert answer.wall_s < limit + 0.5  # the limit bounds every phase, model building included
+
+
+@pytest.mark.parametrize(
+    ("folder", "instance"), [*PUBLISHED[:4], ("biqmac-qubo", "beasley/bqp50-4.sparse")]
+)
+def test_bound_and_answer_on_the_right_sides_of_published_optima(
+    folder: str, instance: str
+) -> None:
+    """Proven or cut short: no answer beats the published optimum, no bound falls short."""
+    sense, optimum = optima(folder)[instance]
+    formulation = formulate(read_spec(folder, instance))
+    for limit in (0.05, 0.3, 5.0):
+        answer = solve_classical(formulation, limit, workers=1)
+        check_bound(sense, optimum, answer)
+        if answer.proven_optimal:
+            assert answer.objective == pytest.approx(optimum, rel=1e-12)
+
+
+def test_spin_glass_needs_the_iterated_search() -> None:
+    """t2g10_5555 (a 10x10 toroidal grid): single-flip tabu stalls 1.4 % short; the
+    iterated search (perturbations, restarts) reaches the optimum."""
+    _sense, optimum = optima("biqmac-maxcut")["ising/t2g10_5555"]
+    formulation = formulate(read_spec("biqmac-maxcut", "ising/t2g10_5555"))
+    found = improve(formulation, kind_start(formulation), 3.0, seed=0)
+    assert float(formulation.objective(found.bits)) == optimum
+    assert found.rounds > 1 and found.found_at is not None
+
+
+@pytest.mark.parametrize("name", ["maxcut_3regular_24.rudy", "maxcut_3regular_40.rudy"])
+def test_small_problems_are_proven_before_the_heuristic_runs(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's cuts: CP-SAT alone proves them in milliseconds, so the heuristic (whose
+    compiled kernels may still need loading or compiling: 0.4-3 s) is never called."""
+    records = read_path(SAMPLES / name, LimitSettings())
+    assert records[0].spec is not None
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the heuristic ran")
+
+    monkeypatch.setattr("pipeline.classical.cpsat.improve", refuse)
+    answer = solve_classical(formulate(records[0].spec), 10.0, workers=1)
+    check_answer(records[0].spec, answer)
+    assert answer.proven_optimal and answer.wall_s < 0.5
+
+
+def test_plain_cpsat_is_the_unhinted_baseline() -> None:
+    _sense, optimum = optima("biqmac-qubo")["gka/gka1b.sparse"]
+    spec = read_spec("biqmac-qubo", "gka/gka1b.sparse")
+    answer = solve_plain(formulate(spec), 10.0)
+    check_answer(spec, answer)
+    assert answer.proven_optimal and answer.objective == optimum

@@ -1,4 +1,4 @@
-"""The classical path: CP-SAT on every problem kind, hinted by a fast heuristic.
+"""The classical path: a portfolio of CP-SAT and an iterated tabu search on every kind.
 
 :func:`run_classical_task` is what a Dask worker runs for one classical problem; it
 builds the CP-SAT model there, since models do not pickle. Workers call :func:`warm_up`
@@ -11,11 +11,11 @@ import os
 import socket
 import time
 
-from pipeline.classical.cpsat import ClassicalAnswer, solve_classical
+from pipeline.classical.cpsat import ClassicalAnswer, solve_classical, solve_plain
 from pipeline.classical.heuristics import warm_up
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask
 
-__all__ = ["ClassicalAnswer", "run_classical_task", "solve_classical", "warm_up"]
+__all__ = ["ClassicalAnswer", "run_classical_task", "solve_classical", "solve_plain", "warm_up"]
 
 
 def run_classical_task(task: ClassicalTask) -> ChunkResult:

@@ -203,6 +203,41 @@ def solve_classical(
     )
 
 
+def solve_plain(
+    formulation: Formulation, time_limit_s: float, workers: int = 1, seed: int = 0
+) -> ClassicalAnswer:
+    """CP-SAT alone on the same model, unhinted: the baseline the portfolio is measured
+    against (``benchmarks/bench_classical.py``). With no solution in time the answer is
+    the kind's cheap start (status UNKNOWN)."""
+    if time_limit_s <= 0 or workers < 1:
+        raise ValueError("time_limit_s must be positive and workers at least 1")
+    started = time.perf_counter()
+    model, x, _, unit = _model(formulation)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(started + time_limit_s - time.perf_counter(), 1e-3)
+    solver.parameters.num_workers = int(workers)
+    solver.parameters.random_seed = int(seed)
+    clock = _Clock()
+    status = solver.solve(model, clock)
+    proven = status == cp_model.OPTIMAL and unit is not None
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        bits = np.array([int(solver.boolean_value(v)) for v in x], dtype=np.int8)
+        at = clock.first(solver.objective_value) or time.perf_counter()
+    else:
+        bits, at = kind_start(formulation), time.perf_counter()
+    best = _Best(formulation, bits, float(formulation.objective(bits)), at)
+    return ClassicalAnswer(
+        solution=bits_to_string(best.bits),
+        objective=best.value,
+        feasible=bool(formulation.feasible(best.bits)),
+        proven_optimal=bool(proven),
+        status=status.name,
+        wall_s=time.perf_counter() - started,
+        bound=_bound(formulation, solver, status, unit),
+        found_s=best.at - started,
+    )
+
+
 def _model(
     formulation: Formulation,
 ) -> tuple[cp_model.CpModel, list[cp_model.IntVar], dict[Pair, cp_model.IntVar], Decimal | None]:
