@@ -27,7 +27,8 @@ from pipeline.engine.evaluators import (
     PrimitiveEvaluator,
     normalised_weights,
 )
-from pipeline.engine.lockstep import _outcomes_as_integers, optimise_batch
+from pipeline.engine.lockstep import optimise_batch
+from pipeline.engine.sampling import outcomes_as_integers
 from pipeline.engine.shapes import shape_of
 from pipeline.engine.templates import (
     CompiledTemplate,
@@ -345,7 +346,7 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
         packed = rng.integers(0, 256, (4, 50, (bits + 7) // 8), dtype=np.uint8)
         packed[..., 0] &= (1 << (bits % 8 or 8)) - 1  # BitArray keeps unused high bits zero
         measured = BitArray(packed, bits)
-        decoded = _outcomes_as_integers(measured)
+        decoded = outcomes_as_integers(measured)
         for position in range(4):
             assert set(decoded[position].tolist()) == set(measured.get_int_counts(loc=position))
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from qiskit.primitives import BitArray
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
@@ -40,8 +39,9 @@ from pipeline.engine.angles import (
     usable,
 )
 from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
+from pipeline.engine.refine import FD_STEP, MAX_RADIUS, newton_step, refine
+from pipeline.engine.sampling import best_sample, sample
 from pipeline.engine.templates import CompiledTemplate
-from pipeline.formulation import Formulation, bits_to_string
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -49,14 +49,6 @@ IntArray = npt.NDArray[np.int64]
 PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
-FD_STEP = 1e-3
-INITIAL_RADIUS = 0.1
-MAX_RADIUS = 0.5
-MIN_RADIUS = 1e-4
-DECREASE_TOLERANCE = 1e-7  # in units of the normalised energy (RMS weight = 1)
-# A Newton step pays when its model promises at least this fraction of the energy: about
-# 1e-4 of the expectation ratio, far below what sampling or a device's noise could show.
-STEP_PAYS = 1e-4
 # Warm starts: the pilots' optima are transferred as they are unless the pilots show that
 # transfer loses more than the plan's ``transfer_tolerance`` of the energy, in which case
 # everyone takes one Newton step.
@@ -133,7 +125,7 @@ def optimise_batch(
         else:
             gammas, betas, energy, hint = _start(engine, len(problems), reps, max_iterations)
             rest = np.arange(PILOTS if hint is not None else 0, len(problems))
-            gammas[rest], betas[rest], energy[rest], _ = _refine(
+            gammas[rest], betas[rest], energy[rest], _ = refine(
                 engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
             )
     else:
@@ -144,12 +136,12 @@ def optimise_batch(
         energy = np.zeros(len(problems))
     expected_objectives = engine.expected_objectives(gammas, betas, energy)
     engine.release()  # the simulator's data go before the backend samples
-    samples = _sample(engine, problems, caller, gammas, betas, seed)
+    samples = sample(engine, problems, caller, gammas, betas, seed)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):
         expected = expected_objectives[b]
-        solution, objective, feasible = _best_sample(problem.formulation, samples[b])
+        solution, objective, feasible = best_sample(problem.formulation, samples[b])
         answers.append(
             QuantumAnswer(
                 problem.problem_id,
@@ -186,9 +178,7 @@ def _start(
         return (*_grid_start(engine, everyone, reps), None)
     pilots, others = everyone[:PILOTS], everyone[PILOTS:]
     gammas, betas, energy = _grid_start(engine, pilots, reps)
-    gammas, betas, energy, curvature = _refine(
-        engine, pilots, gammas, betas, energy, max_iterations
-    )
+    gammas, betas, energy, curvature = refine(engine, pilots, gammas, betas, energy, max_iterations)
     candidates_g = np.broadcast_to(gammas[None], (len(others), PILOTS, reps))
     candidates_b = np.broadcast_to(betas[None], (len(others), PILOTS, reps))
     values = engine.energies(
@@ -241,9 +231,7 @@ def _warm_start(
     if poor.size:
         gammas[poor], betas[poor], energy[poor] = _grid_start(engine, pilots[poor], reps)
     started = energy.copy()
-    gammas, betas, energy, curvature = _refine(
-        engine, pilots, gammas, betas, energy, max_iterations
-    )
+    gammas, betas, energy, curvature = refine(engine, pilots, gammas, betas, energy, max_iterations)
     all_g, all_b, all_e = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
     all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
     if len(pilots) > 1:  # each pilot at the others' optima: what transfer costs in this batch
@@ -284,7 +272,7 @@ def _warm_start(
         # may too: those problems refine until a step no longer pays.
         paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
         if paid.size:
-            all_g[paid], all_b[paid], all_e[paid], _ = _refine(
+            all_g[paid], all_b[paid], all_e[paid], _ = refine(
                 engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
             )
     return all_g, all_b, all_e
@@ -306,7 +294,7 @@ def _one_step(
     points = theta[:, None, :] + offsets[None, :, :]
     values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
     gradient = (values - energy[:, None]) / FD_STEP
-    steps = np.array([_newton_step(g, hessian, MAX_RADIUS) for g in gradient])
+    steps = np.array([newton_step(g, hessian, MAX_RADIUS) for g in gradient])
     moved = theta + steps
     new = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[
         :, 0
@@ -319,44 +307,6 @@ def _one_step(
 def _weight_sums(engine: Evaluator) -> FloatArray:
     """sum |w| of each problem's normalised weights: minus the lowest energy it could have."""
     return np.asarray(np.abs(engine.J).sum(axis=1) + np.abs(engine.h).sum(axis=1))
-
-
-def _stencil(dims: int) -> FloatArray:
-    """Offsets for a centre, central first differences and mixed second differences."""
-    unit = np.eye(dims)
-    rows = [np.zeros(dims)]
-    rows += [FD_STEP * unit[i] for i in range(dims)] + [-FD_STEP * unit[i] for i in range(dims)]
-    for i in range(dims):
-        for j in range(i + 1, dims):
-            for si in (1, -1):
-                for sj in (1, -1):
-                    rows.append(FD_STEP * (si * unit[i] + sj * unit[j]))
-    return np.array(rows)
-
-
-def _derivatives(
-    values: FloatArray, dims: int, hint: FloatArray | None
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Energy, gradient and Hessian per problem from energies on the stencil.
-
-    With a ``hint`` (one Hessian per problem, (rows, dims, dims)) only the axis points
-    were evaluated: the diagonal curvature is measured and the mixed terms come from it.
-    """
-    centre = values[:, 0]
-    plus, minus = values[:, 1 : dims + 1], values[:, dims + 1 : 2 * dims + 1]
-    gradient = (plus - minus) / (2 * FD_STEP)
-    hessian = np.zeros((len(values), dims, dims)) if hint is None else hint.copy()
-    diagonal = (plus - 2 * centre[:, None] + minus) / FD_STEP**2
-    hessian[:, np.arange(dims), np.arange(dims)] = diagonal
-    if hint is not None:
-        return centre, gradient, hessian
-    column = 2 * dims + 1
-    for i in range(dims):
-        for j in range(i + 1, dims):
-            pp, pm, mp, mm = (values[:, column + k] for k in range(4))
-            hessian[:, i, j] = hessian[:, j, i] = (pp - pm - mp + mm) / (4 * FD_STEP**2)
-            column += 4
-    return centre, gradient, hessian
 
 
 def _grid_start(
@@ -376,137 +326,3 @@ def _grid_start(
     best = energies.argmin(axis=1)
     index = np.arange(len(rows))
     return gammas[index, best, :].copy(), betas[index, best, :].copy(), energies[index, best]
-
-
-def _refine(
-    engine: Evaluator,
-    problems: npt.NDArray[np.intp],
-    gammas: FloatArray,
-    betas: FloatArray,
-    energy: FloatArray,
-    max_iterations: int,
-    hint: FloatArray | None = None,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Trust-region Newton steps from finite differences; every running problem in one call.
-
-    The first step measures the full Hessian (9 evaluations at p=1, 33 at p=2) unless a
-    ``hint`` gives its mixed terms; later steps measure only the gradient and the diagonal
-    (2p * 2 + 1 evaluations) and keep the mixed terms of the last full measurement. A step
-    is kept only if it lowers the energy; each problem stops on its own when its Newton
-    model promises less than ``STEP_PAYS`` of its energy (the step no longer pays) or its
-    trust radius collapses.
-    """
-    batch, reps = gammas.shape  # row r of the arrays is problem problems[r]
-    theta = np.concatenate([gammas, betas], axis=1)
-    dims = theta.shape[1]
-    full = _stencil(dims)
-    axes = full[: 2 * dims + 1]
-    curvature = np.zeros((batch, dims, dims))
-    measured = np.zeros(batch, dtype=bool)  # has a full (or hinted) Hessian
-    if hint is not None:
-        curvature[:] = hint
-        measured[:] = True
-    best_energy = energy.copy()
-    best_theta = theta.copy()
-    radius = np.full(batch, INITIAL_RADIUS)
-    running = np.ones(batch, dtype=bool)
-    for _ in range(max_iterations):
-        rows = np.flatnonzero(running)
-        if rows.size == 0:
-            break
-        for cheap in (True, False):
-            group = rows[measured[rows] == cheap]
-            if group.size == 0:
-                continue
-            stencil = axes if cheap else full
-            points = theta[group, None, :] + stencil[None, :, :]
-            values = engine.energies(problems[group], points[:, :, :reps], points[:, :, reps:])
-            centre, gradient, hessian = _derivatives(
-                values, dims, curvature[group] if cheap else None
-            )
-            accepted = centre <= best_energy[group]
-            # Rejected: return to the best point and shrink; accepted: remember it and grow.
-            best_energy[group] = np.where(accepted, centre, best_energy[group])
-            best_theta[group] = np.where(accepted[:, None], theta[group], best_theta[group])
-            radius[group] = np.where(
-                accepted, np.minimum(radius[group] * 2, MAX_RADIUS), radius[group] / 4
-            )
-            theta[group] = best_theta[group]
-            for position, b in enumerate(group):
-                if not accepted[position]:
-                    measured[b] = hint is not None  # the model failed: measure it afresh
-                    continue
-                g, H = gradient[position], hessian[position]
-                curvature[b] = H
-                measured[b] = True
-                step = _newton_step(g, H, radius[b])
-                predicted = -(g @ step + 0.5 * step @ H @ step)
-                if predicted < max(DECREASE_TOLERANCE, STEP_PAYS * abs(best_energy[b])):
-                    running[b] = False  # converged: the next step would not pay for itself
-                theta[b] = best_theta[b] + step
-        running[rows] &= radius[rows] > MIN_RADIUS
-    return best_theta[:, :reps], best_theta[:, reps:], best_energy, curvature
-
-
-def _newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> FloatArray:
-    """Regularised Newton step, clipped to the trust radius (a descent step even if H is indefinite)."""
-    eigenvalues = np.linalg.eigvalsh(hessian)
-    shift = max(0.0, -float(eigenvalues.min()) + 1e-3)
-    step = np.asarray(
-        -np.linalg.solve(hessian + shift * np.eye(len(gradient)), gradient), dtype=np.float64
-    )
-    length = float(np.linalg.norm(step))
-    return step * (radius / length) if length > radius else step
-
-
-def _sample(
-    evaluator: Evaluator,
-    problems: list[BatchProblem],
-    caller: BackendCaller,
-    gammas: FloatArray,
-    betas: FloatArray,
-    seed: int,
-) -> list[IntArray]:
-    """Distinct measured outcomes per problem at its final angles; one PUB per shot count.
-
-    An outcome is an integer whose bit k is classical bit k, which ``measure_all`` (added
-    before transpilation) ties to variable k whatever the layout.
-    """
-    template = evaluator.template
-    values = template.bind_values(gammas[:, None, :], betas[:, None, :], evaluator.h, evaluator.J)
-    values = values[:, 0, :]
-    outcomes: list[IntArray] = [np.zeros(0, dtype=np.int64) for _ in problems]
-    by_shots: dict[int, list[int]] = {}
-    for b, problem in enumerate(problems):
-        by_shots.setdefault(problem.shots, []).append(b)
-    pubs = [(template.sampling_circuit, values[rows], shots) for shots, rows in by_shots.items()]
-    result = caller.sample(pubs, max(by_shots), seed)
-    for pub_result, rows in zip(result, by_shots.values(), strict=True):
-        shots = _outcomes_as_integers(pub_result.data.meas)
-        for position, b in enumerate(rows):
-            outcomes[b] = np.unique(shots[position])
-    return outcomes
-
-
-def _outcomes_as_integers(measured: BitArray) -> IntArray:
-    """Every shot as an integer, (parameter sets, shots): BitArray's counts, vectorised.
-
-    Its bytes are big-endian (the last holds bits 0-7); only ``num_bits`` bits count.
-    """
-    packed = measured.array.astype(np.int64)
-    place = np.left_shift(1, 8 * np.arange(packed.shape[-1] - 1, -1, -1), dtype=np.int64)
-    return np.asarray((packed @ place) & ((1 << measured.num_bits) - 1), dtype=np.int64)
-
-
-def _best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, float, bool]:
-    """Best measured bitstring under the true objective, feasible ones first."""
-    bits = ((outcomes[:, None] >> np.arange(formulation.qubo.n)) & 1).astype(np.int8)
-    objectives = formulation.objective(bits)
-    feasible = formulation.feasible(bits)
-    maximise = formulation.qubo.sense == "max"
-    score = np.where(feasible, objectives if maximise else -objectives, -np.inf)
-    if not feasible.any():
-        penalised = formulation.qubo.evaluate(bits)
-        score = penalised if maximise else -penalised
-    best = int(np.argmax(score))
-    return bits_to_string(bits[best]), float(objectives[best]), bool(feasible[best])

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
 from pipeline.engine.evaluators import BatchProblem, choose_evaluator
-from pipeline.engine.lockstep import _best_sample, _sample
+from pipeline.engine.sampling import best_sample, sample
 from pipeline.engine.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
 
@@ -51,11 +51,11 @@ def replay_chunk(task: ReplayTask) -> ChunkResult:
     energies = evaluator.energies(rows, gammas[:, None, :], betas[:, None, :])[:, 0]
     expected = evaluator.expected_objectives(gammas, betas, energies)
     evaluator.release()
-    samples = _sample(evaluator, problems, caller, gammas, betas, task.seed)
+    samples = sample(evaluator, problems, caller, gammas, betas, task.seed)
     seconds = time.perf_counter() - started
     answers = []
     for b, problem in enumerate(problems):
-        solution, objective, feasible = _best_sample(problem.formulation, samples[b])
+        solution, objective, feasible = best_sample(problem.formulation, samples[b])
         answers.append(
             Answer(
                 problem_id=problem.problem_id,

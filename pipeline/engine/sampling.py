@@ -1,0 +1,72 @@
+"""Sampling a batch's answers: shots at each problem's final angles, one primitive call
+per shot count, and the best measured bitstring under the problem's true objective.
+
+The lockstep optimiser's last step, and replay's: the same code, so a replay at stored
+angles with the stored seed draws the same shots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from qiskit.primitives import BitArray
+
+from pipeline.backends.calls import BackendCaller
+from pipeline.engine.evaluators import BatchProblem, Evaluator
+from pipeline.formulation import Formulation, bits_to_string
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def sample(
+    evaluator: Evaluator,
+    problems: list[BatchProblem],
+    caller: BackendCaller,
+    gammas: FloatArray,
+    betas: FloatArray,
+    seed: int,
+) -> list[IntArray]:
+    """Distinct measured outcomes per problem at its final angles; one PUB per shot count.
+
+    An outcome is an integer whose bit k is classical bit k, which ``measure_all`` (added
+    before transpilation) ties to variable k whatever the layout.
+    """
+    template = evaluator.template
+    values = template.bind_values(gammas[:, None, :], betas[:, None, :], evaluator.h, evaluator.J)
+    values = values[:, 0, :]
+    outcomes: list[IntArray] = [np.zeros(0, dtype=np.int64) for _ in problems]
+    by_shots: dict[int, list[int]] = {}
+    for b, problem in enumerate(problems):
+        by_shots.setdefault(problem.shots, []).append(b)
+    pubs = [(template.sampling_circuit, values[rows], shots) for shots, rows in by_shots.items()]
+    result = caller.sample(pubs, max(by_shots), seed)
+    for pub_result, rows in zip(result, by_shots.values(), strict=True):
+        shots = outcomes_as_integers(pub_result.data.meas)
+        for position, b in enumerate(rows):
+            outcomes[b] = np.unique(shots[position])
+    return outcomes
+
+
+def outcomes_as_integers(measured: BitArray) -> IntArray:
+    """Every shot as an integer, (parameter sets, shots): BitArray's counts, vectorised.
+
+    Its bytes are big-endian (the last holds bits 0-7); only ``num_bits`` bits count.
+    """
+    packed = measured.array.astype(np.int64)
+    place = np.left_shift(1, 8 * np.arange(packed.shape[-1] - 1, -1, -1), dtype=np.int64)
+    return np.asarray((packed @ place) & ((1 << measured.num_bits) - 1), dtype=np.int64)
+
+
+def best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, float, bool]:
+    """Best measured bitstring under the true objective, feasible ones first."""
+    bits = ((outcomes[:, None] >> np.arange(formulation.qubo.n)) & 1).astype(np.int8)
+    objectives = formulation.objective(bits)
+    feasible = formulation.feasible(bits)
+    maximise = formulation.qubo.sense == "max"
+    score = np.where(feasible, objectives if maximise else -objectives, -np.inf)
+    if not feasible.any():
+        penalised = formulation.qubo.evaluate(bits)
+        score = penalised if maximise else -penalised
+    best = int(np.argmax(score))
+    return bits_to_string(bits[best]), float(objectives[best]), bool(feasible[best])
