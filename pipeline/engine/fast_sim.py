@@ -4,8 +4,8 @@ All three problem kinds have a diagonal cost Hamiltonian, so one QAOA layer is a
 pointwise phase ``exp(-i gamma E(x))`` followed by ``RX(2 beta)`` on every qubit. This
 module computes each problem's energy diagonal once, then evaluates many angle sets
 per compiled (numba) call, with no circuit, no transpilation and no per-call overhead.
-It computes exactly what the template circuit computes, and the tests hold it to Aer's
-expectations within 1e-9; Aer stays the reference and the path for anything noisy.
+It computes what the template circuit computes (the tests hold it to Aer's expectations
+within 1e-9); Aer stays the reference and the path for anything noisy.
 
 Memory is what bounds the fast path at 20+ qubits, so it is spent deliberately and
 :func:`fast_path_bytes` (pipeline.engine.memory) states it before a chunk runs:
