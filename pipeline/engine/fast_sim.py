@@ -18,9 +18,7 @@ Memory is what bounds the fast path at 20+ qubits, so it is spent deliberately a
   ``MAX_LEVELS`` distinct energies (integer-weighted MaxCut has a few hundred), only a
   2-byte level index per state (the phase is computed once per level and gathered,
   which also removes most of the transcendental work); otherwise its 8-byte diagonal;
-* :meth:`DiagonalQAOA.release` drops them before sampling.
-
-When every cost is symmetric under flipping all bits, E(x) = E(~x) (no linear field:
+* :meth:`DiagonalQAOA.release` drops them before sampling. When every cost is symmetric under flipping all bits, E(x) = E(~x) (no linear field:
 MaxCut, QUBOs whose Ising form has h = 0), the QAOA state is too: |+>^n is, the phase
 layer is, and the mixer commutes with the global flip. Then only the half of the
 amplitudes with the top qubit 0 is kept: the top qubit's RX pairs x with x ^ top, whose
