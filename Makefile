@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical
 
 setup: $(STAMP)
 
@@ -49,6 +49,9 @@ bench-engine: $(BENCH_STAMP) .venv-qokit
 
 bench-startup: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_startup.py
+
+bench-classical: $(STAMP)
+	$(BIN)/python benchmarks/bench_classical.py
 
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
