@@ -32,6 +32,9 @@ from pipeline.engine.shapes import ShapeKey
 from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
 
 GRID_SETS = 64  # the engine's depth-1 (gamma, beta) grid
+# Evaluations per problem a batch typically takes (the pilots' grid shared, warm starts and
+# a few Newton steps: 8-35 measured in bench_engine), for choosing in-process compute.
+TYPICAL_EVALUATIONS = 40
 RESERVE_FACTOR = 3.0  # a batch may spend up to this multiple of its estimate (retries)
 
 
@@ -54,6 +57,7 @@ def workload(
     chunks: int,
     max_iterations: int,
     exact: bool,
+    typical: bool = False,
 ) -> Workload:
     """The engine's calls for one batch: a grid call, refinement steps, a sampling call per
     chunk; ``exact`` when the engine's exact simulator stands in for the backend's estimator."""
@@ -65,7 +69,10 @@ def workload(
         n_qubits=shape.n_qubits,
         gates=gates,
         calls=chunks * (2 + max_iterations),
-        evaluations=len(problems) * (GRID_SETS + max_iterations * stencil),
+        # Budgets are held against the worst case (every problem scans the grid and runs
+        # every iteration); ``typical`` is what a batch usually takes, for choosing compute.
+        evaluations=len(problems)
+        * (TYPICAL_EVALUATIONS if typical else GRID_SETS + max_iterations * stencil),
         shots=sum(p.shots for p in problems),
         exact=exact,
         chunk_problems=math.ceil(len(problems) / chunks),
@@ -87,7 +94,9 @@ def run_work_seconds(batches: Sequence[Batch], backend: Backend, settings: Setti
     for batch in batches:
         if batch.route == "quantum" and batch.shape is not None:
             exact = uses_fast_path(backend, batch.shape.n_qubits)
-            work = workload(batch.shape, batch.problems, 1, settings.quantum.max_iterations, exact)
+            work = workload(
+                batch.shape, batch.problems, 1, settings.quantum.max_iterations, exact, typical=True
+            )
             estimate = backend.costs.estimate(
                 work, settings.prices, settings.routing.simulator_memory_bytes
             )

@@ -195,6 +195,9 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+PRESTART_PROBLEMS = 2000  # a queue this deep never runs in-process
+
+
 class ComputeChoice:
     """How a run gets its compute: a scheduler address if configured, else inline for
     small runs and our own LocalCluster for the rest. Each ``open`` gives the run a Compute
@@ -206,14 +209,32 @@ class ComputeChoice:
         n_workers: int,
         inline_below_s: float,
         start_timeout_s: float,
+        prestart_problems: int = PRESTART_PROBLEMS,
     ) -> None:
         self.address = address
         self.n_workers = n_workers
         self.inline_below_s = inline_below_s
         self.start_timeout_s = start_timeout_s
+        self.prestart_problems = prestart_problems
+        self._early: LocalClusterCompute | None = None
+
+    def prestart(self, pending: int) -> None:
+        """Start our LocalCluster now if the queue is deep enough to need it: its workers
+        then import their libraries while this process imports its own and plans."""
+        if not self.address and self._early is None and pending >= self.prestart_problems:
+            self._early = LocalClusterCompute(self.n_workers, self.start_timeout_s)
+
+    def discard(self) -> None:
+        """Shut down a cluster started early that no run took (nothing was claimed)."""
+        if self._early is not None:
+            early, self._early = self._early, None
+            early.close()
 
     def open(self, work_s: float) -> Compute:
         """Compute for a run whose work is estimated at ``work_s`` core-seconds."""
+        if self._early is not None:
+            early, self._early = self._early, None
+            return early
         if self.address:
             return connect(self.address)
         if work_s < self.inline_below_s:

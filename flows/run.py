@@ -41,28 +41,35 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
         recovered = deps.results.recover()
     counts: Counter[str] = Counter()
     executor = "none"
-    if only is not None or deps.intake.pending():
-        from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
+    pending = deps.intake.pending() if only is None else 0
+    try:
+        if only is not None or pending:
+            deps.compute.prestart(pending)
+            from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
 
-        backend = _backend(deps)  # a bad backend fails here, before anything is claimed
-        with clock.stage("collect"):
-            lease = settings.intake.lease_seconds
-            first = wave_size(settings, settings.dask.n_workers)
-            claims = deps.intake.claim(run_id, first, lease, only)
-            fault_point("claim")
-        counts["problems"] = len(claims)
-        if claims:
-            deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
-            fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
-            log.info("run %s claimed %d problems", run_id, len(claims), extra={"fields": fields})
-            keeper = LeaseKeeper(deps.intake, run_id, lease).start()
-            try:
-                executor = execute_claims(
-                    deps, run_id, backend, claims, clock, counts, started_at, waves=only is None
+            backend = _backend(deps)  # a bad backend fails here, before anything is claimed
+            with clock.stage("collect"):
+                lease = settings.intake.lease_seconds
+                first = wave_size(settings, settings.dask.n_workers)
+                claims = deps.intake.claim(run_id, first, lease, only)
+                fault_point("claim")
+            counts["problems"] = len(claims)
+            if claims:
+                deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
+                fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
+                log.info(
+                    "run %s claimed %d problems", run_id, len(claims), extra={"fields": fields}
                 )
-            finally:
-                keeper.stop()
-                counts["released"] = _release(deps.intake, run_id)
+                keeper = LeaseKeeper(deps.intake, run_id, lease).start()
+                try:
+                    executor = execute_claims(
+                        deps, run_id, backend, claims, clock, counts, started_at, waves=only is None
+                    )
+                finally:
+                    keeper.stop()
+                    counts["released"] = _release(deps.intake, run_id)
+    finally:
+        deps.compute.discard()  # a cluster started early that no claim needed
     summary = RunSummary(
         run_id=run_id,
         backend=deps.backend_spec,

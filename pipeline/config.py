@@ -140,8 +140,9 @@ class DaskSettings(_Section):
     n_workers: int = Field(default=2, ge=1)
     run_timeout_s: float = Field(default=3600.0, gt=0)  # the longest a run waits for its batches
     # A run whose estimated work is below this many core-seconds runs in-process: starting a
-    # LocalCluster (worker processes importing Qiskit, Aer, OR-Tools) costs more than it saves.
-    inline_below_s: float = Field(default=2.0, ge=0)
+    # LocalCluster (worker processes importing Qiskit, Aer, OR-Tools) costs ~3 s of wall time
+    # and more CPU, so two workers only pay for themselves above about twice that.
+    inline_below_s: float = Field(default=6.0, ge=0)
     start_timeout_s: float = Field(default=120.0, gt=0)  # the longest a cluster may take to start
 
 

@@ -138,7 +138,7 @@ class BackendCaller:
 
         def attempt() -> Any:
             nonlocal attempts
-            self._check_budget_and_deadline()
+            self.check_budget_and_deadline()
             attempts += 1
             self.ledger.attempts += 1
             self.ledger.max_attempts_per_call = max(self.ledger.max_attempts_per_call, attempts)
@@ -202,7 +202,8 @@ class BackendCaller:
         ledger.last_job_id = job.job_id()
         return result
 
-    def _check_budget_and_deadline(self) -> None:
+    def check_budget_and_deadline(self) -> None:
+        """Raise when the next attempt would overspend the budget or miss the deadline."""
         policy = self.policy
         if self.ledger.cost_usd >= policy.budget_usd:
             raise BudgetExhausted(

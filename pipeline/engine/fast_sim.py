@@ -18,12 +18,12 @@ Memory is what bounds the fast path at 20+ qubits, so it is spent deliberately a
   ``MAX_LEVELS`` distinct energies (integer-weighted MaxCut has a few hundred), only a
   2-byte level index per state (the phase is computed once per level and gathered,
   which also removes most of the transcendental work); otherwise its 8-byte diagonal;
-* :meth:`DiagonalQAOA.release` drops them before sampling. When every cost is symmetric under flipping all bits, E(x) = E(~x) (no linear field:
-MaxCut, QUBOs whose Ising form has h = 0), the QAOA state is too: |+>^n is, the phase
-layer is, and the mixer commutes with the global flip. Then only the half of the
-amplitudes with the top qubit 0 is kept: the top qubit's RX pairs x with x ^ top, whose
-amplitude equals that of its complement, x with its low bits flipped, which is in the
-kept half. Half the states, half the memory, half the work, the same numbers.
+* :meth:`DiagonalQAOA.release` drops them once the shots are drawn.
+
+When E(x) = E(~x) for every cost (no linear field: MaxCut, QUBOs with h = 0), the QAOA
+state is flip-symmetric too, and only the half of the amplitudes with the top qubit 0 is
+kept (the top qubit's RX pairs x with x ^ top, whose amplitude is that of the complement
+of x, in the kept half): half the states, memory and work, the same numbers.
 """
 
 from __future__ import annotations
@@ -36,16 +36,8 @@ from numba import njit
 
 from pipeline.engine.memory import MAX_LEVELS, MAX_QUBITS, fast_path_bytes, kept_states
 
-__all__ = [
-    "MAX_LEVELS",
-    "MAX_QUBITS",
-    "DiagonalQAOA",
-    "fast_path_bytes",
-    "fill_energies",
-    "kept_states",
-    "spin_energies",
-    "warm_up",
-]
+__all__ = ["MAX_LEVELS", "MAX_QUBITS", "DiagonalQAOA", "fast_path_bytes"]
+__all__ += ["fill_energies", "kept_states", "spin_energies", "warm_up"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -337,6 +329,26 @@ class DiagonalQAOA:
                 self._data[b] = (values, self._no_levels, False)
         return self._data[b]
 
+    def probabilities(self, b: int, gammas: FloatArray, betas: FloatArray) -> FloatArray:
+        """Problem ``b``'s outcome probabilities over the full register at one angle set:
+        what a shot of its QAOA circuit measures, so shots can be drawn from it exactly."""
+        re, im = self._final_state(b, gammas, betas)
+        kept = re * re + im * im
+        # A kept state x stands for itself and its complement, the index from the other end.
+        full = np.concatenate([kept, kept[::-1]]) if self.symmetric else kept
+        return np.asarray(full / full.sum(), dtype=np.float64)
+
+    def _final_state(
+        self, b: int, gammas: FloatArray, betas: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Problem ``b``'s kept amplitudes (real, imaginary) at one angle set."""
+        values, inverse, use_levels = self._problem(b)
+        re, im = np.empty(self.states), np.empty(self.states)
+        gammas = np.ascontiguousarray(gammas, dtype=np.float64)
+        betas = np.ascontiguousarray(betas, dtype=np.float64)
+        _evolve(re, im, self.n, values, inverse, use_levels, gammas, betas, self.symmetric)
+        return re, im
+
     def release(self) -> None:
         """Drop every problem's data (they are rebuilt if evaluated again)."""
         self._data.clear()
@@ -372,19 +384,7 @@ class DiagonalQAOA:
     ) -> float:
         """<h.z + sum J z_i z_j> (any weights, any pairs) in problem ``b``'s QAOA state at
         one angle set: the state once, then the observable's diagonal over the register."""
-        values, inverse, use_levels = self._problem(b)
-        re, im = np.empty(self.states), np.empty(self.states)
-        _evolve(
-            re,
-            im,
-            self.n,
-            values,
-            inverse,
-            use_levels,
-            np.ascontiguousarray(gammas, dtype=np.float64),
-            np.ascontiguousarray(betas, dtype=np.float64),
-            self.symmetric,
-        )
+        re, im = self._final_state(b, gammas, betas)
         observable = fill_energies(np.empty(1 << self.n), np.asarray(h, dtype=np.float64), pairs, J)
         return float(_observe(re, im, observable, self.symmetric))
 

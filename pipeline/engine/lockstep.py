@@ -40,7 +40,7 @@ from pipeline.engine.angles import (
 )
 from pipeline.engine.evaluators import BatchProblem, Evaluator, as_caller, choose_evaluator
 from pipeline.engine.refine import FD_STEP, MAX_RADIUS, newton_step, refine
-from pipeline.engine.sampling import best_sample, sample
+from pipeline.engine.sampling import best_sample, draw
 from pipeline.engine.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
@@ -135,8 +135,7 @@ def optimise_batch(
         betas = np.zeros((len(problems), reps))
         energy = np.zeros(len(problems))
     expected_objectives = engine.expected_objectives(gammas, betas, energy)
-    engine.release()  # the simulator's data go before the backend samples
-    samples = sample(engine, problems, caller, gammas, betas, seed)
+    samples = draw(engine, problems, caller, gammas, betas, seed)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):

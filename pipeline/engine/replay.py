@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
 from pipeline.engine.evaluators import BatchProblem, choose_evaluator
-from pipeline.engine.sampling import best_sample, sample
+from pipeline.engine.sampling import best_sample, draw
 from pipeline.engine.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
 
@@ -50,8 +50,7 @@ def replay_chunk(task: ReplayTask) -> ChunkResult:
     rows = np.arange(len(problems))
     energies = evaluator.energies(rows, gammas[:, None, :], betas[:, None, :])[:, 0]
     expected = evaluator.expected_objectives(gammas, betas, energies)
-    evaluator.release()
-    samples = sample(evaluator, problems, caller, gammas, betas, task.seed)
+    samples = draw(evaluator, problems, caller, gammas, betas, task.seed)
     seconds = time.perf_counter() - started
     answers = []
     for b, problem in enumerate(problems):

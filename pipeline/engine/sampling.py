@@ -1,22 +1,58 @@
-"""Sampling a batch's answers: shots at each problem's final angles, one primitive call
-per shot count, and the best measured bitstring under the problem's true objective.
+"""Sampling a batch's answers: shots at each problem's final angles, and the best measured
+bitstring under the problem's true objective.
 
-The lockstep optimiser's last step, and replay's: the same code, so a replay at stored
-angles with the stored seed draws the same shots.
+On a backend the engine's exact simulator stands in for (Aer's ideal statevector), the shots
+are drawn from the exact final state, each problem with its own seeded generator; anywhere
+else (noise, devices, fake providers) they are measured on the backend, one primitive call
+per shot count. The lockstep optimiser's last step, and replay's: the same code, so a replay
+at stored angles with the stored seed draws the same shots.
 """
 
 from __future__ import annotations
+
+import hashlib
+import time
 
 import numpy as np
 import numpy.typing as npt
 from qiskit.primitives import BitArray
 
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.evaluators import BatchProblem, Evaluator
+from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, Evaluator
 from pipeline.formulation import Formulation, bits_to_string
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+def draw(
+    evaluator: Evaluator,
+    problems: list[BatchProblem],
+    caller: BackendCaller,
+    gammas: FloatArray,
+    betas: FloatArray,
+    seed: int,
+) -> list[IntArray]:
+    """Distinct outcomes per problem at its final angles; releases the evaluator's data."""
+    if not isinstance(evaluator, DiagonalEvaluator):
+        evaluator.release()  # its data go before the backend samples
+        return sample(evaluator, problems, caller, gammas, betas, seed)
+    caller.check_budget_and_deadline()  # drawing the shots stands for the sampling call
+    started = time.perf_counter()
+    outcomes = []
+    for b, problem in enumerate(problems):
+        probabilities = evaluator.simulator.probabilities(b, gammas[b], betas[b])
+        generator = np.random.default_rng([seed, _stable(problem.problem_id)])
+        shots = generator.choice(len(probabilities), size=problem.shots, p=probabilities)
+        outcomes.append(np.unique(shots).astype(np.int64))
+    evaluator.release()
+    evaluator.simulated_s += time.perf_counter() - started
+    return outcomes
+
+
+def _stable(problem_id: str) -> int:
+    """A problem's own seed offset, the same in every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(problem_id.encode()).digest()[:8], "little")
 
 
 def sample(
