@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory
 
 setup: $(STAMP)
 
@@ -52,6 +52,12 @@ bench-startup: $(BENCH_STAMP)
 
 bench-classical: $(STAMP)
 	$(BIN)/python benchmarks/bench_classical.py
+
+bench-api: $(STAMP)
+	$(BIN)/python benchmarks/bench_api.py
+
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/bench_memory.py
 
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
