@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -188,11 +187,6 @@ def local_cluster(n_workers: int) -> Iterator[Any]:
     finally:
         client.close()
         cluster.close()
-
-
-def worker_label() -> str:
-    """Where a task ran: host and process, so a report can tell workers apart."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 PRESTART_PROBLEMS = 2000  # a queue this deep never runs in-process
