@@ -112,7 +112,7 @@ def bench_claim(store: IntakeStore, single: IntakeStore, problems: int, baseline
 def bench_run(root: Path, problems: int, store: IntakeStore) -> None:
     home = root / "home"
     config = root / "qhopper.toml"
-    config.write_text("[classical]\nchunk_size = 64\ntime_limit_s = 5.0\n")
+    config.write_text("[classical]\ntime_limit_s = 5.0\n")
     env = {**os.environ, "QHOPPER_HOME": str(home)}
     print(f"run: draining {problems} problems with `qhopper run` ...", flush=True)
     started = time.perf_counter()
