@@ -114,15 +114,17 @@ def route_batches(
     now: datetime,
     compiled: Callable[[ShapeKey], bool],
     workers: int,
+    budgets: Budgets | None = None,
 ) -> list[Batch]:
     """Decide quantum or classical for every quantum-eligible batch; classical ones pass through.
 
+    ``budgets``: what is left of the run's budget and quotas (a fresh run's by default).
     ``compiled(shape)`` says whether the shape's template is already stored (no compile
     time to wait for); ``workers`` is how many chunks of a batch run side by side: the live
     count of the cluster the run uses.
     """
     budget, prices = settings.budget, settings.prices
-    ledger = _Budgets(budget.per_run_usd, dict(budget.tenant_quota_usd))
+    ledger = budgets or Budgets.for_run(settings)
     order = sorted(range(len(batches)), key=lambda i: _urgency(batches[i]))
     decided: dict[int, Batch] = {}
     for index in order:
@@ -204,12 +206,18 @@ def route_batches(
     return [decided[i] for i in range(len(batches))]
 
 
-class _Budgets:
-    """What is left of the run's budget and of each tenant's quota as batches are routed."""
+class Budgets:
+    """What is left of the run's budget and of each tenant's quota as batches are routed;
+    a run that routes in waves passes one to every wave, so they share one budget."""
 
     def __init__(self, run_left: float, tenant_left: dict[str, float]) -> None:
         self.run_left = run_left
         self.tenant_left = tenant_left
+
+    @classmethod
+    def for_run(cls, settings: Settings) -> Budgets:
+        budget = settings.budget
+        return cls(budget.per_run_usd, dict(budget.tenant_quota_usd))
 
     def quota_left(self, tenants: Sequence[str]) -> float | None:
         return min((self.tenant_left[t] for t in tenants if t in self.tenant_left), default=None)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
+from batching.economics import Budgets
 from batching.records import Batch, PlannedProblem
 from flows.compute import InlineCompute, LocalClusterCompute
 from flows.deps import Clock, RunDeps
@@ -71,6 +72,7 @@ def execute_claims(
         library=library,
     )
     wave = wave_size(settings, compute.workers)
+    budgets = Budgets.for_run(settings)  # one run budget across all its waves
     deps.progress.stage("execute", len(claims) + deps.intake.pending())  # the backlog now
     try:
         while True:
@@ -84,6 +86,7 @@ def execute_claims(
                         artifact_key(shape, backend)
                     ).exists(),
                     workers=compute.workers,
+                    budgets=budgets,
                 )
                 routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile
             counts["batches"] += len(routed) + bool(exhausted)

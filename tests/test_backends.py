@@ -480,3 +480,26 @@ def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Pa
                 assert actual == pytest.approx(value, rel=0.01), f"{section}.{name}"
             else:
                 assert actual == value, f"{section}.{name}"
+
+
+def test_waves_of_one_run_share_its_budget() -> None:
+    """A run routes each wave of claims separately: the run budget carries across them."""
+    from batching.economics import Budgets
+
+    settings = load_settings()
+    quantum = get_backend("aer", settings.quantum.max_qubits)
+    budgets = Budgets.for_run(settings)
+
+    def wave(first: int) -> list:
+        problems = [planned(i) for i in range(first, first + 4)]
+        batches = plan_batches(problems, "aer", quantum.target.why_not, 4)
+        return route_batches(
+            batches, quantum, settings, NOW, compiled=lambda _: True, workers=2, budgets=budgets
+        )
+
+    (one,) = wave(0)
+    left = budgets.run_left
+    assert one.route == "quantum" and left < settings.budget.per_run_usd
+    (two,) = wave(10)
+    assert two.routing.budget_run_left_usd == pytest.approx(left)  # not a fresh budget
+    assert budgets.run_left < left
