@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from batching.economics import chunk_count, classical_seconds
 from batching.records import Batch, PlannedProblem
 from flows.compute import Compute, TaskFuture
-from pipeline.backends import Backend, CallPolicy, get_backend
+from pipeline.backends import Backend, CallPolicy
 from pipeline.classical import run_classical_task
 from pipeline.config import Settings
 from pipeline.engine.angle_store import AngleLibrary, plan_for
@@ -165,7 +165,7 @@ class Dispatcher:
         self,
         compute: Compute,
         settings: Settings,
-        backend_spec: str,
+        backend: Backend,
         run_started_at: float,
         record: Callable[[list[Move]], object],
         library: AngleLibrary | None = None,
@@ -173,7 +173,7 @@ class Dispatcher:
         self.compute = compute
         self.library = library
         self.settings = settings
-        self.backend_spec = backend_spec
+        self.backend = backend
         self.run_started_at = run_started_at  # epoch seconds
         self.record = record
         self._done: queue.Queue[tuple[str, str, tuple[str, ...], TaskFuture]] = queue.Queue()
@@ -232,12 +232,11 @@ class Dispatcher:
         )
         tracker.angle_plan = plan
         n = batch.shape.n_qubits
-        backend = get_backend(self.backend_spec, self.settings.quantum.max_qubits)
         count = chunk_count(
             batch.size,
             n,
             self.compute.workers,
-            uses_fast_path(backend, n),
+            uses_fast_path(self.backend, n),
             self.settings.routing.simulator_memory_bytes,
         )
         chunks = split_chunks(batch.problems, count)
@@ -246,7 +245,7 @@ class Dispatcher:
             task = QuantumChunkTask(
                 template=packed,
                 problems=tuple(WorkItem(p.problem_id, p.formulation, p.shots) for p in chunk),
-                backend_spec=self.backend_spec,
+                backend_spec=self.backend.name,
                 max_qubits=self.settings.quantum.max_qubits,
                 max_iterations=self.settings.quantum.max_iterations,
                 seed=self.settings.quantum.seed,

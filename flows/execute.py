@@ -47,11 +47,12 @@ def execute_claims(
     clock: Clock,
     counts: Counter[str],
     started_at: datetime,
+    backlog: int,
     waves: bool = True,
 ) -> str:
     """Plan, route, compile, dispatch and commit the claimed problems, claiming the next
     wave (unless ``waves`` is off) whenever less than half a wave is still out; returns the
-    executor."""
+    executor. ``backlog``: how many problems were claimable when the run began."""
     settings = deps.settings
     templates = deps.templates()
     with clock.stage("plan"):
@@ -66,14 +67,14 @@ def execute_claims(
     dispatcher = Dispatcher(
         compute,
         settings,
-        deps.backend_spec,
+        backend,
         started_at.timestamp(),
         record=lambda moves: deps.intake.advance_many(run_id, moves),
         library=library,
     )
     wave = wave_size(settings, compute.workers)
     budgets = Budgets.for_run(settings)  # one run budget across all its waves
-    deps.progress.stage("execute", len(claims) + deps.intake.pending())  # the backlog now
+    deps.progress.stage("execute", max(backlog, len(claims)))
     try:
         while True:
             with clock.stage("plan"):

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flows.compute import InlineCompute
 from flows.dispatch import split_chunks
 from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.classical import run_classical_task
@@ -182,13 +181,8 @@ def _run(
 
 
 def _execute(fn: Callable[[Any], ChunkResult], tasks: Sequence[Any]) -> list[Answer]:
-    """Tasks one after another on this process's task thread: a replay is small."""
-    compute = InlineCompute()
-    try:
-        futures = [compute.submit(fn, task, key=f"replay-{i}") for i, task in enumerate(tasks)]
-        return [a for future in futures for a in future.result(timeout=3600).answers]
-    finally:
-        compute.close()
+    """The worker functions, called in this process one after another: a replay is small."""
+    return [answer for task in tasks for answer in fn(task).answers]
 
 
 def _batch_rows(results_dir: Path, batch_id: str) -> list[dict[str, Any]]:

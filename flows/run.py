@@ -63,7 +63,15 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
                 keeper = LeaseKeeper(deps.intake, run_id, lease).start()
                 try:
                     executor = execute_claims(
-                        deps, run_id, backend, claims, clock, counts, started_at, waves=only is None
+                        deps,
+                        run_id,
+                        backend,
+                        claims,
+                        clock,
+                        counts,
+                        started_at,
+                        backlog=pending,
+                        waves=only is None,
                     )
                 finally:
                     keeper.stop()

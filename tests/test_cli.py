@@ -184,13 +184,24 @@ def test_the_run_summary_shows_answers_far_from_their_bound(
     settings = load_settings(tmp_path / "home")
     now = datetime.now(UTC)
     rows = [
-        ProblemRow(f"p-{gap}", "k", "r-1", "b-1", "maxcut", 80, objective=66.0, bound=b, gap=gap)
+        ProblemRow(
+            f"p-{gap}",
+            "k",
+            "r-1",
+            "b-1",
+            "maxcut",
+            80,
+            objective=66.0,
+            bound=b,
+            gap=gap,
+            completed_at=now,
+        )
         for gap, b in ((0.005, 66.3), (1.3333, 154.0))
     ]
     path = dataset_path(settings.results_dir, "problems", date.today(), "b-1")
     write_table(
         path,
-        to_table([r.__class__(**{**r.__dict__, "completed_at": now}) for r in rows], ProblemRow),
+        to_table(rows, ProblemRow),
     )
     _print_large_gaps(settings, "r-1")
     shown = capsys.readouterr().out
