@@ -11,6 +11,8 @@ paths. The answers for hostile keys are checked in tests/test_durability.py.
 from __future__ import annotations
 
 import json
+import math
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,14 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipeline.config import LimitSettings
 from pipeline.intake import IntakeStore, problems
-from pipeline.model import ProblemSpec, idempotency_key, spec_from_record, spec_to_record
+from pipeline.kinds.base import OPTION_FIELDS
+from pipeline.model import (
+    MaxCutSpec,
+    ProblemSpec,
+    idempotency_key,
+    spec_from_record,
+    spec_to_record,
+)
 from pipeline.readers import read_bytes
 
 runner = CliRunner()
@@ -107,7 +116,7 @@ def hostile_record(draw: st.DrawFn) -> str:
         "edges": [[i, (i + 1) % n, draw(st.integers(1, 5))] for i in range(n - 1)],
     }
     deep = ""
-    for attack in draw(st.sets(st.sampled_from(ATTACKS), max_size=3)):
+    for attack in draw(st.sets(st.sampled_from(ATTACKS), min_size=1, max_size=3)):
         if attack == "key":
             record["key"] = draw(keys)
         elif attack == "tenant":
@@ -117,17 +126,20 @@ def hostile_record(draw: st.DrawFn) -> str:
         elif attack == "huge-n":
             record["n"] = draw(huge)
         elif attack == "huge-index" and isinstance(record["edges"], list):
-            record["edges"].append([0, draw(huge)])
+            record["edges"].append([0, draw(st.one_of(huge, st.integers(-1, n)))])
         elif attack == "huge-priority":
-            record["priority"] = draw(huge)
+            record["priority"] = draw(st.one_of(st.sampled_from([10**6, -(10**6) - 1]), huge))
         elif attack == "deep":
             depth = draw(st.sampled_from([2, 50, 5_000, 200_000]))
             deep = "[" * depth + "]" * depth
             record["edges"] = "@@DEEP@@"
         elif attack == "long-string":
             record["tenant"] = "x" * draw(st.sampled_from([100, 101, 70_000]))
+        elif attack == "long-key":
+            record["key"] = "k" * draw(st.sampled_from([200, 201]))
         elif attack == "unknown-field":
-            record[draw(keys) or "?"] = 1
+            name = draw(keys) or "?"
+            record[f"x_{name}" if name in OPTION_FIELDS | {"kind", "n", "edges"} else name] = 1
         elif attack == "kind":
             record["kind"] = draw(st.one_of(keys, huge, st.none()))
     # NaN and Infinity come out as Python's JSON extensions; non-ASCII stays unescaped.
@@ -144,9 +156,138 @@ ATTACKS = [
     "huge-priority",
     "deep",
     "long-string",
+    "long-key",
     "unknown-field",
     "kind",
 ]
+
+
+# --- the rules, written out independently of pipeline.readers and pipeline.kinds ---------
+# From the input contract (DESIGN.md, README "Input formats"): a file is a JSON array, one
+# JSON object, or JSON Lines, UTF-8 (a BOM allowed); a MaxCut record has kind "maxcut",
+# an integer n in 1..max_variables, edges [u, v] or [u, v, w] with integer endpoints in
+# 0..n-1, no self-loops, no pair twice, finite weights a float can hold; key (1..200) and
+# tenant (1..100) printable text; priority an integer within +-1,000,000; no other field.
+MAX_VARIABLES = 2_000
+GENERATED_FIELDS = {"kind", "n", "edges", "key", "tenant", "priority"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    if _is_int(value):
+        return abs(value) <= sys.float_info.max
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _text(value: Any, longest: int) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= longest and value.isprintable()
+
+
+def _edges_ok(edges: Any, n: int) -> bool:
+    if not isinstance(edges, list):
+        return False
+    seen: set[tuple[int, int]] = set()
+    for edge in edges:
+        if not isinstance(edge, list) or not 2 <= len(edge) <= 3:
+            return False
+        u, v = edge[0], edge[1]
+        if not (_is_int(u) and _is_int(v) and 0 <= u < n and 0 <= v < n and u != v):
+            return False
+        if len(edge) == 3 and not _finite(edge[2]):
+            return False
+        if (min(u, v), max(u, v)) in seen:
+            return False
+        seen.add((min(u, v), max(u, v)))
+    return True
+
+
+def maxcut_record_ok(obj: Any) -> bool:
+    if not isinstance(obj, dict) or set(obj) - GENERATED_FIELDS:
+        return False
+    n = obj.get("n")
+    return (
+        obj.get("kind") == "maxcut"
+        and _is_int(n)
+        and 1 <= n <= MAX_VARIABLES
+        and _edges_ok(obj.get("edges"), n)
+        and ("key" not in obj or _text(obj["key"], 200))
+        and ("tenant" not in obj or _text(obj["tenant"], 100))
+        and ("priority" not in obj or (_is_int(obj["priority"]) and abs(obj["priority"]) <= 10**6))
+    )
+
+
+def _compact_size(obj: Any) -> int:
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _line_verdicts(text: str, limit: int) -> list[tuple[bool, Any]]:
+    verdicts: list[tuple[bool, Any]] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            verdicts.append((False, None))
+            continue
+        verdicts.append((len(line.encode()) <= limit and maxcut_record_ok(obj), obj))
+    return verdicts
+
+
+def expected_verdicts(raw: bytes, layout: str, limit: int) -> list[tuple[bool, Any]] | None:
+    """(valid, parsed record) for each record of the file; None if the file is unreadable."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    if layout == "p.jsonl":
+        return _line_verdicts(text, limit)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _line_verdicts(text, limit) if exc.msg == "Extra data" else None
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(document, list):
+        return [(_compact_size(o) <= limit and maxcut_record_ok(o), o) for o in document]
+    return [(len(text.encode()) <= limit and maxcut_record_ok(document), document)]
+
+
+LIMITS = LimitSettings(max_record_bytes=64 * 1024)
+LAYOUTS = st.sampled_from(["p.jsonl", "p.json", "array.json", "p"])
+ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"])
+
+
+def file_bytes(records: list[str], layout: str, encoding: str) -> bytes:
+    text = f"[{', '.join(records)}]" if layout == "array.json" else "\n".join(records) + "\n"
+    return text.encode(encoding, errors="replace")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(record=hostile_record())
+def test_each_record_is_judged_as_the_rules_say(record: str) -> None:
+    [verdict] = expected_verdicts(record.encode(), "p.jsonl", LIMITS.max_record_bytes) or []
+    [read] = read_bytes("p.jsonl", record.encode(), LIMITS)
+    assert read.ok == verdict[0], (record[:500], read.issues)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(hostile_record(), min_size=1, max_size=4), layout=LAYOUTS, encoding=ENCODINGS
+)
+def test_the_reader_agrees_with_the_rules_record_by_record(
+    records: list[str], layout: str, encoding: str
+) -> None:
+    raw = file_bytes(records, layout, encoding)
+    verdicts = expected_verdicts(raw, layout, LIMITS.max_record_bytes)
+    read = read_bytes("p.json" if layout == "array.json" else layout, raw, LIMITS)
+    if verdicts is None:  # the file as a whole cannot be read
+        assert [r.record for r in read] == ["file"], read
+    else:
+        assert [r.ok for r in read] == [ok for ok, _ in verdicts], (verdicts, read)
 
 
 @settings(
@@ -156,8 +297,8 @@ ATTACKS = [
 )
 @given(
     records=st.lists(hostile_record(), min_size=1, max_size=4),
-    layout=st.sampled_from(["p.jsonl", "p.json", "array.json", "p"]),
-    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+    layout=LAYOUTS,
+    encoding=ENCODINGS,
     skip_invalid=st.booleans(),
 )
 def test_hostile_files_exit_0_or_2_and_enqueue_only_valid_records(
@@ -169,20 +310,18 @@ def test_hostile_files_exit_0_or_2_and_enqueue_only_valid_records(
 ) -> None:
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # one home per example
     home = case / "home"
-    text = f"[{', '.join(records)}]" if layout == "array.json" else "\n".join(records) + "\n"
     path = case / ("p.json" if layout == "array.json" else layout)
-    path.write_bytes(text.encode(encoding, errors="replace"))
-    limits = LimitSettings(max_record_bytes=64 * 1024)
+    path.write_bytes(file_bytes(records, layout, encoding))
     config = case / "qhopper.toml"
-    config.write_text(f"[limits]\nmax_record_bytes = {limits.max_record_bytes}\n")
+    config.write_text(f"[limits]\nmax_record_bytes = {LIMITS.max_record_bytes}\n")
 
-    expected = read_bytes(str(path), path.read_bytes(), limits)
-    valid = [r.spec for r in expected if r.ok and r.spec is not None]
-    invalid = [r for r in expected if not r.ok]
+    verdicts = expected_verdicts(path.read_bytes(), layout, LIMITS.max_record_bytes)
+    valid = [MaxCutSpec.model_validate(obj) for ok, obj in verdicts or [] if ok]
+    invalid = verdicts is None or not all(ok for ok, _ in verdicts)
     args = [str(path), "--json", "--config", str(config)]
     result = submit(home, *args, *(["--skip-invalid"] if skip_invalid else []))
     assert_clean_exit(result)
-    event(f"{len(valid)} valid, {len(invalid)} invalid, skip={skip_invalid}")
+    event(f"{len(valid)} valid, invalid={invalid}, skip={skip_invalid}")
     if invalid and (not skip_invalid or not valid):
         assert result.exit_code == 2
         assert "invalid:" in result.stderr or "skipped:" in result.stderr
