@@ -63,7 +63,10 @@ def workload(
     chunk; ``exact`` when the engine's exact simulator stands in for the backend's estimator."""
     dims = 2 * shape.reps
     stencil = 1 + 2 * dims + 2 * dims * (dims - 1)
-    gates = shape.n_qubits + shape.reps * (len(shape.pairs) + len(shape.linear) + shape.n_qubits)
+    pairs = len(shape.pairs)
+    if shape.pooled and problems:  # a pool's template has every pair; each problem has its own
+        pairs = math.ceil(sum(len(p.formulation.ising.pairs) for p in problems) / len(problems))
+    gates = shape.n_qubits + shape.reps * (pairs + len(shape.linear) + shape.n_qubits)
     return Workload(
         problems=len(problems),
         n_qubits=shape.n_qubits,

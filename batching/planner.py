@@ -2,17 +2,27 @@
 
 Pure functions over plain data, so the invariants (every problem in exactly one batch,
 no batch over the limit, one shape per quantum batch) are easy to test.
+
+Where the backend is simulated exactly, problems of one kind, size and depth share a
+pool shape whatever their graphs (:func:`~pipeline.engine.shapes.batch_shape`); within a
+pool, problems of one angle class (degree sequence) are kept together, so a batch of one
+class starts from that class's angles.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from batching.records import Batch, PlannedProblem
 from batching.routing import RouteDecision, route_problem
-from pipeline.engine.shapes import ShapeKey, shape_of
+from pipeline.engine.angles import degree_sequence
+from pipeline.engine.shapes import ShapeKey, batch_shape
+
+Member = tuple[PlannedProblem, RouteDecision]
 
 
 def new_batch_id() -> str:
@@ -24,32 +34,41 @@ def plan_batches(
     backend: str,
     why_not: Callable[[int], str | None],
     max_batch_size: int,
+    pooled: Callable[[int], bool] | None = None,
 ) -> list[Batch]:
-    """Route each problem, group quantum ones by shape and classical ones by kind, then cut.
+    """Route each problem, group quantum ones by shape and classical ones by kind, then cut
+    each group into as few batches as the size limit allows, their sizes at most one apart.
 
-    ``why_not(n_qubits)`` is the backend's reason a problem of that size cannot run on it.
+    ``why_not(n_qubits)`` is the backend's reason a problem of that size cannot run on it;
+    ``pooled(n_qubits)`` whether the backend is simulated exactly at that size, so that
+    problems of that size may share a batch whatever their graphs (``None``: never).
     """
-    groups: dict[tuple[str, ShapeKey | str], list[tuple[PlannedProblem, RouteDecision]]] = (
-        defaultdict(list)
-    )
+    groups: dict[tuple[str, ShapeKey | None, str], list[Member]] = defaultdict(list)
     for problem in problems:
-        n = problem.formulation.ising.n
-        decision = route_problem(problem.spec.route, n, backend, why_not(n))
+        ising = problem.formulation.ising
+        decision = route_problem(problem.spec.route, ising.n, backend, why_not(ising.n))
         if decision.route == "quantum":
-            shape = shape_of(problem.formulation.ising, problem.reps, backend)
-            groups[("quantum", shape)].append((problem, decision))
+            pool = pooled is not None and pooled(ising.n)
+            shape = batch_shape(ising, problem.reps, backend, pool)
+            # A pool holds one kind: its batch's angles come from one kind's classes.
+            groups[("quantum", shape, problem.spec.kind if shape.pooled else "")].append(
+                (problem, decision)
+            )
         else:
-            groups[("classical", problem.spec.kind)].append((problem, decision))
+            groups[("classical", None, problem.spec.kind)].append((problem, decision))
     batches: list[Batch] = []
-    for (route, group_key), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
-        for start in range(0, len(members), max_batch_size):
-            chunk = members[start : start + max_batch_size]
+    for (route, group, _), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
+        ordered = _by_class(members) if group is not None and group.pooled else members
+        count = math.ceil(len(ordered) / max_batch_size)
+        bounds = [len(ordered) * k // count for k in range(count + 1)]
+        for start, end in itertools.pairwise(bounds):
+            chunk = ordered[start:end]
             reasons = sorted({decision.reason for _, decision in chunk})
             batches.append(
                 Batch(
                     batch_id=new_batch_id(),
                     route=route,
-                    shape=group_key if isinstance(group_key, ShapeKey) else None,
+                    shape=group,
                     problems=tuple(problem for problem, _ in chunk),
                     route_reason="; ".join(reasons[:3])
                     + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""),
@@ -59,6 +78,17 @@ def plan_batches(
     return batches
 
 
-def _sort_key(key: tuple[str, ShapeKey | str]) -> tuple[str, str]:
-    route, group = key
-    return route, group.label if isinstance(group, ShapeKey) else group
+def _by_class(members: list[Member]) -> list[Member]:
+    """A pool's problems with each angle class (degree sequence) together, the largest
+    classes first (most likely to fill batches of their own), each in arrival order."""
+    classes: dict[str, list[Member]] = defaultdict(list)
+    for member in members:
+        ising = member[0].formulation.ising
+        classes[degree_sequence(ising.n, ising.pairs)].append(member)
+    ordered = sorted(classes.values(), key=len, reverse=True)  # stable: ties keep arrival
+    return [member for group in ordered for member in group]
+
+
+def _sort_key(key: tuple[str, ShapeKey | None, str]) -> tuple[str, str, str]:
+    route, shape, kind = key
+    return route, shape.label if shape is not None else "", kind

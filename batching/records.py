@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from pipeline.engine.shapes import ShapeKey
+from pipeline.engine.angles import degree_sequence
+from pipeline.engine.shapes import ShapeKey, shape_of
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
 from pipeline.model import ProblemSpec
@@ -63,7 +65,7 @@ class RoutingNumbers:
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """Problems that run together: one shape (quantum) or one kind (classical)."""
+    """Problems that run together: one shape or pool (quantum) or one kind (classical)."""
 
     batch_id: str
     route: str  # quantum | classical
@@ -76,3 +78,17 @@ class Batch:
     @property
     def size(self) -> int:
         return len(self.problems)
+
+    @cached_property
+    def angle_shape(self) -> ShapeKey | None:
+        """The shape whose angle class the batch starts from and teaches: its own, or, for
+        a pool whose problems share one degree sequence, a member's exact shape (that class's
+        library entry and published angles fit them all); a pool of mixed structure is a
+        class of its own."""
+        shape = self.shape
+        if shape is None or not shape.pooled:
+            return shape
+        exact = [shape_of(p.formulation.ising, shape.reps, shape.target) for p in self.problems]
+        if len({degree_sequence(s.n_qubits, s.pairs) for s in exact}) == 1:
+            return exact[0]
+        return shape

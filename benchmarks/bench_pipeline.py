@@ -114,6 +114,61 @@ def mixed_problems(count: int, seed: int) -> list[dict]:
     return problems
 
 
+def pool_problems(count: int, distinct: bool, seed: int) -> list[dict]:
+    """MaxCut on random G(n, 0.4) graphs, n = 10..14 in equal shares, weights 1-10: each
+    problem on its own graph (``distinct``), or every problem of a size on one graph."""
+    rng = random.Random(seed)
+    shared: dict[int, list[tuple[int, int]]] = {}
+    seen: set[tuple[tuple[int, int], ...]] = set()
+    problems: list[dict] = []
+    for index in range(count):
+        n = 10 + index % 5
+        edges = shared.get(n) if not distinct else None
+        while edges is None or (distinct and tuple(edges) in seen):
+            pairs = [(u, v) for u in range(n) for v in range(u + 1, n) if rng.random() < 0.4]
+            edges = shared.setdefault(n, pairs) if not distinct else pairs
+        seen.add(tuple(edges))
+        weighted = [[u, v, rng.randint(1, 10)] for u, v in edges]
+        problems.append({"kind": "maxcut", "n": n, "edges": weighted, "key": f"pool-{index}"})
+    return problems
+
+
+def pool_comparison(count: int, repeats: int) -> None:
+    """Distinct graphs against one graph per size, each through `qhopper run` on a fresh home."""
+    figures: dict[bool, list[tuple[float, dict]]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="qhopper-bench-pool-") as scratch:
+        root = Path(scratch)
+        configure_prefect(root)
+        for repeat in range(repeats):
+            for distinct in (False, True):
+                path = root / f"{distinct}-{repeat}.jsonl"
+                problems = pool_problems(count, distinct, seed=11 + repeat)
+                path.write_text("".join(json.dumps(p) + "\n" for p in problems))
+                _, wall, summary = pipeline_run(path, root / path.stem, None, None)
+                figures[distinct].append((wall, summary))
+    per_problem = {}
+    print(f"{count} MaxCut problems, n = 10..14 in equal shares, G(n, 0.4), weights 1-10")
+    for distinct, label in ((False, "one graph per size"), (True, "a distinct graph each")):
+        runs = figures[distinct]
+        flow = statistics.median(s["t_total_s"] for _, s in runs)
+        per_problem[distinct] = flow / count
+        last = runs[-1][1]
+        print(f"  {label}:")
+        print(
+            f"     flow {flow:.2f} s = {1e3 * flow / count:.2f} ms a problem {_spread([s['t_total_s'] for _, s in runs])};"
+            f" process wall {statistics.median(w for w, _ in runs):.2f} s"
+        )
+        print(
+            f"     batches {last['quantum_batches']} quantum of {last['batches']},"
+            f" {last['problems_per_batch']:.1f} problems a batch;"
+            f" templates compiled {last['templates_compiled']} ({last['t_compile_s']:.2f} s);"
+            f" plan / execute {last['t_plan_s']:.2f} / {last['t_execute_s']:.2f} s;"
+            f" {last['completed']} completed, {last['degraded']} degraded"
+        )
+    ratio = per_problem[True] / per_problem[False]
+    print(f"  distinct graphs / one graph, per problem: {ratio:.2f}x (target <= 2x)")
+
+
 def _quantum_chunk(args: tuple) -> int:
     template, records, settings = args
     backend = get_backend(settings.quantum.backend, settings.quantum.max_qubits)
@@ -244,7 +299,15 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--engine-home", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pool-only",
+        action="store_true",
+        help="only compare distinct graphs with one graph per size (--problems, --repeats)",
+    )
     args = parser.parse_args()
+    if args.pool_only:
+        pool_comparison(args.problems, args.repeats)
+        return
     problems = mixed_problems(args.problems, seed=7)
     if args.engine_home:  # one engine-alone measurement, in a fresh process like `qhopper run`
         print(engine_alone(problems, args.engine_home))

@@ -227,8 +227,12 @@ class Dispatcher:
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
         kind = batch.problems[0].spec.kind
+        assert batch.angle_shape is not None
         plan = plan_for(
-            self.library, kind, batch.shape, min_depth_gain=self.settings.quantum.min_depth_gain
+            self.library,
+            kind,
+            batch.angle_shape,  # a pool's own class, or the one class all its problems share
+            min_depth_gain=self.settings.quantum.min_depth_gain,
         )
         tracker.angle_plan = plan
         n = batch.shape.n_qubits

@@ -24,6 +24,7 @@ from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, e
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.engine.angle_store import AngleLibrary, record_batch
+from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.templates import artifact_key
 from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
@@ -126,7 +127,11 @@ def _plan(
     exhausted = [c for c in claims if c.attempts > limit]
     planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
     batches = plan_batches(
-        planned, backend.name, backend.target.why_not, settings.quantum.max_batch_size
+        planned,
+        backend.name,
+        backend.target.why_not,
+        settings.quantum.max_batch_size,
+        pooled=lambda n: uses_fast_path(backend, n),
     )
     return exhausted, batches
 
@@ -170,7 +175,7 @@ def _batch_row(
 def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[ProblemRow]) -> None:
     """Record the angles the batch's quantum answers reached, judged by their references."""
     batch = finished.batch
-    if batch.shape is None:
+    if batch.angle_shape is None:
         return
     answers = {a.problem_id: a for r in finished.results for a in r.answers}
     quantum = [r for r in written if r.route == "quantum" and r.problem_id in answers]
@@ -179,7 +184,7 @@ def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[Pro
     record_batch(
         library,
         batch.problems[0].spec.kind,
-        batch.shape,
+        batch.angle_shape,
         [answers[r.problem_id] for r in quantum],
         [r.reference_objective for r in quantum],
         finished.angle_plan.source if finished.angle_plan else "grid",

@@ -23,8 +23,9 @@ from flows.dispatch import split_chunks
 from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.classical import run_classical_task
 from pipeline.config import Settings
+from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.replay import ReplayTask, replay_chunk
-from pipeline.engine.shapes import shape_of
+from pipeline.engine.shapes import ShapeKey, batch_shape, is_pool_label
 from pipeline.engine.templates import PackedTemplate, TemplateStore
 from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
@@ -160,24 +161,35 @@ def _run(
     policy = CallPolicy.from_settings(settings)
     tasks = []
     for chunk in chunks:
-        first = formulations[chunk[0]["problem_id"]]
-        shape = shape_of(first.ising, int(chunk[0]["reps"]), backend.name)
-        template = store.get(shape, backend).template
-        tasks.append(
-            ReplayTask(
-                template=PackedTemplate.pack(template),
-                problems=tuple(
-                    WorkItem(r["problem_id"], formulations[r["problem_id"]], int(r["shots"]))
-                    for r in chunk
-                ),
-                angles=tuple(tuple(r["angles"]) for r in chunk),
-                backend_spec=backend.name,
-                max_qubits=settings.quantum.max_qubits,
-                seed=settings.quantum.seed,
-                policy=policy,
+        for shape, rows in _by_shape(chunk, formulations, backend).items():
+            tasks.append(
+                ReplayTask(
+                    template=PackedTemplate.pack(store.get(shape, backend).template),
+                    problems=tuple(
+                        WorkItem(r["problem_id"], formulations[r["problem_id"]], int(r["shots"]))
+                        for r in rows
+                    ),
+                    angles=tuple(tuple(r["angles"]) for r in rows),
+                    backend_spec=backend.name,
+                    max_qubits=settings.quantum.max_qubits,
+                    seed=settings.quantum.seed,
+                    policy=policy,
+                )
             )
-        )
     return _execute(replay_chunk, tasks)
+
+
+def _by_shape(
+    rows: Sequence[dict[str, Any]], formulations: dict[str, Formulation], backend: Backend
+) -> dict[ShapeKey, list[dict[str, Any]]]:
+    """Stored rows by the template they run on here: a pooled row's pool where ``backend``
+    is simulated exactly, else each row's exact structure (a device needs it)."""
+    groups: dict[ShapeKey, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        ising = formulations[row["problem_id"]].ising
+        pooled = is_pool_label(row["shape_key"]) and uses_fast_path(backend, ising.n)
+        groups[batch_shape(ising, int(row["reps"]), backend.name, pooled)].append(row)
+    return groups
 
 
 def _execute(fn: Callable[[Any], ChunkResult], tasks: Sequence[Any]) -> list[Answer]:

@@ -90,6 +90,9 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
         batches=counts["batches"],
         quantum_batches=counts["quantum_batches"],
         classical_batches=counts["classical_batches"],
+        problems_per_batch=round(counts["problems"] / counts["batches"], 2)
+        if counts["batches"]
+        else 0.0,
         templates_compiled=counts["templates_compiled"],
         templates_reused=counts["templates_reused"],
         recovered_batches=recovered,

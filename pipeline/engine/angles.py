@@ -58,7 +58,9 @@ class AngleClass:
 
     kind: str
     n_qubits: int
-    structure: str  # the degree sequence, e.g. "3^12", or "5^2,3^8" (degree^count, descending)
+    # The degree sequence, e.g. "3^12", or "5^2,3^8" (degree^count, descending); "any" for
+    # a pool of mixed graphs (pipeline.engine.shapes).
+    structure: str
     reps: int
     linear: bool
 
@@ -93,7 +95,7 @@ def class_of(kind: str, shape: ShapeKey, reps: int | None = None) -> AngleClass:
     return AngleClass(
         kind,
         shape.n_qubits,
-        degree_sequence(shape.n_qubits, shape.pairs),
+        "any" if shape.pooled else degree_sequence(shape.n_qubits, shape.pairs),
         shape.reps if reps is None else reps,
         bool(shape.linear),
     )

@@ -54,19 +54,26 @@ def normalised_weights(
     entries and the published fixed angles apply across weight distributions. The RMS
     runs over the nonzero weights (linear and pair), so a graph's unweighted form has all
     weights 1.
+
+    ``J`` has a column per template pair: a problem of a pool fills those of its own pairs,
+    the rest weigh 0. A problem that does not fit the template is refused, never misread.
     """
     shape = template.shape
     scale = np.ones(len(problems))
     h = np.zeros((len(problems), len(shape.linear)))
     J = np.zeros((len(problems), len(shape.pairs)))
+    column = {pair: index for index, pair in enumerate(shape.pairs)}
     for b, problem in enumerate(problems):
         ising = problem.formulation.ising
+        fits = ising.n == shape.n_qubits and all(pair in column for pair in ising.pairs)
+        if not fits or (ising.linear_support and not shape.linear):
+            raise ValueError(f"problem {problem.problem_id} does not fit shape {shape.label}")
         linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
         weights = np.concatenate([linear, ising.J])
         weights = weights[weights != 0.0]
         scale[b] = float(np.sqrt(np.mean(weights**2))) if weights.size else 1.0
         h[b] = linear / scale[b]
-        J[b] = ising.J / scale[b]
+        J[b, [column[pair] for pair in ising.pairs]] = ising.J / scale[b]
     return scale, h, J
 
 
@@ -156,7 +163,8 @@ class PrimitiveEvaluator(Evaluator):
         layout = template.expectation_circuit.layout
         self.observables: list[SparsePauliOp] = []
         for b in range(len(problems)):
-            terms = [("ZZ", [i, j], w) for (i, j), w in zip(shape.pairs, self.J[b], strict=True)]
+            pairs = zip(shape.pairs, self.J[b], strict=True)
+            terms = [("ZZ", [i, j], w) for (i, j), w in pairs if w]  # a pool's absent pairs: 0
             terms += [("Z", [q], w) for q, w in zip(shape.linear, self.h[b], strict=True)]
             operator = SparsePauliOp.from_sparse_list(terms or [("", [], 0.0)], shape.n_qubits)
             self.observables.append(
@@ -211,7 +219,11 @@ class DiagonalEvaluator(Evaluator):
         shape = template.shape
         h = np.zeros((len(problems), shape.n_qubits))
         h[:, list(shape.linear)] = self.h
-        self.simulator = DiagonalQAOA(shape.n_qubits, h, shape.pairs, self.J)
+        # A pool's template has every pair; the simulator takes only those some problem
+        # here weighs (a pair of weight 0 adds exactly nothing to an energy).
+        used = np.flatnonzero(self.J.any(axis=0))
+        pairs = [shape.pairs[k] for k in used]
+        self.simulator = DiagonalQAOA(shape.n_qubits, h, pairs, self.J[:, used])
 
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray

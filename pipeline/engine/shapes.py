@@ -3,6 +3,12 @@
 Two problems share a template when their circuits differ only in weights: same qubit
 count, same interaction pairs, same qubits carrying a linear field, same QAOA depth and
 same backend target. Weights and angles are circuit parameters, so they stay out of it.
+
+On a backend the engine simulates exactly, the graph does not matter: each problem's
+energies come from its own diagonal. There problems of one size and depth share a *pool*
+shape, the complete interaction graph on their qubits, of which every graph of that size
+is a special case (an absent pair is a coupling of weight 0, an identity gate), so a pool
+still has a template that is exact on any backend, compiled once per size and depth.
 """
 
 from __future__ import annotations
@@ -22,18 +28,26 @@ class ShapeKey:
     linear: tuple[int, ...]
     reps: int
     target: str
+    pooled: bool = False  # a pool: any graph on n_qubits (pairs: the complete graph)
 
     @cached_property
     def digest(self) -> str:
-        content = json.dumps(
-            [self.n_qubits, self.pairs, self.linear, self.reps, self.target], separators=(",", ":")
-        )
+        fields: list[object] = [self.n_qubits, self.pairs, self.linear, self.reps, self.target]
+        if self.pooled:  # exact shapes keep the digests (and stored artifacts) they had
+            fields.append("pool")
+        content = json.dumps(fields, separators=(",", ":"))
         return hashlib.sha256(content.encode()).hexdigest()
 
     @property
     def label(self) -> str:
-        """Short, readable and unique: qubits, pairs, depth, digest."""
-        return f"q{self.n_qubits}-e{len(self.pairs)}-p{self.reps}-{self.digest[:12]}"
+        """Short, readable and unique: qubits, pairs (or ``pool``), depth, digest."""
+        structure = "pool" if self.pooled else f"e{len(self.pairs)}"
+        return f"q{self.n_qubits}-{structure}-p{self.reps}-{self.digest[:12]}"
+
+
+def is_pool_label(label: str | None) -> bool:
+    """Whether a stored ``shape_key`` names a pool rather than one exact structure."""
+    return label is not None and label.split("-")[1:2] == ["pool"]
 
 
 def shape_of(ising: Ising, reps: int, target: str) -> ShapeKey:
@@ -45,3 +59,20 @@ def shape_of(ising: Ising, reps: int, target: str) -> ShapeKey:
     """
     linear = tuple(range(ising.n)) if ising.linear_support else ()
     return ShapeKey(ising.n, ising.pairs, linear, reps, target)
+
+
+def pool_of(ising: Ising, reps: int, target: str) -> ShapeKey:
+    """The pool a problem joins where the backend is simulated exactly: its size, depth,
+    target and whether it has a linear field (which halves the simulator's work when absent)."""
+    n = ising.n
+    linear = tuple(range(n)) if ising.linear_support else ()
+    pairs = tuple((i, j) for i in range(n) for j in range(i + 1, n))
+    return ShapeKey(n, pairs, linear, reps, target, pooled=True)
+
+
+def batch_shape(ising: Ising, reps: int, target: str, pooled: bool) -> ShapeKey:
+    """The shape a problem runs on: its pool where ``pooled`` (the backend simulates it
+    exactly) and it has cost terms to tune, else its exact structure."""
+    if pooled and (ising.pairs or ising.linear_support):
+        return pool_of(ising, reps, target)
+    return shape_of(ising, reps, target)

@@ -134,6 +134,7 @@ class RunSummary:
     batches: int = arrow(pa.int32(), 0)
     quantum_batches: int = arrow(pa.int32(), 0)
     classical_batches: int = arrow(pa.int32(), 0)
+    problems_per_batch: float = 0.0  # how well the run pooled its problems into batches
     templates_compiled: int = arrow(pa.int32(), 0)
     templates_reused: int = arrow(pa.int32(), 0)
     recovered_batches: int = arrow(pa.int32(), 0)
