@@ -4,9 +4,11 @@ Quantum batches are cut into chunks (one per worker, at least four problems each
 :class:`~pipeline.tasks.QuantumChunkTask` carrying its template packed once per run and a
 call policy (its share of the batch's budget, a deadline that leaves CP-SAT time to answer
 if the backend gives up). Classical problems are one task each, so they spread over every
-worker. When a quantum chunk comes back without answers (the backend gave up, the task
-raised) or with an answer no shot of which was feasible, its problems are sent to the
-classical solver as ordinary tasks: nothing waits on them, other batches keep finishing.
+worker, except small ones (``classical.enumerate_max_variables``), which are enumerated in
+a fraction of a millisecond and travel together, one task per batch. When a quantum chunk
+comes back without answers (the backend gave up, the task raised) or with an answer no
+shot of which was feasible, its problems are sent to the classical solver as ordinary
+tasks: nothing waits on them, other batches keep finishing.
 A batch is handed back (:class:`FinishedBatch`) the moment its last task is in.
 """
 
@@ -26,7 +28,7 @@ from batching.economics import chunk_count, classical_seconds
 from batching.records import Batch, PlannedProblem
 from flows.compute import Compute, TaskFuture
 from pipeline.backends import Backend, CallPolicy
-from pipeline.classical import run_classical_task
+from pipeline.classical import run_classical_chunk
 from pipeline.config import Settings
 from pipeline.engine.angle_store import AngleLibrary, plan_for
 from pipeline.engine.angles import AnglePlan
@@ -220,9 +222,14 @@ class Dispatcher:
         detail = f"batch={batch.batch_id}"
         if batch.shape is None:
             tracker = self._trackers[batch.batch_id] = _Tracker(batch, None)
+            small = self.settings.classical.enumerate_max_variables
+            few = [p for p in batch.problems if p.formulation.ising.n <= small]
+            if few:
+                self._classical(tracker, few, "classical")
             for problem in batch.problems:
-                self._classical(tracker, problem, "classical")
-            tracker.chunks = batch.size
+                if problem.formulation.ising.n > small:
+                    self._classical(tracker, [problem], "classical")
+            tracker.chunks = tracker.pending
             return Move(ids, (SUBMITTED, RUNNING), detail)
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
@@ -265,7 +272,7 @@ class Dispatcher:
                 < n
                 <= classical.reference_max_variables
             ):
-                self._classical(tracker, problem, "reference", classical.reference_time_limit_s)
+                self._classical(tracker, [problem], "reference", classical.reference_time_limit_s)
         return Move(
             ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}"
         )
@@ -273,19 +280,23 @@ class Dispatcher:
     def _classical(
         self,
         tracker: _Tracker,
-        problem: PlannedProblem,
+        problems: Sequence[PlannedProblem],
         role: str,
         time_limit_s: float | None = None,
     ) -> None:
         classical = self.settings.classical
-        task = ClassicalTask(
-            problem.problem_id,
-            problem.formulation,
-            time_limit_s or classical.time_limit_s,
-            classical.workers,
-            self.settings.quantum.seed,
+        tasks = tuple(
+            ClassicalTask(
+                problem.problem_id,
+                problem.formulation,
+                time_limit_s or classical.time_limit_s,
+                classical.workers,
+                self.settings.quantum.seed,
+                classical.enumerate_max_variables,
+            )
+            for problem in problems
         )
-        self._submit(tracker, role, [problem], run_classical_task, task)
+        self._submit(tracker, role, problems, run_classical_chunk, tasks)
 
     def _submit(
         self,
@@ -362,7 +373,7 @@ class Dispatcher:
         by_id = {p.problem_id: p for p in tracker.batch.problems}
         for pid in problem_ids:
             tracker.fallbacks[pid] = why
-            self._classical(tracker, by_id[pid], "fallback")
+            self._classical(tracker, [by_id[pid]], "fallback")
 
     def _policy(self, batch: Batch, chunk_size: int) -> CallPolicy:
         """A chunk's limits: its share of the batch's budget, and a deadline early enough that

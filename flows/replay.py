@@ -84,6 +84,7 @@ def replay_batch(settings: Settings, batch_id: str, backend_spec: str | None) ->
                 settings.classical.time_limit_s,
                 settings.classical.workers,
                 settings.quantum.seed,
+                settings.classical.enumerate_max_variables,
             )
             for r in classical
         ]

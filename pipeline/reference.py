@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.formulation import Formulation
+from pipeline.kinds.forms import BitArray
 
 KNOWN_INSTANCES = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "known.json"
 BLOCK_BITS = 16  # enumerate 2**16 assignments at a time
@@ -31,9 +32,18 @@ class Reference:
 
 def exhaustive(formulation: Formulation) -> Reference:
     """The exact optimum over every feasible assignment, in the problem's own sense."""
+    found = best_assignment(formulation)
+    if found is None:
+        return Reference(None, "exhaustive", True, "no feasible assignment")
+    return Reference(found[0], "exhaustive", True)
+
+
+def best_assignment(formulation: Formulation) -> tuple[float, BitArray] | None:
+    """The best feasible assignment and its objective, by enumeration; None if none is
+    feasible. The first best in enumeration order, so the answer is deterministic."""
     n = formulation.objective_qubo.n
     maximise = formulation.sense == "max"
-    best = -np.inf if maximise else np.inf
+    best: tuple[float, BitArray] | None = None
     low = min(n, BLOCK_BITS)
     low_bits = ((np.arange(2**low)[:, None] >> np.arange(low)) & 1).astype(np.int8)
     for high in range(2 ** (n - low)):
@@ -41,12 +51,15 @@ def exhaustive(formulation: Formulation) -> Reference:
             ((high >> np.arange(n - low)) & 1).astype(np.int8), (len(low_bits), n - low)
         )
         bits = np.concatenate([low_bits, high_bits], axis=1)
-        values = formulation.objective(bits)[formulation.feasible(bits)]
-        if values.size:
-            best = max(best, float(values.max())) if maximise else min(best, float(values.min()))
-    if not np.isfinite(best):
-        return Reference(None, "exhaustive", True, "no feasible assignment")
-    return Reference(best, "exhaustive", True)
+        feasible = np.flatnonzero(formulation.feasible(bits))
+        if not feasible.size:
+            continue
+        values = formulation.objective(bits[feasible])
+        pick = int(np.argmax(values) if maximise else np.argmin(values))
+        value = float(values[pick])
+        if best is None or (value > best[0] if maximise else value < best[0]):
+            best = (value, bits[feasible[pick]].copy())
+    return best
 
 
 @cache

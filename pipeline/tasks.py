@@ -45,13 +45,15 @@ class QuantumChunkTask:
 
 @dataclass(frozen=True)
 class ClassicalTask:
-    """One problem for the classical solver, within its time limit."""
+    """One problem for the classical solver, within its time limit; enumerated instead when
+    it has at most ``enumerate_max_variables`` variables (0: always the solver)."""
 
     problem_id: str
     formulation: Formulation
     time_limit_s: float
     workers: int
     seed: int
+    enumerate_max_variables: int = 0
 
 
 @dataclass(frozen=True)

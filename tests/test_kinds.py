@@ -150,7 +150,10 @@ def test_formulation_objective_matches_independent_truth(name: str, seed: int) -
 
 @pytest.mark.parametrize("name", sorted(KNOWN))
 @pytest.mark.parametrize("seed", range(3))
-def test_classical_task_answers_the_brute_force_optimum(name: str, seed: int) -> None:
+@pytest.mark.parametrize(("enumerate_max", "status"), [(0, "OPTIMAL"), (12, "ENUMERATED")])
+def test_classical_task_answers_the_brute_force_optimum(
+    name: str, seed: int, enumerate_max: int, status: str
+) -> None:
     rng = np.random.default_rng(100 + seed)
     record = RANDOM[name](rng, int(rng.integers(2, 10)))
     task = ClassicalTask(
@@ -159,6 +162,7 @@ def test_classical_task_answers_the_brute_force_optimum(name: str, seed: int) ->
         time_limit_s=10.0,
         workers=1,
         seed=seed,
+        enumerate_max_variables=enumerate_max,
     )
     result = run_classical_task(task)
     optimum = brute_force(record)
@@ -170,7 +174,7 @@ def test_classical_task_answers_the_brute_force_optimum(name: str, seed: int) ->
     assert answer.objective == pytest.approx(optimum, abs=1e-9)
     assert answer.objective == pytest.approx(true_objective(record, answer.solution), abs=1e-9)
     assert answer.feasible and feasible(record, answer.solution)
-    assert answer.proven_optimal and answer.solver_status == "OPTIMAL"
+    assert answer.proven_optimal and answer.solver_status == status
     assert answer.bound == pytest.approx(optimum, abs=1e-9)
     assert answer.cost_usd == 0.0
     assert 0 < answer.seconds <= result.seconds

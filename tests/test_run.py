@@ -100,7 +100,7 @@ def test_a_task_that_raises_is_retried_and_fails_only_past_its_attempt_limit(
     def out_of_memory(task: object) -> object:
         raise MemoryError("no room for the model")
 
-    monkeypatch.setattr(flows.dispatch, "run_classical_task", out_of_memory)
+    monkeypatch.setattr(flows.dispatch, "run_classical_chunk", out_of_memory)
     with open_deps(settings) as deps:
         first = run_once(deps)
     assert (first.problems, first.completed, first.failed, first.released) == (1, 0, 0, 1)
