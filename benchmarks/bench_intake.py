@@ -1,20 +1,25 @@
-"""Intake at scale: submit and claim throughput, and a 100,000-problem run's peak memory.
+"""Intake at scale: submit and claim throughput, and a big drain's memory and first answers.
 
-    .venv/bin/python benchmarks/bench_intake.py               # 100k problems (minutes)
-    .venv/bin/python benchmarks/bench_intake.py --problems 20000 --baseline 1000
+    make bench-intake                                     # 100k problems, SQLite then PostgreSQL
+    .venv/bin/python benchmarks/bench_intake.py --problems 1000000          # SQLite
+    .venv/bin/python benchmarks/bench_intake.py --problems 1000000 \
+        --database-url postgresql+psycopg://root@127.0.0.1:5432/test      # a fresh schema there
 
 Prints, each measured in this same run on this machine:
-- submit throughput (problems/s) of ``IntakeStore.submit`` (one transaction, multi-row
-  inserts in chunks) against a baseline of one problem per call, one row per transaction;
-- what durable commits cost: submit throughput with SQLite ``synchronous=FULL`` (the
+- submit throughput (problems/s) of ``IntakeStore.submit`` (one transaction per 10,000,
+  multi-row inserts in chunks) against a baseline of one problem per call, one row per
+  transaction;
+- (SQLite) what durable commits cost: submit throughput with ``synchronous=FULL`` (the
   intake's setting: every commit synced, acknowledged means durable) against ``NORMAL``
   (synced at checkpoints only; a power cut can lose the last commits), batched and one
-  row per transaction, on fresh databases;
-- claim throughput of one ``claim()`` for the whole queue against claiming one problem
-  per call;
-- the peak memory of ``qhopper run`` draining the whole queue (route=classical, 4-6 node
-  MaxCut, so it finishes in minutes): the largest single process (getrusage) and the
-  whole process tree (sampled), with progress lines while it drains.
+  row per transaction, on fresh databases of 20,000 problems;
+- claim throughput of one ``claim()`` of up to 100,000 problems against claiming one
+  problem per call;
+- ``qhopper run`` draining the whole queue (route=classical, 4-6 node MaxCut): time,
+  problems/s, seconds to the first answer written, progress every 30 s, and the peak RSS
+  of every process of the run's tree (sampled every 0.5 s: the run, its Dask workers),
+  the largest also from getrusage.
+The queue is filled 10,000 problems at a time, so the benchmark itself stays small too.
 Not run by the test suite.
 """
 
@@ -25,18 +30,25 @@ import json
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import sqlalchemy as sa
 
 from pipeline.intake import IntakeStore, create_intake_engine
 from pipeline.model import MaxCutSpec
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
+SUBMIT_CHUNK = 10_000
+SYNC_PROBLEMS = 20_000
+CLAIM_PROBLEMS = 100_000
 
 
 def tiny(index: int) -> MaxCutSpec:
@@ -48,71 +60,109 @@ def tiny(index: int) -> MaxCutSpec:
     )
 
 
+def specs(start: int, stop: int) -> list[tuple[MaxCutSpec, str]]:
+    return [(tiny(i), f"bench:{i}") for i in range(start, stop)]
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def bench_submit(root: Path, problems: int, baseline: int) -> tuple[IntakeStore, IntakeStore]:
-    """Fill the queue under test and a baseline queue; return both stores."""
-    specs = [(tiny(i), f"bench:{i}") for i in range(problems)]
-    store = IntakeStore.open(f"sqlite:///{root / 'home' / 'intake.db'}")
+@contextmanager
+def intake_url(root: Path, name: str, database_url: str | None) -> Iterator[str]:
+    """An empty intake: an SQLite file under ``root``, or a fresh PostgreSQL schema."""
+    if database_url is None:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{root / name / 'intake.db'}"
+        return
+    schema = f"qh_bench_{name}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(database_url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{database_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def fill(store: IntakeStore, problems: int) -> float:
+    """Submit ``problems`` in calls of 10,000 (as `qhopper submit` files them); problems/s."""
+    spent = 0.0  # in submit only, not in building the specs
+    for start in range(0, problems, SUBMIT_CHUNK):
+        batch = specs(start, min(problems, start + SUBMIT_CHUNK))
+        started = time.perf_counter()
+        store.submit(batch)
+        spent += time.perf_counter() - started
+    return rate(problems, spent)
+
+
+def bench_submit(store: IntakeStore, single: IntakeStore, problems: int, baseline: int) -> None:
+    batched = fill(store, problems)
+    one = specs(problems, problems + baseline)
     started = time.perf_counter()
-    for start in range(0, problems, 10_000):  # one call per 10k, as `qhopper submit` files
-        store.submit(specs[start : start + 10_000])
-    batched = rate(problems, time.perf_counter() - started)
-    single = IntakeStore.open(f"sqlite:///{root / 'baseline' / 'intake.db'}")
-    started = time.perf_counter()
-    for spec in specs[:baseline]:
+    for spec in one:
         single.submit([spec])
     one_by_one = rate(baseline, time.perf_counter() - started)
     print(f"submit: {batched:10.0f} problems/s batched ({problems} problems)")
     print(f"submit: {one_by_one:10.0f} problems/s one row per transaction ({baseline} problems)")
-    print(f"submit: {batched / one_by_one:10.1f}x the one-row baseline")
-    return store, single
+    print(f"submit: {batched / one_by_one:10.1f}x the one-row baseline", flush=True)
 
 
-def bench_synchronous(root: Path, problems: int, baseline: int) -> None:
-    """Submit throughput with synchronous=FULL against NORMAL, same specs, fresh databases."""
-    specs = [(tiny(i), f"bench:{i}") for i in range(problems)]
+def bench_synchronous(root: Path, baseline: int) -> None:
+    """SQLite submit throughput with synchronous=FULL against NORMAL, fresh databases."""
     for mode in ("FULL", "NORMAL"):
+        (root / mode).mkdir()
         engine = create_intake_engine(f"sqlite:///{root / mode / 'intake.db'}", mode)
         store = IntakeStore(engine)
         store.create_schema()
+        batched = fill(store, SYNC_PROBLEMS)
+        one = specs(SYNC_PROBLEMS, SYNC_PROBLEMS + baseline)
         started = time.perf_counter()
-        for start in range(0, problems, 10_000):
-            store.submit(specs[start : start + 10_000])
-        batched = rate(problems, time.perf_counter() - started)
-        started = time.perf_counter()
-        for i in range(baseline):
-            store.submit([(tiny(problems + i), f"bench:{problems + i}")])
+        for spec in one:
+            store.submit([spec])
         one_by_one = rate(baseline, time.perf_counter() - started)
         print(
             f"submit synchronous={mode:6s}: {batched:10.0f} problems/s batched, "
-            f"{one_by_one:8.0f} problems/s one row per transaction"
+            f"{one_by_one:8.0f} problems/s one row per transaction ({SYNC_PROBLEMS} problems)"
         )
         store.close()
 
 
 def bench_claim(store: IntakeStore, single: IntakeStore, problems: int, baseline: int) -> None:
-    """One claim for the whole queue against one problem per claim; then give it back."""
+    """One claim of up to 100,000 against one problem per claim; then give them back."""
+    count = min(problems, CLAIM_PROBLEMS)
     started = time.perf_counter()
-    claimed = store.claim("bench-claim", problems, 600)
+    claimed = store.claim("bench-claim", count, 600)
     whole = rate(len(claimed), time.perf_counter() - started)
-    assert len(claimed) == problems
+    assert len(claimed) == count
+    del claimed
     started = time.perf_counter()
     for i in range(baseline):
         single.claim(f"one-{i}", 1, 600)
     one_claim = rate(baseline, time.perf_counter() - started)
-    print(f"claim:  {whole:10.0f} problems/s in one claim ({problems} problems)")
+    print(f"claim:  {whole:10.0f} problems/s in one claim ({count} problems)")
     print(f"claim:  {one_claim:10.0f} problems/s one problem per claim ({baseline} problems)")
-    print(f"claim:  {whole / one_claim:10.1f}x the one-at-a-time baseline")
+    print(f"claim:  {whole / one_claim:10.1f}x the one-at-a-time baseline", flush=True)
     store.release("bench-claim")  # queued again, for the run to drain
 
 
-def bench_run(root: Path, problems: int, store: IntakeStore) -> None:
+def _label(process: psutil.Process) -> str:
+    line = " ".join(process.cmdline())
+    if "qhopper run" in line or line.endswith("qhopper"):
+        return "qhopper run"
+    if "spawn_main" in line or "distributed" in line:
+        return "dask worker"
+    return process.name()
+
+
+def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
     home = root / "home"
     config = root / "qhopper.toml"
-    config.write_text("[classical]\ntime_limit_s = 5.0\n")
+    config.write_text(
+        f"[classical]\ntime_limit_s = 5.0\n[intake]\ndatabase_url = {json.dumps(url)}\n"
+    )
     env = {**os.environ, "QHOPPER_HOME": str(home)}
     print(f"run: draining {problems} problems with `qhopper run` ...", flush=True)
     started = time.perf_counter()
@@ -123,19 +173,27 @@ def bench_run(root: Path, problems: int, store: IntakeStore) -> None:
         stderr=subprocess.DEVNULL,
     )
     watched = psutil.Process(process.pid)
-    peak_tree = 0
+    peaks: dict[int, tuple[str, int]] = {}
+    first_answer: float | None = None
     last_report = 0.0
     while process.poll() is None:
         try:
-            tree = [watched, *watched.children(recursive=True)]
-            peak_tree = max(peak_tree, sum(p.memory_info().rss for p in tree))
+            for member in [watched, *watched.children(recursive=True)]:
+                rss = member.memory_info().rss
+                if rss > peaks.get(member.pid, ("", 0))[1]:
+                    peaks[member.pid] = (_label(member), rss)
         except psutil.Error:
             pass
         now = time.perf_counter()
-        if now - last_report >= 10:
+        due = now - last_report >= (30 if first_answer is not None else 1)
+        if due:
             counts = store.counts()
             done = counts["completed"] + counts["degraded"] + counts["failed"]
-            print(f"run: {now - started:6.0f} s  {done:7d} / {problems} answered", flush=True)
+            if done and first_answer is None:
+                first_answer = now - started
+                print(f"run: first answers written after {first_answer:.1f} s", flush=True)
+            if now - started >= 30 and int(now - started) // 30 != int(last_report - started) // 30:
+                print(f"run: {now - started:6.0f} s  {done:8d} / {problems} answered", flush=True)
             last_report = now
         time.sleep(0.5)
     stdout = process.stdout.read() if process.stdout else b""
@@ -150,24 +208,37 @@ def bench_run(root: Path, problems: int, store: IntakeStore) -> None:
         f"({rate(summary['problems'], elapsed):.0f} problems/s end to end), "
         f"{counts['completed']} completed, {counts['degraded']} degraded, {counts['failed']} failed"
     )
-    print(f"run: peak RSS {largest_kib / 1024:.0f} MiB (largest single process)")
-    print(f"run: peak RSS {peak_tree / 2**20:.0f} MiB (whole process tree, sampled every 0.5 s)")
+    print(f"run: first answers after {first_answer or float('nan'):.1f} s")
+    print(f"run: peak RSS {largest_kib / 1024:.0f} MiB (largest single process, getrusage)")
+    for pid, (label, rss) in sorted(peaks.items(), key=lambda item: -item[1][1]):
+        print(f"run: peak RSS {rss / 2**20:6.0f} MiB  pid {pid:<7} {label}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=100_000)
     parser.add_argument("--baseline", type=int, default=2_000)
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL server (a fresh schema is made there)"
+    )
     parser.add_argument("--no-run", action="store_true", help="measure the intake only")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="qhopper-bench-") as tmp:
+    dialect = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"intake: {dialect}, {args.problems} problems")
+    with (
+        tempfile.TemporaryDirectory(prefix="qhopper-bench-") as tmp,
+        intake_url(Path(tmp), "main", args.database_url) as url,
+        intake_url(Path(tmp), "baseline", args.database_url) as baseline_url,
+    ):
         root = Path(tmp)
-        store, single = bench_submit(root, args.problems, args.baseline)
-        bench_synchronous(root, args.problems, args.baseline)
+        store, single = IntakeStore.open(url), IntakeStore.open(baseline_url)
+        bench_submit(store, single, args.problems, args.baseline)
+        if args.database_url is None:
+            bench_synchronous(root, args.baseline)
         bench_claim(store, single, args.problems, args.baseline)
         single.close()
         if not args.no_run:
-            bench_run(root, args.problems, store)
+            bench_run(root, args.problems, store, url)
         store.close()
 
 
