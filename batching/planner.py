@@ -50,8 +50,7 @@ def plan_batches(
         if decision.route == "quantum":
             pool = pooled is not None and pooled(ising.n)
             shape = batch_shape(ising, problem.reps, backend, pool)
-            # A pool holds one kind: its batch's angles come from one kind's classes.
-            groups[("quantum", shape, problem.spec.kind if shape.pooled else "")].append(
+            groups[("quantum", shape, _pool_part(problem) if shape.pooled else "")].append(
                 (problem, decision)
             )
         else:
@@ -76,6 +75,14 @@ def plan_batches(
                 )
             )
     return batches
+
+
+def _pool_part(problem: PlannedProblem) -> str:
+    """What splits a pool: its kind (a batch's angles come from one kind's classes), and
+    whether a deadline is set. A pool joins problems that never shared a batch before, and
+    a batch's earliest deadline decides its route, so a problem with a deadline must not
+    send problems without one to the classical solver."""
+    return f"{problem.spec.kind}{'/deadline' if problem.spec.deadline is not None else ''}"
 
 
 def _by_class(members: list[Member]) -> list[Member]:

@@ -102,6 +102,18 @@ def test_a_pool_is_cut_evenly_keeps_kinds_apart_and_leaves_problems_without_term
     assert not edgeless.shape.pooled and edgeless.shape.pairs == ()
 
 
+def test_a_problem_with_a_deadline_never_shares_a_pooled_batch_with_one_without() -> None:
+    rng = random.Random(10)
+    late = spec_from_record(
+        {"kind": "maxcut", "n": 6, "edges": random_graph(6, rng), "deadline": "2026-01-01T00:00Z"}
+    )
+    problems = [planned(i, maxcut(6, random_graph(6, rng))) for i in range(3)]
+    batches = plan([*problems, planned(3, late)], pooled=True)
+    assert sorted(b.size for b in batches) == [1, 3]
+    [urgent] = [b for b in batches if b.size == 1]
+    assert urgent.shape.pooled and urgent.problems[0].spec.deadline is not None
+
+
 def test_a_pool_of_one_degree_sequence_keeps_its_class_and_a_mixed_pool_is_its_own() -> None:
     rng = random.Random(3)
     regular = [planned(i, maxcut(8, regular_graph(8, rng)), reps=2) for i in range(4)]
