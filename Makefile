@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath
 
 setup: $(STAMP)
 
@@ -42,7 +42,11 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 bench-engine: $(BENCH_STAMP) .venv-qokit
 	$(BIN)/python benchmarks/bench_engine.py
 
-# QOKit pins an older qiskit: it gets an environment of its own, used only by bench-engine.
+# The fast path at n = 12..24, p = 1..3 beside QOKit's CPU simulator (5-10 min; --quick: 1 min).
+bench-fastpath: $(STAMP) .venv-qokit
+	$(BIN)/python benchmarks/bench_fastpath.py
+
+# QOKit pins an older qiskit: it gets an environment of its own, used only by the benchmarks.
 .venv-qokit:
 	$(PYTHON) -m venv .venv-qokit
 	.venv-qokit/bin/python -m pip install --quiet --disable-pip-version-check --no-input -r benchmarks/requirements-qokit.txt

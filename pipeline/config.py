@@ -39,7 +39,10 @@ class LimitSettings(_Section):
 
 class QuantumSettings(_Section):
     backend: str = "aer"
-    max_qubits: int = Field(default=16, ge=1, le=32)
+    # Larger problems go to CP-SAT. 20: on the fast path one problem's refinement (40
+    # evaluations and the shots) takes ~2 s at p=2 (~3 s at p=3) and ~37 MiB; at 22 it
+    # takes 8-22 s at p=2 (benchmarks/bench_fastpath.py, 2 loaded cores).
+    max_qubits: int = Field(default=20, ge=1, le=32)
     default_reps: int = Field(
         default=2, ge=1, le=10
     )  # p=2: ~0.86 vs ~0.79 expectation ratio for ~2x the work
