@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+from numpy.random import Generator
 
 from pipeline.engine.memory import MAX_LEVELS, MAX_QUBITS, fast_path_bytes, kept_states
 
@@ -329,14 +330,24 @@ class DiagonalQAOA:
                 self._data[b] = (values, self._no_levels, False)
         return self._data[b]
 
-    def probabilities(self, b: int, gammas: FloatArray, betas: FloatArray) -> FloatArray:
-        """Problem ``b``'s outcome probabilities over the full register at one angle set:
-        what a shot of its QAOA circuit measures, so shots can be drawn from it exactly."""
+    def draw(
+        self, b: int, gammas: FloatArray, betas: FloatArray, shots: int, generator: Generator
+    ) -> IntArray:
+        """The distinct outcomes of ``shots`` shots of problem ``b``'s QAOA circuit at one
+        angle set, drawn from its exact final state. In place: the state's two arrays become
+        the cumulative distribution, so drawing costs no memory beyond the evaluation's."""
         re, im = self._final_state(b, gammas, betas)
-        kept = re * re + im * im
-        # A kept state x stands for itself and its complement, the index from the other end.
-        full = np.concatenate([kept, kept[::-1]]) if self.symmetric else kept
-        return np.asarray(full / full.sum(), dtype=np.float64)
+        np.multiply(re, re, out=re)
+        np.multiply(im, im, out=im)
+        re += im
+        del im
+        cdf = np.cumsum(re, out=re)
+        picks = np.searchsorted(cdf, generator.random(shots) * cdf[-1], side="right")
+        np.minimum(picks, self.states - 1, out=picks)  # a draw of exactly the total
+        if self.symmetric:  # a kept state stands for itself and its complement, equally
+            complement = (1 << self.n) - 1 - picks
+            picks = np.where(generator.random(shots) < 0.5, complement, picks)
+        return np.unique(picks).astype(np.int64)
 
     def _final_state(
         self, b: int, gammas: FloatArray, betas: FloatArray

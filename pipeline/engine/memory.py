@@ -32,8 +32,10 @@ def fast_path_bytes(n_qubits: int, problems: int, symmetric: bool = False) -> in
     plus the largest working set, which is either building one problem's data (its
     diagonal, a sorted copy and the level index: 18 bytes a state) or one final state
     with a full objective diagonal (16 bytes a kept state, 8 a state of the register);
-    the data are released before the shots are sampled on Aer, whose own peak is
-    ``AER_SAMPLING_BYTES_PER_STATE`` a state; and ``CHUNK_OVERHEAD_BYTES``.
+    shots drawn from the exact final state reuse that state's arrays (16 bytes a kept
+    state, the data still held); where the shots are sampled on Aer instead, the data
+    are released first and Aer's own peak is ``AER_SAMPLING_BYTES_PER_STATE`` a state;
+    and ``CHUNK_OVERHEAD_BYTES``.
     ``symmetric``: no linear field in any problem (half the states are kept); the
     default assumes the worst case.
     """

@@ -41,10 +41,8 @@ def draw(
     started = time.perf_counter()
     outcomes = []
     for b, problem in enumerate(problems):
-        probabilities = evaluator.simulator.probabilities(b, gammas[b], betas[b])
         generator = np.random.default_rng([seed, _stable(problem.problem_id)])
-        shots = generator.choice(len(probabilities), size=problem.shots, p=probabilities)
-        outcomes.append(np.unique(shots).astype(np.int64))
+        outcomes.append(evaluator.simulator.draw(b, gammas[b], betas[b], problem.shots, generator))
     evaluator.release()
     evaluator.simulated_s += time.perf_counter() - started
     return outcomes
