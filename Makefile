@@ -72,8 +72,12 @@ bench-pipeline: $(STAMP)
 bench-fallback: $(STAMP)
 	$(BIN)/python benchmarks/bench_fallback.py
 
+# PROBLEMS=1000000 for the million-problem drain; the PostgreSQL half needs a server at PG_URL.
+PROBLEMS ?= 100000
+PG_URL ?= postgresql+psycopg://root@127.0.0.1:5432/test
 bench-intake: $(STAMP)
-	$(BIN)/python benchmarks/bench_intake.py
+	$(BIN)/python benchmarks/bench_intake.py --problems $(PROBLEMS)
+	$(BIN)/python benchmarks/bench_intake.py --problems $(PROBLEMS) --database-url $(PG_URL)
 
 clean:
 	rm -rf $(VENV) .qhopper .pytest_cache .mypy_cache .ruff_cache

@@ -177,13 +177,15 @@ def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
     first_answer: float | None = None
     last_report = 0.0
     while process.poll() is None:
+        current: dict[int, tuple[str, int]] = {}
         try:
             for member in [watched, *watched.children(recursive=True)]:
-                rss = member.memory_info().rss
-                if rss > peaks.get(member.pid, ("", 0))[1]:
-                    peaks[member.pid] = (_label(member), rss)
+                current[member.pid] = (_label(member), member.memory_info().rss)
         except psutil.Error:
             pass
+        for pid, (label, rss) in current.items():
+            if rss > peaks.get(pid, ("", 0))[1]:
+                peaks[pid] = (label, rss)
         now = time.perf_counter()
         due = now - last_report >= (30 if first_answer is not None else 1)
         if due:
@@ -193,7 +195,12 @@ def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
                 first_answer = now - started
                 print(f"run: first answers written after {first_answer:.1f} s", flush=True)
             if now - started >= 30 and int(now - started) // 30 != int(last_report - started) // 30:
-                print(f"run: {now - started:6.0f} s  {done:8d} / {problems} answered", flush=True)
+                now_mib = {pid: rss // 2**20 for pid, (_, rss) in current.items()}
+                print(
+                    f"run: {now - started:6.0f} s  {done:8d} / {problems} answered  "
+                    f"RSS now (MiB): {sorted(now_mib.values(), reverse=True)}",
+                    flush=True,
+                )
             last_report = now
         time.sleep(0.5)
     stdout = process.stdout.read() if process.stdout else b""
