@@ -27,8 +27,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The report's test loads it in a real headless browser: Debian's chromium (CI runs as root).
+# One install at a time: two checkouts' `make test` side by side must not race for apt's lock.
 browser:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || flock /tmp/qhopper-browser-install.lock sh -c \
+	  'command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)'
 
 test: lint typecheck browser
 	$(BIN)/pytest
