@@ -31,6 +31,7 @@ from pipeline.intake.schema import (
     RUNNING,
     STATES,
     chunks,
+    claim_candidates,
     create_schema,
     new_id,
     problem_events,
@@ -147,23 +148,28 @@ class IntakeStore:
             lapsed = problems.c.lease_expires_at < now
             if dead:
                 lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
-            claimable = sa.or_(
-                problems.c.state == QUEUED,
-                sa.and_(problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed),
-            )
-            candidates = (
-                sa.select(problems.c.id)
-                .where(claimable)
-                .order_by(problems.c.priority.desc(), problems.c.submitted_at, problems.c.id)
-                .limit(limit)
-            )
-            if only is not None:
-                candidates = candidates.where(problems.c.id.in_(list(only)))
-            if self._dialect == "postgresql":
-                candidates = candidates.with_for_update(skip_locked=True)
+            lock = self._dialect == "postgresql"
+            # Queued problems, and lapsed claims not in a journalled batch: two indexed reads
+            # (one OR over both would scan and sort the whole table), merged in claim order.
+            found = [
+                *claim_candidates(tx, problems.c.state == QUEUED, limit, only, lock),
+                *claim_candidates(
+                    tx,
+                    sa.and_(
+                        problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed
+                    ),
+                    limit,
+                    only,
+                    lock,
+                ),
+            ]
+            found.sort(key=lambda r: (-r.priority, r.submitted_at, r.id))
+            chosen = [r.id for r in found[:limit]]
+            if not chosen:
+                return []
             statement = (
                 problems.update()
-                .where(problems.c.id.in_(candidates.scalar_subquery()))
+                .where(problems.c.id.in_(chosen))
                 .values(
                     state=CLAIMED,
                     lease_owner=owner,
