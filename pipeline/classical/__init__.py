@@ -2,7 +2,8 @@
 
 :func:`run_classical_chunk` is what a Dask worker runs for classical problems (one large
 problem, or many small ones that are enumerated); it builds the CP-SAT model there, since
-models do not pickle. Workers call :func:`warm_up` at start-up so the heuristic's compiled kernels load outside any problem's time limit.
+models do not pickle. Workers call :func:`warm_up` at start-up so the heuristic's compiled
+kernels load outside any problem's time limit.
 """
 
 from __future__ import annotations
