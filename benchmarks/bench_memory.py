@@ -7,10 +7,11 @@ case: a linear field, so no flip symmetry; random real weights, so every problem
 its 8-byte diagonal; a penalised QUBO, so the true objective is measured apart at the
 end), loads the kernels and the template as a warm worker has them, records its RSS
 (the baseline), resets the kernel's peak-RSS mark (``/proc/self/clear_refs``) and runs
-``pipeline.engine.chunk.run_quantum_chunk`` on Aer: the fast path evaluates, Aer samples.
+``pipeline.engine.chunk.run_quantum_chunk`` on Aer: the fast path evaluates and draws the
+shots from the exact final state.
 The table shows ``fast_path_bytes(n, problems)``, the peak above the baseline, their
 ratio (measured / estimate: at most 1 when the estimate holds) and, apart, the peak of
-Aer's sampling call alone at the answers' angles. The optimiser's grid is cut to 2 x 2
+Aer's sampling call alone at the answers' angles (what a backend that samples would add). The optimiser's grid is cut to 2 x 2
 and its Newton steps to one, so that 24 qubits finish in about two minutes: every evaluation
 allocates the same, so fewer of them do not change the peak. Takes 3-4 minutes.
 """
