@@ -169,7 +169,7 @@ class IntakeStore:
                 return []
             statement = (
                 problems.update()
-                .where(problems.c.id.in_(chosen))
+                .where(problems.c.id.in_(sa.bindparam("ids", expanding=True)))
                 .values(
                     state=CLAIMED,
                     lease_owner=owner,
@@ -193,7 +193,9 @@ class IntakeStore:
                     problems.c.trace_id,
                 )
             )
-            rows = tx.execute(statement).all()
+            rows = [  # in slices: a claim may hold more ids than a statement's parameters
+                row for ids in chunks(chosen, 10_000) for row in tx.execute(statement, {"ids": ids})
+            ]
             if rows:
                 tx.execute(
                     problem_events.insert(),
