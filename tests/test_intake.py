@@ -204,6 +204,28 @@ def test_concurrent_claimers_never_share_a_problem(store: IntakeStore, intake_ur
     assert len(taken) == 300 and len(set(taken)) == 300
 
 
+def test_a_claim_larger_than_postgres_parameter_limit_takes_every_problem_once(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL refuses a statement with more than 65,535 parameters."""
+    store = IntakeStore.open(postgres_url)
+    try:
+        _claim_every_one_of(store, 70_000)
+    finally:
+        store.close()
+
+
+def _claim_every_one_of(store: IntakeStore, count: int) -> None:
+    submitted = store.submit([(ring(3, f"k{i}"), "s") for i in range(count)])
+    assert sum(o.created for o in submitted) == count
+    claimed = store.claim("run", count + 10, lease_seconds=600)
+    assert len(claimed) == count and len({c.id for c in claimed}) == count
+    assert {c.id for c in claimed} == {o.id for o in submitted}
+    assert store.counts().get(QUEUED, 0) == 0 and store.pending() == 0
+    again = store.submit([(ring(3, f"k{i}"), "t") for i in range(count)])
+    assert [o.id for o in again] == [o.id for o in submitted] and not any(o.created for o in again)
+
+
 def _expire_leases(store: IntakeStore) -> None:
     with store.engine.begin() as connection:
         connection.execute(

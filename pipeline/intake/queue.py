@@ -96,14 +96,24 @@ class IntakeStore:
             for row in rows:
                 row["submitted_at"] = row["updated_at"] = now
             for chunk in chunks(rows):
-                tx.execute(self._insert_ignore(), chunk)
-                keys = [row["key"] for row in chunk]
-                found = dict(
-                    tx.execute(
-                        sa.select(problems.c.key, problems.c.id).where(problems.c.key.in_(keys))
-                    ).all()
+                # RETURNING names the rows this insert created; only the others (keys known
+                # already) are looked up. A look-up of every key, in the transaction that just
+                # inserted them, scanned the whole table on PostgreSQL (its statistics lag the
+                # inserts): submit fell from 11,000 to 330 problems/s by 100,000 queued.
+                inserted = set(
+                    tx.execute(self._insert_ignore().returning(problems.c.id), chunk).scalars()
                 )
-                created = [row for row in chunk if found[row["key"]] == row["id"]]
+                found = {row["key"]: row["id"] for row in chunk if row["id"] in inserted}
+                known = [row["key"] for row in chunk if row["id"] not in inserted]
+                if known:
+                    found.update(
+                        tx.execute(
+                            sa.select(problems.c.key, problems.c.id).where(
+                                problems.c.key.in_(known)
+                            )
+                        ).all()
+                    )
+                created = [row for row in chunk if row["id"] in inserted]
                 if created:
                     tx.execute(
                         problem_events.insert(),
