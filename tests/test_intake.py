@@ -215,6 +215,48 @@ def test_a_claim_larger_than_postgres_parameter_limit_takes_every_problem_once(
         store.close()
 
 
+def test_a_claim_after_a_bulk_submit_reads_the_claim_order_index(postgres_url: str) -> None:
+    """With no statistics PostgreSQL sorted every queued row on each claim; a bulk submit
+    analyses the table, so a claim reads its rows off the index in order, no sort."""
+    store = IntakeStore.open(postgres_url)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement and "state =" in statement:
+            statements.append((statement, parameters))
+
+    try:
+        store.submit([(ring(3, f"k{i}"), "s") for i in range(20_000)])
+        sa.event.listen(store.engine, "before_cursor_execute", capture)
+        store.claim("run", 300, lease_seconds=600)
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+        statement, parameters = statements[0]
+        with store.engine.begin() as connection:
+            plan = "\n".join(
+                row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            )
+        assert "Index Scan using ix_problems_claim_order" in plan, plan
+        assert "Sort" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_the_old_state_index_is_dropped_on_open(intake_url: str) -> None:
+    store = IntakeStore.open(intake_url)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE INDEX ix_problems_state_priority ON problems (state, priority, submitted_at)"
+        )
+    store.close()
+    store = IntakeStore.open(intake_url)
+    try:
+        names = {i["name"] for i in sa.inspect(store.engine).get_indexes("problems")}
+        assert "ix_problems_state_priority" not in names
+        assert "ix_problems_claim_order" in names
+    finally:
+        store.close()
+
+
 def _claim_every_one_of(store: IntakeStore, count: int) -> None:
     submitted = store.submit([(ring(3, f"k{i}"), "s") for i in range(count)])
     assert sum(o.created for o in submitted) == count

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from pipeline.crash import fault_point
@@ -33,13 +31,13 @@ from pipeline.intake.schema import (
     chunks,
     claim_candidates,
     create_schema,
-    new_id,
     problem_events,
     problems,
     record_events,
     update_held,
 )
-from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
+from pipeline.intake.submit import submit_specs
+from pipeline.model import ProblemSpec
 
 
 class IntakeStore:
@@ -89,54 +87,7 @@ class IntakeStore:
         An optional third element is the submitter's W3C trace id, stored with the problem
         (a known key keeps the trace id it was first submitted with).
         """
-        rows = [_row(item[0], item[1], item[2] if len(item) > 2 else None) for item in specs]
-        outcomes: list[SubmitOutcome] = []
-        with self.engine.begin() as tx:
-            now = server_now(tx)
-            for row in rows:
-                row["submitted_at"] = row["updated_at"] = now
-            for chunk in chunks(rows):
-                # RETURNING names the rows this insert created; only the others (keys known
-                # already) are looked up. A look-up of every key, in the transaction that just
-                # inserted them, scanned the whole table on PostgreSQL (its statistics lag the
-                # inserts): submit fell from 11,000 to 330 problems/s by 100,000 queued.
-                inserted = set(
-                    tx.execute(self._insert_ignore().returning(problems.c.id), chunk).scalars()
-                )
-                found = {row["key"]: row["id"] for row in chunk if row["id"] in inserted}
-                known = [row["key"] for row in chunk if row["id"] not in inserted]
-                if known:
-                    found.update(
-                        tx.execute(
-                            sa.select(problems.c.key, problems.c.id).where(
-                                problems.c.key.in_(known)
-                            )
-                        ).all()
-                    )
-                created = [row for row in chunk if row["id"] in inserted]
-                if created:
-                    tx.execute(
-                        problem_events.insert(),
-                        [
-                            {
-                                "problem_id": r["id"],
-                                "state": QUEUED,
-                                "at": now,
-                                "detail": r["source"],
-                            }
-                            for r in created
-                        ],
-                    )
-                outcomes += [
-                    SubmitOutcome(found[row["key"]], row["key"], found[row["key"]] == row["id"])
-                    for row in chunk
-                ]
-        return outcomes
-
-    def _insert_ignore(self) -> Any:
-        if self._dialect == "postgresql":
-            return postgresql.insert(problems).on_conflict_do_nothing(index_elements=["key"])
-        return sqlite.insert(problems).on_conflict_do_nothing(index_elements=["key"])
+        return submit_specs(self.engine, self._dialect, specs)
 
     # --- claims and leases ------------------------------------------------------------------
     def claim(
@@ -389,21 +340,3 @@ class IntakeStore:
         found = dict(row)
         found["events"] = [dict(e) for e in events]
         return found
-
-
-def _row(spec: ProblemSpec, source: str, trace_id: str | None = None) -> dict[str, Any]:
-    return {
-        "id": new_id("p"),
-        "key": idempotency_key(spec),
-        "kind": spec.kind,
-        "n_variables": n_variables(spec),
-        "tenant": spec.tenant,
-        "priority": spec.priority,
-        "deadline": spec.deadline.astimezone(UTC).replace(tzinfo=None) if spec.deadline else None,
-        "spec_json": json.dumps(spec_to_record(spec), sort_keys=True, separators=(",", ":")),
-        "input_hash": content_hash(spec),
-        "source": source,
-        "state": QUEUED,
-        "attempts": 0,
-        "trace_id": trace_id,
-    }

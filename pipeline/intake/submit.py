@@ -1,0 +1,108 @@
+"""Submission: new problems in, known keys reused, one transaction a call."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from pipeline.intake.database import server_now
+from pipeline.intake.records import SubmitOutcome
+from pipeline.intake.schema import QUEUED, chunks, new_id, problem_events, problems
+from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
+
+# A submit that creates this many problems refreshes PostgreSQL's statistics (see analyze).
+ANALYZE_AFTER = 1_000
+
+
+def submit_specs(
+    engine: Engine,
+    dialect: str,
+    specs: Sequence[tuple[ProblemSpec, str] | tuple[ProblemSpec, str, str | None]],
+) -> list[SubmitOutcome]:
+    """Enqueue every (spec, source[, trace id]) in one transaction; known keys are reused."""
+    rows = [_row(item[0], item[1], item[2] if len(item) > 2 else None) for item in specs]
+    outcomes: list[SubmitOutcome] = []
+    with engine.begin() as tx:
+        now = server_now(tx)
+        for row in rows:
+            row["submitted_at"] = row["updated_at"] = now
+        for chunk in chunks(rows):
+            # RETURNING names the rows this insert created; only the others (keys known
+            # already) are looked up. A look-up of every key, in the transaction that just
+            # inserted them, scanned the whole table on PostgreSQL (its statistics lag the
+            # inserts): submit fell from 11,000 to 330 problems/s by 100,000 queued.
+            inserted = set(
+                tx.execute(_insert_ignore(dialect).returning(problems.c.id), chunk).scalars()
+            )
+            found = {row["key"]: row["id"] for row in chunk if row["id"] in inserted}
+            known = [row["key"] for row in chunk if row["id"] not in inserted]
+            if known:
+                found.update(
+                    tx.execute(
+                        sa.select(problems.c.key, problems.c.id).where(problems.c.key.in_(known))
+                    ).all()
+                )
+            created = [row for row in chunk if row["id"] in inserted]
+            if created:
+                tx.execute(
+                    problem_events.insert(),
+                    [
+                        {
+                            "problem_id": r["id"],
+                            "state": QUEUED,
+                            "at": now,
+                            "detail": r["source"],
+                        }
+                        for r in created
+                    ],
+                )
+            outcomes += [
+                SubmitOutcome(found[row["key"]], row["key"], found[row["key"]] == row["id"])
+                for row in chunk
+            ]
+    if dialect == "postgresql" and sum(o.created for o in outcomes) >= ANALYZE_AFTER:
+        analyze(engine)
+    return outcomes
+
+
+def analyze(engine: Engine) -> None:
+    """Refresh PostgreSQL's statistics of the queue after a bulk submit.
+
+    Until the table is analysed the planner guesses a handful of queued rows and reads a
+    claim's rows by bitmap and sort: every queued problem, on each claim (0.6 s a claim
+    at a million queued). Autovacuum would do this in time, where it is on; a claim
+    cannot wait for it. Statistics only help: a failure is ignored.
+    """
+    with contextlib.suppress(sa.exc.DBAPIError), engine.begin() as tx:
+        tx.execute(sa.text("ANALYZE problems"))
+
+
+def _insert_ignore(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(problems).on_conflict_do_nothing(index_elements=["key"])
+    return sqlite.insert(problems).on_conflict_do_nothing(index_elements=["key"])
+
+
+def _row(spec: ProblemSpec, source: str, trace_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": new_id("p"),
+        "key": idempotency_key(spec),
+        "kind": spec.kind,
+        "n_variables": n_variables(spec),
+        "tenant": spec.tenant,
+        "priority": spec.priority,
+        "deadline": spec.deadline.astimezone(UTC).replace(tzinfo=None) if spec.deadline else None,
+        "spec_json": json.dumps(spec_to_record(spec), sort_keys=True, separators=(",", ":")),
+        "input_hash": content_hash(spec),
+        "source": source,
+        "state": QUEUED,
+        "attempts": 0,
+        "trace_id": trace_id,
+    }
