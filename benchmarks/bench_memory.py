@@ -60,7 +60,7 @@ def child(n: int, problems: int) -> dict[str, float]:
     import numpy as np
 
     from pipeline.backends import CallPolicy, get_backend
-    from pipeline.engine import lockstep
+    from pipeline.engine import starts
     from pipeline.engine.chunk import run_quantum_chunk
     from pipeline.engine.fast_sim import fast_path_bytes, warm_up
     from pipeline.engine.shapes import shape_of
@@ -69,8 +69,8 @@ def child(n: int, problems: int) -> dict[str, float]:
     from pipeline.model import PortfolioSpec
     from pipeline.tasks import QuantumChunkTask, WorkItem
 
-    lockstep.GRID_GAMMAS = np.array([0.3, 0.9])
-    lockstep.GRID_BETAS = np.array([-0.4, 0.4])
+    starts.GRID_GAMMAS = np.array([0.3, 0.9])
+    starts.GRID_BETAS = np.array([-0.4, 0.4])
     backend = get_backend("aer", n)
     rng = np.random.default_rng(n)
     formulations = []

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pipeline.backends import CallPolicy, get_backend
 from pipeline.engine.angle_store import AngleLibrary, angle_library, plan_for, record_batch
 from pipeline.engine.angles import (
+    DEFAULT_WARM_PILOTS,
     AngleClass,
     AnglePlan,
     AngleSet,
@@ -27,7 +28,7 @@ from pipeline.engine.angles import (
     usable,
 )
 from pipeline.engine.chunk import run_quantum_chunk
-from pipeline.engine.evaluators import BatchProblem, normalised_weights
+from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, normalised_weights
 from pipeline.engine.lockstep import optimise_batch
 from pipeline.engine.shapes import shape_of
 from pipeline.engine.templates import PackedTemplate, compile_template
@@ -226,6 +227,48 @@ def test_a_second_run_of_a_class_uses_fewer_evaluations(library: AngleLibrary) -
     )
     assert ratio > 0.75
     assert len(library.entries()) == 2
+
+
+def test_a_new_graph_of_a_known_class_costs_one_gamma_line_search_a_problem(
+    library: AngleLibrary,
+) -> None:
+    """Past its pilots, each problem of a known class spends 3 evaluations, and they find
+    its best scale of the pilots' shared gammas (an independent fine scan decides)."""
+    n, count = 10, 30
+    fast = get_backend("aer", 16)
+    first = weighted_batch(regular_graph(n, 3, 3), n, 16, 1)
+    second = weighted_batch(regular_graph(n, 3, 4), n, count, 2)
+    for batch in (first, second):
+        shape = shape_of(batch[0].ising, 2, "aer")
+        batch_plan = plan_for(library, "maxcut", shape)
+        template = compile_template(shape, fast, "t")
+        problems = [BatchProblem(f"p{i}", f, 64) for i, f in enumerate(batch)]
+        answers = optimise_batch(template, problems, fast, 40, 1, "fast", batch_plan)
+        record_batch(library, "maxcut", shape, answers, [optimum(f) for f in batch], "x")
+    assert batch_plan.source == "library"
+    pilots, others = answers[:DEFAULT_WARM_PILOTS], answers[DEFAULT_WARM_PILOTS:]
+    assert [a.evaluations for a in others] == [3] * len(others)
+    gammas = np.mean([a.gammas for a in pilots], axis=0)
+    betas = np.mean([a.betas for a in pilots], axis=0)
+    evaluator = DiagonalEvaluator(template, problems)
+    scales = np.linspace(0.7, 1.3, 601)  # the shared gammas times 0.7 .. 1.3; index 300: 1
+    shares, at_consensus, reached = [], [], []
+    for row, answer in enumerate(others, start=len(pilots)):
+        line = evaluator.energies(
+            np.array([row]),
+            (scales[:, None] * gammas)[None].copy(),
+            np.broadcast_to(betas, (1, len(scales), 2)).copy(),
+        )[0]
+        got = evaluator.energies(
+            np.array([row]), np.array([[answer.gammas]]), np.array([[answer.betas]])
+        )[0, 0]
+        if line[300] - line.min() > 1e-6:
+            shares.append((line[300] - got) / (line[300] - line.min()))
+        at_consensus.append(line[300])
+        reached.append(got)
+    assert len(shares) >= count // 2
+    assert float(np.median(shares)) >= 0.9  # most of the way to each one's best scale
+    assert float(np.mean(reached)) < float(np.mean(at_consensus))
 
 
 def test_a_class_without_published_angles_learns_from_its_grid_run(library: AngleLibrary) -> None:

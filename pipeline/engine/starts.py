@@ -1,0 +1,285 @@
+"""Where a batch's lockstep optimisation starts: pilots, then transfer to everyone else.
+
+Cold (no usable plan): a few pilot problems scan a grid of (gamma, beta) ramps and refine;
+everyone else starts from the best of their optima. Warm (the angle library's entry for
+the class, or published angles): pilots refine from the plan's candidates, measure what
+transferring their optima costs in this batch, and the others take the pilots' consensus
+with as few evaluations as that cost allows (none beyond the transfer, one line search
+along the gammas, or Newton steps). Problems of one class with RMS-normalised weights
+have nearly the same optimal angles (Brandao et al. 2018; Galda et al. 2021; Sureshbabu
+et al. 2024), which is what makes transfer pay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engine.evaluators import Evaluator
+from pipeline.engine.refine import FD_STEP, MAX_RADIUS, newton_step, refine
+
+FloatArray = npt.NDArray[np.float64]
+
+PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
+GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
+GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
+# Warm starts: the pilots' optima are transferred as they are unless the pilots show that
+# transfer loses more than the plan's ``transfer_tolerance`` of the energy, in which case
+# everyone takes one Newton step.
+FAR_OFF = 3e-2  # a problem whose one step gained this much refines on
+STALE_ENTRY = 2e-2  # one pilot gained this much from the library's entry: it is stale
+GAMMA_PROBE = 0.05  # relative change of the gammas that measures a problem's slope along them
+# A start is sound when its energy is below this fraction of -sum |w|: a corrupt or stale
+# library entry (random angles, the uniform state) gives about 0 and is replaced by the grid.
+SOUND_START = 0.05
+
+
+def cold_start(
+    engine: Evaluator, count: int, reps: int, max_iterations: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Starting angles: a grid scan for a few pilot problems, transferred to the rest.
+
+    Problems of one shape with normalised weights have nearly the same optimal angles
+    (parameter concentration; Brandao et al. 2018, Galda et al. 2021), so the pilots'
+    optima are tried as warm starts for everyone else instead of a full grid each.
+    A problem whose warm start is poor still converges locally; the pilots' spread
+    (several candidates, not one) guards against transferring a bad basin. The pilots'
+    mean curvature at their optima is returned too, as the others' Hessian estimate.
+    """
+    everyone = np.arange(count)
+    if count <= PILOTS:
+        return (*_grid_start(engine, everyone, reps), None)
+    pilots, others = everyone[:PILOTS], everyone[PILOTS:]
+    gammas, betas, energy = _grid_start(engine, pilots, reps)
+    gammas, betas, energy, curvature = refine(engine, pilots, gammas, betas, energy, max_iterations)
+    candidates_g = np.broadcast_to(gammas[None], (len(others), PILOTS, reps))
+    candidates_b = np.broadcast_to(betas[None], (len(others), PILOTS, reps))
+    values = engine.energies(
+        others, np.ascontiguousarray(candidates_g), np.ascontiguousarray(candidates_b)
+    )
+    best = values.argmin(axis=1)
+    all_g = np.empty((count, reps))
+    all_b = np.empty((count, reps))
+    all_e = np.empty(count)
+    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
+    all_g[others] = gammas[best]
+    all_b[others] = betas[best]
+    all_e[others] = values[np.arange(len(others)), best]
+    return all_g, all_b, all_e, curvature.mean(axis=0)
+
+
+def warm_start(
+    engine: Evaluator,
+    count: int,
+    reps: int,
+    max_iterations: int,
+    candidates: list[tuple[FloatArray, FloatArray]],
+    refined: bool,
+    pilot_count: int,
+    tolerance: float,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Angles for every problem from the plan's candidates, in a handful of evaluations each.
+
+    ``pilot_count`` pilots (the plan's ``warm_pilots`` when the first candidate is a
+    library entry, already an optimum of the class; else ``PILOTS``) try every candidate and refine from the best;
+    every other problem tries the pilots' mean optimum (and the library's entry) and keeps
+    the best. Each pilot is evaluated at the others' optima: only when that shows transfer
+    losing more than ``tolerance`` (the plan's) of the energy (a class whose optima do not
+    concentrate, heavy-tailed weights) does everyone take one Newton step, and those whose
+    step gained more than ``FAR_OFF`` refine until a step no longer pays. A pilot whose
+    best candidate is no sound start (``SOUND_START``) scans the grid instead.
+    """
+    pilots = np.arange(min(count, pilot_count))
+    cand_g = np.array([g for g, _ in candidates])
+    cand_b = np.array([b for _, b in candidates])
+    values = engine.energies(
+        pilots,
+        np.ascontiguousarray(np.broadcast_to(cand_g, (len(pilots), *cand_g.shape))),
+        np.ascontiguousarray(np.broadcast_to(cand_b, (len(pilots), *cand_b.shape))),
+    )
+    best = values.argmin(axis=1)
+    gammas, betas = cand_g[best].copy(), cand_b[best].copy()
+    energy = values[np.arange(len(pilots)), best]
+    poor = np.flatnonzero(energy > -SOUND_START * _weight_sums(engine)[pilots])
+    if poor.size:
+        gammas[poor], betas[poor], energy[poor] = _grid_start(engine, pilots[poor], reps)
+    started = energy.copy()
+    one_basin = refined and not poor.size and bool((best == best[0]).all())
+    gammas, betas, energy, curvature = _refine_pilots(
+        engine, pilots, gammas, betas, energy, max_iterations, one_basin
+    )
+    stale = (started - energy) / np.abs(energy) > STALE_ENTRY  # far from where they started
+    all_g, all_b, all_e = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
+    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
+    if len(pilots) > 1:  # each pilot at the others' optima: what transfer costs in this batch
+        cross = engine.energies(
+            pilots,
+            np.ascontiguousarray(np.broadcast_to(gammas, (len(pilots), *gammas.shape))),
+            np.ascontiguousarray(np.broadcast_to(betas, (len(pilots), *betas.shape))),
+        )
+        np.fill_diagonal(cross, np.inf)
+        loss = (cross.min(axis=1) - energy) / np.abs(energy)
+    else:  # one pilot, from a library entry: the others step only if the entry looks stale
+        loss = np.where(stale, np.inf, 0.0)
+    others = np.arange(len(pilots), count)
+    if others.size == 0:
+        return all_g, all_b, all_e
+    worst = float(np.max(loss, initial=0.0))
+    if refined and tolerance < worst <= FAR_OFF and not stale.any():
+        # The class's optimum holds for this batch, up to each problem's own scale: what
+        # is left of transfer's loss is mostly along gamma (the weights' spread after
+        # normalising), so each problem takes one line search along it (3 evaluations).
+        all_g[others], all_b[others], all_e[others] = _gamma_line_search(
+            engine, others, gammas.mean(axis=0), betas.mean(axis=0), curvature.mean(axis=0)
+        )
+        return all_g, all_b, all_e
+    # The others try the pilots' consensus (their mean optimum) and the class's entry.
+    extra = [candidates[0]] if refined else []
+    tries_g = np.array([gammas.mean(axis=0)] + [g for g, _ in extra])
+    tries_b = np.array([betas.mean(axis=0)] + [b for _, b in extra])
+    values = engine.energies(
+        others,
+        np.ascontiguousarray(np.broadcast_to(tries_g, (len(others), *tries_g.shape))),
+        np.ascontiguousarray(np.broadcast_to(tries_b, (len(others), *tries_b.shape))),
+    )
+    best = values.argmin(axis=1)
+    all_g[others], all_b[others] = tries_g[best], tries_b[best]
+    all_e[others] = values[np.arange(len(others)), best]
+    if worst > tolerance:
+        # Transfer loses more than a step costs: one Newton step each, on a forward-difference
+        # gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps.
+        hint = curvature.mean(axis=0)
+        before = all_e[others].copy()
+        all_g[others], all_b[others], all_e[others] = _one_step(
+            engine, others, all_g[others], all_b[others], all_e[others], hint
+        )
+        # Where that step paid well (the transferred angles were far off), further steps
+        # may too: those problems refine until a step no longer pays.
+        paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
+        if paid.size:
+            all_g[paid], all_b[paid], all_e[paid], _ = refine(
+                engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
+            )
+    return all_g, all_b, all_e
+
+
+def _refine_pilots(
+    engine: Evaluator,
+    pilots: npt.NDArray[np.intp],
+    gammas: FloatArray,
+    betas: FloatArray,
+    energy: FloatArray,
+    max_iterations: int,
+    one_basin: bool,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Refine the pilots; when all start at one library entry, only the first measures a
+    full Hessian.
+
+    Pilots that start at the same optimum of their class sit in one basin, so the first
+    pilot's curvature serves the others as their Hessian's mixed terms: at p=2 that saves
+    24 of the 33 evaluations a full measurement costs, for each further pilot.
+    """
+    if not one_basin or len(pilots) < 2:
+        return refine(engine, pilots, gammas, betas, energy, max_iterations)
+    first = refine(engine, pilots[:1], gammas[:1], betas[:1], energy[:1], max_iterations)
+    rest = refine(
+        engine, pilots[1:], gammas[1:], betas[1:], energy[1:], max_iterations, first[3][0]
+    )
+    return (
+        np.concatenate([first[0], rest[0]]),
+        np.concatenate([first[1], rest[1]]),
+        np.concatenate([first[2], rest[2]]),
+        np.concatenate([first[3], rest[3]]),
+    )
+
+
+def _gamma_line_search(
+    engine: Evaluator,
+    problems: npt.NDArray[np.intp],
+    gammas: FloatArray,
+    betas: FloatArray,
+    hessian: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """From shared angles, each problem's best scale of the gammas: 3 evaluations each.
+
+    Energies at gammas scaled by 1 +- ``GAMMA_PROBE`` give the slope along the gammas; the
+    pilots' Hessian gives the curvature along them; the Newton point (at most
+    ``MAX_RADIUS`` away) is the third evaluation, and each problem keeps the best of three.
+    """
+    reps = len(gammas)
+    theta = np.concatenate([gammas, betas])
+    direction = np.concatenate([gammas, np.zeros(reps)]) / np.linalg.norm(gammas)
+    probe = GAMMA_PROBE * float(np.linalg.norm(gammas))
+    curvature = float(direction @ hessian @ direction)
+    points = theta + np.array([probe, -probe])[:, None] * direction
+    values = engine.energies(
+        problems,
+        np.ascontiguousarray(np.broadcast_to(points[:, :reps], (len(problems), 2, reps))),
+        np.ascontiguousarray(np.broadcast_to(points[:, reps:], (len(problems), 2, reps))),
+    )
+    slope = (values[:, 0] - values[:, 1]) / (2 * probe)
+    if curvature > 0:
+        moves = np.clip(-slope / curvature, -MAX_RADIUS, MAX_RADIUS)
+    else:  # no usable curvature: the third point is the shared angles themselves
+        moves = np.zeros(len(problems))
+    moved = theta + moves[:, None] * direction
+    third = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())
+    tried = np.stack(
+        [np.broadcast_to(points[0], moved.shape), np.broadcast_to(points[1], moved.shape), moved],
+        axis=1,
+    )
+    energies = np.concatenate([values, third], axis=1)
+    best = energies.argmin(axis=1)
+    index = np.arange(len(problems))
+    chosen = tried[index, best]
+    return chosen[:, :reps].copy(), chosen[:, reps:].copy(), energies[index, best]
+
+
+def _one_step(
+    engine: Evaluator,
+    problems: npt.NDArray[np.intp],
+    gammas: FloatArray,
+    betas: FloatArray,
+    energy: FloatArray,
+    hessian: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """One Newton step per problem from a forward-difference gradient and a shared Hessian."""
+    reps = gammas.shape[1]
+    theta = np.concatenate([gammas, betas], axis=1)
+    dims = theta.shape[1]
+    offsets = FD_STEP * np.eye(dims)
+    points = theta[:, None, :] + offsets[None, :, :]
+    values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
+    gradient = (values - energy[:, None]) / FD_STEP
+    steps = np.array([newton_step(g, hessian, MAX_RADIUS) for g in gradient])
+    moved = theta + steps
+    new = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[
+        :, 0
+    ]
+    better = new < energy
+    theta = np.where(better[:, None], moved, theta)
+    return theta[:, :reps], theta[:, reps:], np.where(better, new, energy)
+
+
+def _weight_sums(engine: Evaluator) -> FloatArray:
+    """sum |w| of each problem's normalised weights: minus the lowest energy it could have."""
+    return np.asarray(np.abs(engine.J).sum(axis=1) + np.abs(engine.h).sum(axis=1))
+
+
+def _grid_start(
+    engine: Evaluator, rows: npt.NDArray[np.intp], reps: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Scan the grid as linear ramps whose mean is the depth-1 angle pair; keep each best.
+
+    The ramps follow the INTERP idea (Zhou et al., PRX 10, 021067): gamma grows and
+    beta shrinks through the layers, which starts deeper circuits near good angles.
+    """
+    grid_g, grid_b = np.meshgrid(GRID_GAMMAS, GRID_BETAS, indexing="ij")
+    sets = grid_g.size
+    ramp_up = 2 * (np.arange(reps) + 0.5) / reps
+    gammas = np.broadcast_to(grid_g.reshape(1, sets, 1) * ramp_up, (len(rows), sets, reps))
+    betas = np.broadcast_to(grid_b.reshape(1, sets, 1) * ramp_up[::-1], (len(rows), sets, reps))
+    energies = engine.energies(rows, np.ascontiguousarray(gammas), np.ascontiguousarray(betas))
+    best = energies.argmin(axis=1)
+    index = np.arange(len(rows))
+    return gammas[index, best, :].copy(), betas[index, best, :].copy(), energies[index, best]
