@@ -156,20 +156,27 @@ def naive_loop(specs: list[MaxCutSpec], optima: list[float], reps: int) -> Figur
 
 
 def engine(
-    specs: list[MaxCutSpec], optima: list[float], reps: int, evaluator: str, group: int = 0
+    specs: list[MaxCutSpec],
+    optima: list[float],
+    reps: int,
+    evaluator: str,
+    group: int = 0,
+    planned: bool = False,
 ) -> Figures:
     """The lockstep engine on the whole batch, or (``group``) on groups of that many.
 
     Groups of PILOTS problems switch parameter transfer off: every problem is a pilot
     that scans the angle grid and refines with the full Newton stencil itself.
+    ``planned``: start from the plan the run core gives a batch on a fresh angle library
+    (the published angles); otherwise from the grid, as before the library.
     """
     formulations = [formulate(s) for s in specs]
     problems = [BatchProblem(f"p{i}", f, 1024) for i, f in enumerate(formulations)]
-    template = compile_template(
-        shape_of(formulations[0].ising, reps, BACKEND.target.label), BACKEND, "bench"
-    )
+    shape = shape_of(formulations[0].ising, reps, BACKEND.target.label)
+    template = compile_template(shape, BACKEND, "bench")
     size = group or len(problems)
     started = time.perf_counter()
+    plan = plan_for(None, "maxcut", shape) if planned else None
     answers = [
         answer
         for start in range(0, len(problems), size)
@@ -180,12 +187,14 @@ def engine(
             max_iterations=40,
             seed=7,
             evaluator=evaluator,
+            start=plan,
         )
     ]
     elapsed = time.perf_counter() - started
     label = f"engine, {evaluator} evaluator"
     if group:
         label += f", no warm starts (groups of {group})"
+    label += ", published angles (as runs start)" if planned else ", grid start"
     return Figures(
         label,
         elapsed / len(specs),
@@ -211,17 +220,18 @@ def part_a(count: int, naive_count: int, reps: int) -> float:
         engine(specs, optima, reps, "estimator"),
         engine(specs, optima, reps, "fast", group=PILOTS),
         engine(specs, optima, reps, "fast"),
+        engine(specs, optima, reps, "fast", planned=True),
     ]
     print(
         f"\n(a) {count} weighted 12-node 3-regular MaxCut problems of one shape, p={reps}"
         f" (naive loop on the first {naive_count}; weights uniform in [0.1, 1])"
     )
     print(
-        f"{'method':58} {'s/problem':>10} {'evals':>7} {'E ratio':>8} {'best ratio':>10} {'speed-up':>9}"
+        f"{'method':72} {'s/problem':>10} {'evals':>7} {'E ratio':>8} {'best ratio':>10} {'speed-up':>9}"
     )
     for row in rows:
         print(
-            f"{row.label:58} {row.seconds_per_problem:10.4f} {row.evaluations:7.0f} "
+            f"{row.label:72} {row.seconds_per_problem:10.4f} {row.evaluations:7.0f} "
             f"{row.expectation_ratio:8.4f} {row.best_sample_ratio:10.4f} "
             f"{rows[0].seconds_per_problem / row.seconds_per_problem:8.1f}x"
         )
@@ -356,17 +366,9 @@ ECONOMY = 1  # warm pilots in the economy setting (see pipeline.engine.angles)
 
 
 def library_workload(
-    title: str,
-    first: list[ProblemSpec],
-    second: list[ProblemSpec],
-    reps: int,
-    naive_s: float,
-    with_ceiling: bool = False,
+    title: str, first: list[ProblemSpec], second: list[ProblemSpec], reps: int, naive_s: float
 ) -> None:
-    """A first run on a fresh library, a second run of another shape of the same class.
-
-    ``with_ceiling``: also the best ratio any angles reach on each run's problems.
-    """
+    """A first run on a fresh library, a second run of another shape of the same class."""
     first_optima = [exact_optimum(formulate(s)) for s in first]
     second_optima = [exact_optimum(formulate(s)) for s in second]
     with tempfile.TemporaryDirectory() as home:
@@ -404,12 +406,50 @@ def library_workload(
             f"{row.optimum_sampled:8.0%} {row.seconds_per_problem:10.5f} "
             f"{naive_s / row.seconds_per_problem:8.0f}x"
         )
-    if with_ceiling:
-        print(
-            f"ceiling at p={reps} (each problem's own best angles, multi-start L-BFGS-B):"
-            f" first run {ceiling(first, first_optima, reps):.4f},"
-            f" second run {ceiling(second, second_optima, reps):.4f}"
-        )
+
+
+def graph_sweep(count: int, seeds: range, reps: int = 2) -> None:
+    """Second runs on several other graphs of the class, each beside its ceiling.
+
+    One first run (the benchmark's graph, seed 2026) fills a fresh library; every other
+    graph then runs as a class's second run (not recorded, so each sees the same library)
+    and without a library; the ceiling is the best ratio any angles reach at this depth.
+    """
+    first = problems_of_one_shape(12, count, seed=2026, integer=False)
+    first_optima = [exact_optimum(formulate(s)) for s in first]
+    print(
+        f"\n(a, graphs) second runs on other 12-node 3-regular graphs, p={reps}, {count} problems"
+        " each, weights uniform [0.1, 1]; ceiling: each problem's own best angles"
+        " (multi-start L-BFGS-B on the exact expectation)"
+    )
+    print(
+        f"{'graph seed':>10} {'evals mean':>10} {'E ratio':>8} {'no library':>10} "
+        f"{'ceiling':>8} {'vs ceiling':>10}"
+    )
+    with tempfile.TemporaryDirectory() as home:
+        store = IntakeStore.open(f"sqlite:///{home}/intake.db")
+        try:
+            library = AngleLibrary(store.engine)
+            row = library_run(library, first, first_optima, reps, "first")
+            top = ceiling(first, first_optima, reps)
+            print(
+                f"{'2026 (1st)':>10} {row.mean_evaluations:10.1f} {row.expectation_ratio:8.4f}"
+                f" {'':>10} {top:8.4f} {row.expectation_ratio - top:+10.4f}"
+            )
+            for seed in seeds:
+                specs = problems_of_one_shape(12, count, seed=seed, integer=False)
+                optima = [exact_optimum(formulate(s)) for s in specs]
+                row = library_run(library, specs, optima, reps, "second", record=False)
+                grid = library_run(None, specs, optima, reps, "grid")
+                top = ceiling(specs, optima, reps)
+                print(
+                    f"{seed:>10} {row.mean_evaluations:10.1f} {row.expectation_ratio:8.4f}"
+                    f" {grid.expectation_ratio:10.4f} {top:8.4f}"
+                    f" {row.expectation_ratio - top:+10.4f}",
+                    flush=True,
+                )
+        finally:
+            store.close()
 
 
 def part_a_library(count: int, naive_s: float, quick: bool) -> None:
@@ -426,7 +466,6 @@ def part_a_library(count: int, naive_s: float, quick: bool) -> None:
             problems_of_one_shape(12, count, seed=2027, integer=False, weights=weights),
             2,
             naive_s,
-            with_ceiling=weights == "uniform [0.1, 1]",
         )
     depths = (1,) if quick else (1, 3)
     for reps in depths:
@@ -541,6 +580,7 @@ def main() -> None:
     count, naive_count, repeats = (20, 3, 5) if args.quick else (100, 10, 15)
     naive_s = part_a(count, naive_count, reps=2)
     part_a_library(count, naive_s, args.quick)
+    graph_sweep(count, range(2027, 2029 if args.quick else 2032))
     if not args.skip_pipeline:
         part_b(args.quick)
     part_c(reps=2, repeats=repeats)
