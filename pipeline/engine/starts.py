@@ -104,7 +104,15 @@ def warm_start(
     if poor.size:
         gammas[poor], betas[poor], energy[poor] = _grid_start(engine, pilots[poor], reps)
     started = energy.copy()
-    one_basin = refined and not poor.size and bool((best == best[0]).all())
+    # Pilots share one basin when they start at one library entry and their landscapes
+    # differ only by weights (no linear field: with one, as in QUBOs, signs and fields move
+    # each problem's optimum and curvature too far for one pilot's Hessian to serve another).
+    one_basin = (
+        refined
+        and not poor.size
+        and bool((best == best[0]).all())
+        and not bool(np.any(engine.h[pilots]))
+    )
     gammas, betas, energy, curvature = _refine_pilots(
         engine, pilots, gammas, betas, energy, max_iterations, one_basin
     )
