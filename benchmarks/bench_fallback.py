@@ -82,8 +82,8 @@ def run_scenario(
     with open_deps(settings) as deps:
         run_once(deps)  # the one run core every entry point calls
     wall = time.perf_counter() - started
-    rows = query(settings.results_dir, "SELECT * FROM problems").to_pylist()
-    batches_rows = query(settings.results_dir, "SELECT * FROM batches").to_pylist()
+    rows = query(settings.results_location, "SELECT * FROM problems").to_pylist()
+    batches_rows = query(settings.results_location, "SELECT * FROM batches").to_pylist()
     answered = [r for r in rows if r["solution"] is not None]
     return {
         "rows": len(rows),

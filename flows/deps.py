@@ -54,7 +54,7 @@ def open_deps(
         yield RunDeps(
             settings=settings,
             intake=intake,
-            results=ResultStore(settings.results_dir, intake.journal),
+            results=ResultStore(settings.results_location, intake.journal),
             backend_spec=spec,
             backend=partial(get_backend, spec, settings.quantum.max_qubits),
             compute=ComputeChoice(

@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from flows.dispatch import split_chunks
@@ -31,7 +30,7 @@ from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
 from pipeline.intake import IntakeStore, new_id
 from pipeline.model import spec_from_record
-from pipeline.results import DriftRow, dataset_path, query, read_table, to_table, write_table
+from pipeline.results import DriftRow, ResultsLocation, query, to_table
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, WorkItem
 
 TOLERANCE = 1e-9  # relative: objectives are recomputed from the bits, so they match exactly
@@ -60,10 +59,12 @@ class Replayed:
 
 def replay_batch(settings: Settings, batch_id: str, backend_spec: str | None) -> list[Replayed]:
     """Every answered problem of ``batch_id`` executed again; see the module docstring."""
-    rows = _batch_rows(settings.results_dir, batch_id)
+    rows = _batch_rows(settings.results_location, batch_id)
     answered = [r for r in rows if r["solution"] is not None]
     if not answered:
-        raise NothingToReplay(f"batch {batch_id} has no answered rows under {settings.results_dir}")
+        raise NothingToReplay(
+            f"batch {batch_id} has no answered rows under {settings.results_location}"
+        )
     formulations = _formulations(settings, [r["problem_id"] for r in answered])
     quantum = [r for r in answered if r["route"] == "quantum"]
     classical = [r for r in answered if r["route"] != "quantum"]
@@ -72,7 +73,7 @@ def replay_batch(settings: Settings, batch_id: str, backend_spec: str | None) ->
         spec = backend_spec or quantum[0]["backend"]
         backend = get_backend(spec, settings.quantum.max_qubits)
         [batch] = query(
-            settings.results_dir, "SELECT chunks FROM batches WHERE batch_id = ?", [batch_id]
+            settings.results_location, "SELECT chunks FROM batches WHERE batch_id = ?", [batch_id]
         ).to_pylist()
         chunks = split_chunks(quantum, max(1, int(batch["chunks"] or 1)))
         results += _run(settings, backend, chunks, formulations)
@@ -106,7 +107,7 @@ def replay_batch(settings: Settings, batch_id: str, backend_spec: str | None) ->
 def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int) -> list[DriftRow]:
     """``sample`` stored quantum answers executed on ``backend_spec``; writes ``drift/``."""
     rows = query(
-        settings.results_dir,
+        settings.results_location,
         "SELECT * FROM problems WHERE route = 'quantum' AND angles IS NOT NULL "
         "AND backend <> ? ORDER BY problem_id",
         [backend_spec],
@@ -145,9 +146,8 @@ def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int)
         )
         for r in chosen
     ]
-    write_table(
-        dataset_path(settings.results_dir, "drift", now.date(), drift_id), to_table(drift, DriftRow)
-    )
+    files = settings.results_location.files()
+    files.write(files.key("drift", now.date(), drift_id), to_table(drift, DriftRow))
     return drift
 
 
@@ -198,12 +198,13 @@ def _execute(fn: Callable[[Any], ChunkResult], tasks: Sequence[Any]) -> list[Ans
     return [answer for task in tasks for answer in fn(task).answers]
 
 
-def _batch_rows(results_dir: Path, batch_id: str) -> list[dict[str, Any]]:
+def _batch_rows(location: ResultsLocation, batch_id: str) -> list[dict[str, Any]]:
     """The batch's problem rows in their stored order (the order its chunks were cut in)."""
-    paths = sorted((results_dir / "problems").glob(f"date=*/{batch_id}.parquet"))
-    if not paths:
-        raise NothingToReplay(f"no stored batch {batch_id!r} under {results_dir}")
-    rows: list[dict[str, Any]] = read_table(paths[0]).to_pylist()
+    files = location.files()
+    keys = files.find("problems", batch_id)
+    if not keys:
+        raise NothingToReplay(f"no stored batch {batch_id!r} under {location}")
+    rows: list[dict[str, Any]] = files.read(keys[0]).to_pylist()
     return rows
 
 

@@ -6,15 +6,26 @@ naming a PostgreSQL URL, a Dask scheduler address and a Prefect server.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.results.location import ResultsLocation
 
 DEFAULT_HOME = Path(".qhopper")
 
@@ -122,23 +133,41 @@ class RoutingSettings(_Section):
 
 
 class ResultsSettings(_Section):
-    """Where result Parquet goes: under the home by default, or one folder many hosts share."""
+    """Where result Parquet goes: under the home by default, or one dataset many hosts share."""
 
-    # A local path or a file:// URL (a shared mount: NFS, EFS, SMB); runs of several hosts
-    # then write one hive-partitioned dataset. Object stores (s3://, gs://) are refused:
-    # they have no atomic rename, which the exactly-once commit relies on.
+    # A local path, a file:// URL (a shared mount: NFS, EFS, SMB) or any fsspec URL (s3://,
+    # gs://, az://, memory://): runs of several hosts then write one hive-partitioned dataset.
     url: str | None = None
+    # fsspec options for a URL, e.g. {endpoint_url = "http://minio:9000"} for s3://; s3fs
+    # also reads AWS_ENDPOINT_URL and the usual AWS credentials from the environment.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
-    def _local(cls, value: str | None) -> str | None:
-        if value and "://" in value and not value.startswith("file://"):
-            scheme = value.split("://", 1)[0]
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if not value or "://" not in value or value.startswith("file://"):
+            return value
+        scheme, _, rest = value.partition("://")
+        from fsspec.registry import available_protocols, known_implementations, registry
+
+        if scheme not in available_protocols():
             raise ValueError(
-                f"results url scheme {scheme!r} is not supported: a local path or file:// "
-                "(a shared mount); object stores lack the atomic rename commits rely on"
+                f"results url {value!r}: fsspec knows no scheme {scheme!r}; use a local path, "
+                "file://, or an fsspec URL such as s3://bucket/results"
             )
+        needs = known_implementations.get(scheme, {}).get("class", "")
+        module = needs.split(".", 1)[0]
+        if scheme not in registry and module and importlib.util.find_spec(module) is None:
+            raise ValueError(f"results url {value!r} needs the package {module!r} installed")
+        if not rest.strip("/"):
+            raise ValueError(f"results url {value!r} names no bucket or folder")
         return value
+
+    @model_validator(mode="after")
+    def _options_need_a_url(self) -> ResultsSettings:
+        if self.storage_options and (not self.url or "://" not in self.url):
+            raise ValueError("storage_options apply only to an fsspec URL in results.url")
+        return self
 
 
 class DaskSettings(_Section):
@@ -187,10 +216,13 @@ class Settings(_Section):
         return self.intake.database_url or f"sqlite:///{(self.home / 'intake.db').resolve()}"
 
     @property
-    def results_dir(self) -> Path:
+    def results_location(self) -> ResultsLocation:
+        """The results folder or URL; imported here so reading settings stays cheap."""
+        from pipeline.results.location import ResultsLocation
+
         if self.results.url:
-            return Path(self.results.url.removeprefix("file://"))
-        return self.home / "results"
+            return ResultsLocation(self.results.url, self.results.storage_options)
+        return ResultsLocation(str(self.home / "results"))
 
     @property
     def artifacts_dir(self) -> Path:

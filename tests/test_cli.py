@@ -198,7 +198,7 @@ def test_the_run_summary_shows_answers_far_from_their_bound(
         )
         for gap, b in ((0.005, 66.3), (1.3333, 154.0))
     ]
-    path = dataset_path(settings.results_dir, "problems", date.today(), "b-1")
+    path = dataset_path(settings.results_location.path, "problems", date.today(), "b-1")
     write_table(
         path,
         to_table(rows, ProblemRow),

@@ -81,9 +81,9 @@ def run(
         run_once(deps)
     rows = {
         r["problem_id"]: r
-        for r in query(settings.results_dir, "SELECT * FROM problems").to_pylist()
+        for r in query(settings.results_location, "SELECT * FROM problems").to_pylist()
     }
-    batch_rows = query(settings.results_dir, "SELECT * FROM batches").to_pylist()
+    batch_rows = query(settings.results_location, "SELECT * FROM batches").to_pylist()
     assert len(rows) == len(ids), "a problem has no row, or more than one"
     return [rows[i] for i in ids], batch_rows, settings
 

@@ -226,7 +226,7 @@ def test_a_run_pools_distinct_graphs_and_answers_each_from_its_own(tmp_path: Pat
         summary = run_once(deps)
     assert summary.completed == 24 and summary.quantum_batches == 2
     assert summary.templates_compiled == 2 and summary.problems_per_batch == 12.0
-    rows = query(settings.results_dir, "SELECT * FROM problems").to_pylist()
+    rows = query(settings.results_location, "SELECT * FROM problems").to_pylist()
     assert {r["route"] for r in rows} == {"quantum"}
     specs = {r["key"]: spec_from_record(r) for r in records}
     for row in rows:
@@ -241,7 +241,7 @@ def test_a_run_pools_distinct_graphs_and_answers_each_from_its_own(tmp_path: Pat
         own = own_expectation(formulate(spec), angles[:reps], angles[reps:])
         assert row["expected_objective"] == pytest.approx(own, abs=1e-8)
         assert is_pool_label(row["shape_key"])
-    runs = query(settings.results_dir, "SELECT problems_per_batch FROM runs").to_pylist()
+    runs = query(settings.results_location, "SELECT problems_per_batch FROM runs").to_pylist()
     assert runs == [{"problems_per_batch": 12.0}]
     [batch_id, *_] = sorted({r["batch_id"] for r in rows})
     replayed = replay_batch(settings, batch_id, None)

@@ -104,11 +104,11 @@ def test_a_task_that_raises_is_retried_and_fails_only_past_its_attempt_limit(
     with open_deps(settings) as deps:
         first = run_once(deps)
     assert (first.problems, first.completed, first.failed, first.released) == (1, 0, 0, 1)
-    assert query(settings.results_dir, "SELECT * FROM problems").num_rows == 0
+    assert query(settings.results_location, "SELECT * FROM problems").num_rows == 0
     with open_deps(settings) as deps:
         second = run_once(deps)
     assert (second.problems, second.failed, second.released) == (1, 1, 0)
-    [row] = query(settings.results_dir, "SELECT * FROM problems").to_pylist()
+    [row] = query(settings.results_location, "SELECT * FROM problems").to_pylist()
     assert row["problem_id"] == submitted.outcome.id and row["status"] == "failed"
     assert row["fallback_code"] == "execution_error" and row["attempts"] == 2
     assert "MemoryError" in row["fallback_reason"] and "attempt 2 of 2" in row["fallback_reason"]
@@ -140,7 +140,7 @@ def test_a_second_run_of_a_class_starts_from_the_library_and_costs_fewer_evaluat
         with open_deps(settings) as deps:
             summary = run_once(deps)
         rows = query(
-            settings.results_dir,
+            settings.results_location,
             "SELECT evaluations, expected_objective, reference_objective FROM problems "
             "WHERE run_id = ? AND route = 'quantum'",
             [summary.run_id],

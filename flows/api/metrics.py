@@ -157,7 +157,7 @@ class _ResultCollector(Collector):
                 for index, bound in enumerate(BUCKETS):
                     parts.append(f"count(*) FILTER (WHERE {column} <= {bound}) AS {stage}_{index}")
             table = query(
-                self.deps.settings.results_dir, f"SELECT {', '.join(parts)} FROM problems"
+                self.deps.settings.results_location, f"SELECT {', '.join(parts)} FROM problems"
             )
             values = table.to_pylist()[0]
             self._cached = (time.monotonic(), values)

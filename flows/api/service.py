@@ -175,7 +175,7 @@ class Service:
             f"SELECT * FROM problems WHERE {' AND '.join(where)} "
             f"ORDER BY completed_at, problem_id LIMIT {int(limit) + 1}"
         )
-        rows = query(self.deps.settings.results_dir, sql, params).to_pylist()
+        rows = query(self.deps.settings.results_location, sql, params).to_pylist()
         more = len(rows) > limit
         rows = rows[:limit]
         for row in rows:

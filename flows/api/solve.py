@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from flows.compute import ComputeChoice
@@ -165,16 +164,28 @@ def result_row(
         return None
     rows: list[dict[str, Any]] = []
     path = intake_row.get("result_path")
-    if path and Path(path).is_file():
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path, filters=[("problem_id", "==", problem_id)]).to_pylist()
+    if path:
+        rows = _rows_in(settings, path, problem_id)
     if not rows:  # a relative path written from another working folder: ask DuckDB
         table = query(
-            settings.results_dir, "SELECT * FROM problems WHERE problem_id = ?", [problem_id]
+            settings.results_location, "SELECT * FROM problems WHERE problem_id = ?", [problem_id]
         )
         rows = table.to_pylist()
     return jsonable(rows[0]) if rows else None
+
+
+def _rows_in(settings: Settings, key: str, problem_id: str) -> list[dict[str, Any]]:
+    """The problem's rows in its batch file, read through the results seam; none when the
+    file cannot be read here (not published yet, or written under another folder)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        table = settings.results_location.files().read(key)
+    except (OSError, ValueError, pa.ArrowException):
+        return []
+    rows: list[dict[str, Any]] = table.filter(pc.field("problem_id") == problem_id).to_pylist()
+    return rows
 
 
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def report(
     with clean_failures("report"):
         try:
             info = write_report(
-                settings.results_dir, target, since.date() if since else None, run_id
+                settings.results_location, target, since.date() if since else None, run_id
             )
         except duckdb.Error as exc:
             err.print(f"[red]report failed: cannot read the results:[/] {exc}", highlight=False)

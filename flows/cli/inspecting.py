@@ -96,7 +96,7 @@ def results(
 
     settings = settings_only(home, config)
     try:
-        table = query(settings.results_dir, sql)
+        table = query(settings.results_location, sql)
     except duckdb.Error as exc:
         err.print(f"[red]query failed:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc

@@ -140,7 +140,7 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
         out.print("Nothing queued: no problems to run.")
         return
     rows = query(
-        settings.results_dir,
+        settings.results_location,
         "SELECT route, solver_path, status, count(*) AS problems, "
         "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
         "FROM problems WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
@@ -175,7 +175,7 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
         out.print(f"{summary.released} problems went back to the queue for another attempt.")
     _print_large_gaps(settings, summary.run_id)
     out.print(
-        f"Results: {settings.results_dir.resolve()}/problems (also batches/ and runs/)",
+        f"Results: {settings.results_location}/problems (also batches/ and runs/)",
         highlight=False,
     )
     out.print('Query them with: qhopper results --sql "SELECT ... FROM problems"', highlight=False)
@@ -189,7 +189,7 @@ def _print_large_gaps(settings: Settings, run_id: str) -> None:
     from pipeline.results import query
 
     far = query(
-        settings.results_dir,
+        settings.results_location,
         "SELECT problem_id, kind, n_variables, objective, bound, gap FROM problems "
         "WHERE run_id = ? AND gap > ? ORDER BY gap DESC LIMIT 10",
         [run_id, LARGE_GAP],

@@ -1,4 +1,4 @@
-"""Build the report from a results directory and write it where the CLI asks."""
+"""Build the report from a results folder or URL and write it where the CLI asks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.report.data import load
 from pipeline.report.html import render
+from pipeline.results import ResultsLocation
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,22 @@ class ReportInfo:
     figures: int
 
 
-def build_report(results_dir: Path, since: date | None = None, run_id: str | None = None) -> str:
-    """The report page for the answers in ``results_dir`` (since a date, or of one run)."""
-    return render(load(results_dir, since, run_id), results_dir)
+def build_report(
+    where: ResultsLocation | Path | str, since: date | None = None, run_id: str | None = None
+) -> str:
+    """The report page for the answers at ``where`` (since a date, or of one run)."""
+    location = ResultsLocation.of(where)
+    return render(load(location, since, run_id), location)
 
 
 def write_report(
-    results_dir: Path, out: Path, since: date | None = None, run_id: str | None = None
+    where: ResultsLocation | Path | str,
+    out: Path,
+    since: date | None = None,
+    run_id: str | None = None,
 ) -> ReportInfo:
     """Write the page atomically: a reader never sees half a report."""
-    page = build_report(results_dir, since, run_id)
+    page = build_report(where, since, run_id)
     payload = page.encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.results import connect
+from pipeline.results import ResultsLocation, connect
 
 STAGES = ("queue", "compile", "execute", "post", "total")
 ANSWERED = ("completed", "degraded")
@@ -179,9 +179,12 @@ class ReportData:
     drift: Drift
 
 
-def load(results_dir: Path, since: date | None = None, run_id: str | None = None) -> ReportData:
-    """Read everything the report shows, with the filters applied once."""
-    with contextlib.closing(connect(results_dir)) as con:
+def load(
+    where: ResultsLocation | Path | str, since: date | None = None, run_id: str | None = None
+) -> ReportData:
+    """Read everything the report shows (a folder or an fsspec URL), the filters applied once."""
+    location = ResultsLocation.of(where)
+    with contextlib.closing(connect(location)) as con:
         _filter(con, since, run_id)
         return ReportData(
             since=since,
@@ -196,7 +199,7 @@ def load(results_dir: Path, since: date | None = None, run_id: str | None = None
             quality_groups=tuple(QualityGroup(*row) for row in _rows(con, _QUALITY_GROUPS)),
             first_attempts=tuple(FirstAttempt(*row) for row in _rows(con, _FIRST)),
             queue_waits=tuple(float(v) for (v,) in _rows(con, "SELECT t_queue_s FROM p")),
-            drift=_drift(con, results_dir / "drift", filtered=since is not None or bool(run_id)),
+            drift=_drift(con, location, filtered=since is not None or bool(run_id)),
         )
 
 
@@ -313,15 +316,10 @@ _FIRST = """
 """
 
 
-def _drift(con: duckdb.DuckDBPyConnection, folder: Path, filtered: bool) -> Drift:
+def _drift(con: duckdb.DuckDBPyConnection, location: ResultsLocation, filtered: bool) -> Drift:
     """The drift rows when ``qhopper drift`` has written any; else why the figure is empty."""
-    if not any(folder.rglob("*.parquet")):
+    if not location.files().find("drift"):
         return Drift((), "no drift data yet: run `qhopper drift --backend SPEC` to write drift/")
-    pattern = str(folder / "**" / "*.parquet").replace("'", "''")
-    con.execute(
-        "CREATE TEMP VIEW drift AS SELECT * FROM "
-        f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-    )
     have = {row[0] for row in _rows(con, "DESCRIBE drift")}
     missing = [c for c in DRIFT_COLUMNS if c not in have]
     if missing:

@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
-from pathlib import Path
 from statistics import median
 
 from pipeline.report.data import STAGES, ReportData, StageLatency
 from pipeline.report.figures import Figure, figures, route_label
 from pipeline.report.svg import fmt
+from pipeline.results import ResultsLocation
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -284,7 +284,7 @@ def _drift(data: ReportData, fig: Figure) -> str:
     )
 
 
-def render(data: ReportData, results_dir: Path, generated: datetime | None = None) -> str:
+def render(data: ReportData, location: ResultsLocation, generated: datetime | None = None) -> str:
     """The whole page as one string."""
     figs = figures(data)
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -294,7 +294,7 @@ def render(data: ReportData, results_dir: Path, generated: datetime | None = Non
     if data.run_id:
         scope.append(f"run {escape(data.run_id)}")
     meta = (
-        f"Results in <code>{escape(str(results_dir))}</code>, "
+        f"Results in <code>{escape(str(location))}</code>, "
         f"{'; '.join(scope) if scope else 'every run'}; generated {when}."
     )
     nav = "".join(

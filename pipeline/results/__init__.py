@@ -1,6 +1,8 @@
-"""The result store: typed records, their Parquet schemas, atomic files, commit and recovery."""
+"""The result store: typed records, their Parquet schemas, atomic files, commit and recovery,
+in a local folder or on an object store (``location``)."""
 
 from pipeline.results.files import dataset_path, read_table, write_table
+from pipeline.results.location import ResultFiles, ResultsLocation
 from pipeline.results.query import connect, query
 from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import SCHEMA_VERSION, schema_of, to_table
@@ -11,7 +13,9 @@ __all__ = [
     "BatchRow",
     "DriftRow",
     "ProblemRow",
+    "ResultFiles",
     "ResultStore",
+    "ResultsLocation",
     "RunSummary",
     "connect",
     "dataset_path",

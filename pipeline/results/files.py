@@ -1,4 +1,5 @@
-"""Atomic Parquet files: written under a hidden temporary name, synced, renamed into place.
+"""Atomic Parquet files in a local folder: written under a hidden temporary name, synced,
+renamed into place (:class:`LocalFiles` is this module behind the results seam).
 
 A reader (DuckDB, pyarrow, pandas) never sees a partial file: it sees the whole file or
 none. Layout under the results folder::
@@ -13,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -93,3 +96,75 @@ def _sync_folder(folder: Path) -> None:
 
 def read_table(path: Path) -> pa.Table:
     return pq.read_table(path)
+
+
+class LocalFiles:
+    """:class:`~pipeline.results.location.ResultFiles` on a local folder or a shared mount."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def key(self, dataset: str, day: date, name: str) -> str:
+        return str(dataset_path(self.root, dataset, day, name))
+
+    def sibling(self, key: str, dataset: str) -> str:
+        path = Path(key)
+        return str(self.root / dataset / path.parent.name / path.name)
+
+    def stage(self, key: str, table: pa.Table) -> None:
+        stage_table(Path(key), table)
+
+    def publish(self, key: str) -> bool:
+        return publish(Path(key))
+
+    def unstage(self, key: str) -> None:
+        staged = staged_path(Path(key))
+        staged.unlink(missing_ok=True)
+        for orphan in temporaries(staged.parent, staged.stem):
+            orphan.unlink(missing_ok=True)
+
+    def read_staged(self, key: str) -> pa.Table | None:
+        try:
+            return read_table(staged_path(Path(key)))
+        except (OSError, pa.ArrowException):
+            return None
+
+    def has_staged(self, key: str) -> bool:
+        return staged_path(Path(key)).exists()
+
+    def staged(self, dataset: str) -> list[str]:
+        return [
+            str(
+                staged.parent
+                / f"{staged.name.removeprefix('.').removesuffix('.staged.tmp')}.parquet"
+            )
+            for staged in (self.root / dataset).glob("date=*/.*.staged.tmp")
+        ]
+
+    def write(self, key: str, table: pa.Table) -> None:
+        write_table(Path(key), table)
+
+    def exists(self, key: str) -> bool:
+        return Path(key).exists()
+
+    def read(self, key: str) -> pa.Table:
+        return read_table(Path(key))
+
+    def find(self, dataset: str, name: str = "*") -> list[str]:
+        return sorted(str(p) for p in (self.root / dataset).glob(f"*/{name}.parquet"))
+
+    def remove_orphans(self, older_than_s: float) -> None:
+        """Staged files are left to the journal's say (see ``ResultStore.recover``)."""
+        cutoff = time.time() - older_than_s
+        for dataset in DATASETS:
+            for orphan in (self.root / dataset).glob("date=*/.*.tmp"):
+                if orphan.name.endswith(".staged.tmp"):
+                    continue
+                try:
+                    if orphan.stat().st_mtime < cutoff:
+                        orphan.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def attach(self, connection: duckdb.DuckDBPyConnection) -> str:
+        return str(self.root)

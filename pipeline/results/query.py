@@ -1,4 +1,4 @@
-"""DuckDB over the result datasets: the views ``problems``, ``batches`` and ``runs``."""
+"""DuckDB over the result datasets: the views ``problems``, ``batches``, ``runs`` and ``drift``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipeline.results.location import ResultsLocation
 from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import schema_of
 
@@ -19,12 +20,18 @@ VIEWS: dict[str, type] = {
 }
 
 
-def connect(results_dir: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per dataset (empty, with its columns, if no file yet)."""
+def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per dataset (empty, with its columns, if no file yet).
+
+    ``where`` is a folder or any fsspec URL (``s3://bucket/results``): an object store is read
+    through its fsspec filesystem, registered with the connection.
+    """
+    files = ResultsLocation.of(where).files()
     connection = duckdb.connect()
+    root = files.attach(connection)
     for name, record in VIEWS.items():
-        if any((results_dir / name).glob("*/*.parquet")):
-            pattern = str(results_dir / name / "*" / "*.parquet").replace("'", "''")
+        if files.find(name):
+            pattern = f"{root}/{name}/*/*.parquet".replace("'", "''")
             source = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
         else:
             connection.register(f"_{name}_empty", schema_of(record).empty_table())
@@ -33,6 +40,8 @@ def connect(results_dir: Path) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def query(results_dir: Path, sql: str, parameters: list[object] | None = None) -> pa.Table:
-    with contextlib.closing(connect(results_dir)) as connection:
+def query(
+    where: ResultsLocation | Path | str, sql: str, parameters: list[object] | None = None
+) -> pa.Table:
+    with contextlib.closing(connect(where)) as connection:
         return connection.sql(sql, params=parameters).to_arrow_table()

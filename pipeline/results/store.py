@@ -3,18 +3,19 @@
 Commit, per batch: journal the batch in the intake (fenced: only problems this run still
 holds join it, each with its claim epoch) -> stage the problems and batch files, whole and
 synced, under hidden names -> finish the batch in the intake, the commit point, which
-finalises only problems still held under the epoch they were journalled with -> rename the
-staged files into place. A writer that froze past its lease learns at the commit point that
+finalises only problems still held under the epoch they were journalled with -> publish the
+staged files (a rename in a folder, a server-side copy on an object store). A writer that froze past its lease learns at the commit point that
 its batch went stale and deletes its staged files: nothing it wrote ever becomes visible.
 Recovery, at the start of every run: a journalled batch whose writer is gone is committed
 from its staged files when they are whole, abandoned when they are not; a committed batch
-whose files were not renamed yet is published. Every problem ends with exactly one row.
+whose files were not published yet is published. Every problem ends with exactly one row.
+The same steps run on a local folder and on an object store: see ``location``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import posixpath
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,16 +25,7 @@ import pyarrow as pa
 
 from pipeline.crash import fault_point
 from pipeline.intake import ProblemOutcome, StaleBatch
-from pipeline.results.files import (
-    DATASETS,
-    dataset_path,
-    publish,
-    read_table,
-    stage_table,
-    staged_path,
-    temporaries,
-    write_table,
-)
+from pipeline.results.location import ResultsLocation
 from pipeline.results.records import BatchRow, ProblemRow, RunSummary
 from pipeline.results.schema import to_table
 
@@ -63,10 +55,12 @@ class Journal(Protocol):
 
 
 class ResultStore:
-    """Hive-partitioned Parquet under ``results_dir``, committed through ``journal``."""
+    """Hive-partitioned Parquet at ``location`` (a folder or an fsspec URL), committed
+    through ``journal``; every file operation goes through the location's ResultFiles."""
 
-    def __init__(self, results_dir: Path, journal: Journal) -> None:
-        self.results_dir = results_dir
+    def __init__(self, location: ResultsLocation | Path | str, journal: Journal) -> None:
+        self.location = ResultsLocation.of(location)
+        self.files = self.location.files()
         self.journal = journal
 
     def commit_batch(
@@ -86,10 +80,11 @@ class ResultStore:
         if not rows:
             return []
         day = (rows[0].completed_at or datetime.now(UTC)).date()
-        problems_path = dataset_path(self.results_dir, "problems", day, batch_id)
+        files = self.files
+        problems_key = files.key("problems", day, batch_id)
         held = set(
             self.journal.begin_batch(
-                run_id, batch_id, [r.problem_id for r in rows], str(problems_path), lease_seconds
+                run_id, batch_id, [r.problem_id for r in rows], problems_key, lease_seconds
             )
         )
         kept = [r for r in rows if r.problem_id in held]
@@ -104,92 +99,77 @@ class ResultStore:
         if not kept:
             return []
         fault_point("journal")
-        batch_path = dataset_path(self.results_dir, "batches", day, batch_id)
-        stage_table(problems_path, to_table(kept, ProblemRow))
-        stage_table(batch_path, to_table([batch_row(kept)], BatchRow))
+        batch_key = files.sibling(problems_key, "batches")
+        files.stage(problems_key, to_table(kept, ProblemRow))
+        files.stage(batch_key, to_table([batch_row(kept)], BatchRow))
         fault_point("write-before-rename")
         try:
             done = set(self.journal.finish_batch(batch_id, [_outcome(r) for r in kept]))
         except StaleBatch as exc:
             log.warning("batch %s went stale before it committed; not published: %s", batch_id, exc)
-            _unstage(problems_path, batch_path)
+            files.unstage(problems_key)
+            files.unstage(batch_key)
             return []
         fault_point("finish")
         if len(done) < len(kept):  # some problems were taken over meanwhile: theirs is not ours
             kept = [r for r in kept if r.problem_id in done]
-            stage_table(problems_path, to_table(kept, ProblemRow))
-            stage_table(batch_path, to_table([batch_row(kept)], BatchRow))
-        publish(batch_path)
-        publish(problems_path)
+            files.stage(problems_key, to_table(kept, ProblemRow))
+            files.stage(batch_key, to_table([batch_row(kept)], BatchRow))
+        files.publish(batch_key)
+        files.publish(problems_key)
         fault_point("write-after-rename")
         return kept
 
     def write_run(self, summary: RunSummary) -> None:
         day = (summary.completed_at or datetime.now(UTC)).date()
-        path = dataset_path(self.results_dir, "runs", day, summary.run_id)
-        write_table(path, to_table([summary], RunSummary))
+        self.files.write(
+            self.files.key("runs", day, summary.run_id), to_table([summary], RunSummary)
+        )
 
     def recover(self) -> int:
         """Settle the batches dead writers left half-written; returns how many."""
+        files = self.files
         settled = 0
-        for batch_id, path_text in self.journal.unfinished_batches():
-            problems_path = Path(path_text)
-            batch_path = self._batch_path(problems_path)
-            staged = _read_whole(staged_path(problems_path))
-            if staged is None and problems_path.exists():  # an older writer's layout
-                staged = _read_whole(problems_path)
-            if staged is not None and staged_path(batch_path).exists():
+        for batch_id, problems_key in self.journal.unfinished_batches():
+            batch_key = files.sibling(problems_key, "batches")
+            staged = files.read_staged(problems_key)
+            if staged is None and files.exists(problems_key):  # an older writer's layout
+                staged = _read_whole(files.read, problems_key)
+            if staged is not None and files.has_staged(batch_key):
                 try:
                     done = self.journal.finish_batch(batch_id, _outcomes(staged))
                 except StaleBatch:
                     done = []
                 if done:
-                    publish(batch_path)
-                    publish(problems_path)
+                    files.publish(batch_key)
+                    files.publish(problems_key)
                     log.warning("committed batch %s its writer left staged", batch_id)
                     settled += 1
                     continue
-            _unstage(problems_path, batch_path)
+            files.unstage(problems_key)
+            files.unstage(batch_key)
             self.journal.abandon_batch(batch_id)
             log.warning("released batch %s (its files never became whole)", batch_id)
             settled += 1
         settled += self._publish_committed()
-        self._remove_old_temporaries()
+        files.remove_orphans(ORPHAN_AGE_S)
         return settled
 
     def _publish_committed(self) -> int:
-        """Rename the staged files of batches that committed before their writer died."""
+        """Publish the staged files of batches that committed before their writer died."""
         published = 0
-        for staged in (self.results_dir / "problems").glob("date=*/.*.staged.tmp"):
-            batch_id = staged.name.removeprefix(".").removesuffix(".staged.tmp")
+        for problems_key in self.files.staged("problems"):
+            batch_id = posixpath.basename(problems_key).removesuffix(".parquet")
             if self.journal.is_written(batch_id):
-                problems_path = staged.parent / f"{batch_id}.parquet"
-                publish(self._batch_path(problems_path))
-                published += publish(problems_path)
+                self.files.publish(self.files.sibling(problems_key, "batches"))
+                published += self.files.publish(problems_key)
         return published
 
-    def _batch_path(self, problems_path: Path) -> Path:
-        return self.results_dir / "batches" / problems_path.parent.name / problems_path.name
 
-    def _remove_old_temporaries(self) -> None:
-        """Temporaries of writers cut short, once stale: a live writer holds one for
-        milliseconds. Staged files are left to the journal's say (see ``recover``)."""
-        cutoff = time.time() - ORPHAN_AGE_S
-        for dataset in DATASETS:
-            for orphan in (self.results_dir / dataset).glob("date=*/.*.tmp"):
-                if orphan.name.endswith(".staged.tmp"):
-                    continue
-                try:
-                    if orphan.stat().st_mtime < cutoff:
-                        orphan.unlink()
-                except FileNotFoundError:
-                    pass
-
-
-def _read_whole(path: Path) -> pa.Table | None:
-    """A staged file's rows, or None when it is missing or was cut short."""
+def _read_whole(read: Callable[[str], pa.Table], key: str) -> pa.Table | None:
+    """A file's rows, or None when it is missing or was cut short."""
     try:
-        return read_table(path)
+        return read(key)
     except (OSError, pa.ArrowException):
         return None
 
@@ -206,13 +186,6 @@ def _outcomes(table: pa.Table) -> list[ProblemOutcome]:
         )
         for row in table.select(columns).to_pylist()
     ]
-
-
-def _unstage(*paths: Path) -> None:
-    for path in paths:
-        staged_path(path).unlink(missing_ok=True)
-        for orphan in temporaries(path.parent, staged_path(path).stem):
-            orphan.unlink(missing_ok=True)
 
 
 def _outcome(row: ProblemRow) -> ProblemOutcome:
