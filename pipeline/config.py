@@ -18,8 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from pipeline.errors import ConfigError
@@ -163,11 +163,13 @@ class ResultsSettings(_Section):
             raise ValueError(f"results url {value!r} names no bucket or folder")
         return value
 
-    @model_validator(mode="after")
-    def _options_need_a_url(self) -> ResultsSettings:
-        if self.storage_options and (not self.url or "://" not in self.url):
-            raise ValueError("storage_options apply only to an fsspec URL in results.url")
-        return self
+    @field_validator("storage_options")
+    @classmethod
+    def _options_need_a_url(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        url = info.data.get("url") or ""
+        if value and ("://" not in url or url.startswith("file://")):
+            raise ValueError("storage options apply only to an fsspec URL in results.url")
+        return value
 
 
 class DaskSettings(_Section):
@@ -309,15 +311,31 @@ def load_settings_with_sources(
     return LoadedSettings(settings, sources, path)
 
 
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
 def flatten(settings: Settings) -> dict[str, Any]:
-    """Every setting by dotted name, for ``qhopper config``."""
+    """Every setting by dotted name, for ``qhopper config``; storage options that look like
+    credentials are masked (they may hold an access key)."""
     flat: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, dict) and name != "home":
             flat.update({f"{name}.{key}": inner for key, inner in value.items()})
         else:
             flat[name] = value
+    flat["results.storage_options"] = _masked(settings.results.storage_options)
     return flat
+
+
+def _masked(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _masked(value)
+        if isinstance(value, dict)
+        else "***"
+        if any(word in key.lower() for word in SECRET_WORDS)
+        else value
+        for key, value in options.items()
+    }
 
 
 def _home(home: Path | None) -> tuple[Path, str]:
