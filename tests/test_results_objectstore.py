@@ -273,3 +273,26 @@ def test_memory_url_commits_and_reads_through_the_same_seam() -> None:
     assert files.publish(key) and not files.publish(key)  # the second finds nothing staged
     assert query(url, "SELECT run_id FROM runs").to_pylist() == [{"run_id": "r-1"}]
     assert files.staged("runs") == [] and not files.has_staged(key)
+
+
+def test_a_notebook_reads_the_dataset_from_s3(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analysts' notebooks read ``QHOPPER_RESULTS_URL`` when it is an s3:// URL."""
+    import fsspec
+    from test_notebooks import MISSING, NOTEBOOKS, execute
+    from test_report import write_rich_results
+
+    if MISSING:
+        pytest.skip(f"Jupyter is not installed here (missing: {', '.join(MISSING)})")
+    url = s3.url("notebook")
+    write_rich_results(tmp_path / "results")
+    fs, root = fsspec.core.url_to_fs(url, use_listings_cache=False)
+    fs.put(f"{tmp_path / 'results'}/", root, recursive=True)
+    assert (
+        query(url, "SELECT count(*) AS n FROM problems").to_pylist()
+        == query(tmp_path / "results", "SELECT count(*) AS n FROM problems").to_pylist()
+    )
+    monkeypatch.setenv("QHOPPER_RESULTS_URL", url)
+    [notebook] = [p for p in NOTEBOOKS if p.stem == "fallbacks_drift"]
+    execute(notebook, tmp_path / "empty-home", monkeypatch)  # the home holds no results
