@@ -4,8 +4,9 @@ Commit, per batch: journal the batch in the intake (fenced: only problems this r
 holds join it, each with its claim epoch) -> stage the problems and batch files, whole and
 synced, under hidden names -> finish the batch in the intake, the commit point, which
 finalises only problems still held under the epoch they were journalled with -> publish the
-staged files (a rename in a folder, a server-side copy on an object store). A writer that froze past its lease learns at the commit point that
-its batch went stale and deletes its staged files: nothing it wrote ever becomes visible.
+staged files (a rename in a folder, a server-side copy on an object store). A writer that
+froze past its lease learns at the commit point that its batch went stale and deletes its
+staged files: nothing it wrote ever becomes visible.
 Recovery, at the start of every run: a journalled batch whose writer is gone is committed
 from its staged files when they are whole, abandoned when they are not; a committed batch
 whose files were not published yet is published. Every problem ends with exactly one row.
