@@ -318,7 +318,7 @@ _FIRST = """
 
 def _drift(con: duckdb.DuckDBPyConnection, location: ResultsLocation, filtered: bool) -> Drift:
     """The drift rows when ``qhopper drift`` has written any; else why the figure is empty."""
-    if not location.files().find("drift"):
+    if not location.files().has_data("drift"):
         return Drift((), "no drift data yet: run `qhopper drift --backend SPEC` to write drift/")
     have = {row[0] for row in _rows(con, "DESCRIBE drift")}
     missing = [c for c in DRIFT_COLUMNS if c not in have]

@@ -153,6 +153,9 @@ class LocalFiles:
     def find(self, dataset: str, name: str = "*") -> list[str]:
         return sorted(str(p) for p in (self.root / dataset).glob(f"*/{name}.parquet"))
 
+    def has_data(self, dataset: str) -> bool:
+        return any((self.root / dataset).glob("*/*.parquet"))
+
     def remove_orphans(self, older_than_s: float) -> None:
         """Staged files are left to the journal's say (see ``ResultStore.recover``)."""
         cutoff = time.time() - older_than_s

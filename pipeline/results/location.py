@@ -66,6 +66,10 @@ class ResultFiles(Protocol):
         """The visible files of ``dataset`` called ``name`` (a glob), in every partition."""
         ...
 
+    def has_data(self, dataset: str) -> bool:
+        """Whether ``dataset`` has a visible file yet (a folder stops at the first)."""
+        ...
+
     def remove_orphans(self, older_than_s: float) -> None:
         """Delete temporaries a writer cut short left behind, once older than this."""
         ...

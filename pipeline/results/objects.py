@@ -97,6 +97,9 @@ class ObjectFiles:
             for path in sorted(self.fs.glob(f"{self.root}/{dataset}/*/{name}.parquet"))
         ]
 
+    def has_data(self, dataset: str) -> bool:
+        return bool(self.find(dataset))
+
     def remove_orphans(self, older_than_s: float) -> None:
         """Nothing to do: a PUT cut short leaves no object (an unfinished multipart upload is
         invisible; a bucket lifecycle rule reclaims its parts)."""

@@ -30,7 +30,7 @@ def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     root = files.attach(connection)
     for name, record in VIEWS.items():
-        if files.find(name):
+        if files.has_data(name):
             pattern = f"{root}/{name}/*/*.parquet".replace("'", "''")
             source = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
         else:
