@@ -65,8 +65,11 @@ bench-api: $(STAMP)
 bench-memory: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 
+# 1-3 workers x 1-2 runners, SQLite then PostgreSQL intake (SCALE_PROBLEMS=5000: ~4 min).
+SCALE_PROBLEMS ?= 5000
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_scale.py --problems $(SCALE_PROBLEMS)
+	$(BIN)/python benchmarks/bench_scale.py --problems $(SCALE_PROBLEMS) --database-url $(PG_URL)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py

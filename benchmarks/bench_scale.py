@@ -9,7 +9,8 @@ runner, measured in the same run. On a 2-core machine three workers oversubscrib
 cores: the table shows what that costs.
 
 Run: ``make bench-scale`` (``--problems`` to change the size; PostgreSQL intake with
-``--database-url postgresql://root@127.0.0.1:5432/test``).
+``--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test``: a fresh schema there
+for every cell).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench_intake import intake_url
 from distributed import Client, LocalCluster
 
 from flows.compute import QUIET_CLUSTER_CONFIG, SINGLE_THREAD_ENV
@@ -45,18 +47,18 @@ def records(count: int) -> list[dict[str, object]]:
     return out
 
 
-def cell(workers: int, runners: int, problems: Path, count: int, database: str | None) -> float:
-    """Seconds for ``runners`` runs on ``workers`` workers to answer every problem."""
+def cell(
+    workers: int, runners: int, problems: Path, count: int, database: str | None
+) -> tuple[float, list[int]]:
+    """Seconds for ``runners`` runs on ``workers`` workers to answer every problem, and how
+    many rows each run wrote (most first): the work split between runners."""
     import dask
 
     root = Path(tempfile.mkdtemp(prefix="qhopper-scale-"))
     env = {**os.environ, **SINGLE_THREAD_ENV, "QHOPPER_RESULTS_URL": str(root / "results")}
     env.pop("PREFECT_API_URL", None)
-    if database:
-        env["QHOPPER_DATABASE_URL"] = database
-    else:
-        env["QHOPPER_DATABASE_URL"] = f"sqlite:///{root / 'intake.db'}"
     with (
+        intake_url(root, "scale", database) as url,  # an empty intake for every cell
         dask.config.set(QUIET_CLUSTER_CONFIG),
         LocalCluster(
             n_workers=workers,
@@ -71,6 +73,7 @@ def cell(workers: int, runners: int, problems: Path, count: int, database: str |
         Client(cluster) as client,
     ):
         client.wait_for_workers(workers, timeout=180)
+        env["QHOPPER_DATABASE_URL"] = url
         subprocess.run(
             [QHOPPER, "submit", str(problems), "--home", str(root / "host-0")],
             env=env,
@@ -99,12 +102,11 @@ def cell(workers: int, runners: int, problems: Path, count: int, database: str |
             _, stderr = run.communicate(timeout=3600)
             assert run.returncode == 0, stderr.decode()[-2000:]
         seconds = time.perf_counter() - started
-    answered = Counter(
-        r["problem_id"]
-        for r in query(root / "results", "SELECT problem_id FROM problems").to_pylist()
-    )
+    rows = query(root / "results", "SELECT problem_id, run_id FROM problems").to_pylist()
+    answered = Counter(r["problem_id"] for r in rows)
     assert len(answered) == count and set(answered.values()) == {1}, "not exactly once"
-    return seconds
+    by_run = Counter(r["run_id"] for r in rows)
+    return seconds, sorted(by_run.values(), reverse=True)
 
 
 def main() -> None:
@@ -118,15 +120,21 @@ def main() -> None:
         f"{args.problems} problems (half quantum, half classical), intake: "
         f"{'PostgreSQL' if args.database_url else 'SQLite'}; wall time to answer all"
     )
-    print(f"{'workers':>8} {'runners':>8} {'seconds':>9} {'problems/s':>11} {'vs 1x1':>8}")
+    print(
+        f"{'workers':>8} {'runners':>8} {'seconds':>9} {'problems/s':>11} {'vs 1x1':>8}"
+        "   rows per run"
+    )
     baseline = None
     for workers in (1, 2, 3):
         for runners in (1, 2):
-            seconds = cell(workers, runners, problems, args.problems, args.database_url)
+            seconds, split = cell(workers, runners, problems, args.problems, args.database_url)
             rate = args.problems / seconds
             baseline = baseline or rate
+            shares = " / ".join(f"{n} ({n / args.problems:.0%})" for n in split)
             print(
                 f"{workers:>8} {runners:>8} {seconds:>9.2f} {rate:>11.1f} {rate / baseline:>7.2f}x"
+                f"   {shares}",
+                flush=True,
             )
 
 
