@@ -81,13 +81,20 @@ def warm_start(
     """Angles for every problem from the plan's candidates, in a handful of evaluations each.
 
     ``pilot_count`` pilots (the plan's ``warm_pilots`` when the first candidate is a
-    library entry, already an optimum of the class; else ``PILOTS``) try every candidate and refine from the best;
-    every other problem tries the pilots' mean optimum (and the library's entry) and keeps
-    the best. Each pilot is evaluated at the others' optima: only when that shows transfer
-    losing more than ``tolerance`` (the plan's) of the energy (a class whose optima do not
-    concentrate, heavy-tailed weights) does everyone take one Newton step, and those whose
-    step gained more than ``FAR_OFF`` refine until a step no longer pays. A pilot whose
-    best candidate is no sound start (``SOUND_START``) scans the grid instead.
+    library entry, already an optimum of the class; else ``PILOTS``) try every candidate
+    and refine from the best; a pilot whose best candidate is no sound start
+    (``SOUND_START``) scans the grid instead. Each pilot is then evaluated at the others'
+    optima, which measures what transfer loses in this batch, and every other problem
+    spends what that loss warrants:
+
+    - at most ``tolerance`` (the plan's): it tries the pilots' mean optimum (and the
+      library's entry) and keeps the better, 1-2 evaluations;
+    - from a library entry that the pilots confirm (none moved more than ``STALE_ENTRY``)
+      and a loss up to ``FAR_OFF``: one line search along its gammas from the pilots'
+      mean optimum, 3 evaluations;
+    - otherwise (a class whose optima do not concentrate, heavy-tailed weights, a stale
+      entry): the tries, then one Newton step each, and those whose step gained more than
+      ``FAR_OFF`` refine until a step no longer pays.
     """
     pilots = np.arange(min(count, pilot_count))
     cand_g = np.array([g for g, _ in candidates])
