@@ -30,13 +30,15 @@ SINGLE_THREAD_ENV = {
     "NUMBA_NUM_THREADS": "1",
 }
 
+# Every comm keeps its last messages (1,000 by default) for debugging: with task arguments
+# inside, that held ~600 MiB of formulations in a 100,000-problem run. Our clusters and our
+# clients of an external scheduler keep 16.
+SHORT_MESSAGE_LOG = {"distributed.admin.low-level-log-length": 16}
 # Dask's defaults poll for a dashboard this cluster does not have: an event-loop health tick
 # every 20 ms in every server, a 10 ms statistical profiler in every worker, a memory check
 # every 100 ms. Idle, our 2-worker cluster burned 0.13 of a core with them and 0.013 without.
 QUIET_CLUSTER_CONFIG = {
-    # Every comm keeps its last messages (1,000 by default) for debugging: with task
-    # arguments inside, that held ~600 MiB of formulations in a 100,000-problem run.
-    "distributed.admin.low-level-log-length": 16,
+    **SHORT_MESSAGE_LOG,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
@@ -111,7 +113,7 @@ def connect(address: str, timeout_s: float = 30.0) -> DaskCompute:
     from distributed import Client
 
     try:
-        with dask.config.set({"distributed.admin.low-level-log-length": 16}):
+        with dask.config.set(SHORT_MESSAGE_LOG):
             client = Client(address, set_as_default=False, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise ServiceUnavailable(
