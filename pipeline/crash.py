@@ -25,6 +25,9 @@ CRASH_STAGES = (
     "write-after-rename",
     "finish",
 )
+# A recovery's own points (passed only where a batch is left to settle): between reading a
+# dead writer's staged files and deciding its batch, and between deciding and publishing.
+RECOVERY_STAGES = ("recover-decide", "recover-publish")
 _passes: dict[str, int] = {}
 
 
@@ -34,10 +37,10 @@ def _target(variable: str = "QHOPPER_CRASH_AT") -> tuple[str, int, str] | None:
         return None
     spec, _, marker = text.partition("@")
     stage, _, count = spec.partition(":")
-    if stage not in CRASH_STAGES or not count.isdigit() or int(count) < 1:
+    if stage not in (*CRASH_STAGES, *RECOVERY_STAGES) or not count.isdigit() or int(count) < 1:
         raise ValueError(
             f"{variable}={text!r}: expected STAGE:COUNT[@MARKER_FILE] with STAGE one "
-            f"of {', '.join(CRASH_STAGES)} and COUNT >= 1"
+            f"of {', '.join((*CRASH_STAGES, *RECOVERY_STAGES))} and COUNT >= 1"
         )
     return stage, int(count), marker
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from s3_stand_in import S3, s3_stand_in
 
 PG_ADMIN_URL = os.environ.get(
     "QHOPPER_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -81,3 +82,10 @@ def intake_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'intake.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    """A local S3 stand-in (tests/s3_stand_in.py), one per test module."""
+    with s3_stand_in() as stand_in:
+        yield stand_in

@@ -8,19 +8,16 @@ loopback: S3 itself is out of reach from where the tests run.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import truth
+from s3_stand_in import S3
 
 from pipeline.config import flatten, load_settings
 from pipeline.errors import ConfigError
@@ -28,7 +25,6 @@ from pipeline.intake import ACTIVE_STATES, QUEUED, IntakeStore
 from pipeline.results import ResultsLocation, RunSummary, query, to_table
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
-BUCKET = "qhopper-results"
 TIMEOUT_S = 300
 CONFIG = """\
 [quantum]
@@ -37,47 +33,6 @@ default_shots = 64
 [dask]
 inline_below_s = 1e9
 """
-
-
-@dataclass(frozen=True)
-class S3:
-    endpoint: str
-    env: dict[str, str]  # for subprocesses: the endpoint and dummy credentials
-
-    def url(self, prefix: str) -> str:
-        return f"s3://{BUCKET}/{prefix}/results"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    """A local S3 stand-in (moto's threaded server on loopback, a free port) with a bucket;
-    AWS_ENDPOINT_URL and dummy credentials point s3fs at it here and in subprocesses."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    variables = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in variables.items():
-                patch.setenv(name, value)
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "QHOPPER_RESULTS_URL"):
-                patch.delenv(name, raising=False)
-            import fsspec
-
-            fsspec.filesystem("s3", use_listings_cache=False).mkdir(BUCKET)
-            yield S3(endpoint, {**os.environ, **variables})
-    finally:
-        server.stop()
 
 
 def qhopper(s3: S3, home: Path, intake: str, url: str, *args: str, crash: str = "") -> str:

@@ -136,12 +136,14 @@ class ResultStore:
             staged = files.read_staged(problems_key)
             if staged is None and files.exists(problems_key):  # an older writer's layout
                 staged = _read_whole(files.read, problems_key)
+            fault_point("recover-decide")
             if staged is not None and files.has_staged(batch_key):
                 try:
                     done = self.journal.finish_batch(batch_id, _outcomes(staged))
                 except StaleBatch:
                     done = []
                 if done:
+                    fault_point("recover-publish")
                     files.publish(batch_key)
                     files.publish(problems_key)
                     log.warning("committed batch %s its writer left staged", batch_id)
