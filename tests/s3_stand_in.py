@@ -30,6 +30,7 @@ class S3:
 @contextmanager
 def s3_stand_in() -> Iterator[S3]:
     """moto's server on a free loopback port, with a bucket, for as long as it is held."""
+    import s3fs
     from moto.server import ThreadedMotoServer
 
     with socket.socket() as probe:
@@ -52,7 +53,12 @@ def s3_stand_in() -> Iterator[S3]:
                 patch.delenv(name, raising=False)
             import fsspec
 
-            fsspec.filesystem("s3", use_listings_cache=False).mkdir(BUCKET)
+            # fsspec caches filesystems by their arguments, not the endpoint they read from the
+            # environment: a stand-in of an earlier module must not answer for this one.
+            s3fs.S3FileSystem.clear_instance_cache()
+            # moto keeps its buckets per process: a second stand-in finds the bucket there.
+            fsspec.filesystem("s3", use_listings_cache=False).makedirs(BUCKET, exist_ok=True)
             yield S3(endpoint, {**os.environ, **variables})
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()

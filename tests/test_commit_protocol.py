@@ -25,7 +25,14 @@ import sqlalchemy as sa
 from commit_actors import ALARM_S, LEASE_S, batch_row, ring, rows_for, submit_rings
 from s3_stand_in import S3
 
-from pipeline.intake import COMPLETED, IntakeStore, ProblemOutcome, problems, result_batches
+from pipeline.intake import (
+    COMPLETED,
+    BatchState,
+    IntakeStore,
+    ProblemOutcome,
+    problems,
+    result_batches,
+)
 from pipeline.results import BatchRow, ProblemRow, ResultStore, query, to_table
 
 ACTORS = Path(__file__).with_name("commit_actors.py")
@@ -92,7 +99,9 @@ def stage_like_a_dead_writer(intake: IntakeStore, store: ResultStore, per_batch:
         ids = [r.problem_id for r in rows]
         assert store.journal.begin_batch("dead-writer", batch_id, ids, key, LEASE_S) == ids
         store.files.stage(key, to_table(rows, ProblemRow))
-        store.files.stage(store.files.sibling(key, "batches"), to_table([batch_row(rows)], BatchRow))
+        store.files.stage(
+            store.files.sibling(key, "batches"), to_table([batch_row(rows)], BatchRow)
+        )
 
 
 def assert_one_row_each(results: str, intake: IntakeStore, ids: list[str]) -> None:
@@ -190,3 +199,64 @@ def test_a_writer_that_resumes_inside_a_recovery_leaves_one_row_each(
                 process.kill()
                 process.wait(timeout=30)
         intake.close()
+
+
+# --- invariants 3, 4 and 5: decisions carried out, whoever died carrying them out ----------
+def test_recovery_carries_out_every_decided_batch_whose_files_are_left(tmp_path: Path) -> None:
+    """Batches whose decider died before touching all the files: written but unpublished,
+    written and half-published (the batch row out, the problems not), abandoned with a late
+    writer's files. Recovery publishes the first two and deletes the third's; a batch whose
+    live writer is still at work is left alone, hidden."""
+    results = str(tmp_path / "results")
+    intake = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        ids = submit_rings(intake, 8, "left")
+        store = ResultStore(results, intake.journal)
+        stage_like_a_dead_writer(intake, store, per_batch=2)
+        keys = {f"b-dead-{i}": _problems_key(store, f"b-dead-{i}") for i in range(4)}
+        outcomes = {b: _outcomes_of(store, key) for b, key in keys.items()}
+        journal = store.journal
+        assert journal.finish_batch("b-dead-0", outcomes["b-dead-0"]) is BatchState.WRITTEN
+        assert journal.finish_batch("b-dead-1", outcomes["b-dead-1"]) is BatchState.WRITTEN
+        assert store.files.publish(store.files.sibling(keys["b-dead-1"], "batches"))
+        assert journal.abandon_batch("b-dead-2") is BatchState.ABANDONED
+        # b-dead-3: its writer's lease is live, so it is still writing: hands off.
+        assert store.recover() == 3
+        rows = query(results, "SELECT problem_id, batch_id FROM problems").to_pylist()
+        assert Counter(r["batch_id"] for r in rows) == {"b-dead-0": 2, "b-dead-1": 2}
+        batches = query(results, "SELECT batch_id FROM batches").to_pylist()
+        assert sorted(b["batch_id"] for b in batches) == ["b-dead-0", "b-dead-1"]
+        assert sorted(store.files.staged("problems")) == [keys["b-dead-3"]]
+        assert intake.counts()[COMPLETED] == 4 and len(ids) == 8
+    finally:
+        intake.close()
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_publishing_twice_leaves_one_whole_file(tmp_path: Path, where: str) -> None:
+    """Invariant 3: a second publisher of the same batch finds nothing left to publish."""
+    root = str(tmp_path / "results") if where == "local" else f"memory://{tmp_path.name}/r"
+    intake = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        submit_rings(intake, 2, "twice")
+        store = ResultStore(root, intake.journal)
+        stage_like_a_dead_writer(intake, store, per_batch=2)
+        key = _problems_key(store, "b-dead-0")
+        assert store.files.publish(key) and not store.files.publish(key)
+        assert store.files.read(key).num_rows == 2 and not store.files.has_staged(key)
+    finally:
+        intake.close()
+
+
+def _problems_key(store: ResultStore, batch_id: str) -> str:
+    (key,) = [k for k in store.files.staged("problems") if k.endswith(f"/{batch_id}.parquet")]
+    return key
+
+
+def _outcomes_of(store: ResultStore, key: str) -> list[ProblemOutcome]:
+    staged = store.files.read_staged(key)
+    assert staged is not None
+    return [
+        ProblemOutcome(r["problem_id"], r["status"], r["route"], r["solver_path"])
+        for r in staged.to_pylist()
+    ]

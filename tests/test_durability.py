@@ -234,7 +234,7 @@ def assert_exactly_once(home: Path, ids: list[str], url: str | None = None) -> l
         counts = store.counts()
         with store.engine.connect() as connection:
             open_batches = connection.execute(
-                sa.select(sa.func.count()).where(result_batches.c.state != "written")
+                sa.select(sa.func.count()).where(result_batches.c.state == "writing")
             ).scalar_one()
     finally:
         store.close()

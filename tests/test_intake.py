@@ -7,8 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,11 @@ from pipeline.intake import (
     QUEUED,
     RUNNING,
     SUBMITTED,
+    BatchState,
     IntakeStore,
     LeaseKeeper,
     Move,
     ProblemOutcome,
-    StaleBatch,
     problems,
     utcnow,
 )
@@ -563,13 +565,43 @@ def test_every_claim_bumps_the_epoch(store: IntakeStore) -> None:
     assert first.id == second.id and second.epoch == first.epoch + 1 >= 2
 
 
-def test_finish_batch_returns_what_it_finalised(store: IntakeStore) -> None:
+def test_finish_batch_finalises_the_batch_and_nothing_else(store: IntakeStore) -> None:
     ids = [o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(3)])]
     store.claim("run", 10, 60)
     assert store.journal.begin_batch("run", "b-1", ids[:2], "/r/b-1.parquet") == ids[:2]
     # A problem that is not in the batch is not finalised by it.
-    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) == ids[:2]
+    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) is BatchState.WRITTEN
     assert [store.get(i)["state"] for i in ids] == [COMPLETED, COMPLETED, CLAIMED]  # type: ignore[index]
+
+
+def _completions(store: IntakeStore, problem_id: str) -> int:
+    found = store.get(problem_id)
+    assert found is not None
+    return [e["state"] for e in found["events"]].count(COMPLETED)
+
+
+def test_a_batch_is_decided_once_and_later_deciders_learn_the_decision(
+    store: IntakeStore,
+) -> None:
+    """Invariant 1: the first finish or abandon decides; every later one returns it."""
+    first, second = (o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(2)]))
+    store.claim("run", 10, 60)
+    store.journal.begin_batch("run", "b-done", [first], "/r/b-done.parquet")
+    store.journal.begin_batch("run", "b-gone", [second], "/r/b-gone.parquet")
+    journal = store.journal
+    assert journal.finish_batch("b-done", [_outcome(first)]) is BatchState.WRITTEN
+    assert journal.finish_batch("b-done", [_outcome(first)]) is BatchState.WRITTEN
+    assert journal.abandon_batch("b-done") is BatchState.WRITTEN  # too late: it committed
+    assert _completions(store, first) == 1  # the second finish finalised nothing again
+    assert journal.abandon_batch("b-gone") is BatchState.ABANDONED
+    assert journal.finish_batch("b-gone", [_outcome(second)]) is BatchState.ABANDONED
+    assert journal.abandon_batch("b-gone") is BatchState.ABANDONED
+    assert store.get(second)["state"] == CLAIMED  # type: ignore[index]
+    assert journal.batch_states(["b-done", "b-gone", "b-none"]) == {
+        "b-done": BatchState.WRITTEN,
+        "b-gone": BatchState.ABANDONED,  # a tombstone: a late writer learns it was abandoned
+    }
+    assert journal.abandon_batch("b-none") is BatchState.ABANDONED  # never journalled
 
 
 def test_a_frozen_writer_cannot_finish_after_its_batch_was_taken_over(
@@ -580,39 +612,54 @@ def test_a_frozen_writer_cannot_finish_after_its_batch_was_taken_over(
     assert store.journal.begin_batch("frozen", "b-old", [outcome.id], "/r/b-old.parquet")
     _expire_leases(store)  # the writer froze past its lease; recovery finds no file
     assert store.journal.unfinished_batches() == [("b-old", "/r/b-old.parquet")]
-    store.journal.abandon_batch("b-old")
+    assert store.journal.abandon_batch("b-old") is BatchState.ABANDONED
     (again,) = store.claim("next", 10, 60)
     assert store.journal.begin_batch("next", "b-new", [again.id], "/r/b-new.parquet")
-    assert store.journal.finish_batch("b-new", [_outcome(again.id)]) == [again.id]
-    with pytest.raises(StaleBatch, match="b-old"):  # the writer wakes up
-        store.journal.finish_batch("b-old", [_outcome(outcome.id)])
+    assert store.journal.finish_batch("b-new", [_outcome(again.id)]) is BatchState.WRITTEN
+    # The writer wakes up and learns its batch was abandoned: it must delete its files.
+    assert store.journal.finish_batch("b-old", [_outcome(outcome.id)]) is BatchState.ABANDONED
     found = store.get(outcome.id)
     assert found is not None and found["result_path"] == "/r/b-new.parquet"
-    assert [e["state"] for e in found["events"]].count(COMPLETED) == 1
+    assert _completions(store, outcome.id) == 1
 
 
-def test_finish_batch_finalises_only_problems_whose_epoch_held(store: IntakeStore) -> None:
+def test_a_batch_with_a_problem_claimed_behind_its_back_commits_nothing(
+    store: IntakeStore,
+) -> None:
+    """Its files answer for a problem another run now holds: all or nothing, so nothing,
+    and the batch is abandoned (its other problem claimable again, not lost)."""
     ids = sorted(o.id for o in store.submit([(ring(4, f"k{i}"), "s") for i in range(2)]))
     store.claim("run", 10, 60)
     store.journal.begin_batch("run", "b-1", ids, "/r/b-1.parquet")
     _bump_epoch(store, ids[0])  # claimed again behind the batch's back
-    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) == [ids[1]]
-    assert store.get(ids[0])["state"] == CLAIMED  # type: ignore[index]
+    assert store.journal.finish_batch("b-1", [_outcome(i) for i in ids]) is BatchState.ABANDONED
+    assert [store.get(i)["state"] for i in ids] == [CLAIMED, CLAIMED]  # type: ignore[index]
+    assert all(store.get(i)["batch_id"] is None for i in ids)  # type: ignore[index]
+    assert store.journal.unfinished_batches() == []
 
 
-def test_finish_batch_with_no_current_epoch_raises_and_changes_nothing(
-    store: IntakeStore,
-) -> None:
-    (outcome,) = store.submit([(ring(4, "a"), "s")])
-    store.claim("run", 10, 60)
-    store.journal.begin_batch("run", "b-1", [outcome.id], "/r/b-1.parquet")
-    _bump_epoch(store, outcome.id)
-    with pytest.raises(StaleBatch, match="b-1"):
-        store.journal.finish_batch("b-1", [_outcome(outcome.id)])
-    assert store.get(outcome.id)["state"] == CLAIMED  # type: ignore[index]
-    with store.engine.connect() as connection:
-        states = connection.execute(sa.text("SELECT state FROM result_batches")).scalars().all()
-    assert states == ["writing"]  # rolled back: recovery still sees the batch
+def test_concurrent_deciders_make_one_decision(intake_url: str) -> None:
+    """Eight threads, each with its own connection, finish or abandon one batch at once:
+    one decision, the problem finalised once, and every thread told the same thing."""
+    store = IntakeStore.open(intake_url)
+    try:
+        (outcome,) = store.submit([(ring(4, "a"), "s")])
+        store.claim("run", 10, 60)
+        store.journal.begin_batch("run", "b-1", [outcome.id], "/r/b-1.parquet")
+        barrier = threading.Barrier(8, timeout=60)
+
+        def decide(i: int) -> BatchState:
+            barrier.wait()
+            if i % 2:
+                return store.journal.abandon_batch("b-1")
+            return store.journal.finish_batch("b-1", [_outcome(outcome.id)])
+
+        with ThreadPoolExecutor(8) as pool:
+            decided = list(pool.map(decide, range(8), timeout=120))
+        assert len(set(decided)) == 1, decided
+        assert _completions(store, outcome.id) == (decided[0] is BatchState.WRITTEN)
+    finally:
+        store.close()
 
 
 def test_a_database_from_before_epochs_is_upgraded(intake_url: str) -> None:

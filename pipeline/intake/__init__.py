@@ -8,7 +8,8 @@ What it guarantees:
   count attempts; a problem whose lease expired, or whose holder is a process of this host
   that no longer exists, is claimable again;
 - results are journalled (:mod:`pipeline.intake.journal`), so recovery after a crash can
-  roll a batch forward or abandon it and every problem ends with exactly one result row;
+  roll a batch forward or abandon it (one decision per batch, whoever makes it) and every
+  problem ends with exactly one result row;
   every claim bumps the problem's epoch (fencing token), and a batch finalises only the
   problems whose epoch has not moved since it was journalled;
 - lease times are the database's clock (SQLite's ``strftime('now')``, PostgreSQL's
@@ -22,7 +23,7 @@ connection), ``leases`` (host identity, process liveness, LeaseKeeper), ``queue`
 """
 
 from pipeline.intake.database import create_intake_engine
-from pipeline.intake.journal import ResultJournal, StaleBatch
+from pipeline.intake.journal import BatchState, ResultJournal
 from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
 from pipeline.intake.queue import IntakeStore
 from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
@@ -58,13 +59,13 @@ __all__ = [
     "RUNNING",
     "STATES",
     "SUBMITTED",
+    "BatchState",
     "ClaimedProblem",
     "IntakeStore",
     "LeaseKeeper",
     "Move",
     "ProblemOutcome",
     "ResultJournal",
-    "StaleBatch",
     "SubmitOutcome",
     "batch_problems",
     "create_intake_engine",

@@ -1,29 +1,32 @@
-"""The result journal: which batch's file is being written for which problems.
+"""The result journal: which batch's file is being written for which problems, and what
+became of it.
 
-A batch is recorded as ``writing`` before its result file is written and ``written`` once
-its problems are final, so recovery after a crash can roll forward (file present) or
-abandon the batch (file absent) and every problem ends with exactly one result row. A
-batch takes only the problems its run still holds, and a problem in a journalled batch is
-settled by recovery, never re-claimed behind the journal's back.
+A batch is journalled ``writing`` before its files are staged, and leaves that state once,
+by one conditional UPDATE: to ``written`` (committed: its problems are final, its staged
+files must be published) or to ``abandoned`` (its problems are claimable again, its staged
+files must be deleted and never published). Writer and recoveries may race to decide; the
+first decision stands and every later one returns it, so each party does to the files
+what the batch's one decision says. An abandoned batch keeps its row as a tombstone: a
+writer that resumes late learns that its batch is gone, not that it never existed.
 
-Fencing: each problem's claim epoch is recorded when it joins a batch, and
-``finish_batch`` finalises only the problems whose epoch is still that one, in the same
-transaction that marks the batch written. A writer that froze past its lease (its batch
-abandoned, its problems claimed again) learns it from :class:`StaleBatch` and must not
-publish its file; see ``finish_batch``.
+A batch takes only the problems its run still holds, and a problem in a journalled batch is
+settled by recovery, never re-claimed behind the journal's back. Fencing: each problem's
+claim epoch is recorded when it joins a batch, and a batch commits only when every one of
+its problems still has that epoch; otherwise it is abandoned, since its files would
+answer for problems another run now holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from pipeline.errors import QhopperError
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import dead_local_owners
 from pipeline.intake.records import ProblemOutcome
@@ -38,12 +41,17 @@ from pipeline.intake.schema import (
     update_held,
 )
 
-WRITING, WRITTEN = "writing", "written"
+
+class BatchState(StrEnum):
+    """A journalled batch: being written, or decided once and for all."""
+
+    WRITING = "writing"
+    WRITTEN = "written"
+    ABANDONED = "abandoned"
 
 
-class StaleBatch(QhopperError):
-    """The batch can finalise none of its problems: it was abandoned, or every one of them
-    was claimed again since it was journalled. Its result file must not become visible."""
+class _Torn(Exception):
+    """A batch some of whose problems moved on: it can never commit as its files say."""
 
 
 class ResultJournal:
@@ -91,89 +99,30 @@ class ResultJournal:
                     result_batches.insert().values(
                         batch_id=batch_id,
                         run_id=run_id,
-                        state=WRITING,
+                        state=BatchState.WRITING,
                         result_path=result_path,
                         created_at=now,
                     )
                 )
         return [pid for pid in problem_ids if pid in held]
 
-    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> list[str]:
-        """Mark the batch's problems final; the ids it finalised, in the order given.
+    def finish_batch(self, batch_id: str, outcomes: Sequence[ProblemOutcome]) -> BatchState:
+        """Commit the batch: its problems final as ``outcomes`` say, the batch ``written``.
 
-        Fenced: a problem is finalised only while it is still in this batch with the claim
-        epoch it had when it joined, checked by the same transaction that writes its final
-        state and marks the batch ``written``. Raises :class:`StaleBatch` (and changes
-        nothing) when the batch is not journalled any more or none of ``outcomes`` can be
-        finalised. A result writer calls this between writing its file under a temporary
-        name and renaming it into place, and renames only on success.
+        Returns the batch's decided state: ``written`` by this call or by an earlier one (the
+        same files: only its writer stages them), or ``abandoned`` when a recovery decided
+        first or some problem's epoch moved since it joined (then nothing is finalised and
+        the batch is abandoned now). Call it with the batch's files staged whole; publish
+        them only when it returns ``written``.
         """
-        with self.engine.begin() as tx:
-            now = server_now(tx)
-            path = tx.execute(
-                sa.select(result_batches.c.result_path).where(
-                    result_batches.c.batch_id == batch_id, result_batches.c.state == WRITING
-                )
-            ).scalar_one_or_none()
-            if path is None:
-                raise StaleBatch(f"batch {batch_id} is not being written (abandoned or finished)")
-            current = sa.exists().where(
-                batch_problems.c.batch_id == batch_id,
-                batch_problems.c.problem_id == problems.c.id,
-                batch_problems.c.epoch == problems.c.claim_epoch,
-            )
-            # One UPDATE per distinct outcome (a batch has one or a few), not one per problem.
-            groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
-            for o in outcomes:
-                groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
-            finalised: set[str] = set()
-            for (status, route, solver_path, reason), ids in groups.items():
-                for chunk in chunks(ids):
-                    finalised.update(
-                        tx.execute(
-                            problems.update()
-                            .where(
-                                problems.c.id.in_(chunk),
-                                problems.c.batch_id == batch_id,
-                                current,
-                            )
-                            .values(
-                                state=status,
-                                route=route,
-                                solver_path=solver_path,
-                                result_path=path,
-                                last_error=reason,
-                                **NO_LEASE,
-                                updated_at=now,
-                            )
-                            .returning(problems.c.id)
-                        ).scalars()
-                    )
-            if outcomes and not finalised:
-                raise StaleBatch(
-                    f"batch {batch_id}: none of its {len(outcomes)} problems is still held "
-                    "under the epoch it was journalled with"
-                )
-            done = [o for o in outcomes if o.problem_id in finalised]
-            if done:
-                tx.execute(
-                    problem_events.insert(),
-                    [
-                        {
-                            "problem_id": o.problem_id,
-                            "state": o.status,
-                            "at": now,
-                            "detail": f"batch={batch_id}",
-                        }
-                        for o in done
-                    ],
-                )
-            tx.execute(
-                result_batches.update()
-                .where(result_batches.c.batch_id == batch_id)
-                .values(state=WRITTEN)
-            )
-        return [o.problem_id for o in done]
+        try:
+            with self.engine.begin() as tx:
+                if not _decide(tx, batch_id, BatchState.WRITTEN):
+                    return _state(tx, batch_id)
+                _finalise(tx, batch_id, outcomes, server_now(tx))
+        except _Torn:
+            return self.abandon_batch(batch_id)
+        return BatchState.WRITTEN
 
     def unfinished_batches(self) -> list[tuple[str, str]]:
         """Batches being written whose holders are gone: leases expired or processes dead."""
@@ -190,26 +139,117 @@ class ResultJournal:
             held = sa.select(problems.c.id).where(*conditions)
             rows = tx.execute(
                 sa.select(result_batches.c.batch_id, result_batches.c.result_path).where(
-                    result_batches.c.state == WRITING, ~sa.exists(held)
+                    result_batches.c.state == BatchState.WRITING, ~sa.exists(held)
                 )
             ).all()
         return [(r.batch_id, r.result_path) for r in rows]
 
-    def is_written(self, batch_id: str) -> bool:
-        """Whether the batch committed (its problems are final): its file may be published."""
+    def batch_states(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:
+        """The journalled state of each of these batches (a batch not journalled is absent)."""
+        found: dict[str, BatchState] = {}
         with self.engine.connect() as connection:
-            state = connection.execute(
-                sa.select(result_batches.c.state).where(result_batches.c.batch_id == batch_id)
-            ).scalar_one_or_none()
-        return state == WRITTEN
+            for chunk in chunks(list(batch_ids)):
+                rows = connection.execute(
+                    sa.select(result_batches.c.batch_id, result_batches.c.state).where(
+                        result_batches.c.batch_id.in_(chunk)
+                    )
+                )
+                found |= {r.batch_id: BatchState(r.state) for r in rows}
+        return found
 
-    def abandon_batch(self, batch_id: str) -> None:
-        """Forget a batch whose file never landed: its problems stay claimable."""
+    def abandon_batch(self, batch_id: str) -> BatchState:
+        """Abandon a batch still being written: its problems claimable again, the batch a
+        tombstone. Returns the decided state: ``abandoned``, or ``written`` when its writer
+        (or another recovery) committed it first; then its files must be published."""
         with self.engine.begin() as tx:
+            if not _decide(tx, batch_id, BatchState.ABANDONED):
+                return _state(tx, batch_id)
             tx.execute(
                 problems.update()
                 .where(problems.c.batch_id == batch_id, problems.c.state.in_(ACTIVE_STATES))
                 .values(batch_id=None)
             )
             tx.execute(batch_problems.delete().where(batch_problems.c.batch_id == batch_id))
-            tx.execute(result_batches.delete().where(result_batches.c.batch_id == batch_id))
+        return BatchState.ABANDONED
+
+
+def _decide(tx: Connection, batch_id: str, to: BatchState) -> bool:
+    """Move the batch from ``writing`` to ``to``; False when someone decided first.
+
+    One conditional UPDATE: SQLite runs it inside BEGIN IMMEDIATE, PostgreSQL re-checks the
+    condition after waiting for a concurrent decider's row lock, so exactly one wins.
+    """
+    moved: int = tx.execute(
+        result_batches.update()
+        .where(result_batches.c.batch_id == batch_id, result_batches.c.state == BatchState.WRITING)
+        .values(state=to)
+    ).rowcount
+    return moved == 1
+
+
+def _state(tx: Connection, batch_id: str) -> BatchState:
+    """The batch's state; a batch with no row (abandoned by a version that deleted its row,
+    or never journalled) counts as abandoned: nobody may publish its files."""
+    state = tx.execute(
+        sa.select(result_batches.c.state).where(result_batches.c.batch_id == batch_id)
+    ).scalar_one_or_none()
+    return BatchState.ABANDONED if state is None else BatchState(state)
+
+
+def _finalise(
+    tx: Connection, batch_id: str, outcomes: Sequence[ProblemOutcome], now: datetime
+) -> None:
+    """Write every problem of the batch its final state; :class:`_Torn` (rolling the whole
+    commit back) unless each one is still in the batch under the epoch it joined with."""
+    path = tx.execute(
+        sa.select(result_batches.c.result_path).where(result_batches.c.batch_id == batch_id)
+    ).scalar_one()
+    members = set(
+        tx.execute(
+            sa.select(batch_problems.c.problem_id).where(batch_problems.c.batch_id == batch_id)
+        ).scalars()
+    )
+    current = sa.exists().where(
+        batch_problems.c.batch_id == batch_id,
+        batch_problems.c.problem_id == problems.c.id,
+        batch_problems.c.epoch == problems.c.claim_epoch,
+    )
+    # One UPDATE per distinct outcome (a batch has one or a few), not one per problem.
+    groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for o in outcomes:
+        if o.problem_id in members:
+            groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
+    finalised: set[str] = set()
+    for (status, route, solver_path, reason), ids in groups.items():
+        for chunk in chunks(ids):
+            finalised.update(
+                tx.execute(
+                    problems.update()
+                    .where(problems.c.id.in_(chunk), problems.c.batch_id == batch_id, current)
+                    .values(
+                        state=status,
+                        route=route,
+                        solver_path=solver_path,
+                        result_path=path,
+                        last_error=reason,
+                        **NO_LEASE,
+                        updated_at=now,
+                    )
+                    .returning(problems.c.id)
+                ).scalars()
+            )
+    if finalised != members:
+        raise _Torn(batch_id)
+    tx.execute(
+        problem_events.insert(),
+        [
+            {
+                "problem_id": o.problem_id,
+                "state": o.status,
+                "at": now,
+                "detail": f"batch={batch_id}",
+            }
+            for o in outcomes
+            if o.problem_id in members
+        ],
+    )
