@@ -214,11 +214,11 @@ def _finalise(
         batch_problems.c.problem_id == problems.c.id,
         batch_problems.c.epoch == problems.c.claim_epoch,
     )
+    done = [o for o in outcomes if o.problem_id in members]
     # One UPDATE per distinct outcome (a batch has one or a few), not one per problem.
     groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
-    for o in outcomes:
-        if o.problem_id in members:
-            groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
+    for o in done:
+        groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
     finalised: set[str] = set()
     for (status, route, solver_path, reason), ids in groups.items():
         for chunk in chunks(ids):
@@ -238,7 +238,7 @@ def _finalise(
                     .returning(problems.c.id)
                 ).scalars()
             )
-    if finalised != members:
+    if not members or finalised != members:
         raise _Torn(batch_id)
     tx.execute(
         problem_events.insert(),
@@ -249,7 +249,6 @@ def _finalise(
                 "at": now,
                 "detail": f"batch={batch_id}",
             }
-            for o in outcomes
-            if o.problem_id in members
+            for o in done
         ],
     )
