@@ -30,6 +30,7 @@ class PlannedProblem:
     reps: int
     shots: int
     trace_id: str | None = None  # the submitter's W3C trace id, carried into its row
+    supersedes: str | None = None  # requeued: the batch of the row its answer replaces
 
 
 @dataclass(frozen=True)

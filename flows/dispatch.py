@@ -36,7 +36,7 @@ from pipeline.engine.chunk import run_quantum_chunk
 from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.shapes import ShapeKey
 from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateStore
-from pipeline.errors import QhopperError
+from pipeline.errors import RunTimeout
 from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
@@ -44,10 +44,6 @@ from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask,
 log = logging.getLogger("qhopper.dispatch")
 RESULT_FETCH_TIMEOUT_S = 120.0
 T = TypeVar("T")
-
-
-class RunTimeout(QhopperError):
-    """The run's batches did not all come back within ``dask.run_timeout_s``."""
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,7 @@ def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
         reps=spec.reps or settings.quantum.default_reps,
         shots=spec.shots or settings.quantum.default_shots,
         trace_id=claim.trace_id,
+        supersedes=claim.supersedes,
     )
 
 

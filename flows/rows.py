@@ -165,6 +165,7 @@ def exhausted_rows(
                 completed_at=completed_at,
                 input_hash=claim.input_hash,
                 trace_id=claim.trace_id,
+                supersedes=claim.supersedes,
             )
         )
     return rows
@@ -228,6 +229,7 @@ def _common(
         "completed_at": completed_at,
         "input_hash": problem.input_hash,
         "trace_id": problem.trace_id,
+        "supersedes": problem.supersedes,
     }
 
 

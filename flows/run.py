@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from flows.deps import Clock, RunDeps
 from pipeline.crash import fault_point
-from pipeline.errors import BackendUnavailable, QhopperError
+from pipeline.errors import BackendUnavailable, QhopperError, RunTimeout
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, IntakeStore, LeaseKeeper, new_id
-from pipeline.results import RunSummary
+from pipeline.results import RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from pipeline.backends import Backend
@@ -28,7 +28,8 @@ log = logging.getLogger("qhopper.run")
 
 
 def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
-    """One whole run; see the module docstring. Claims are given back however it ends.
+    """One whole run; see the module docstring. Claims are given back however it ends, and
+    a run that claimed anything leaves its ``runs/`` row however it ended.
 
     ``only`` restricts the run to those problem ids (a synchronous solve runs its own
     problem at once, whatever else is queued).
@@ -36,52 +37,97 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
     run_id = new_id("r")
     clock = Clock()
     started_at = datetime.now(UTC)
-    settings = deps.settings
     with clock.stage("recover"):
         recovered = deps.results.recover()
     counts: Counter[str] = Counter()
-    executor = "none"
-    pending = deps.intake.pending() if only is None else 0
+    executor, status, error = "none", RunStatus.COMPLETED, None
     try:
-        if only is not None or pending:
-            deps.compute.prestart(pending)
-            from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
-
-            backend = _backend(deps)  # a bad backend fails here, before anything is claimed
-            with clock.stage("collect"):
-                lease = settings.intake.lease_seconds
-                first = wave_size(settings, settings.dask.n_workers)
-                claims = deps.intake.claim(run_id, first, lease, only)
-                fault_point("claim")
-            counts["problems"] = len(claims)
-            if claims:
-                deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
-                fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
-                log.info(
-                    "run %s claimed %d problems", run_id, len(claims), extra={"fields": fields}
-                )
-                keeper = LeaseKeeper(deps.intake, run_id, lease).start()
-                try:
-                    executor = execute_claims(
-                        deps,
-                        run_id,
-                        backend,
-                        claims,
-                        clock,
-                        counts,
-                        started_at,
-                        backlog=pending,
-                        waves=only is None,
-                    )
-                finally:
-                    keeper.stop()
-                    counts["released"] = _release(deps.intake, run_id)
+        executor = _drain(deps, run_id, clock, counts, started_at, only)
+    except BaseException as exc:
+        status, error = _ending(exc)
+        raise
     finally:
         deps.compute.discard()  # a cluster started early that no claim needed
-    summary = RunSummary(
+        if counts["problems"]:
+            counts["released"] = _release(deps.intake, run_id, status)
+        ending = (status, error)
+        summary = _summary(deps, run_id, clock, counts, started_at, executor, recovered, ending)
+        _record(deps, summary)
+    return summary
+
+
+def _drain(
+    deps: RunDeps,
+    run_id: str,
+    clock: Clock,
+    counts: Counter[str],
+    started_at: datetime,
+    only: Sequence[str] | None,
+) -> str:
+    """Claim, plan, execute and commit until nothing claimable is left; the executor used."""
+    settings = deps.settings
+    pending = deps.intake.pending() if only is None else 0
+    if only is None and not pending:
+        return "none"
+    deps.compute.prestart(pending)
+    from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
+
+    backend = _backend(deps)  # a bad backend fails here, before anything is claimed
+    with clock.stage("collect"):
+        lease = settings.intake.lease_seconds
+        claims = deps.intake.claim(
+            run_id, wave_size(settings, settings.dask.n_workers), lease, only
+        )
+        fault_point("claim")
+    counts["problems"] = len(claims)
+    if not claims:
+        return "none"
+    deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
+    fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
+    log.info("run %s claimed %d problems", run_id, len(claims), extra={"fields": fields})
+    keeper = LeaseKeeper(deps.intake, run_id, lease).start()
+    try:
+        return execute_claims(
+            deps,
+            run_id,
+            backend,
+            claims,
+            clock,
+            counts,
+            started_at,
+            backlog=pending,
+            waves=only is None,
+        )
+    finally:
+        keeper.stop()
+
+
+def _ending(exc: BaseException) -> tuple[RunStatus, str]:
+    """How an exception ends a run: a stop from outside (Ctrl-C, SIGTERM, Prefect's
+    cancellation: BaseExceptions that are not errors) or the run's own timeout interrupts
+    it; anything else is a failure."""
+    why = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, RunTimeout) or not isinstance(exc, Exception):
+        return RunStatus.INTERRUPTED, why
+    return RunStatus.FAILED, why
+
+
+def _summary(
+    deps: RunDeps,
+    run_id: str,
+    clock: Clock,
+    counts: Counter[str],
+    started_at: datetime,
+    executor: str,
+    recovered: int,
+    ending: tuple[RunStatus, str | None],
+) -> RunSummary:
+    return RunSummary(
         run_id=run_id,
         backend=deps.backend_spec,
         executor=executor,
+        status=ending[0],
+        error=ending[1],
         problems=counts["problems"],
         completed=counts[COMPLETED],
         degraded=counts[DEGRADED],
@@ -107,10 +153,17 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
         started_at=started_at,
         completed_at=datetime.now(UTC),
     )
+
+
+def _record(deps: RunDeps, summary: RunSummary) -> None:
+    """The run's ``runs/`` row (when it claimed anything) and its log line. Never raises
+    over the error that ended the run: a row that cannot be written is logged."""
     if summary.problems:
-        deps.results.write_run(summary)
+        try:
+            deps.results.write_run(summary)
+        except Exception as exc:
+            log.error("run %s: its runs/ row could not be written: %s", summary.run_id, exc)
     log.info("%s", describe(summary), extra={"fields": {"event": "run", **asdict(summary)}})
-    return summary
 
 
 def _backend(deps: RunDeps) -> Backend:
@@ -130,17 +183,19 @@ def describe(summary: RunSummary) -> str:
     """The run in one line, for logs and ``serve``."""
     if not summary.problems:
         return f"run {summary.run_id}: nothing queued ({summary.t_total_s:.2f} s)"
+    ended = "" if summary.status is RunStatus.COMPLETED else f" ({summary.status}: {summary.error})"
     return (
-        f"run {summary.run_id}: {summary.problems} problems, {summary.completed} completed, "
+        f"run {summary.run_id}{ended}: {summary.problems} problems, {summary.completed} completed, "
         f"{summary.degraded} degraded, {summary.failed} failed, {summary.released} back in "
         f"the queue; {summary.batches} batches on {summary.executor} in {summary.t_total_s:.2f} s"
     )
 
 
-def _release(intake: IntakeStore, run_id: str) -> int:
-    """Give back what the run holds and did not finish: queued again at once."""
+def _release(intake: IntakeStore, run_id: str, status: RunStatus) -> int:
+    """Give back what the run holds and did not finish: queued again at once; the attempt
+    counts only when the run failed (a clean stop is no failure of the problem's)."""
     try:
-        released = intake.release(run_id)
+        released = intake.release(run_id, count_attempt=status is RunStatus.FAILED)
     except Exception as exc:  # never hide the error that ended the run; leases expire anyway
         log.error("run %s could not release its claims: %s", run_id, exc)
         return 0

@@ -11,7 +11,6 @@ keeps one warm LocalCluster for all its runs. SIGTERM and Ctrl-C stop it cleanly
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 
 import httpx
 from rich.console import Console
 
+from flows.signals import stop_on_sigterm
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
 
@@ -89,18 +88,6 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
     )
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a service manager's stop) ends serve like Ctrl-C: cleanly, no traceback.
-
-    Once Prefect's runner serves, it takes SIGTERM over and shuts down gracefully itself.
-    """
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def serve_forever(
     settings: Settings,
     config: Path | None,
@@ -111,7 +98,7 @@ def serve_forever(
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings.home, log_level="INFO")
-    _stop_on_sigterm()
+    stop_on_sigterm()  # once Prefect's runner serves, it takes SIGTERM over itself
     try:
         with ExitStack() as stack:
             stack.enter_context(prefect_api(settings.home, console))

@@ -92,3 +92,8 @@ class BudgetExhausted(FallbackRequired):
 
 class DeadlineExceeded(FallbackRequired):
     """Another attempt could not finish before the batch's deadline."""
+
+
+class RunTimeout(QhopperError):
+    """The run's batches did not all come back within ``dask.run_timeout_s``: the run stops
+    cleanly and gives back what it holds, as an interrupted run does."""

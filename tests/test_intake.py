@@ -32,6 +32,7 @@ from pipeline.intake import (
     LeaseKeeper,
     Move,
     ProblemOutcome,
+    RequeueSelection,
     problems,
     utcnow,
 )
@@ -682,3 +683,49 @@ def _bump_epoch(store: IntakeStore, problem_id: str) -> None:
             .where(problems.c.id == problem_id)
             .values(claim_epoch=problems.c.claim_epoch + 1)
         )
+
+
+# --- hand-backs and requeue -----------------------------------------------------------------
+def test_a_clean_hand_back_gives_the_attempt_back_and_a_failed_run_keeps_it(
+    store: IntakeStore,
+) -> None:
+    store.submit([(ring(4, f"k{i}"), "s") for i in range(2)])
+    (first,) = store.claim("stopped", 1, 60)
+    assert store.release("stopped") == 1  # Ctrl-C: nothing failed
+    ids = [c.id for c in store.claim("crashed", 2, 60)]
+    assert store.release("crashed", count_attempt=True) == 2  # the run raised
+    attempts = sorted(store.get(i)["attempts"] for i in ids)  # type: ignore[index]
+    assert attempts == [1, 1]  # the first: claimed twice, counted once
+    found = store.get(first.id)
+    assert found is not None
+    assert any("attempt not counted" in (e["detail"] or "") for e in found["events"])
+
+
+def _fail(store: IntakeStore, ids: list[str], batch_id: str) -> None:
+    store.claim("run", 100, 60, only=ids)
+    store.journal.begin_batch("run", batch_id, ids, f"/r/{batch_id}.parquet")
+    outcomes = [ProblemOutcome(i, "failed", None, None, "no answer") for i in ids]
+    assert store.journal.finish_batch(batch_id, outcomes) is BatchState.WRITTEN
+
+
+def test_requeue_takes_failed_problems_back_with_a_fresh_budget(store: IntakeStore) -> None:
+    specs = [(ring(4, f"k{i}"), "s") for i in range(3)]
+    specs.append((MaxCutSpec.model_validate({**ring(5).model_dump(), "tenant": "t2"}), "s"))
+    ids = [o.id for o in store.submit(specs)]
+    _fail(store, ids[:2] + ids[3:], "b-failed")
+    assert store.requeue(RequeueSelection(ids[:1]), "ops", dry_run=True).requeued == ids[:1]
+    assert store.get(ids[0])["state"] == "failed"  # type: ignore[index]
+    refused = store.requeue(RequeueSelection([ids[0], ids[2], "p-none"]), "ops")
+    assert refused.requeued == [] and set(refused.refused) == {ids[2], "p-none"}
+    assert "it is queued" in refused.refused[ids[2]]
+    assert store.get(ids[0])["state"] == "failed"  # type: ignore[index]  # all or nothing
+    mine = store.requeue(RequeueSelection(tenant="t2"), "t2")
+    assert mine.requeued == [ids[3]]
+    rest = store.requeue(RequeueSelection(), "ops")
+    assert rest.requeued == sorted(ids[:2])
+    found = store.get(ids[0])
+    assert found is not None
+    assert (found["state"], found["attempts"], found["supersedes"]) == ("queued", 0, "b-failed")
+    assert found["events"][-1]["detail"] == "requeued by ops (was failed: no answer)"
+    (claimed,) = store.claim("next", 1, 60, only=[ids[0]])
+    assert claimed.supersedes == "b-failed" and claimed.attempts == 1

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,6 +33,7 @@ from flows.cli.common import (
     settings_for,
 )
 from flows.progress import LogProgress, ProgressSink
+from flows.signals import stop_on_sigterm
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -104,7 +108,8 @@ def run(
     loaded = settings_for(
         home, config, **{"quantum.backend": backend, "dask.address": dask_address}
     )
-    with clean_failures("run"):
+    stop_on_sigterm()
+    with clean_failures("run"), _interruptible():
         summary = _run_with_progress(loaded.settings, loaded.config_file)
     if as_json:
         out.print_json(json.dumps(asdict(summary), default=str))
@@ -131,6 +136,20 @@ def demo(
         )
         summary = _run_with_progress(loaded.settings, loaded.config_file)
     print_summary(loaded.settings, summary)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C or SIGTERM: one line and exit 130, no traceback (the run already gave back
+    what it held and wrote its ``runs/`` row)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(
+            "run interrupted: what it held went back to the queue, the attempt not counted",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
 
 def print_summary(settings: Settings, summary: RunSummary) -> None:

@@ -27,6 +27,7 @@ from pipeline.intake.journal import BatchState, ResultJournal
 from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
 from pipeline.intake.queue import IntakeStore
 from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
+from pipeline.intake.requeue import RequeueOutcome, RequeueSelection
 from pipeline.intake.schema import (
     ACTIVE_STATES,
     CLAIMED,
@@ -65,6 +66,8 @@ __all__ = [
     "LeaseKeeper",
     "Move",
     "ProblemOutcome",
+    "RequeueOutcome",
+    "RequeueSelection",
     "ResultJournal",
     "SubmitOutcome",
     "batch_problems",

@@ -20,6 +20,7 @@ from pipeline.intake.database import (
 from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
 from pipeline.intake.records import ClaimedProblem, Move, SubmitOutcome
+from pipeline.intake.requeue import RequeueOutcome, RequeueSelection, requeue
 from pipeline.intake.schema import (
     ACTIVE_STATES,
     CLAIMED,
@@ -152,6 +153,7 @@ class IntakeStore:
                     problems.c.submitted_at,
                     problems.c.claim_epoch,
                     problems.c.trace_id,
+                    problems.c.supersedes,
                 )
             )
             rows = [  # in slices: a claim may hold more ids than a statement's parameters
@@ -181,6 +183,7 @@ class IntakeStore:
                 now,
                 r.claim_epoch,
                 r.trace_id,
+                r.supersedes,
             )
             for r in rows
         ]
@@ -223,8 +226,15 @@ class IntakeStore:
         with self.engine.connect() as connection:
             return dead_local_owners(connection, now or server_now(connection))
 
-    def release(self, owner: str) -> int:
-        """Give back what ``owner`` holds outside any journalled batch: queued again at once."""
+    def release(self, owner: str, *, count_attempt: bool = False) -> int:
+        """Give back what ``owner`` holds outside any journalled batch: queued again at once.
+
+        A clean hand-back (Ctrl-C, SIGTERM, the run's own timeout) gives the claim's attempt
+        back too, since nothing failed; ``count_attempt`` keeps it (the run raised). A holder
+        that died keeps its attempts: its leases lapse and the next claim counts again.
+        """
+        attempts = problems.c.attempts if count_attempt else problems.c.attempts - 1
+        detail = f"released by {owner}" + ("" if count_attempt else " (attempt not counted)")
         with self.engine.begin() as tx:
             now = server_now(tx)
             released = list(
@@ -235,16 +245,18 @@ class IntakeStore:
                         problems.c.state.in_(ACTIVE_STATES),
                         problems.c.batch_id.is_(None),
                     )
-                    .values(
-                        state=QUEUED,
-                        **NO_LEASE,
-                        updated_at=now,
-                    )
+                    .values(state=QUEUED, attempts=attempts, **NO_LEASE, updated_at=now)
                     .returning(problems.c.id)
                 ).scalars()
             )
-            record_events(tx, released, QUEUED, now, f"released by {owner}")
+            record_events(tx, released, QUEUED, now, detail)
         return len(released)
+
+    def requeue(
+        self, selection: RequeueSelection, by: str, dry_run: bool = False
+    ) -> RequeueOutcome:
+        """Failed problems back in the queue with a fresh attempt budget (see ``requeue``)."""
+        return requeue(self.engine, selection, by, dry_run)
 
     def renew(self, owner: str, lease_seconds: float) -> int:
         """Extend the leases ``owner`` holds; returns how many of its problems now have a

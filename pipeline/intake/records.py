@@ -29,6 +29,7 @@ class ClaimedProblem:
     claimed_at: datetime
     epoch: int = 0
     trace_id: str | None = None  # the submitter's W3C trace id, when it sent one
+    supersedes: str | None = None  # requeued: the batch of the answer this one replaces
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ problems = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     # The caller's W3C trace id (32 hex digits), when it sent one: carried into its result row.
     sa.Column("trace_id", sa.String(32), nullable=True),
+    # A requeued problem: the batch of the answer its next one replaces (its row says so).
+    sa.Column("supersedes", sa.String(40), nullable=True),
 )
 # The claim's order, so a claim reads its next rows off an index instead of sorting every
 # queued problem (a claim on a million-problem queue sorted all of them). It is the only
@@ -129,6 +131,7 @@ def create_schema(engine: Engine) -> None:
     added = {
         "claim_epoch": "INTEGER NOT NULL DEFAULT 0",
         "trace_id": "VARCHAR(32)",
+        "supersedes": "VARCHAR(40)",
     }
     for name, definition in added.items():
         if name in columns:

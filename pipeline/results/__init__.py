@@ -4,7 +4,7 @@ in a local folder or on an object store (``location``)."""
 from pipeline.results.files import dataset_path, read_table, write_table
 from pipeline.results.location import ResultFiles, ResultsLocation
 from pipeline.results.query import connect, query
-from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
+from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunStatus, RunSummary
 from pipeline.results.schema import SCHEMA_VERSION, schema_of, to_table
 from pipeline.results.store import ResultStore
 
@@ -16,6 +16,7 @@ __all__ = [
     "ResultFiles",
     "ResultStore",
     "ResultsLocation",
+    "RunStatus",
     "RunSummary",
     "connect",
     "dataset_path",

@@ -1,4 +1,8 @@
-"""DuckDB over the result datasets: the views ``problems``, ``batches``, ``runs`` and ``drift``."""
+"""DuckDB over the result datasets: the views ``problems``, ``batches``, ``runs`` and ``drift``.
+
+``problems`` has one row per problem, its newest answer: a requeued problem's earlier row is
+hidden once a newer row names its batch in ``supersedes``. ``problems_all`` keeps every row.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +40,24 @@ def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
         else:
             connection.register(f"_{name}_empty", schema_of(record).empty_table())
             source = f"_{name}_empty"
-        connection.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}")
+        if name == "problems":
+            connection.execute(f"CREATE VIEW problems_all AS SELECT * FROM {source}")
+            connection.execute(f"CREATE VIEW problems AS {_newest_answers(connection)}")
+        else:
+            connection.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}")
     return connection
+
+
+def _newest_answers(connection: duckdb.DuckDBPyConnection) -> str:
+    """Every row of ``problems_all`` that no newer row supersedes (files written before
+    requeue existed have no ``supersedes`` column: all of their rows stand)."""
+    columns = connection.execute("SELECT * FROM problems_all LIMIT 0").description or []
+    if "supersedes" not in {column[0] for column in columns}:
+        return "SELECT * FROM problems_all"
+    return (
+        "SELECT * FROM problems_all AS answer WHERE NOT EXISTS (SELECT 1 FROM problems_all AS "
+        "newer WHERE newer.supersedes = answer.batch_id AND newer.problem_id = answer.problem_id)"
+    )
 
 
 def query(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import pyarrow as pa
 
@@ -61,6 +62,9 @@ class ProblemRow:
     circuit_hash: str | None = None
     input_hash: str | None = None
     trace_id: str | None = None  # the caller's W3C trace id, when it sent one
+    # A requeued problem's new answer: the batch of the row it replaces, which the
+    # ``problems`` view then hides (``problems_all`` keeps every row).
+    supersedes: str | None = None
     schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
 
 
@@ -119,13 +123,25 @@ class BatchRow:
     schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
 
 
+class RunStatus(StrEnum):
+    """How a run ended: it finished, it was stopped cleanly (Ctrl-C, SIGTERM, its own
+    timeout: what it held went back with the attempt given back too), or it raised."""
+
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """One flow run, as ``run_once`` returns it and ``runs/`` stores it."""
+    """One flow run, as ``run_once`` returns it and ``runs/`` stores it (every run that
+    claimed anything, however it ended)."""
 
     run_id: str
     backend: str
     executor: str  # inline | local-cluster | a scheduler address
+    status: RunStatus = RunStatus.COMPLETED
+    error: str | None = None  # why it was interrupted or failed
     problems: int = arrow(pa.int32(), 0)
     completed: int = arrow(pa.int32(), 0)
     degraded: int = arrow(pa.int32(), 0)

@@ -1,7 +1,7 @@
 """Parquet schemas derived from the typed records, in one place.
 
-A field's Arrow type follows its annotation (str, int, float, bool, datetime, a tuple of
-floats); ``arrow(type, default)`` pins another (an int32 count, say). Adding a column is
+A field's Arrow type follows its annotation (str or a string enum, int, float, bool,
+datetime, a tuple of floats); ``arrow(type, default)`` pins another (an int32 count, say). Adding a column is
 adding a field to a record.
 """
 
@@ -12,6 +12,7 @@ import types
 import typing
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -41,15 +42,17 @@ def schema_of(record: type) -> pa.Schema:
     hints = typing.get_type_hints(record)
     columns = []
     for item in dataclasses.fields(record):
-        data_type = item.metadata.get("arrow") or _BASIC[_strip_none(hints[item.name])]
+        data_type = item.metadata.get("arrow") or _BASIC[_basic(hints[item.name])]
         columns.append(pa.field(item.name, data_type))
     return pa.schema(columns)
 
 
-def _strip_none(hint: Any) -> Any:
+def _basic(hint: Any) -> Any:
+    """The plain type behind ``hint``: ``X | None`` is X, a string enum is str."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return inner
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return str
     return hint
 
 
