@@ -1,6 +1,7 @@
 """Grouping of planned problems into batches, and routing: rule and economics."""
 
-from batching.economics import route_batches, run_work_seconds
+from batching.economics import route_batches
+from batching.estimate import RunEstimate, estimate_run
 from batching.planner import new_batch_id, plan_batches
 from batching.records import Batch, PlannedProblem, RoutingNumbers
 from batching.routing import RouteDecision, route_problem
@@ -10,9 +11,10 @@ __all__ = [
     "PlannedProblem",
     "RouteDecision",
     "RoutingNumbers",
+    "RunEstimate",
+    "estimate_run",
     "new_batch_id",
     "plan_batches",
     "route_batches",
     "route_problem",
-    "run_work_seconds",
 ]

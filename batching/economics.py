@@ -82,32 +82,22 @@ def workload(
     )
 
 
+# CP-SAT's time to prove a problem grows tenfold every CPSAT_DECADE_NODES "effective" nodes
+# past CPSAT_BASE_NODES, where density counts as more nodes (MEASUREMENTS.md, 2 workers:
+# 3-regular MaxCut 0.1 s at 45 nodes, 6-18 s at 100, unproved in 30 s at 200; dense QUBO
+# 1.0-1.4 s at 20 variables, unproved at 40). Past that it runs to its time limit.
+CPSAT_BASE_S, CPSAT_BASE_NODES, CPSAT_DECADE_NODES, CPSAT_DENSITY_NODES = 0.003, 12, 27.0, 3.5
+
+
 def classical_seconds(problem: PlannedProblem, time_limit_s: float) -> float:
-    """CP-SAT's expected time on one problem: small ones prove optimality in milliseconds."""
-    n = problem.formulation.ising.n
-    return min(time_limit_s, 0.02 + 2e-4 * n * n)
-
-
-def run_work_seconds(batches: Sequence[Batch], backend: Backend, settings: Settings) -> float:
-    """Core-seconds the run's batches are expected to take on one worker, before routing.
-
-    A run uses it to decide whether starting a cluster pays (see ``dask.inline_below_s``).
-    """
-    total = 0.0
-    for batch in batches:
-        if batch.route == "quantum" and batch.shape is not None:
-            exact = uses_fast_path(backend, batch.shape.n_qubits)
-            work = workload(
-                batch.shape, batch.problems, 1, settings.quantum.max_iterations, exact, typical=True
-            )
-            estimate = backend.costs.estimate(
-                work, settings.prices, settings.routing.simulator_memory_bytes
-            )
-            total += estimate.execute_s
-        else:
-            limit = settings.classical.time_limit_s
-            total += sum(classical_seconds(p, limit) for p in batch.problems)
-    return total
+    """CP-SAT's expected time on one problem: milliseconds when small, its whole time limit
+    once large or dense enough that it cannot prove optimality (it then uses all of it)."""
+    ising = problem.formulation.ising
+    n = ising.n
+    density = 2 * len(ising.pairs) / (n * (n - 1)) if n > 1 else 0.0
+    effective = n * (1 + CPSAT_DENSITY_NODES * density)
+    exponent = max(0.0, effective - CPSAT_BASE_NODES) / CPSAT_DECADE_NODES
+    return min(time_limit_s, CPSAT_BASE_S * 10 ** min(exponent, 12.0))
 
 
 def route_batches(

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from batching import new_batch_id, plan_batches, route_batches, run_work_seconds
+from batching import estimate_run, new_batch_id, plan_batches, route_batches
 from batching.economics import Budgets
+from batching.estimate import RunEstimate
 from batching.records import Batch, PlannedProblem
-from flows.compute import InlineCompute, LocalClusterCompute
+from flows.compute import Compute, InlineCompute, LocalClusterCompute
 from flows.deps import Clock, RunDeps
 from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
 from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
@@ -58,7 +59,7 @@ def execute_claims(
     templates = deps.templates()
     with clock.stage("plan"):
         exhausted, batches = _plan(claims, backend, settings)
-    compute = deps.compute.open(run_work_seconds(batches, backend, settings))
+    compute = deps.compute.open(estimate_run(batches, backend, settings).core_seconds)
     context = RowContext(
         run_id, deps.backend_spec, backend.solver_path, compute.label, settings, started_at
     )
@@ -75,7 +76,8 @@ def execute_claims(
     )
     wave = wave_size(settings, compute.workers)
     budgets = Budgets.for_run(settings)  # one run budget across all its waves
-    deps.progress.stage("execute", max(backlog, len(claims)))
+    total = max(backlog, len(claims))
+    announced = False
     try:
         while True:
             with clock.stage("plan"):
@@ -91,6 +93,9 @@ def execute_claims(
                     budgets=budgets,
                 )
                 routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile
+            if not announced:
+                _announce(deps, run_id, estimate_run(routed, backend, settings), compute, total)
+                announced = True
             counts["batches"] += len(routed) + bool(exhausted)
             counts["quantum_batches"] += sum(b.route == "quantum" for b in routed)
             counts["classical_batches"] += sum(b.route == "classical" for b in routed)
@@ -117,6 +122,22 @@ def execute_claims(
             clock.seconds["cluster_wait"] = compute.waited_s
         compute.close()
     return compute.label
+
+
+def _announce(
+    deps: RunDeps, run_id: str, estimate: RunEstimate, compute: Compute, total: int
+) -> None:
+    """Say the plan and how long it should take before computing, and start the progress
+    (its ETA starts from this estimate)."""
+    said = estimate.describe(compute.workers, total)
+    deps.progress.note(said)
+    fields = {
+        "event": "plan",
+        "run_id": run_id,
+        "estimated_s": estimate.wall_seconds(compute.workers, total),
+    }
+    log.info("run %s %s", run_id, said, extra={"fields": fields})
+    deps.progress.stage("execute", total, estimate.wall_seconds(compute.workers, total))
 
 
 def _plan(

@@ -1,4 +1,5 @@
-"""How a run shows life: progress bars on a terminal, plain log lines everywhere else."""
+"""How a run shows life: progress bars on a terminal, plain log lines everywhere else; both
+with an ETA that starts from the run's own estimate and moves to the rate it sees."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import sys
 import time
 from typing import IO, Protocol
 
+from pipeline.durations import duration
+
 
 class ProgressSink(Protocol):
     """Receives a run's stages, its progress through one, and notes worth a line."""
 
-    def stage(self, name: str, total: int) -> None: ...
+    def stage(self, name: str, total: int, estimate_s: float | None = None) -> None: ...
 
     def advance(self, amount: int) -> None: ...
 
@@ -18,7 +21,7 @@ class ProgressSink(Protocol):
 
 
 class _Silent:
-    def stage(self, name: str, total: int) -> None:
+    def stage(self, name: str, total: int, estimate_s: float | None = None) -> None:
         return None
 
     def advance(self, amount: int) -> None:
@@ -31,6 +34,32 @@ class _Silent:
 silent: ProgressSink = _Silent()
 
 
+class Eta:
+    """Time left in a stage: the estimate at first, the observed rate as work is done (each
+    weighted by how much of the stage is behind it)."""
+
+    def __init__(self, total: int, estimate_s: float | None) -> None:
+        self.total = total
+        self.estimate_s = estimate_s
+        self.started = time.monotonic()
+
+    def remaining(self, done: int) -> float | None:
+        elapsed = time.monotonic() - self.started
+        left = max(0, self.total - done)
+        planned = None if self.estimate_s is None else max(0.0, self.estimate_s - elapsed)
+        if not done or not self.total:
+            return planned
+        observed = elapsed / done * left
+        if planned is None:
+            return observed
+        weight = min(1.0, done / self.total)
+        return weight * observed + (1 - weight) * planned
+
+    def text(self, done: int) -> str:
+        left = self.remaining(done)
+        return "ETA unknown" if left is None else f"ETA {duration(left)}"
+
+
 class LogProgress:
     """Progress as plain lines, for cron, CI and log collectors: at most one per ``every_s``."""
 
@@ -40,18 +69,21 @@ class LogProgress:
         self.name = ""
         self.total = 0
         self.done = 0
+        self.eta = Eta(0, None)
         self._last = 0.0
 
-    def stage(self, name: str, total: int) -> None:
+    def stage(self, name: str, total: int, estimate_s: float | None = None) -> None:
         self.name, self.total, self.done = name, total, 0
-        self._line(f"{name}: {total} problems")
+        self.eta = Eta(total, estimate_s)
+        self._line(f"{name}: {total} problems, {self.eta.text(0)}")
         self._last = time.monotonic()
 
     def advance(self, amount: int) -> None:
         self.done += amount
         now = time.monotonic()
         if self.done >= self.total or now - self._last >= self.every_s:
-            self._line(f"{self.name}: {self.done}/{self.total} problems written")
+            left = "" if self.done >= self.total else f", {self.eta.text(self.done)}"
+            self._line(f"{self.name}: {self.done}/{self.total} problems written{left}")
             self._last = now
 
     def note(self, message: str) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching.economics import classical_seconds
+from batching.estimate import estimate_run
 from batching.planner import plan_batches
 from batching.records import PlannedProblem
 from batching.routing import route_problem
+from flows.progress import Eta
+from pipeline.backends import get_backend
+from pipeline.config import load_settings
+from pipeline.durations import duration
 from pipeline.engine.shapes import shape_of
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec
@@ -130,3 +137,60 @@ def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
     assert count >= min(2, size // 4)  # still one chunk per worker where there is work for it
     if count > max(1, min(2, size // 4)):  # cut further for memory: twice as big would not fit
         assert fast_path_bytes(n, 2 * per_chunk) > memory
+
+
+# --- the run's estimate, said before it computes ------------------------------------------
+def random_graph(n: int, p: float, seed: int) -> list[list[float]]:
+    rng = random.Random(seed)
+    return [[i, j, 1] for i in range(n) for j in range(i + 1, n) if rng.random() < p] or [[0, 1]]
+
+
+def test_cpsat_estimate_follows_the_measured_growth_and_stops_at_the_limit() -> None:
+    """MEASUREMENTS.md: 3-regular MaxCut 0.1 s at ~45 nodes, 6-18 s at 100, unproved at 200;
+    a dense 20-variable problem ~1 s. Past what it can prove, CP-SAT uses its whole limit."""
+    limit = 10.0
+
+    def seconds(n: int, p: float) -> float:
+        return classical_seconds(planned(0, n, random_graph(n, p, n)), limit)
+
+    assert seconds(12, 0.25) < 0.05
+    assert 0.02 < seconds(45, 3 / 44) < 0.5
+    assert 2 < seconds(100, 3 / 99) <= limit
+    assert seconds(200, 3 / 199) == limit and seconds(120, 0.1) == limit
+    assert 0.2 < seconds(20, 1.0) < 5
+    assert seconds(40, 1.0) == limit
+
+
+def test_the_estimate_names_what_dominates_and_scales_to_the_backlog() -> None:
+    settings = load_settings(overrides={"classical.time_limit_s": 10})
+    backend = get_backend("aer", settings.quantum.max_qubits)
+    small = [planned(i, 6, path_edges(6, 1)) for i in range(8)]
+    large = [planned(100 + i, 150, random_graph(150, 0.1, i), route="classical") for i in range(3)]
+    batches = plan_batches([*small, *large], "aer", backend.target.why_not, 4)
+    estimate = estimate_run(batches, backend, settings)
+    assert (estimate.quantum_problems, estimate.classical_problems) == (8, 3)
+    assert estimate.at_time_limit == 3 and estimate.classical_s == 30
+    assert estimate.wall_seconds(workers=2, backlog=11) == pytest.approx(estimate.core_seconds / 2)
+    assert estimate.wall_seconds(workers=2, backlog=22) == pytest.approx(estimate.core_seconds)
+    said = estimate.describe(workers=2, backlog=22)
+    assert "3 classical problems × 10 s limit (classical.time_limit_s)" in said
+    assert "from the first 11 of 22" in said
+    quantum_only = estimate_run(
+        plan_batches(small, "aer", backend.target.why_not, 4), backend, settings
+    )
+    assert "quantum batches of up to 6 qubits" in quantum_only.dominant()
+
+
+def test_the_eta_starts_from_the_estimate_and_moves_to_the_observed_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("flows.progress.time.monotonic", lambda: now[0])
+    eta = Eta(total=100, estimate_s=50.0)
+    assert eta.remaining(0) == 50.0
+    now[0] += 10  # 10 s in, nothing done: the estimate less what has passed
+    assert eta.remaining(0) == 40.0
+    assert eta.remaining(50) == pytest.approx(0.5 * 10 + 0.5 * 40)  # half done: half each
+    assert eta.remaining(100) == 0.0
+    assert Eta(total=10, estimate_s=None).text(0) == "ETA unknown"
+    assert duration(3725) == "1 h 02 min" and duration(200) == "3 min 20 s"

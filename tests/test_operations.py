@@ -132,7 +132,9 @@ def test_interrupted_runs_spend_no_attempts_and_every_run_leaves_its_row(tmp_pat
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
         said = home.interrupted_run(signum)
         assert "run interrupted" in said and "Traceback" not in said, said[-2000:]
-    home.qhopper("run")
+    said = home.qhopper("run").stderr  # off a terminal: plain lines, the plan and an ETA
+    assert "plan: " in said and " quantum problems in " in said and "estimated ~" in said
+    assert "execute: " in said and "ETA " in said, said[-2000:]
     rows = assert_answered_once(home, records)
     runs = query(home.path / "results", "SELECT run_id, status, error, problems FROM runs")
     statuses = Counter(runs.column("status").to_pylist())

@@ -32,7 +32,7 @@ from flows.cli.common import (
     out,
     settings_for,
 )
-from flows.progress import LogProgress, ProgressSink
+from flows.progress import Eta, LogProgress, ProgressSink
 from flows.signals import stop_on_sigterm
 from pipeline.config import Settings
 
@@ -43,18 +43,22 @@ SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 class _RichProgress:
-    """Progress bars on a terminal."""
+    """Progress bars on a terminal, each with its ETA."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.current: Any = None
+        self.eta = Eta(0, None)
+        self.done = 0
 
-    def stage(self, name: str, total: int) -> None:
-        self.current = self.progress.add_task(name, total=total)
+    def stage(self, name: str, total: int, estimate_s: float | None = None) -> None:
+        self.eta, self.done = Eta(total, estimate_s), 0
+        self.current = self.progress.add_task(name, total=total, eta=self.eta.text(0))
 
     def advance(self, amount: int) -> None:
         if self.current is not None:
-            self.progress.advance(self.current, amount)
+            self.done += amount
+            self.progress.update(self.current, advance=amount, eta=self.eta.text(self.done))
 
     def note(self, message: str) -> None:
         self.progress.console.print(message, highlight=False)
@@ -89,6 +93,7 @@ def _run_with_progress(settings: Settings, config: Path | None) -> RunSummary:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         console=err,
         transient=False,
     )
