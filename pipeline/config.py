@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.timebounds import LONGEST_DURATION_S
 
 if TYPE_CHECKING:
     from pipeline.results.location import ResultsLocation
@@ -36,7 +37,7 @@ class _Section(BaseModel):
 
 class IntakeSettings(_Section):
     database_url: str | None = None  # default: SQLite file under the home
-    lease_seconds: float = Field(default=600.0, gt=0)
+    lease_seconds: float = Field(default=600.0, gt=0, le=LONGEST_DURATION_S)
     max_attempts: int = Field(default=3, ge=1)
     claim_limit: int = Field(default=100_000, ge=1)
 
@@ -192,7 +193,8 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # raw request body, chunked too
     rate_per_minute: float = Field(default=600.0, gt=0)  # requests per tenant (a token bucket)
     burst: int = Field(default=60, ge=1)  # requests a tenant may make at once
-    max_solve_timeout_s: float = Field(default=60.0, gt=0)  # the longest /v1/solve may wait
+    # The longest /v1/solve may wait (its deadline is now plus this: bounded like any duration).
+    max_solve_timeout_s: float = Field(default=60.0, gt=0, le=LONGEST_DURATION_S)
     solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
     drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
     warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower

@@ -199,6 +199,28 @@ def test_invalid_problems_name_record_and_field_and_enqueue_nothing(server: Serv
         assert client.get("/v1/results?cursor=%%%", headers=ALPHA).status_code == 422
 
 
+def test_times_out_of_range_in_utc_are_422_naming_where(server: Server) -> None:
+    """Year 1 east of UTC, year 9999 west of it: an OverflowError and a 500 before."""
+    import base64
+
+    early, late = "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"
+    with server.client() as client:
+        for deadline in (early, late):
+            body = [maxcut(4), maxcut(5, deadline=deadline)]
+            answer = client.post("/v1/problems", json=body, headers=ALPHA)
+            assert answer.status_code == 422, answer.text
+            [error] = answer.json()["errors"]
+            assert (error["record"], error["field"]) == ("record 2", "deadline")
+            assert "out of range" in error["message"]
+            solve = client.post("/v1/solve", json=maxcut(5, deadline=deadline), headers=ALPHA)
+            assert solve.status_code == 422, solve.text
+            since = client.get("/v1/results", params={"since": deadline}, headers=ALPHA)
+            assert since.status_code == 422 and since.json()["errors"][0]["field"] == "since"
+            forged = base64.urlsafe_b64encode(json.dumps([deadline, "p-1"]).encode()).decode()
+            cursor = client.get("/v1/results", params={"cursor": forged}, headers=ALPHA)
+            assert cursor.status_code == 422 and cursor.json()["errors"][0]["field"] == "cursor"
+
+
 def test_bodies_over_the_limit_are_refused_before_parsing_chunked_too(server: Server) -> None:
     big = json.dumps(maxcut(4, key="x" * 100_000)).encode()
     with server.client() as client:

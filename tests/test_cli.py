@@ -22,10 +22,60 @@ def test_parse_interval(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m5"])
+@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m5", "3700d", "9" * 400 + "s"])
 def test_parse_interval_rejects_nonsense(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_interval(text)
+
+
+@pytest.mark.parametrize(
+    "deadline", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", 1_700_000_000]
+)
+def test_a_deadline_out_of_range_in_utc_exits_2_naming_file_record_and_field(
+    tmp_path: Path, deadline: object
+) -> None:
+    """Not an OverflowError's traceback and exit 1 from inside the intake."""
+    path = tmp_path / "p.jsonl"
+    ok = {"kind": "maxcut", "n": 2, "edges": [[0, 1]]}
+    path.write_text(json.dumps(ok) + "\n" + json.dumps(ok | {"deadline": deadline}) + "\n")
+    result = runner.invoke(app, ["submit", str(path), "--home", str(tmp_path / "home")])
+    assert result.exit_code == 2, result.output
+    assert f"{path}: line 2: field 'deadline'" in result.stderr
+    assert "nothing was enqueued" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["solve", "{file}", "--timeout", "99999999999999999999s"],
+        ["serve", "--interval", "99999999999999d"],
+        ["report", "--since", "0001-01-01"],
+        ["report", "--since", "9999-12-31"],
+    ],
+)
+def test_every_time_and_duration_option_is_checked_or_safe_at_its_extremes(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Durations that would take now past the year 9999 are usage errors (exit 2); the
+    report's --since is a date, whose extremes are harmless (exit 0)."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"kind": "maxcut", "n": 2, "edges": [[0, 1]]}))
+    argv = [a.format(file=path) for a in args] + ["--home", str(tmp_path / "home")]
+    result = runner.invoke(app, argv)
+    assert "Traceback" not in result.output and not isinstance(result.exception, OverflowError)
+    assert result.exit_code == (0 if args[0] == "report" else 2), result.output
+
+
+@pytest.mark.parametrize(
+    "setting", ["[intake]\nlease_seconds = 1e300", "[api]\nmax_solve_timeout_s = inf"]
+)
+def test_durations_added_to_now_are_bounded_in_the_configuration(
+    tmp_path: Path, setting: str
+) -> None:
+    config = tmp_path / "qhopper.toml"
+    config.write_text(setting + "\n")
+    result = runner.invoke(app, ["config", "--config", str(config), "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "configuration error" in result.stderr
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

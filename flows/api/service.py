@@ -21,6 +21,7 @@ from pipeline.kinds.base import KEY_MAX_LENGTH
 from pipeline.model import ProblemSpec, idempotency_key
 from pipeline.readers import read_bytes
 from pipeline.results import query
+from pipeline.timebounds import utc_issue
 
 log = logging.getLogger("qhopper.api")
 MAX_PAGE = 1000
@@ -202,9 +203,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, problem_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(at), str(problem_id)
+        when = datetime.fromisoformat(at)
     except (ValueError, TypeError, binascii.Error, UnicodeError):
         raise invalid("query", "cursor", "not a cursor this service handed out") from None
+    if utc_issue(when) is not None:  # a forged one: every cursor handed out is in range
+        raise invalid("query", "cursor", "not a cursor this service handed out")
+    return when, str(problem_id)
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -216,4 +220,8 @@ def parse_since(value: str | None) -> datetime | None:
         raise invalid(
             "query", "since", "expected an ISO-8601 time, e.g. 2026-01-31T12:00:00Z"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    issue = utc_issue(when)
+    if issue is not None:
+        raise invalid("query", "since", issue)
+    return when

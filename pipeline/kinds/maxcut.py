@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -71,6 +71,10 @@ class MaxCut(Kind[MaxCutSpec]):
                 )
             seen.setdefault(pair, index)
         return issues
+
+    def magnitudes(self, spec: MaxCutSpec) -> Iterator[tuple[str, float]]:
+        for index, edge in enumerate(spec.edges):
+            yield f"edges.{index}.2", abs(float(_weight(edge)))
 
     def sense(self, spec: MaxCutSpec) -> str:
         return "max"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -87,6 +87,15 @@ class Portfolio(Kind[PortfolioSpec]):
         if spec.budget > n:
             issues.append(("budget", f"budget {spec.budget} exceeds the {n} assets"))
         return issues
+
+    def magnitudes(self, spec: PortfolioSpec) -> Iterator[tuple[str, float]]:
+        """``mu`` as given, ``sigma`` times the risk weight ``q`` (what the objective uses)."""
+        for index, m in enumerate(spec.mu):
+            yield f"mu.{index}", abs(float(m))
+        q = float(spec.risk)
+        for i, row in enumerate(spec.sigma):
+            for j, s in enumerate(row):
+                yield f"sigma.{i}.{j}", q * abs(float(s))
 
     def sense(self, spec: PortfolioSpec) -> str:
         return "max"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -88,6 +88,13 @@ class QuboKind(Kind[QuboSpec]):
                 )
             seen_pairs.setdefault(pair, index)
         return issues
+
+    def magnitudes(self, spec: QuboSpec) -> Iterator[tuple[str, float]]:
+        yield "offset", abs(float(spec.offset))
+        for index, (_i, c) in enumerate(spec.linear):
+            yield f"linear.{index}.1", abs(float(c))
+        for index, (_i, _j, c) in enumerate(spec.quadratic):
+            yield f"quadratic.{index}.2", abs(float(c))
 
     def sense(self, spec: QuboSpec) -> str:
         return spec.sense
