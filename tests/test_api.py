@@ -199,6 +199,32 @@ def test_invalid_problems_name_record_and_field_and_enqueue_nothing(server: Serv
         assert client.get("/v1/results?cursor=%%%", headers=ALPHA).status_code == 422
 
 
+def test_a_key_reused_for_other_content_is_409_naming_the_key(server: Server) -> None:
+    """Not 202 with the first problem's id, whose answer the caller would take as its own."""
+    with server.client() as client:
+        key = {**ALPHA, "Idempotency-Key": "k-409"}
+        first = client.post("/v1/problems", json=maxcut(6), headers=key)
+        assert first.status_code == 202
+        (made,) = first.json()["problems"]
+        body = maxcut(6)
+        body["edges"] = [list(reversed(e)) for e in reversed(body["edges"])]  # type: ignore[arg-type]
+        same = client.post("/v1/problems", json=body, headers=key)  # same content, reordered
+        assert same.status_code == 202 and same.json()["problems"][0]["id"] == made["id"]
+        for path in ("/v1/problems", "/v1/solve"):
+            other = client.post(path, json=maxcut(7), headers=key)
+            assert other.status_code == 409, other.text
+            [error] = other.json()["errors"]
+            assert (error["record"], error["field"]) == ("record 1", "key")
+            assert "'k-409'" in error["message"] and made["id"] not in other.text
+        third = maxcut(4, key="third-of-a-refused-body")
+        inside = [maxcut(5, key="twice"), maxcut(6, key="twice"), third]
+        refused = client.post("/v1/problems", json=inside, headers=ALPHA)
+        assert refused.status_code == 409 and refused.json()["errors"][0]["record"] == "record 2"
+        again = client.post("/v1/problems", json=third, headers=ALPHA).json()["problems"]
+        assert again[0]["created"], "a record of the refused body was enqueued"
+        assert client.post("/v1/problems", json=maxcut(7), headers=BETA).status_code == 202
+
+
 def test_times_out_of_range_in_utc_are_422_naming_where(server: Server) -> None:
     """Year 1 east of UTC, year 9999 west of it: an OverflowError and a 500 before."""
     import base64

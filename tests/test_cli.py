@@ -78,6 +78,42 @@ def test_durations_added_to_now_are_bounded_in_the_configuration(
     assert result.exit_code == 2 and "configuration error" in result.stderr
 
 
+def test_a_key_reused_for_other_content_exits_2_naming_file_record_and_key(
+    tmp_path: Path,
+) -> None:
+    home = ["--home", str(tmp_path / "home")]
+    ring = {"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2], [2, 0]]}
+    first, other = tmp_path / "first.jsonl", tmp_path / "other.jsonl"
+    first.write_text(json.dumps(ring | {"key": "k"}) + "\n")
+    made = runner.invoke(app, ["submit", str(first), "--json", *home])
+    assert made.exit_code == 0, made.output
+    [problem] = json.loads(made.stdout)
+    # Again later, with other content under the same key, beside a new problem:
+    other.write_text(
+        json.dumps(ring | {"key": "new"}) + "\n" + json.dumps(ring | {"n": 4, "key": "k"}) + "\n"
+    )
+    refused = runner.invoke(app, ["submit", str(other), *home])
+    assert refused.exit_code == 2, refused.output
+    assert f"{other}: line 2: field 'key': key 'k' already names problem {problem['id']}" in (
+        refused.stderr
+    )
+    assert "nothing was enqueued" in refused.stderr
+    # --skip-invalid lists the conflict and enqueues the rest.
+    skipped = runner.invoke(app, ["submit", str(other), "--skip-invalid", "--json", *home])
+    assert skipped.exit_code == 0, skipped.output
+    assert [p["key"] for p in json.loads(skipped.stdout)] == ["new"]
+    assert f"skipped: {other}: line 2: field 'key'" in skipped.stderr
+    # Within one file: the first record keeps the key, the other is the conflict.
+    inside = tmp_path / "inside.json"
+    inside.write_text(json.dumps([ring | {"key": "z"}, ring | {"key": "z", "reps": 3}]))
+    refused = runner.invoke(app, ["submit", str(inside), *home])
+    assert refused.exit_code == 2, refused.output
+    assert f"{inside}: record 2: field 'key': key 'z' already names the problem of " in (
+        refused.stderr
+    )
+    assert f"{inside}: record 1" in refused.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["submit"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2

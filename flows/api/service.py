@@ -17,6 +17,7 @@ from typing import Any
 
 from flows.api.solve import Answer, SyncSolver, jsonable, result_row, with_deadline
 from flows.deps import RunDeps
+from pipeline.errors import KeyConflict
 from pipeline.kinds.base import KEY_MAX_LENGTH
 from pipeline.model import ProblemSpec, idempotency_key
 from pipeline.readers import read_bytes
@@ -83,6 +84,21 @@ def scoped(spec: ProblemSpec, tenant: str, idempotency: str | None = None) -> Pr
     if len(key) > KEY_MAX_LENGTH:  # still one key per (tenant, key), within the spec's limit
         key = f"{tenant}/sha256-key:{hashlib.sha256(own.encode()).hexdigest()}"
     return spec.model_copy(update={"tenant": tenant, "key": key})
+
+
+def conflict(tenant: str, exc: KeyConflict) -> ApiError:
+    """409 naming each key (as the tenant knows it) that already names another problem;
+    never that problem's id, which may not be the caller's to know."""
+    errors = [
+        {
+            "record": f"record {c.index + 1}",
+            "field": "key",
+            "message": f"key {public_key(tenant, c.key)!r} already names another problem: "
+            "a new problem needs a new key",
+        }
+        for c in exc.conflicts
+    ]
+    return ApiError(409, {"errors": errors})
 
 
 def public_key(tenant: str, key: str) -> str:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
-from pipeline.errors import ConfigError, QhopperError, ServiceUnavailable
+from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
 
 app = typer.Typer(
     name="qhopper",
@@ -84,11 +84,14 @@ def fail(message: str, code: int) -> typer.Exit:
 
 @contextmanager
 def clean_failures(what: str) -> Iterator[None]:
-    """Map qhopper's errors to one line and an exit code: 2 for configuration, 1 otherwise."""
+    """Map qhopper's errors to one line and an exit code: 2 for configuration and key
+    conflicts, 1 otherwise."""
     try:
         yield
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
+    except KeyConflict as exc:  # bad input, found only against the queue
+        fail(f"{what} refused: {exc}", 2)
     except ServiceUnavailable as exc:
         fail(f"{what} failed: {exc}", 1)
     except QhopperError as exc:
