@@ -199,6 +199,31 @@ def test_invalid_problems_name_record_and_field_and_enqueue_nothing(server: Serv
         assert client.get("/v1/results?cursor=%%%", headers=ALPHA).status_code == 422
 
 
+def test_the_tenant_of_command_line_problems_cannot_be_configured_for_a_token(
+    tmp_path: Path,
+) -> None:
+    """A token for "default" would read every problem `qhopper submit` enqueued (their
+    tenant when they name none), keys and file names included: refused at start-up."""
+    from flows.api import create_app
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+
+    digest = hashlib.sha256(b"token").hexdigest()
+    settings = load_settings(tmp_path, overrides={"api.tenants": {"default": digest}})
+    with pytest.raises(ConfigError, match="'default' is reserved"):
+        create_app(settings)
+    create_app(load_settings(tmp_path, overrides={"api.tenants": {"Default-team": digest}}))
+    # `qhopper api` says so in one line and exits 2, before serving anything.
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    config = tmp_path / "qhopper.toml"
+    config.write_text(f'[api.tenants]\ndefault = "{digest}"\n')
+    result = CliRunner().invoke(app, ["api", "--home", str(tmp_path), "--config", str(config)])
+    assert result.exit_code == 2 and "'default' is reserved" in result.stderr
+
+
 def test_a_key_reused_for_other_content_is_409_naming_the_key(server: Server) -> None:
     """Not 202 with the first problem's id, whose answer the caller would take as its own."""
     with server.client() as client:

@@ -50,6 +50,7 @@ Route = Literal["auto", "quantum", "classical"]
 Pair = tuple[int, int]
 Issues = list[tuple[str, str]]  # (field path, message) pairs
 KEY_MAX_LENGTH = 200
+DEFAULT_TENANT = "default"  # the tenant of a problem that names none (every CLI submission)
 # The most the absolute coefficients of an objective (offset included) may add up to: every
 # value computed from them (objectives, Ising weights, penalties times n^2) then stays finite
 # with 58 orders of magnitude to spare. 1e308 weights made NaN objectives marked completed.
@@ -106,7 +107,7 @@ class Options(BaseModel):
     priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000)
     deadline: Deadline | None = None
     route: Route = "auto"
-    tenant: Annotated[str, Field(min_length=1, max_length=100)] = "default"
+    tenant: Annotated[str, Field(min_length=1, max_length=100)] = DEFAULT_TENANT
     reps: StrictInt | None = Field(default=None, ge=1, le=10)
     shots: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
