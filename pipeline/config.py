@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.redact import masked_options, redact_text
 from pipeline.timebounds import LONGEST_DURATION_S
 
 if TYPE_CHECKING:
@@ -313,31 +314,18 @@ def load_settings_with_sources(
     return LoadedSettings(settings, sources, path)
 
 
-SECRET_WORDS = ("key", "secret", "token", "password", "credential")
-
-
 def flatten(settings: Settings) -> dict[str, Any]:
-    """Every setting by dotted name, for ``qhopper config``; storage options that look like
-    credentials are masked (they may hold an access key)."""
+    """Every setting by dotted name, for ``qhopper config``, with no secret in it: URL
+    passwords masked, storage options shown only where known to be harmless."""
     flat: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, dict) and name != "home":
             flat.update({f"{name}.{key}": inner for key, inner in value.items()})
         else:
             flat[name] = value
-    flat["results.storage_options"] = _masked(settings.results.storage_options)
+    flat = {name: redact_text(v) if isinstance(v, str) else v for name, v in flat.items()}
+    flat["results.storage_options"] = masked_options(settings.results.storage_options)
     return flat
-
-
-def _masked(options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: _masked(value)
-        if isinstance(value, dict)
-        else "***"
-        if any(word in key.lower() for word in SECRET_WORDS)
-        else value
-        for key, value in options.items()
-    }
 
 
 def _home(home: Path | None) -> tuple[Path, str]:

@@ -114,6 +114,90 @@ def test_a_key_reused_for_other_content_exits_2_naming_file_record_and_key(
     assert f"{inside}: record 1" in refused.stderr
 
 
+SECRETS_TOML = """
+[intake]
+database_url = "postgresql://qhopper:pg-s3cret@db.example:5432/q?sslmode=require&password=pw-s3cret"
+[results]
+url = "s3://bucket/results"
+[results.storage_options]
+connection_string = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=az-s3cret"
+sas = "sv=2024-01-01&sig=sas-s3cret"
+passphrase = "phrase-s3cret"
+auth = "auth-s3cret"
+endpoint_url = "http://minio:endpoint-s3cret@minio:9000"
+anon = false
+region_name = "eu-west-1"
+client_kwargs = {endpoint_url = "http://minio:9000", aws_session_token = "token-s3cret"}
+"""
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_config_shows_no_secret(tmp_path: Path, as_json: bool) -> None:
+    """URL passwords, and every storage option not known to be harmless, are masked."""
+    config = tmp_path / "qhopper.toml"
+    config.write_text(SECRETS_TOML)
+    args = ["config", "--config", str(config), "--home", str(tmp_path)]
+    result = runner.invoke(app, args + (["--json"] if as_json else []))
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    if as_json:  # (the table wraps long values)
+        values = {row["setting"]: row["value"] for row in json.loads(result.stdout)}
+        assert values["intake.database_url"] == (
+            "postgresql://qhopper:***@db.example:5432/q?sslmode=require&password=***"
+        )
+        assert values["results.storage_options"] == {
+            "connection_string": "***",
+            "sas": "***",
+            "passphrase": "***",
+            "auth": "***",
+            "endpoint_url": "***",
+            "anon": False,
+            "region_name": "eu-west-1",
+            "client_kwargs": {"endpoint_url": "http://minio:9000", "aws_session_token": "***"},
+        }
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://u:p@ss:w0rd@host/db", "postgresql://u:***@host/db"),
+        ("see s3://k:s@bucket/x and http://h/?sig=abc&a=1", "s3://k:***@bucket/x"),
+        ("http://h/?sig=abc&a=1", "http://h/?sig=***&a=1"),
+        ("tcp://scheduler:8786 and postgresql://root@127.0.0.1/test", None),
+    ],
+)
+def test_url_passwords_are_masked_wherever_they_stand(text: str, shown: str | None) -> None:
+    from pipeline.redact import redact_text
+
+    assert (shown or text) in redact_text(text)
+    assert "w0rd" not in redact_text(text) and "abc" not in redact_text(text)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_logs_and_error_lines_show_no_url_password(
+    tmp_path: Path, log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from flows.logs import configure_logging
+
+    configure_logging(log_format)
+    try:
+        logging.getLogger("qhopper.test").warning(
+            "cannot reach %s", "postgresql://user:log-s3cret@db:5432/q"
+        )
+        logged = capsys.readouterr().err
+    finally:
+        configure_logging("text")
+    assert "cannot reach postgresql://user:***@db:5432/q" in logged and "s3cret" not in logged
+    url = "nosuchscheme://user:fail-s3cret@bucket/results"
+    result = runner.invoke(
+        app, ["config", "--home", str(tmp_path)], env={"QHOPPER_RESULTS_URL": url}
+    )
+    assert result.exit_code == 2 and "configuration error" in result.stderr
+    assert "nosuchscheme://user:***@bucket" in result.stderr and "s3cret" not in result.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["submit"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2

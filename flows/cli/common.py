@@ -13,9 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
 from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
+from pipeline.redact import redact_text
 
 app = typer.Typer(
     name="qhopper",
@@ -77,8 +79,8 @@ def settings_only(home: Path | None, config: Path | None, **overrides: Any) -> S
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print one line and exit with ``code``."""
-    err.print(f"[red]{message}[/]", highlight=False)
+    """Print one line (no URL password in it) and exit with ``code``."""
+    err.print(f"[red]{escape(redact_text(message))}[/]", highlight=False)
     raise typer.Exit(code)
 
 
