@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -196,6 +200,65 @@ def test_logs_and_error_lines_show_no_url_password(
     )
     assert result.exit_code == 2 and "configuration error" in result.stderr
     assert "nosuchscheme://user:***@bucket" in result.stderr and "s3cret" not in result.stderr
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, which makes files world-readable unless their creator says not."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_home_and_everything_in_it_is_owner_only(tmp_path: Path, umask_022: None) -> None:
+    """Every tenant's payloads (intake.db) and answers (results/) are in the home."""
+    from pipeline.intake import IntakeStore
+    from pipeline.model import spec_from_record
+    from pipeline.private import open_log
+
+    home = tmp_path / "deep" / "home"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]}))
+    assert runner.invoke(app, ["submit", str(path), "--home", str(home)]).exit_code == 0
+    assert runner.invoke(app, ["run", "--home", str(home)]).exit_code == 0
+    assert runner.invoke(app, ["report", "--home", str(home)]).exit_code == 0
+    elsewhere = tmp_path / "reports" / "r.html"
+    assert (
+        runner.invoke(app, ["report", "--out", str(elsewhere), "--home", str(home)]).exit_code == 0
+    )
+    os.close(open_log(home / "prefect-server.log"))  # what `serve` logs the server to
+    store = IntakeStore.open(f"sqlite:///{home / 'intake.db'}")
+    try:  # while it is open, SQLite's -wal and -shm files are there
+        store.submit([(spec_from_record({"kind": "maxcut", "n": 2, "edges": [[0, 1]]}), "t")])
+        found = {p.name for p in home.iterdir()}
+        assert {"intake.db-wal", "intake.db-shm", "results", "artifacts"} <= found, found
+        modes = {
+            str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode)
+            for p in [home.parent, home, *home.rglob("*"), elsewhere.parent, elsewhere]
+        }
+    finally:
+        store.close()
+    loose = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)
+    }
+    assert not loose, loose
+    assert any(name.endswith(".parquet") for name in modes) and "deep/home/report.html" in modes
+
+
+def test_the_command_line_runs_under_an_owner_only_umask(
+    umask_022: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So what libraries create for it (Prefect's database, temporary files) is private too."""
+    from flows.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["qhopper", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    assert os.umask(0o022) == 0o077
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
 from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
+from pipeline.private import make_folder
 from pipeline.redact import redact_text
 
 app = typer.Typer(
@@ -68,7 +69,7 @@ def settings_for(home: Path | None, config: Path | None, **overrides: Any) -> Lo
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
     try:
-        loaded.settings.home.mkdir(parents=True, exist_ok=True)
+        make_folder(loaded.settings.home)
     except OSError as exc:
         fail(f"cannot create the home {loaded.settings.home}: {exc.strerror or exc}", 2)
     return loaded
