@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -188,16 +189,22 @@ class Kind(ABC, Generic[S]):
         """Semantic problems of a spec already within the variable limit; empty if valid."""
 
     @abstractmethod
-    def magnitudes(self, spec: S) -> Iterator[tuple[str, float]]:
-        """Each coefficient of the objective as (field path, absolute size), offset included."""
+    def magnitudes(self, spec: S) -> list[tuple[str, npt.ArrayLike]]:
+        """The objective's coefficients, offset included, by field: (a field path with a
+        ``{}`` per index of the array, the coefficients as they weigh in the objective)."""
 
     def magnitude_issues(self, spec: S) -> Issues:
         """The field of the largest coefficient, when together they could overflow the objective."""
         total, largest, field = 0.0, -1.0, ""
-        for where, size in self.magnitudes(spec):
-            total += size  # an overflow makes it inf, which is over the limit too
-            if size > largest:
-                largest, field = size, where
+        with np.errstate(over="ignore"):  # an overflow makes inf, which is over the limit too
+            for path, values in self.magnitudes(spec):
+                sizes = np.abs(np.asarray(values, dtype=np.float64))
+                if sizes.size == 0:
+                    continue
+                total += float(sizes.sum())
+                index = np.unravel_index(int(np.argmax(sizes)), sizes.shape)
+                if sizes[index] > largest:
+                    largest, field = float(sizes[index]), path.format(*index)
         if total <= MAX_MAGNITUDE:
             return []
         amount = f"{total:.3g}" if math.isfinite(total) else "more than a float can hold"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -72,9 +73,8 @@ class MaxCut(Kind[MaxCutSpec]):
             seen.setdefault(pair, index)
         return issues
 
-    def magnitudes(self, spec: MaxCutSpec) -> Iterator[tuple[str, float]]:
-        for index, edge in enumerate(spec.edges):
-            yield f"edges.{index}.2", abs(float(_weight(edge)))
+    def magnitudes(self, spec: MaxCutSpec) -> list[tuple[str, npt.ArrayLike]]:
+        return [("edges.{}.2", [_weight(edge) for edge in spec.edges])]
 
     def sense(self, spec: MaxCutSpec) -> str:
         return "max"

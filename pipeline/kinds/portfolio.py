@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -88,14 +89,11 @@ class Portfolio(Kind[PortfolioSpec]):
             issues.append(("budget", f"budget {spec.budget} exceeds the {n} assets"))
         return issues
 
-    def magnitudes(self, spec: PortfolioSpec) -> Iterator[tuple[str, float]]:
+    def magnitudes(self, spec: PortfolioSpec) -> list[tuple[str, npt.ArrayLike]]:
         """``mu`` as given, ``sigma`` times the risk weight ``q`` (what the objective uses)."""
-        for index, m in enumerate(spec.mu):
-            yield f"mu.{index}", abs(float(m))
-        q = float(spec.risk)
-        for i, row in enumerate(spec.sigma):
-            for j, s in enumerate(row):
-                yield f"sigma.{i}.{j}", q * abs(float(s))
+        with np.errstate(over="ignore"):  # inf: over the limit, which is what it says
+            weighted = float(spec.risk) * np.abs(np.asarray(spec.sigma, dtype=np.float64))
+        return [("mu.{}", spec.mu), ("sigma.{}.{}", weighted)]
 
     def sense(self, spec: PortfolioSpec) -> str:
         return "max"

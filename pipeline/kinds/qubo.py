@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -89,12 +90,12 @@ class QuboKind(Kind[QuboSpec]):
             seen_pairs.setdefault(pair, index)
         return issues
 
-    def magnitudes(self, spec: QuboSpec) -> Iterator[tuple[str, float]]:
-        yield "offset", abs(float(spec.offset))
-        for index, (_i, c) in enumerate(spec.linear):
-            yield f"linear.{index}.1", abs(float(c))
-        for index, (_i, _j, c) in enumerate(spec.quadratic):
-            yield f"quadratic.{index}.2", abs(float(c))
+    def magnitudes(self, spec: QuboSpec) -> list[tuple[str, npt.ArrayLike]]:
+        return [
+            ("offset", [spec.offset]),
+            ("linear.{}.1", [c for _i, c in spec.linear]),
+            ("quadratic.{}.2", [c for _i, _j, c in spec.quadratic]),
+        ]
 
     def sense(self, spec: QuboSpec) -> str:
         return spec.sense
