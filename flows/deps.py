@@ -19,6 +19,7 @@ from flows.compute import ComputeChoice
 from flows.progress import ProgressSink, silent
 from pipeline.config import Settings
 from pipeline.intake import IntakeStore
+from pipeline.private import make_folder
 from pipeline.results import ResultStore
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ class RunDeps:
 def open_deps(
     settings: Settings, backend_spec: str | None = None, progress: ProgressSink = silent
 ) -> Iterator[RunDeps]:
-    """The embedded defaults' dependencies for ``settings``; the home is created if missing."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """The embedded defaults' dependencies for ``settings``; the home is created (owner-only)
+    if missing."""
+    make_folder(settings.home)
     spec = backend_spec or settings.quantum.backend
     from pipeline.backends.registry import get_backend
 

@@ -28,7 +28,7 @@ from pipeline.engine.angle_store import AngleLibrary, record_batch
 from pipeline.engine.evaluators import uses_fast_path
 from pipeline.engine.templates import artifact_key
 from pipeline.formulation import formulate
-from pipeline.intake import ClaimedProblem
+from pipeline.intake import FAILED, ClaimedProblem
 from pipeline.model import spec_from_record
 from pipeline.results import BatchRow, ProblemRow
 
@@ -199,7 +199,11 @@ def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[Pro
     if batch.angle_shape is None:
         return
     answers = {a.problem_id: a for r in finished.results for a in r.answers}
-    quantum = [r for r in written if r.route == "quantum" and r.problem_id in answers]
+    quantum = [
+        r
+        for r in written
+        if r.route == "quantum" and r.status != FAILED and r.problem_id in answers
+    ]
     if not quantum:
         return
     record_batch(

@@ -4,7 +4,7 @@
 object: its time, level, logger and message, and the structured fields the run attaches
 (run, batch and problem ids, backend, shape, provider job ids, per-stage timings). Fields
 are attached with ``extra={"fields": {...}}``; problem payloads (specs, solutions) are never
-among them.
+among them. Both formats mask URL passwords (:mod:`pipeline.redact`), whoever logged them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,20 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.redact import redact_text
+
 FORMATS = ("text", "json")
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record, for people; no URL password in it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record, on one line."""
+    """One JSON object per record, on one line; no URL password in it."""
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
@@ -31,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         event.update(getattr(record, "fields", {}))
         if record.exc_info:
             event["error"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        return redact_text(json.dumps(event, default=str))
 
 
 def configure_logging(log_format: str) -> None:
@@ -44,5 +53,5 @@ def configure_logging(log_format: str) -> None:
         root.setLevel(logging.WARNING)
         logging.getLogger("qhopper").setLevel(logging.INFO)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.setLevel(logging.WARNING)

@@ -8,7 +8,9 @@ to the queue for another attempt while it has attempts left, and only then ends 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from batching.records import Batch, PlannedProblem
 from flows.dispatch import FinishedBatch
 from pipeline.config import Settings
 from pipeline.engine.shapes import shape_of
-from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, Fallback
+from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
 from pipeline.reference import Reference, exhaustive, known_instance
@@ -83,7 +85,29 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]
             )
             why = Fallback(error.code if error else EXECUTION_ERROR, message)
             rows.append(_failed_row(context, problem, batch, why, completed_at))
-    return rows
+    return [_finite_or_failed(row) for row in rows]
+
+
+def _finite_or_failed(row: ProblemRow) -> ProblemRow:
+    """A row whose objective is NaN or infinite reports no answer: it ends failed, saying why.
+
+    Validation keeps coefficients far from overflowing; this is the second line of defence,
+    so a NaN can never be written as a completed answer."""
+    if row.status == FAILED or (row.objective is not None and math.isfinite(row.objective)):
+        return row
+    reason = f"the answer's objective came out {row.objective} (not a finite number)"
+    if row.fallback_reason:
+        reason += f"; before that: {row.fallback_reason}"
+    return dataclasses.replace(
+        row,
+        status=FAILED,
+        fallback_code=NON_FINITE_OBJECTIVE,
+        fallback_reason=reason,
+        solution=None,
+        objective=None,
+        feasible=False,
+        proven_optimal=False,
+    )
 
 
 def batch_row(

@@ -26,6 +26,7 @@ from rich.console import Console
 from flows.signals import stop_on_sigterm
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
+from pipeline.private import make_folder, open_log
 
 SERVER_START_TIMEOUT_S = 120.0
 PREFECT_SERVER = (sys.executable, "-m", "prefect", "server", "start")
@@ -48,9 +49,9 @@ def prefect_api(home: Path, console: Console) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     log_path = home / "prefect-server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(log_path.parent)
     console.print(f"Starting a Prefect server on 127.0.0.1:{port} (log: {log_path})")
-    with log_path.open("ab") as log:
+    with os.fdopen(open_log(log_path), "ab") as log:
         server = subprocess.Popen(
             [*PREFECT_SERVER, "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,

@@ -23,6 +23,8 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.redact import masked_options, redact_text
+from pipeline.timebounds import LONGEST_DURATION_S
 
 if TYPE_CHECKING:
     from pipeline.results.location import ResultsLocation
@@ -36,7 +38,7 @@ class _Section(BaseModel):
 
 class IntakeSettings(_Section):
     database_url: str | None = None  # default: SQLite file under the home
-    lease_seconds: float = Field(default=600.0, gt=0)
+    lease_seconds: float = Field(default=600.0, gt=0, le=LONGEST_DURATION_S)
     max_attempts: int = Field(default=3, ge=1)
     claim_limit: int = Field(default=100_000, ge=1)
 
@@ -192,7 +194,8 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # raw request body, chunked too
     rate_per_minute: float = Field(default=600.0, gt=0)  # requests per tenant (a token bucket)
     burst: int = Field(default=60, ge=1)  # requests a tenant may make at once
-    max_solve_timeout_s: float = Field(default=60.0, gt=0)  # the longest /v1/solve may wait
+    # The longest /v1/solve may wait (its deadline is now plus this: bounded like any duration).
+    max_solve_timeout_s: float = Field(default=60.0, gt=0, le=LONGEST_DURATION_S)
     solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
     drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
     warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower
@@ -311,31 +314,18 @@ def load_settings_with_sources(
     return LoadedSettings(settings, sources, path)
 
 
-SECRET_WORDS = ("key", "secret", "token", "password", "credential")
-
-
 def flatten(settings: Settings) -> dict[str, Any]:
-    """Every setting by dotted name, for ``qhopper config``; storage options that look like
-    credentials are masked (they may hold an access key)."""
+    """Every setting by dotted name, for ``qhopper config``, with no secret in it: URL
+    passwords masked, storage options shown only where known to be harmless."""
     flat: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, dict) and name != "home":
             flat.update({f"{name}.{key}": inner for key, inner in value.items()})
         else:
             flat[name] = value
-    flat["results.storage_options"] = _masked(settings.results.storage_options)
+    flat = {name: redact_text(v) if isinstance(v, str) else v for name, v in flat.items()}
+    flat["results.storage_options"] = masked_options(settings.results.storage_options)
     return flat
-
-
-def _masked(options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: _masked(value)
-        if isinstance(value, dict)
-        else "***"
-        if any(word in key.lower() for word in SECRET_WORDS)
-        else value
-        for key, value in options.items()
-    }
 
 
 def _home(home: Path | None) -> tuple[Path, str]:

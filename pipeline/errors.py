@@ -2,6 +2,7 @@
 
     QhopperError
     ├── InputRejected          bad input; carries every InputIssue (file, record, field)
+    ├── KeyConflict            a key that already names other content; carries every Conflict
     ├── ConfigError            an unreadable or inconsistent configuration
     ├── BackendError           anything a quantum backend raised, mapped at its boundary
     │   ├── TransientBackendError   worth retrying (timeouts, rate limits, network, 5xx, queue full)
@@ -20,6 +21,7 @@ quantum backends' boundary is :func:`pipeline.backends.base.translate_error`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 class QhopperError(Exception):
@@ -48,6 +50,44 @@ class InputRejected(QhopperError):
     def __init__(self, issues: list[InputIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class ConflictReason(Enum):
+    """Why a key cannot be reused: as a phrase that ends a sentence about it."""
+
+    CONTENT = "its content differs"
+    TENANT = "it belongs to another tenant"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One submitted problem whose key already names another problem.
+
+    ``index`` is its position in the submission. The key names ``problem_id`` (stored
+    before), or the problem at ``first_index`` of this same submission.
+    """
+
+    index: int
+    key: str
+    reason: ConflictReason
+    problem_id: str | None = None
+    first_index: int | None = None
+
+
+class KeyConflict(QhopperError):
+    """The same key with different content (or another tenant): refused, nothing enqueued.
+
+    Answering with the first problem's id instead would hand the caller another problem's
+    answer as its own; the HTTP service answers 409, ``qhopper submit`` exits 2.
+    """
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = conflicts
+        super().__init__(
+            "; ".join(
+                f"key {c.key!r} already names a problem and {c.reason.value}" for c in conflicts
+            )
+        )
 
 
 class ConfigError(QhopperError):

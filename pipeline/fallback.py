@@ -15,6 +15,7 @@ BACKEND_UNFIT = "backend_unfit"  # the backend cannot take the batch (memory, de
 NO_FEASIBLE_SAMPLE = "no_feasible_sample"  # every shot broke a hard constraint
 EXECUTION_ERROR = "execution_error"  # a task raised (a lost worker, out of memory, a bug)
 ATTEMPT_LIMIT = "attempt_limit"  # claimed too many times without finishing
+NON_FINITE_OBJECTIVE = "non_finite_objective"  # the answer's objective came out NaN or infinite
 
 
 @dataclass(frozen=True)

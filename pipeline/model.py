@@ -80,7 +80,8 @@ def spec_from_record(record: dict[str, Any]) -> ProblemSpec:
 
 
 def semantic_issues(spec: ProblemSpec, max_variables: int, max_terms: int) -> Issues:
-    """Checks pydantic's types cannot express: ranges, loops, duplicates, symmetry, sizes.
+    """Checks pydantic's types cannot express: ranges, loops, duplicates, symmetry, sizes,
+    and coefficients too large for the objective to stay finite.
 
     Returns (field, message) pairs; an empty list means the spec is valid.
     """
@@ -88,4 +89,4 @@ def semantic_issues(spec: ProblemSpec, max_variables: int, max_terms: int) -> Is
     n = kind.n_variables(spec)
     if n > max_variables:
         return [(kind.size_field, f"{n} variables is over the configured limit of {max_variables}")]
-    return kind.term_issues(spec, max_terms)
+    return kind.term_issues(spec, max_terms) or kind.magnitude_issues(spec)

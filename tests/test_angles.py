@@ -142,6 +142,16 @@ def test_the_engine_normalises_weights_by_their_rms() -> None:
     assert np.allclose(normalised_weights(template, [BatchProblem("p", unweighted, 1)])[2], 1)
 
 
+def test_weights_too_large_to_square_still_normalise() -> None:
+    """1e200 squared overflows: the RMS must not square the weights as they are."""
+    edges = regular_graph(8, 3, 1)
+    formulation = maxcut(8, edges, [1e200 * (1 + k % 3) for k in range(len(edges))])
+    template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "t")
+    scale, _, J = normalised_weights(template, [BatchProblem("p", formulation, 1)])
+    assert np.isfinite(scale).all() and np.isfinite(J).all()
+    assert np.sqrt(np.mean(J[0] ** 2)) == pytest.approx(1.0)
+
+
 def test_classes_pool_graphs_by_degree_sequence() -> None:
     a = shape_of(maxcut(12, regular_graph(12, 3, 1)).ising, 2, "aer")
     b = shape_of(maxcut(12, regular_graph(12, 3, 2)).ising, 2, "aer")

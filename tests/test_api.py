@@ -199,6 +199,79 @@ def test_invalid_problems_name_record_and_field_and_enqueue_nothing(server: Serv
         assert client.get("/v1/results?cursor=%%%", headers=ALPHA).status_code == 422
 
 
+def test_the_tenant_of_command_line_problems_cannot_be_configured_for_a_token(
+    tmp_path: Path,
+) -> None:
+    """A token for "default" would read every problem `qhopper submit` enqueued (their
+    tenant when they name none), keys and file names included: refused at start-up."""
+    from flows.api import create_app
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+
+    digest = hashlib.sha256(b"token").hexdigest()
+    settings = load_settings(tmp_path, overrides={"api.tenants": {"default": digest}})
+    with pytest.raises(ConfigError, match="'default' is reserved"):
+        create_app(settings)
+    create_app(load_settings(tmp_path, overrides={"api.tenants": {"Default-team": digest}}))
+    # `qhopper api` says so in one line and exits 2, before serving anything.
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    config = tmp_path / "qhopper.toml"
+    config.write_text(f'[api.tenants]\ndefault = "{digest}"\n')
+    result = CliRunner().invoke(app, ["api", "--home", str(tmp_path), "--config", str(config)])
+    assert result.exit_code == 2 and "'default' is reserved" in result.stderr
+
+
+def test_a_key_reused_for_other_content_is_409_naming_the_key(server: Server) -> None:
+    """Not 202 with the first problem's id, whose answer the caller would take as its own."""
+    with server.client() as client:
+        key = {**ALPHA, "Idempotency-Key": "k-409"}
+        first = client.post("/v1/problems", json=maxcut(6), headers=key)
+        assert first.status_code == 202
+        (made,) = first.json()["problems"]
+        body = maxcut(6)
+        body["edges"] = [list(reversed(e)) for e in reversed(body["edges"])]  # type: ignore[arg-type]
+        same = client.post("/v1/problems", json=body, headers=key)  # same content, reordered
+        assert same.status_code == 202 and same.json()["problems"][0]["id"] == made["id"]
+        for path in ("/v1/problems", "/v1/solve"):
+            other = client.post(path, json=maxcut(7), headers=key)
+            assert other.status_code == 409, other.text
+            [error] = other.json()["errors"]
+            assert (error["record"], error["field"]) == ("record 1", "key")
+            assert "'k-409'" in error["message"] and made["id"] not in other.text
+        third = maxcut(4, key="third-of-a-refused-body")
+        inside = [maxcut(5, key="twice"), maxcut(6, key="twice"), third]
+        refused = client.post("/v1/problems", json=inside, headers=ALPHA)
+        assert refused.status_code == 409 and refused.json()["errors"][0]["record"] == "record 2"
+        again = client.post("/v1/problems", json=third, headers=ALPHA).json()["problems"]
+        assert again[0]["created"], "a record of the refused body was enqueued"
+        assert client.post("/v1/problems", json=maxcut(7), headers=BETA).status_code == 202
+
+
+def test_times_out_of_range_in_utc_are_422_naming_where(server: Server) -> None:
+    """Year 1 east of UTC, year 9999 west of it: an OverflowError and a 500 before."""
+    import base64
+
+    early, late = "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"
+    with server.client() as client:
+        for deadline in (early, late):
+            body = [maxcut(4), maxcut(5, deadline=deadline)]
+            answer = client.post("/v1/problems", json=body, headers=ALPHA)
+            assert answer.status_code == 422, answer.text
+            [error] = answer.json()["errors"]
+            assert (error["record"], error["field"]) == ("record 2", "deadline")
+            assert "out of range" in error["message"]
+            solve = client.post("/v1/solve", json=maxcut(5, deadline=deadline), headers=ALPHA)
+            assert solve.status_code == 422, solve.text
+            since = client.get("/v1/results", params={"since": deadline}, headers=ALPHA)
+            assert since.status_code == 422 and since.json()["errors"][0]["field"] == "since"
+            forged = base64.urlsafe_b64encode(json.dumps([deadline, "p-1"]).encode()).decode()
+            cursor = client.get("/v1/results", params={"cursor": forged}, headers=ALPHA)
+            assert cursor.status_code == 422 and cursor.json()["errors"][0]["field"] == "cursor"
+
+
 def test_bodies_over_the_limit_are_refused_before_parsing_chunked_too(server: Server) -> None:
     big = json.dumps(maxcut(4, key="x" * 100_000)).encode()
     with server.client() as client:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,10 +26,243 @@ def test_parse_interval(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m5"])
+@pytest.mark.parametrize("text", ["", "5x", "-1m", "0", "m5", "3700d", "9" * 400 + "s"])
 def test_parse_interval_rejects_nonsense(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_interval(text)
+
+
+@pytest.mark.parametrize(
+    "deadline", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", 1_700_000_000]
+)
+def test_a_deadline_out_of_range_in_utc_exits_2_naming_file_record_and_field(
+    tmp_path: Path, deadline: object
+) -> None:
+    """Not an OverflowError's traceback and exit 1 from inside the intake."""
+    path = tmp_path / "p.jsonl"
+    ok = {"kind": "maxcut", "n": 2, "edges": [[0, 1]]}
+    path.write_text(json.dumps(ok) + "\n" + json.dumps(ok | {"deadline": deadline}) + "\n")
+    result = runner.invoke(app, ["submit", str(path), "--home", str(tmp_path / "home")])
+    assert result.exit_code == 2, result.output
+    assert f"{path}: line 2: field 'deadline'" in result.stderr
+    assert "nothing was enqueued" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["solve", "{file}", "--timeout", "99999999999999999999s"],
+        ["serve", "--interval", "99999999999999d"],
+        ["report", "--since", "0001-01-01"],
+        ["report", "--since", "9999-12-31"],
+    ],
+)
+def test_every_time_and_duration_option_is_checked_or_safe_at_its_extremes(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Durations that would take now past the year 9999 are usage errors (exit 2); the
+    report's --since is a date, whose extremes are harmless (exit 0)."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"kind": "maxcut", "n": 2, "edges": [[0, 1]]}))
+    argv = [a.format(file=path) for a in args] + ["--home", str(tmp_path / "home")]
+    result = runner.invoke(app, argv)
+    assert "Traceback" not in result.output and not isinstance(result.exception, OverflowError)
+    assert result.exit_code == (0 if args[0] == "report" else 2), result.output
+
+
+@pytest.mark.parametrize(
+    "setting", ["[intake]\nlease_seconds = 1e300", "[api]\nmax_solve_timeout_s = inf"]
+)
+def test_durations_added_to_now_are_bounded_in_the_configuration(
+    tmp_path: Path, setting: str
+) -> None:
+    config = tmp_path / "qhopper.toml"
+    config.write_text(setting + "\n")
+    result = runner.invoke(app, ["config", "--config", str(config), "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "configuration error" in result.stderr
+
+
+def test_a_key_reused_for_other_content_exits_2_naming_file_record_and_key(
+    tmp_path: Path,
+) -> None:
+    home = ["--home", str(tmp_path / "home")]
+    ring = {"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2], [2, 0]]}
+    first, other = tmp_path / "first.jsonl", tmp_path / "other.jsonl"
+    first.write_text(json.dumps(ring | {"key": "k"}) + "\n")
+    made = runner.invoke(app, ["submit", str(first), "--json", *home])
+    assert made.exit_code == 0, made.output
+    [problem] = json.loads(made.stdout)
+    # Again later, with other content under the same key, beside a new problem:
+    other.write_text(
+        json.dumps(ring | {"key": "new"}) + "\n" + json.dumps(ring | {"n": 4, "key": "k"}) + "\n"
+    )
+    refused = runner.invoke(app, ["submit", str(other), *home])
+    assert refused.exit_code == 2, refused.output
+    assert f"{other}: line 2: field 'key': key 'k' already names problem {problem['id']}" in (
+        refused.stderr
+    )
+    assert "nothing was enqueued" in refused.stderr
+    # --skip-invalid lists the conflict and enqueues the rest.
+    skipped = runner.invoke(app, ["submit", str(other), "--skip-invalid", "--json", *home])
+    assert skipped.exit_code == 0, skipped.output
+    assert [p["key"] for p in json.loads(skipped.stdout)] == ["new"]
+    assert f"skipped: {other}: line 2: field 'key'" in skipped.stderr
+    # Within one file: the first record keeps the key, the other is the conflict.
+    inside = tmp_path / "inside.json"
+    inside.write_text(json.dumps([ring | {"key": "z"}, ring | {"key": "z", "reps": 3}]))
+    refused = runner.invoke(app, ["submit", str(inside), *home])
+    assert refused.exit_code == 2, refused.output
+    assert f"{inside}: record 2: field 'key': key 'z' already names the problem of " in (
+        refused.stderr
+    )
+    assert f"{inside}: record 1" in refused.stderr
+
+
+SECRETS_TOML = """
+[intake]
+database_url = "postgresql://qhopper:pg-s3cret@db.example:5432/q?sslmode=require&password=pw-s3cret"
+[results]
+url = "s3://bucket/results"
+[results.storage_options]
+connection_string = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=az-s3cret"
+sas = "sv=2024-01-01&sig=sas-s3cret"
+passphrase = "phrase-s3cret"
+auth = "auth-s3cret"
+endpoint_url = "http://minio:endpoint-s3cret@minio:9000"
+anon = false
+region_name = "eu-west-1"
+client_kwargs = {endpoint_url = "http://minio:9000", aws_session_token = "token-s3cret"}
+"""
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_config_shows_no_secret(tmp_path: Path, as_json: bool) -> None:
+    """URL passwords, and every storage option not known to be harmless, are masked."""
+    config = tmp_path / "qhopper.toml"
+    config.write_text(SECRETS_TOML)
+    args = ["config", "--config", str(config), "--home", str(tmp_path)]
+    wide = {"COLUMNS": "1000"}  # a table cell wrapped mid-secret would hide it from the check
+    result = runner.invoke(app, args + (["--json"] if as_json else []), env=wide)
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "postgresql://qhopper:***@db.example:5432/q?sslmode=require&password=***" in (
+        result.output
+    )
+    if as_json:
+        values = {row["setting"]: row["value"] for row in json.loads(result.stdout)}
+        assert values["intake.database_url"] == (
+            "postgresql://qhopper:***@db.example:5432/q?sslmode=require&password=***"
+        )
+        assert values["results.storage_options"] == {
+            "connection_string": "***",
+            "sas": "***",
+            "passphrase": "***",
+            "auth": "***",
+            "endpoint_url": "***",
+            "anon": False,
+            "region_name": "eu-west-1",
+            "client_kwargs": {"endpoint_url": "http://minio:9000", "aws_session_token": "***"},
+        }
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://u:p@ss:w0rd@host/db", "postgresql://u:***@host/db"),
+        ("see s3://k:s@bucket/x and http://h/?sig=abc&a=1", "s3://k:***@bucket/x"),
+        ("http://h/?sig=abc&a=1", "http://h/?sig=***&a=1"),
+        ("tcp://scheduler:8786 and postgresql://root@127.0.0.1/test", None),
+    ],
+)
+def test_url_passwords_are_masked_wherever_they_stand(text: str, shown: str | None) -> None:
+    from pipeline.redact import redact_text
+
+    assert (shown or text) in redact_text(text)
+    assert "w0rd" not in redact_text(text) and "abc" not in redact_text(text)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_logs_and_error_lines_show_no_url_password(
+    tmp_path: Path, log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from flows.logs import configure_logging
+
+    configure_logging(log_format)
+    try:
+        logging.getLogger("qhopper.test").warning(
+            "cannot reach %s", "postgresql://user:log-s3cret@db:5432/q"
+        )
+        logged = capsys.readouterr().err
+    finally:
+        configure_logging("text")
+    assert "cannot reach postgresql://user:***@db:5432/q" in logged and "s3cret" not in logged
+    url = "nosuchscheme://user:fail-s3cret@bucket/results"
+    result = runner.invoke(
+        app, ["config", "--home", str(tmp_path)], env={"QHOPPER_RESULTS_URL": url}
+    )
+    assert result.exit_code == 2 and "configuration error" in result.stderr
+    assert "nosuchscheme://user:***@bucket" in result.stderr and "s3cret" not in result.stderr
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, which makes files world-readable unless their creator says not."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_home_and_everything_in_it_is_owner_only(tmp_path: Path, umask_022: None) -> None:
+    """Every tenant's payloads (intake.db) and answers (results/) are in the home."""
+    from pipeline.intake import IntakeStore
+    from pipeline.model import spec_from_record
+    from pipeline.private import open_log
+
+    home = tmp_path / "deep" / "home"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]}))
+    assert runner.invoke(app, ["submit", str(path), "--home", str(home)]).exit_code == 0
+    assert runner.invoke(app, ["run", "--home", str(home)]).exit_code == 0
+    assert runner.invoke(app, ["report", "--home", str(home)]).exit_code == 0
+    elsewhere = tmp_path / "reports" / "r.html"
+    assert (
+        runner.invoke(app, ["report", "--out", str(elsewhere), "--home", str(home)]).exit_code == 0
+    )
+    os.close(open_log(home / "prefect-server.log"))  # what `serve` logs the server to
+    store = IntakeStore.open(f"sqlite:///{home / 'intake.db'}")
+    try:  # while it is open, SQLite's -wal and -shm files are there
+        store.submit([(spec_from_record({"kind": "maxcut", "n": 2, "edges": [[0, 1]]}), "t")])
+        found = {p.name for p in home.iterdir()}
+        assert {"intake.db-wal", "intake.db-shm", "results", "artifacts"} <= found, found
+        modes = {
+            str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode)
+            for p in [home.parent, home, *home.rglob("*"), elsewhere.parent, elsewhere]
+        }
+    finally:
+        store.close()
+    loose = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)
+    }
+    assert not loose, loose
+    assert any(name.endswith(".parquet") for name in modes) and "deep/home/report.html" in modes
+
+
+def test_the_command_line_runs_under_an_owner_only_umask(
+    umask_022: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So what libraries create for it (Prefect's database, temporary files) is private too."""
+    from flows.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["qhopper", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    assert os.umask(0o022) == 0o077
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pipeline.kinds.base import OPTION_FIELDS
 from pipeline.model import (
     MaxCutSpec,
     ProblemSpec,
+    content_hash,
     idempotency_key,
     spec_from_record,
     spec_to_record,
@@ -107,6 +109,47 @@ huge = st.one_of(
 )
 
 
+def offset_times(when: st.SearchStrategy[datetime]) -> st.SearchStrategy[str]:
+    """ISO-8601 text of ``when`` at a whole-minute UTC offset within a day either way."""
+    offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
+    return st.builds(lambda t, tz: t.replace(tzinfo=tz).isoformat(), when, offsets)
+
+
+deadlines = st.one_of(
+    offset_times(st.datetimes()),  # anywhere in Python's years 1-9999
+    offset_times(st.datetimes(max_value=datetime(1, 1, 2))),  # by the edges, where an
+    offset_times(st.datetimes(min_value=datetime(9999, 12, 30))),  # offset leaves the range
+    st.datetimes().map(datetime.isoformat),  # no time zone
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2026-02-30T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "2026-01-01T00:00:00+24:00",
+            "",
+            "tomorrow",
+        ]
+    ),
+    st.none(),
+    st.booleans(),
+    huge,
+)
+options: dict[str, st.SearchStrategy[Any]] = {
+    "key": st.one_of(st.sampled_from(["job-1", "job-2"]), keys),  # reused across a file
+    "tenant": keys,
+    "deadline": deadlines,
+    "priority": st.one_of(st.sampled_from([10**6, -(10**6), 10**6 + 1, -(10**6) - 1]), huge),
+    "route": st.one_of(
+        st.sampled_from(["auto", "quantum", "classical", "Quantum", "", "gpu"]), st.none(), huge
+    ),
+    "reps": st.one_of(st.integers(-1, 12), st.sampled_from([2.0, True, "2"]), st.none(), huge),
+    "shots": st.one_of(st.sampled_from([0, 1, 1_000_000, 1_000_001, 64.0, False]), st.none(), huge),
+}
+
+
 @st.composite
 def hostile_record(draw: st.DrawFn) -> str:
     """One JSON record, valid or not, with something hostile in it; returned as text."""
@@ -118,18 +161,15 @@ def hostile_record(draw: st.DrawFn) -> str:
     }
     deep = ""
     for attack in draw(st.sets(st.sampled_from(ATTACKS), min_size=1, max_size=3)):
-        if attack == "key":
-            record["key"] = draw(keys)
-        elif attack == "tenant":
-            record["tenant"] = draw(keys)
+        if attack in options:
+            record[attack] = draw(options[attack])
         elif attack == "huge-weight" and isinstance(record["edges"], list):
             record["edges"][0][2] = draw(huge)
+            record["edges"][n - 2][2] = draw(huge)  # the ring's last edge (or the same)
         elif attack == "huge-n":
             record["n"] = draw(huge)
         elif attack == "huge-index" and isinstance(record["edges"], list):
             record["edges"].append([0, draw(st.one_of(huge, st.integers(-1, n)))])
-        elif attack == "huge-priority":
-            record["priority"] = draw(st.one_of(st.sampled_from([10**6, -(10**6) - 1]), huge))
         elif attack == "deep":
             depth = draw(st.sampled_from([2, 50, 5_000, 200_000]))
             deep = "[" * depth + "]" * depth
@@ -143,18 +183,44 @@ def hostile_record(draw: st.DrawFn) -> str:
             record[f"x_{name}" if name in OPTION_FIELDS | {"kind", "n", "edges"} else name] = 1
         elif attack == "kind":
             record["kind"] = draw(st.one_of(keys, huge, st.none()))
-    # NaN and Infinity come out as Python's JSON extensions; non-ASCII stays unescaped.
+    # NaN and Infinity come out as Python's JSON extensions; non-ASCII stays unescaped,
+    # but for a lone surrogate, which only an escape can carry.
     text = json.dumps(record, ensure_ascii=draw(st.booleans()))
+    if not _encodable(text):
+        text = json.dumps(record)
     return text.replace('"@@DEEP@@"', deep) if deep else text
 
 
+@st.composite
+def keyed_record(draw: st.DrawFn) -> str:
+    """A valid record under one of few keys and tenants: files of them reuse keys, for the
+    same content (deduplicated) or another (a conflict)."""
+    n = draw(st.integers(2, 3))
+    record: dict[str, Any] = {
+        "kind": "maxcut",
+        "n": n,
+        "edges": [[0, 1, draw(st.integers(1, 2))]] + ([[1, 2]] if n == 3 else []),
+        "key": draw(st.sampled_from(["job-1", "job-2"])),
+    }
+    for name, values in (("tenant", ["default", "research"]), ("route", ["auto", "classical"])):
+        if draw(st.booleans()):
+            record[name] = draw(st.sampled_from(values))
+    return json.dumps(record)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 ATTACKS = [
-    "key",
-    "tenant",
+    *options,
     "huge-weight",
     "huge-n",
     "huge-index",
-    "huge-priority",
     "deep",
     "long-string",
     "long-key",
@@ -167,10 +233,15 @@ ATTACKS = [
 # From the input contract (DESIGN.md, README "Input formats"): a file is a JSON array, one
 # JSON object, or JSON Lines, UTF-8 (a BOM allowed); a MaxCut record has kind "maxcut",
 # an integer n in 1..max_variables, edges [u, v] or [u, v, w] with integer endpoints in
-# 0..n-1, no self-loops, no pair twice, finite weights a float can hold; key (1..200) and
-# tenant (1..100) printable text; priority an integer within +-1,000,000; no other field.
+# 0..n-1, no self-loops, no pair twice, finite weights a float can hold whose absolute sum
+# is at most 1e250; key (1..200) and tenant (1..100) printable text; priority an integer
+# within +-1,000,000; deadline ISO-8601 text with a time zone, within the years 1-9999 once
+# in UTC; route auto, quantum or classical; reps 1..10 and shots 1..1,000,000 integers or
+# null; no other field. Across a submission, a key names one content and one tenant.
 MAX_VARIABLES = 2_000
-GENERATED_FIELDS = {"kind", "n", "edges", "key", "tenant", "priority"}
+MAX_MAGNITUDE = 1e250
+GENERATED_FIELDS = {"kind", "n", "edges", *OPTION_FIELDS}
+assert set(options) == set(OPTION_FIELDS), "every optional field gets hostile values"
 
 
 def _is_int(value: Any) -> bool:
@@ -202,7 +273,35 @@ def _edges_ok(edges: Any, n: int) -> bool:
         if (min(u, v), max(u, v)) in seen:
             return False
         seen.add((min(u, v), max(u, v)))
-    return True
+    return sum(abs(float(e[2])) if len(e) == 3 else 1.0 for e in edges) <= MAX_MAGNITUDE
+
+
+def _deadline_ok(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        when = datetime.fromisoformat(value)
+        return when.tzinfo is not None and when.astimezone(UTC) is not None
+    except (ValueError, OverflowError):
+        return False
+
+
+def _within(value: Any, low: int, high: int) -> bool:
+    return _is_int(value) and low <= value <= high
+
+
+def options_ok(obj: dict[str, Any]) -> bool:
+    return (
+        ("key" not in obj or _text(obj["key"], 200))
+        and ("tenant" not in obj or _text(obj["tenant"], 100))
+        and ("priority" not in obj or _within(obj["priority"], -(10**6), 10**6))
+        and ("deadline" not in obj or _deadline_ok(obj["deadline"]))
+        and obj.get("route", "auto") in ("auto", "quantum", "classical")
+        and (obj.get("reps") is None or _within(obj["reps"], 1, 10))
+        and (obj.get("shots") is None or _within(obj["shots"], 1, 10**6))
+    )
 
 
 def maxcut_record_ok(obj: Any) -> bool:
@@ -214,10 +313,23 @@ def maxcut_record_ok(obj: Any) -> bool:
         and _is_int(n)
         and 1 <= n <= MAX_VARIABLES
         and _edges_ok(obj.get("edges"), n)
-        and ("key" not in obj or _text(obj["key"], 200))
-        and ("tenant" not in obj or _text(obj["tenant"], 100))
-        and ("priority" not in obj or (_is_int(obj["priority"]) and abs(obj["priority"]) <= 10**6))
+        and options_ok(obj)
     )
+
+
+def without_key_conflicts(verdicts: list[tuple[bool, Any]]) -> list[tuple[bool, Any]]:
+    """The verdicts once submitted: a valid record whose key an earlier valid record gave
+    other content (or another tenant) is refused too."""
+    owner: dict[str, tuple[str, str]] = {}
+    judged = []
+    for valid, obj in verdicts:
+        submitted = valid
+        if valid:
+            spec = MaxCutSpec.model_validate(obj)
+            seen = owner.setdefault(idempotency_key(spec), (content_hash(spec), spec.tenant))
+            submitted = seen == (content_hash(spec), spec.tenant)
+        judged.append((submitted, obj))
+    return judged
 
 
 def _compact_size(obj: Any) -> int:
@@ -297,7 +409,7 @@ def test_the_reader_agrees_with_the_rules_record_by_record(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
-    records=st.lists(hostile_record(), min_size=1, max_size=4),
+    records=st.lists(st.one_of(hostile_record(), keyed_record()), min_size=1, max_size=4),
     layout=LAYOUTS,
     encoding=ENCODINGS,
     skip_invalid=st.booleans(),
@@ -316,7 +428,10 @@ def test_hostile_files_exit_0_or_2_and_enqueue_only_valid_records(
     config = case / "qhopper.toml"
     config.write_text(f"[limits]\nmax_record_bytes = {LIMITS.max_record_bytes}\n")
 
-    verdicts = expected_verdicts(path.read_bytes(), layout, LIMITS.max_record_bytes)
+    read = expected_verdicts(path.read_bytes(), layout, LIMITS.max_record_bytes)
+    verdicts = None if read is None else without_key_conflicts(read)
+    if read != verdicts:
+        event("a key reused for other content or another tenant")
     valid = [MaxCutSpec.model_validate(obj) for ok, obj in verdicts or [] if ok]
     invalid = verdicts is None or not all(ok for ok, _ in verdicts)
     args = [str(path), "--json", "--config", str(config)]

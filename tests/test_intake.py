@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 import pipeline.intake
-from pipeline.errors import ConfigError, ServiceUnavailable
+from pipeline.errors import ConfigError, ConflictReason, KeyConflict, ServiceUnavailable
 from pipeline.intake import (
     CLAIMED,
     COMPILED,
@@ -36,7 +36,7 @@ from pipeline.intake import (
     problems,
     utcnow,
 )
-from pipeline.model import MaxCutSpec, idempotency_key
+from pipeline.model import MaxCutSpec, content_hash, idempotency_key
 
 
 def ring(n: int, key: str | None = None, weight: float = 1.0) -> MaxCutSpec:
@@ -66,6 +66,73 @@ def test_default_key_dedupes_the_same_content(store: IntakeStore) -> None:
     c = store.submit([(ring(5, weight=2.0), "z")])[0]
     assert a.id == b.id and a.key == idempotency_key(ring(5))
     assert c.id != a.id
+
+
+def test_a_key_reused_for_other_content_is_a_conflict_and_enqueues_nothing(
+    store: IntakeStore,
+) -> None:
+    """DESIGN: the same key with different content is refused (HTTP 409), never answered
+    with the first problem's id; the content compared is canonical (input_hash)."""
+    [first] = store.submit([(ring(4, "k"), "f:1")])
+    reordered = MaxCutSpec.model_validate(
+        {"kind": "maxcut", "n": 4, "edges": [[1, 0], [3, 0, 1.0], [2, 1], [3, 2]], "key": "k"}
+    )
+    [again] = store.submit([(reordered, "g:1")])  # the same problem written another way
+    assert (again.id, again.created) == (first.id, False)
+    with pytest.raises(KeyConflict) as caught:
+        store.submit([(ring(5, "new"), "h:1"), (ring(4, "k", weight=2.0), "h:2")])
+    [conflict] = caught.value.conflicts
+    assert (conflict.index, conflict.key, conflict.problem_id) == (1, "k", first.id)
+    assert conflict.reason is ConflictReason.CONTENT and "'k'" in str(caught.value)
+    assert store.counts()[QUEUED] == 1  # "new" was not enqueued either
+    other_tenant = ring(4, "k").model_copy(update={"tenant": "research"})
+    with pytest.raises(KeyConflict) as caught:
+        store.submit([(other_tenant, "i:1")])
+    assert caught.value.conflicts[0].reason is ConflictReason.TENANT
+
+
+def test_one_key_twice_with_different_content_in_one_submission_is_a_conflict(
+    store: IntakeStore,
+) -> None:
+    specs = [(ring(4, "a"), "f:1"), (ring(4, "k"), "f:2"), (ring(6, "k"), "f:3")]
+    with pytest.raises(KeyConflict) as caught:
+        store.submit(specs)
+    [conflict] = caught.value.conflicts
+    assert (conflict.index, conflict.first_index, conflict.problem_id) == (2, 1, None)
+    assert store.counts().get(QUEUED, 0) == 0
+    same = store.submit([(ring(4, "k"), "f:1"), (ring(4, "k"), "f:2")])  # same content twice
+    assert same[0].id == same[1].id and [o.created for o in same] == [True, False]
+
+
+def test_two_submitters_racing_one_key_with_different_content_one_wins(intake_url: str) -> None:
+    """Both transactions insert the key at once: one commits, the other finds its row."""
+    stores = [IntakeStore.open(intake_url) for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=30)
+    outcomes: list[object] = [None, None]
+
+    def submit(index: int) -> None:
+        specs = [(ring(4 + index, f"race-{k}"), f"s{index}") for k in range(200)]
+        barrier.wait()
+        try:
+            outcomes[index] = stores[index].submit(specs)
+        except KeyConflict as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        conflicts = [o for o in outcomes if isinstance(o, KeyConflict)]
+        [winner] = [i for i, o in enumerate(outcomes) if isinstance(o, list)]
+        assert len(conflicts) == 1 and len(conflicts[0].conflicts) == 200
+        with stores[0].engine.connect() as connection:
+            hashes = set(connection.execute(sa.select(problems.c.input_hash)).scalars())
+        assert hashes == {content_hash(ring(4 + winner))}
+    finally:
+        for opened in stores:
+            opened.close()
 
 
 def test_claims_are_exclusive_and_leased(store: IntakeStore) -> None:

@@ -610,6 +610,41 @@ BAD_INPUTS = [
         {},
         [("record 1", "\\x07")],
     ),
+    # deadlines Python's datetime cannot hold once in UTC (an OverflowError inside submit),
+    # and a number (which pydantic would read as Unix seconds or milliseconds)
+    (
+        "deadline-year-1-east-of-utc",
+        "p.json",
+        mc(deadline="0001-01-01T00:00:00+01:00"),
+        {},
+        [("record 1", "deadline")],
+    ),
+    (
+        "deadline-year-9999-west-of-utc",
+        "p.json",
+        mc(deadline="9999-12-31T23:59:59-01:00"),
+        {},
+        [("record 1", "deadline")],
+    ),
+    ("deadline-unix-seconds", "p.json", mc(deadline=1_700_000_000), {}, [("record 1", "deadline")]),
+    # coefficients whose objective could overflow: named by their largest one
+    (
+        "weights-1e308",
+        "p.json",
+        mc(edges=[[0, 1, 1e308], [1, 2, 1e308]]),
+        {},
+        [("record 1", "edges.0.2")],
+    ),
+    (
+        "qubo-terms-1e308",
+        "p.json",
+        qb(linear=[[0, 1e200]], quadratic=[[0, 1, -1e308]], offset=1e307),
+        {},
+        [("record 1", "quadratic.0.2")],
+    ),
+    ("portfolio-mu-1e308", "p.json", pf(mu=[1e308, 1e308, 1]), {}, [("record 1", "mu.0")]),
+    ("portfolio-risk-1e300", "p.json", pf(risk=1e300), {}, [("record 1", "sigma.1.1")]),
+    ("gset-weights-1e308", "g.txt", "3 2\n1 2 1e308\n2 3 1e308\n", {}, [("line 2", "w")]),
     # bad headers and line counts in line-oriented files
     ("header-count-high", "g.txt", "3 3\n1 2 1\n2 3 1\n", {}, [("file", "header")]),
     ("header-count-low", "g.txt", "3 1\n1 2 1\n2 3 1\n", {}, [("file", "header")]),
@@ -679,6 +714,20 @@ def test_messages_say_what_is_wrong() -> None:
     assert "limit of 4" in record.issues[0].message
     [record] = read("p.jsonl", mc(tenant="x" * 100), max_record_bytes=100)
     assert "100 bytes" in record.issues[0].message
+
+
+def test_large_weights_that_cannot_overflow_and_edge_of_range_deadlines_are_accepted() -> None:
+    text = "\n".join(
+        [
+            mc(edges=[[0, 1, 1e200], [1, 2, -1e249]]),
+            qb(linear=[[0, 1e200]], quadratic=[[0, 1, -1e200]], offset=1e200),
+            pf(risk=1e249),
+            mc(deadline="0001-01-01T01:00:00+01:00"),
+            mc(deadline="9999-12-31T23:59:59.999999Z"),
+            mc(deadline=None),
+        ]
+    )
+    assert [r.issues for r in read("big.jsonl", text)] == [[]] * 6
 
 
 def test_file_limit_through_read_path(tmp_path: Path) -> None:

@@ -164,3 +164,51 @@ def runner_angles(settings: object) -> list[dict[str, object]]:
     assert result.exit_code == 0, result.output
     found: list[dict[str, object]] = json.loads(result.stdout)
     return found
+
+
+@pytest.mark.parametrize("objective", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("fallback", [None, "backend down"])
+def test_an_answer_whose_objective_is_not_finite_is_written_failed(
+    objective: float, fallback: str | None
+) -> None:
+    """The second line of defence behind validation: a NaN objective is never an answer."""
+    from datetime import UTC, datetime
+
+    from batching.records import Batch, PlannedProblem
+    from flows.dispatch import FinishedBatch
+    from flows.rows import RowContext, batch_rows
+    from pipeline.fallback import EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
+    from pipeline.formulation import formulate
+    from pipeline.model import spec_from_record
+    from pipeline.tasks import Answer, ChunkResult
+
+    spec = spec_from_record({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]})
+    now = datetime(2026, 1, 1)
+    problem = PlannedProblem("p-1", "k", spec, formulate(spec), "h", 1, now, now, 1, 64)
+    finite = PlannedProblem("p-2", "k2", spec, formulate(spec), "h", 1, now, now, 1, 64)
+    answers = (
+        Answer("p-1", "010", objective, True, True, 0.1, 0.0),
+        Answer("p-2", "010", 2.0, True, True, 0.1, 0.0),
+    )
+    why = {"p-1": Fallback(EXECUTION_ERROR, fallback)} if fallback else {}
+    finished = FinishedBatch(
+        batch=Batch("b-1", "classical", None, (problem, finite), "test"),
+        template=None,
+        chunks=1,
+        results=(ChunkResult(("p-1", "p-2"), answers, "w", 0.1),),
+        fallback_results=(),
+        fallbacks=why,
+        errors={},
+        execute_s=0.1,
+    )
+    context = RowContext("r-1", "aer", "simulator", "inline", load_settings(), datetime.now(UTC))
+    bad, good = batch_rows(finished, context)
+    assert (bad.status, bad.fallback_code, bad.objective, bad.solution) == (
+        "failed",
+        NON_FINITE_OBJECTIVE,
+        None,
+        None,
+    )
+    assert "not a finite number" in (bad.fallback_reason or "")
+    assert fallback is None or fallback in (bad.fallback_reason or "")
+    assert (good.status, good.objective) == ("completed", 2.0)

@@ -30,6 +30,7 @@ from flows.api.service import (
     ApiError,
     Service,
     check_idempotency_key,
+    conflict,
     error,
     invalid,
     parse_problems,
@@ -40,6 +41,7 @@ from flows.api.solve import SyncSolver
 from flows.api.tracing import TraceContext, trace_from
 from flows.deps import RunDeps, open_deps
 from pipeline.config import Settings
+from pipeline.errors import KeyConflict
 from pipeline.intake.database import check_connection
 from pipeline.model import ProblemSpec
 
@@ -267,6 +269,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(KeyConflict)
+    async def _key_conflict(request: Request, exc: KeyConflict) -> JSONResponse:
+        answer = conflict(getattr(request.state, "tenant", ""), exc)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 
 from pipeline.config import ApiSettings
 from pipeline.errors import ConfigError
+from pipeline.kinds.base import DEFAULT_TENANT
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A token mapped to the tenant of problems that name none would read every problem
+# submitted with `qhopper submit`, keys and file names included.
+RESERVED = frozenset({DEFAULT_TENANT})
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -36,6 +40,12 @@ class Tenants:
             if not _NAME.fullmatch(name):
                 raise ConfigError(
                     f"api.tenants: tenant name {name!r} must be 1-64 letters, digits, '_', '.', '-'"
+                )
+            if name in RESERVED:
+                raise ConfigError(
+                    f"api.tenants: the name {name!r} is reserved: it is the tenant of every "
+                    "problem submitted without one (qhopper submit), which its token could "
+                    "read; give this tenant another name"
                 )
             if not _DIGEST.fullmatch(digest):
                 raise ConfigError(

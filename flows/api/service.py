@@ -17,10 +17,12 @@ from typing import Any
 
 from flows.api.solve import Answer, SyncSolver, jsonable, result_row, with_deadline
 from flows.deps import RunDeps
+from pipeline.errors import KeyConflict
 from pipeline.kinds.base import KEY_MAX_LENGTH
 from pipeline.model import ProblemSpec, idempotency_key
 from pipeline.readers import read_bytes
 from pipeline.results import query
+from pipeline.timebounds import utc_issue
 
 log = logging.getLogger("qhopper.api")
 MAX_PAGE = 1000
@@ -82,6 +84,21 @@ def scoped(spec: ProblemSpec, tenant: str, idempotency: str | None = None) -> Pr
     if len(key) > KEY_MAX_LENGTH:  # still one key per (tenant, key), within the spec's limit
         key = f"{tenant}/sha256-key:{hashlib.sha256(own.encode()).hexdigest()}"
     return spec.model_copy(update={"tenant": tenant, "key": key})
+
+
+def conflict(tenant: str, exc: KeyConflict) -> ApiError:
+    """409 naming each key (as the tenant knows it) that already names another problem;
+    never that problem's id, which may not be the caller's to know."""
+    errors = [
+        {
+            "record": f"record {c.index + 1}",
+            "field": "key",
+            "message": f"key {public_key(tenant, c.key)!r} already names another problem: "
+            "a new problem needs a new key",
+        }
+        for c in exc.conflicts
+    ]
+    return ApiError(409, {"errors": errors})
 
 
 def public_key(tenant: str, key: str) -> str:
@@ -202,9 +219,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, problem_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(at), str(problem_id)
+        when = datetime.fromisoformat(at)
     except (ValueError, TypeError, binascii.Error, UnicodeError):
         raise invalid("query", "cursor", "not a cursor this service handed out") from None
+    if utc_issue(when) is not None:  # a forged one: every cursor handed out is in range
+        raise invalid("query", "cursor", "not a cursor this service handed out")
+    return when, str(problem_id)
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -216,4 +236,8 @@ def parse_since(value: str | None) -> datetime | None:
         raise invalid(
             "query", "since", "expected an ISO-8601 time, e.g. 2026-01-31T12:00:00Z"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    issue = utc_issue(when)
+    if issue is not None:
+        raise invalid("query", "since", issue)
+    return when

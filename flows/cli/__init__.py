@@ -5,6 +5,8 @@ an import downward. Each command imports what it needs when it runs: ``qhopper s
 does not pay for Qiskit.
 """
 
+import os
+
 from flows.cli import (
     analysing,
     angles_cmd,
@@ -17,6 +19,7 @@ from flows.cli import (
     submitting,
 )
 from flows.cli.common import app
+from pipeline.private import PRIVATE_UMASK
 
 __all__ = [
     "analysing",
@@ -33,5 +36,8 @@ __all__ = [
 ]
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:
+    """The console entry point. Under an owner-only umask, so what libraries create for us
+    (Prefect's database, SQLite's temporary files) is private too, like what we create."""
+    os.umask(PRIVATE_UMASK)
     app()

@@ -13,9 +13,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
-from pipeline.errors import ConfigError, QhopperError, ServiceUnavailable
+from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
+from pipeline.private import make_folder
+from pipeline.redact import redact_text
 
 app = typer.Typer(
     name="qhopper",
@@ -66,7 +69,7 @@ def settings_for(home: Path | None, config: Path | None, **overrides: Any) -> Lo
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
     try:
-        loaded.settings.home.mkdir(parents=True, exist_ok=True)
+        make_folder(loaded.settings.home)
     except OSError as exc:
         fail(f"cannot create the home {loaded.settings.home}: {exc.strerror or exc}", 2)
     return loaded
@@ -77,18 +80,21 @@ def settings_only(home: Path | None, config: Path | None, **overrides: Any) -> S
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print one line and exit with ``code``."""
-    err.print(f"[red]{message}[/]", highlight=False)
+    """Print one line (no URL password in it) and exit with ``code``."""
+    err.print(f"[red]{escape(redact_text(message))}[/]", highlight=False)
     raise typer.Exit(code)
 
 
 @contextmanager
 def clean_failures(what: str) -> Iterator[None]:
-    """Map qhopper's errors to one line and an exit code: 2 for configuration, 1 otherwise."""
+    """Map qhopper's errors to one line and an exit code: 2 for configuration and key
+    conflicts, 1 otherwise."""
     try:
         yield
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
+    except KeyConflict as exc:  # bad input, found only against the queue
+        fail(f"{what} refused: {exc}", 2)
     except ServiceUnavailable as exc:
         fail(f"{what} failed: {exc}", 1)
     except QhopperError as exc:

@@ -17,6 +17,7 @@ from flows.cli.common import (
     err,
     settings_for,
 )
+from pipeline.timebounds import duration_issue
 
 
 def parse_interval(text: str) -> float:
@@ -24,8 +25,9 @@ def parse_interval(text: str) -> float:
     if not match:
         raise typer.BadParameter(f"{text!r} is not an interval like 30s, 5m, 1h")
     value = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    if value <= 0:
-        raise typer.BadParameter("the interval must be positive")
+    issue = duration_issue(value)
+    if issue is not None:
+        raise typer.BadParameter(f"the interval {issue}")
     return value
 
 

@@ -27,6 +27,7 @@ from flows.cli.common import (
     out,
     settings_only,
 )
+from pipeline.timebounds import duration_issue
 
 
 def parse_timeout(text: str) -> float:
@@ -35,8 +36,9 @@ def parse_timeout(text: str) -> float:
     if not match:
         raise typer.BadParameter(f"{text!r} is not a time like 10s, 500ms, 2m")
     value = float(match.group(1)) * {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}[match.group(2)]
-    if value <= 0:
-        raise typer.BadParameter("the timeout must be positive")
+    issue = duration_issue(value)
+    if issue is not None:
+        raise typer.BadParameter(f"the timeout {issue}")
     return value
 
 

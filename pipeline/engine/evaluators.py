@@ -71,10 +71,17 @@ def normalised_weights(
         linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
         weights = np.concatenate([linear, ising.J])
         weights = weights[weights != 0.0]
-        scale[b] = float(np.sqrt(np.mean(weights**2))) if weights.size else 1.0
+        scale[b] = _rms(weights) if weights.size else 1.0
         h[b] = linear / scale[b]
         J[b, [column[pair] for pair in ising.pairs]] = ising.J / scale[b]
     return scale, h, J
+
+
+def _rms(weights: FloatArray) -> float:
+    """The root mean square, computed on weights divided by the largest: squaring weights
+    above ~1e154 as they are overflows to inf (and every expectation becomes NaN)."""
+    peak = float(np.abs(weights).max())
+    return peak * float(np.sqrt(np.mean((weights / peak) ** 2)))
 
 
 class Evaluator(ABC):

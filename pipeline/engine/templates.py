@@ -31,6 +31,7 @@ from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginM
 
 from pipeline.backends.base import Backend
 from pipeline.engine.shapes import ShapeKey
+from pipeline.private import make_folder
 
 TEMPLATE_VERSION = 1
 
@@ -172,8 +173,8 @@ class TemplateStore:
     def _write(self, path: Path, template: CompiledTemplate) -> None:
         buffer = io.BytesIO()
         qpy.dump([template.expectation_circuit, template.sampling_circuit], buffer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        make_folder(path.parent)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")  # 0600
         with os.fdopen(handle, "wb") as out:
             out.write(buffer.getvalue())
             out.flush()

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from pipeline.errors import ConfigError, ServiceUnavailable
+from pipeline.private import make_file, make_folder
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 # The drivers this package installs; any other would fail later with ModuleNotFoundError.
@@ -63,7 +64,7 @@ def create_intake_engine(url: str, sqlite_synchronous: str = "FULL") -> Engine:
     entry that was acknowledged survives a power cut. ``NORMAL`` (synced at checkpoints
     only, so the last commits can be lost) is there for the benchmark's comparison.
 
-    Creates the SQLite file's folder when missing. Raises ConfigError for an unsupported
+    Creates the SQLite file and its folder when missing, owner-only. Raises ConfigError for an unsupported
     URL. Connects lazily: :func:`check_connection` makes the first connection.
     """
     if sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -82,10 +83,11 @@ def _sqlite_engine(url: URL, synchronous: str) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         folder = Path(database).parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
+            make_file(Path(database))  # owner-only; SQLite's -wal and -shm take its mode
         except OSError as exc:
             raise ConfigError(
-                f"cannot create the folder {folder} of the intake database: {exc.strerror}"
+                f"cannot create the intake database {database}: {exc.strerror or exc}"
             ) from None
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}

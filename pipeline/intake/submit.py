@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from pipeline.errors import Conflict, ConflictReason, KeyConflict
 from pipeline.intake.database import server_now
 from pipeline.intake.records import SubmitOutcome
 from pipeline.intake.schema import QUEUED, chunks, new_id, problem_events, problems
@@ -29,51 +31,88 @@ def submit_specs(
     dialect: str,
     specs: Sequence[tuple[ProblemSpec, str] | tuple[ProblemSpec, str, str | None]],
 ) -> list[SubmitOutcome]:
-    """Enqueue every (spec, source[, trace id]) in one transaction; known keys are reused."""
+    """Enqueue every (spec, source[, trace id]) in one transaction; known keys are reused.
+
+    A key that already names other content (its stored input hash differs) or another
+    tenant's problem, in the queue or earlier in ``specs``, is a conflict: KeyConflict
+    names every one and nothing is enqueued. Concurrent submitters of one key serialise
+    on its unique index, so one wins and the other sees the winner's row as a conflict.
+    """
     rows = [_row(item[0], item[1], item[2] if len(item) > 2 else None) for item in specs]
-    outcomes: list[SubmitOutcome] = []
+    submission = _Submission()
     with engine.begin() as tx:
         now = server_now(tx)
         for row in rows:
             row["submitted_at"] = row["updated_at"] = now
+        start = 0
         for chunk in chunks(rows):
-            # RETURNING names the rows this insert created; only the others (keys known
-            # already) are looked up. A look-up of every key, in the transaction that just
-            # inserted them, scanned the whole table on PostgreSQL (its statistics lag the
-            # inserts): submit fell from 11,000 to 330 problems/s by 100,000 queued.
-            inserted = set(
-                tx.execute(_insert_ignore(dialect).returning(problems.c.id), chunk).scalars()
-            )
-            found = {row["key"]: row["id"] for row in chunk if row["id"] in inserted}
-            known = [row["key"] for row in chunk if row["id"] not in inserted]
-            if known:
-                found.update(
-                    tx.execute(
-                        sa.select(problems.c.key, problems.c.id).where(problems.c.key.in_(known))
-                    ).all()
-                )
-            created = [row for row in chunk if row["id"] in inserted]
-            if created:
-                tx.execute(
-                    problem_events.insert(),
-                    [
-                        {
-                            "problem_id": r["id"],
-                            "state": QUEUED,
-                            "at": now,
-                            "detail": r["source"],
-                        }
-                        for r in created
-                    ],
-                )
-            outcomes += [
-                SubmitOutcome(found[row["key"]], row["key"], found[row["key"]] == row["id"])
-                for row in chunk
-            ]
-    added = sum(o.created for o in outcomes)
+            submission.add(tx, dialect, chunk, start)
+            start += len(chunk)
+        if submission.conflicts:
+            raise KeyConflict(submission.conflicts)  # the transaction rolls back
+    added = sum(o.created for o in submission.outcomes)
     if dialect == "postgresql" and added >= ANALYZE_AFTER:
         analyze_if_stale(engine, added)
-    return outcomes
+    return submission.outcomes
+
+
+@dataclass
+class _Submission:
+    """What one submit call has done so far: outcomes, conflicts, and the keys it created."""
+
+    outcomes: list[SubmitOutcome] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    created: dict[str, int] = field(default_factory=dict)  # key -> index of the row made
+
+    def add(self, tx: Connection, dialect: str, chunk: list[dict[str, Any]], start: int) -> None:
+        # RETURNING names the rows this insert created; only the others (keys known
+        # already) are looked up. A look-up of every key, in the transaction that just
+        # inserted them, scanned the whole table on PostgreSQL (its statistics lag the
+        # inserts): submit fell from 11,000 to 330 problems/s by 100,000 queued.
+        inserted = set(
+            tx.execute(_insert_ignore(dialect).returning(problems.c.id), chunk).scalars()
+        )
+        made = [row for row in chunk if row["id"] in inserted]
+        for offset, row in enumerate(chunk):
+            if row["id"] in inserted:
+                self.created[row["key"]] = start + offset
+        known = [row["key"] for row in chunk if row["id"] not in inserted]
+        stored = {r.key: r for r in tx.execute(_stored(known))} if known else {}
+        if made:
+            tx.execute(problem_events.insert(), [_queued_event(r) for r in made])
+        for offset, row in enumerate(chunk):
+            if row["id"] in inserted:
+                self.outcomes.append(SubmitOutcome(row["id"], row["key"], True))
+                continue
+            found = stored[row["key"]]
+            self._check(start + offset, row, found)
+            self.outcomes.append(SubmitOutcome(found.id, row["key"], False))
+
+    def _check(self, index: int, row: dict[str, Any], found: Any) -> None:
+        """A conflict when the key's problem has other content or another tenant."""
+        if found.input_hash != row["input_hash"]:
+            reason = ConflictReason.CONTENT
+        elif found.tenant != row["tenant"]:
+            reason = ConflictReason.TENANT
+        else:
+            return
+        first = self.created.get(row["key"])
+        problem_id = None if first is not None else found.id
+        self.conflicts.append(Conflict(index, row["key"], reason, problem_id, first))
+
+
+def _queued_event(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "problem_id": row["id"],
+        "state": QUEUED,
+        "at": row["submitted_at"],
+        "detail": row["source"],
+    }
+
+
+def _stored(keys: list[str]) -> sa.Select[Any]:
+    columns = (problems.c.key, problems.c.id, problems.c.input_hash, problems.c.tenant)
+    return sa.select(*columns).where(problems.c.key.in_(keys))
 
 
 def analyze_if_stale(engine: Engine, created: int) -> None:

@@ -7,6 +7,7 @@ owns everything that differs between problem kinds, so no other code branches on
 * ``spec_type``: its pydantic spec model (a subclass of :class:`Options`);
 * ``n_variables`` and ``content``: its size and its canonical content (what keys hash);
 * ``term_issues``: the semantic checks pydantic's types cannot express;
+* ``magnitudes``: every coefficient's size and field, which keep the objective finite;
 * ``objective_qubo`` (the true objective as a QUBO, in the problem's own sense and
   units), ``quantum_qubo`` (with constraint penalties) and ``cardinality``;
 * ``cpsat_terms``, ``cpsat_link`` and ``cpsat_hint``: its CP-SAT model specifics;
@@ -15,14 +16,17 @@ owns everything that differs between problem kinds, so no other code branches on
 
 from __future__ import annotations
 
+import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Context, Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -38,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipeline.kinds.forms import BitArray, Qubo
+from pipeline.timebounds import utc_issue
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
@@ -46,6 +51,11 @@ Route = Literal["auto", "quantum", "classical"]
 Pair = tuple[int, int]
 Issues = list[tuple[str, str]]  # (field path, message) pairs
 KEY_MAX_LENGTH = 200
+DEFAULT_TENANT = "default"  # the tenant of a problem that names none (every CLI submission)
+# The most the absolute coefficients of an objective (offset included) may add up to: every
+# value computed from them (objectives, Ising weights, penalties times n^2) then stays finite
+# with 58 orders of magnitude to spare. 1e308 weights made NaN objectives marked completed.
+MAX_MAGNITUDE = 1e250
 _TYPE_ERRORS = frozenset({"int_type", "float_type"})
 # Decimal arithmetic for CP-SAT terms: 200 digits, and Inexact says if that ever rounded.
 _DECIMALS = Context(prec=200)
@@ -69,6 +79,26 @@ def _number(value: Any, handler: ValidatorFunctionWrapHandler) -> int | float:
 Number = Annotated[StrictInt | StrictFloat, WrapValidator(_number)]
 
 
+def _deadline(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """ISO-8601 text with a time zone (a datetime from Python code), within UTC's years.
+
+    Not a number: pydantic would read one as Unix seconds or milliseconds, whichever fits.
+    """
+    if not isinstance(value, str | datetime):
+        raise PydanticCustomError(
+            "deadline_type",
+            "must be an ISO-8601 date and time with a time zone, e.g. 2026-01-31T12:00:00Z",
+        )
+    when: datetime = handler(value)
+    issue = utc_issue(when)
+    if issue is not None:
+        raise PydanticCustomError("deadline_range", issue)
+    return when
+
+
+Deadline = Annotated[AwareDatetime, WrapValidator(_deadline)]
+
+
 class Options(BaseModel):
     """Fields every problem may carry besides its data; each kind's spec extends this."""
 
@@ -76,9 +106,9 @@ class Options(BaseModel):
 
     key: Annotated[str, Field(min_length=1, max_length=KEY_MAX_LENGTH)] | None = None
     priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000)
-    deadline: AwareDatetime | None = None
+    deadline: Deadline | None = None
     route: Route = "auto"
-    tenant: Annotated[str, Field(min_length=1, max_length=100)] = "default"
+    tenant: Annotated[str, Field(min_length=1, max_length=100)] = DEFAULT_TENANT
     reps: StrictInt | None = Field(default=None, ge=1, le=10)
     shots: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
@@ -157,6 +187,34 @@ class Kind(ABC, Generic[S]):
     @abstractmethod
     def term_issues(self, spec: S, max_terms: int) -> Issues:
         """Semantic problems of a spec already within the variable limit; empty if valid."""
+
+    @abstractmethod
+    def magnitudes(self, spec: S) -> list[tuple[str, npt.ArrayLike]]:
+        """The objective's coefficients, offset included, by field: (a field path with a
+        ``{}`` per index of the array, the coefficients as they weigh in the objective)."""
+
+    def magnitude_issues(self, spec: S) -> Issues:
+        """The field of the largest coefficient, when together they could overflow the objective."""
+        total, largest, field = 0.0, -1.0, ""
+        with np.errstate(over="ignore"):  # an overflow makes inf, which is over the limit too
+            for path, values in self.magnitudes(spec):
+                sizes = np.abs(np.asarray(values, dtype=np.float64))
+                if sizes.size == 0:
+                    continue
+                total += float(sizes.sum())
+                index = np.unravel_index(int(np.argmax(sizes)), sizes.shape)
+                if sizes[index] > largest:
+                    largest, field = float(sizes[index]), path.format(*index)
+        if total <= MAX_MAGNITUDE:
+            return []
+        amount = f"{total:.3g}" if math.isfinite(total) else "more than a float can hold"
+        return [
+            (
+                field,
+                f"the objective's coefficients add up to {amount} in absolute value, over the "
+                f"limit of {MAX_MAGNITUDE:.0e} (its value could overflow); this is the largest",
+            )
+        ]
 
     @abstractmethod
     def sense(self, spec: S) -> str:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -71,6 +72,9 @@ class MaxCut(Kind[MaxCutSpec]):
                 )
             seen.setdefault(pair, index)
         return issues
+
+    def magnitudes(self, spec: MaxCutSpec) -> list[tuple[str, npt.ArrayLike]]:
+        return [("edges.{}.2", [_weight(edge) for edge in spec.edges])]
 
     def sense(self, spec: MaxCutSpec) -> str:
         return "max"

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -87,6 +88,12 @@ class Portfolio(Kind[PortfolioSpec]):
         if spec.budget > n:
             issues.append(("budget", f"budget {spec.budget} exceeds the {n} assets"))
         return issues
+
+    def magnitudes(self, spec: PortfolioSpec) -> list[tuple[str, npt.ArrayLike]]:
+        """``mu`` as given, ``sigma`` times the risk weight ``q`` (what the objective uses)."""
+        with np.errstate(over="ignore"):  # inf: over the limit, which is what it says
+            weighted = float(spec.risk) * np.abs(np.asarray(spec.sigma, dtype=np.float64))
+        return [("mu.{}", spec.mu), ("sigma.{}.{}", weighted)]
 
     def sense(self, spec: PortfolioSpec) -> str:
         return "max"

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, StrictInt
 
 from pipeline.kinds.base import (
@@ -88,6 +89,13 @@ class QuboKind(Kind[QuboSpec]):
                 )
             seen_pairs.setdefault(pair, index)
         return issues
+
+    def magnitudes(self, spec: QuboSpec) -> list[tuple[str, npt.ArrayLike]]:
+        return [
+            ("offset", [spec.offset]),
+            ("linear.{}.1", [c for _i, c in spec.linear]),
+            ("quadratic.{}.2", [c for _i, _j, c in spec.quadratic]),
+        ]
 
     def sense(self, spec: QuboSpec) -> str:
         return spec.sense

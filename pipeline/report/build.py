@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pipeline.private import make_folder
 from pipeline.report.data import load
 from pipeline.report.html import render
 from pipeline.results import ResultsLocation
@@ -39,10 +40,9 @@ def write_report(
     """Write the page atomically: a reader never sees half a report."""
     page = build_report(where, since, run_id)
     payload = page.encode("utf-8")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    make_folder(out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)  # owner-only (0600)
     try:
-        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.replace(tmp, out)

@@ -23,6 +23,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.private import make_folder
+
 DATASETS = ("problems", "batches", "runs", "drift")
 
 
@@ -69,8 +71,10 @@ def write_table(
     ``before_rename`` runs after the temporary file is synced and before it is renamed: the
     crash rehearsals kill the process there.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    make_folder(path.parent)
+    handle, temporary = tempfile.mkstemp(  # owner-only, as mkstemp makes it
+        dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "wb") as out:
             pq.write_table(table, out, compression="snappy")

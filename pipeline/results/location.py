@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from pipeline.redact import redact_text
+
 
 class ResultFiles(Protocol):
     """File operations on one results location. Keys are full paths or URLs, as the journal
@@ -84,7 +86,7 @@ class ResultsLocation:
     """A results URL or path, and the fsspec storage options for a URL."""
 
     url: str
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # credentials
 
     @classmethod
     def of(cls, where: ResultsLocation | Path | str) -> ResultsLocation:
@@ -112,4 +114,4 @@ class ResultsLocation:
         return ObjectFiles.open(self.url, self.storage_options)
 
     def __str__(self) -> str:
-        return str(self.path.resolve()) if self.is_local else self.url.rstrip("/")
+        return str(self.path.resolve()) if self.is_local else redact_text(self.url.rstrip("/"))
