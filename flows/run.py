@@ -192,10 +192,11 @@ def describe(summary: RunSummary) -> str:
 
 
 def _release(intake: IntakeStore, run_id: str, status: RunStatus) -> int:
-    """Give back what the run holds and did not finish: queued again at once; the attempt
-    counts only when the run failed (a clean stop is no failure of the problem's)."""
+    """Give back what the run holds and did not finish: queued again at once. The attempt
+    counts (a task that raised, a run that failed) unless the run was stopped cleanly: an
+    interruption is no failure of the problems'."""
     try:
-        released = intake.release(run_id, count_attempt=status is RunStatus.FAILED)
+        released = intake.release(run_id, count_attempt=status is not RunStatus.INTERRUPTED)
     except Exception as exc:  # never hide the error that ended the run; leases expire anyway
         log.error("run %s could not release its claims: %s", run_id, exc)
         return 0
