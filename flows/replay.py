@@ -210,7 +210,7 @@ def _batch_rows(location: ResultsLocation, batch_id: str) -> list[dict[str, Any]
 
 def _formulations(settings: Settings, problem_ids: Sequence[str]) -> dict[str, Formulation]:
     """Each problem formulated from the canonical spec the intake keeps."""
-    intake = IntakeStore.open(settings.database_url)
+    intake = IntakeStore.open(settings.database_url, create=False)
     try:
         found = {pid: intake.get(pid) for pid in problem_ids}
     finally:

@@ -10,6 +10,7 @@ from pipeline.config import Settings
 from pipeline.errors import Conflict, InputIssue, InputRejected, KeyConflict
 from pipeline.intake import IntakeStore, SubmitOutcome
 from pipeline.model import ProblemSpec
+from pipeline.private import make_folder
 from pipeline.readers import ParsedRecord, read_path
 
 
@@ -40,6 +41,8 @@ def submit_files(
         raise InputRejected(issues)
     if not valid:
         return SubmitReport([], issues)
+    if settings.intake.database_url is None:
+        make_folder(settings.home)  # the default queue lives in the home: submitting makes it
     store = IntakeStore.open(settings.database_url)
     try:
         submitted, conflicts = _enqueue(store, valid, skip_invalid)

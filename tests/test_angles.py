@@ -454,9 +454,9 @@ def test_qhopper_angles_shows_each_class_best(
 
     monkeypatch.delenv("QHOPPER_DATABASE_URL", raising=False)
     runner = CliRunner()
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
     empty = runner.invoke(app, ["angles", "--home", str(tmp_path)])
     assert empty.exit_code == 0 and "empty" in empty.output
-    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
     library = AngleLibrary(store.engine)
     angle_class = AngleClass("maxcut", 12, "3^12", 2, False)
     library.add(angle_class, [0.24, 0.45], [-0.55, -0.29], 0.85, 100, 6.4, "fixed")

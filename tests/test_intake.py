@@ -427,14 +427,23 @@ def test_a_misspelt_database_is_service_unavailable(postgres_url: str) -> None:
         IntakeStore.open(url.render_as_string(hide_password=False))
 
 
-def test_a_missing_sqlite_folder_is_created(tmp_path: Path) -> None:
-    path = tmp_path / "not" / "yet" / "home" / "intake.db"
-    store = IntakeStore.open(f"sqlite:///{path}")
-    try:
-        assert store.submit([(ring(4, "a"), "s")])[0].created
-    finally:
-        store.close()
-    assert path.exists()
+def test_a_missing_sqlite_folder_is_a_config_error_naming_it_and_is_not_made(
+    tmp_path: Path,
+) -> None:
+    """A misspelt URL must not make folders (it made /nonexistent/dir)."""
+    path = tmp_path / "not" / "yet" / "intake.db"
+    with pytest.raises(ConfigError, match=f"folder {tmp_path / 'not' / 'yet'} does not exist"):
+        IntakeStore.open(f"sqlite:///{path}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_sqlite_file_is_made_only_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "intake.db"
+    with pytest.raises(ConfigError, match=f"no intake database at {path}"):
+        IntakeStore.open(f"sqlite:///{path}", create=False)
+    assert not path.exists()
+    IntakeStore.open(f"sqlite:///{path}").close()
+    IntakeStore.open(f"sqlite:///{path}", create=False).close()
 
 
 def test_an_unopenable_sqlite_file_is_service_unavailable(tmp_path: Path) -> None:

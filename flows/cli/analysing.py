@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import ConfigOption, HomeOption, app, clean_failures, err, out, settings_only
+from flows.cli.common import (
+    ConfigOption,
+    HomeOption,
+    app,
+    clean_failures,
+    err,
+    fail,
+    out,
+    settings_to_read,
+)
+
+if TYPE_CHECKING:
+    from pipeline.results import ResultsLocation
 
 
 @app.command()
@@ -32,13 +44,15 @@ def report(
 
     from pipeline.report import write_report
 
-    settings = settings_only(home, config)
+    uses = ["results"] if out_file else ["results", "report"]
+    settings = settings_to_read(home, config, uses=uses)
     target = out_file or settings.home / "report.html"
+    day = since.date() if since else None
     with clean_failures("report"):
         try:
-            info = write_report(
-                settings.results_location, target, since.date() if since else None, run_id
-            )
+            if (day or run_id) and not _selects_answers(settings.results_location, day, run_id):
+                fail(f"{_selection(day, run_id)} selects no answer; {target} left as it was", 2)
+            info = write_report(settings.results_location, target, day, run_id)
         except duckdb.Error as exc:
             err.print(f"[red]report failed: cannot read the results:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
@@ -46,3 +60,24 @@ def report(
             err.print(f"[red]report failed: cannot write {target}:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
     out.print(f"Report: {info.path} ({info.bytes} bytes, {info.figures} figures)", highlight=False)
+
+
+def _selects_answers(location: ResultsLocation, since: date | None, run_id: str | None) -> bool:
+    """Whether any answer passes the filters, as the report applies them: a misspelt run id
+    must not overwrite a good report with an empty one."""
+    from pipeline.results import query
+
+    start = f"{since.isoformat()} 00:00:00+00" if since else None
+    found = query(
+        location,
+        "SELECT count(*) AS n FROM problems WHERE (CAST(? AS VARCHAR) IS NULL OR run_id = ?) "
+        "AND (CAST(? AS VARCHAR) IS NULL "
+        "OR coalesce(completed_at, submitted_at) >= CAST(? AS TIMESTAMPTZ))",
+        [run_id, run_id, start, start],
+    ).to_pylist()
+    return bool(found[0]["n"])
+
+
+def _selection(since: date | None, run_id: str | None) -> str:
+    parts = ([f"--run {run_id}"] if run_id else []) + ([f"--since {since}"] if since else [])
+    return " ".join(parts)

@@ -15,7 +15,7 @@ from flows.cli.common import (
     app,
     clean_failures,
     out,
-    settings_only,
+    settings_to_read,
 )
 
 
@@ -36,9 +36,9 @@ def angles(
     from pipeline.engine.angle_store import AngleEntry, AngleLibrary, describe
     from pipeline.intake import IntakeStore
 
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["intake"])
     with clean_failures("angles"):
-        store = IntakeStore.open(settings.database_url)
+        store = IntakeStore.open(settings.database_url, create=False)
     try:
         entries = AngleLibrary(store.engine).entries(class_key)
     finally:

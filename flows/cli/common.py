@@ -6,7 +6,7 @@ service included). Failures print one line, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,10 +32,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option(
-        "--home",
-        envvar="QHOPPER_HOME",
-        help="Queue database, artifacts and results [default: ./.qhopper]",
+    typer.Option(  # QHOPPER_HOME is read with the settings, so its source is named right
+        "--home", help="Queue database, artifacts and results [default: $QHOPPER_HOME, ./.qhopper]"
     ),
 ]
 ConfigOption = Annotated[
@@ -59,15 +57,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 
 def settings_for(home: Path | None, config: Path | None, **overrides: Any) -> LoadedSettings:
-    """Load and check settings, create the home; exit 2 with one line when they are wrong."""
-    try:
-        loaded = load_settings_with_sources(home, config, overrides)
-        backend = loaded.settings.quantum.backend
-        from pipeline.backends import check_backend_spec
-
-        check_backend_spec(backend)
-    except ConfigError as exc:
-        fail(f"configuration error: {exc}", 2)
+    """Settings for a command that writes: the home is created (owner-only) when missing."""
+    loaded = load_checked(home, config, **overrides)
     try:
         make_folder(loaded.settings.home)
     except OSError as exc:
@@ -77,6 +68,35 @@ def settings_for(home: Path | None, config: Path | None, **overrides: Any) -> Lo
 
 def settings_only(home: Path | None, config: Path | None, **overrides: Any) -> Settings:
     return settings_for(home, config, **overrides).settings
+
+
+def settings_to_read(home: Path | None, config: Path | None, uses: Collection[str]) -> Settings:
+    """Settings for a command that only reads ``uses`` (``intake``, ``results``, anything else
+    lives in the home). A missing home it would read is a wrong target (a misspelt --home),
+    not an empty one: one line, exit 2, and nothing is created."""
+    loaded = load_checked(home, config)
+    settings = loaded.settings
+    elsewhere = {"intake": settings.intake.database_url, "results": settings.results.url}
+    if not settings.home.is_dir() and any(not elsewhere.get(use) for use in uses):
+        source = loaded.sources.get("home", "default")
+        fail(
+            f"no qhopper home at {settings.home} ({source}); nothing was created "
+            "(submit, run or demo make one)",
+            2,
+        )
+    return settings
+
+
+def load_checked(home: Path | None, config: Path | None, **overrides: Any) -> LoadedSettings:
+    """Load and check settings, creating nothing; exit 2 with one line when they are wrong."""
+    try:
+        loaded = load_settings_with_sources(home, config, overrides)
+        from pipeline.backends import check_backend_spec
+
+        check_backend_spec(loaded.settings.quantum.backend)
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}", 2)
+    return loaded
 
 
 def fail(message: str, code: int) -> typer.Exit:

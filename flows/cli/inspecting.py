@@ -18,9 +18,9 @@ from flows.cli.common import (
     app,
     clean_failures,
     err,
+    load_checked,
     out,
-    settings_for,
-    settings_only,
+    settings_to_read,
 )
 from pipeline.config import ENV_OVERRIDES, flatten
 
@@ -37,9 +37,9 @@ def status(
     """Counts per state, or one problem's state, route, history and result location."""
     from pipeline.intake import IntakeStore
 
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["intake"])
     with clean_failures("status"):
-        store = IntakeStore.open(settings.database_url)
+        store = IntakeStore.open(settings.database_url, create=False)
     try:
         if problem_id is None:
             counts = store.counts()
@@ -94,7 +94,7 @@ def results(
 
     from pipeline.results import query
 
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["results"])
     try:
         table = query(settings.results_location, sql)
     except duckdb.Error as exc:
@@ -125,7 +125,7 @@ def show_config(
     config: ConfigOption = None,
 ) -> None:
     """The effective settings and where each came from (default, file, environment, option)."""
-    loaded = settings_for(home, config)
+    loaded = load_checked(home, config)  # creates nothing: the home may not be made yet
     values = flatten(loaded.settings)
     rows = [
         {"setting": name, "value": value, "source": loaded.sources.get(name, "default")}

@@ -18,7 +18,7 @@ from flows.cli.common import (
     clean_failures,
     err,
     out,
-    settings_only,
+    settings_to_read,
 )
 
 
@@ -40,7 +40,7 @@ def replay(
     when every answer is reproduced, 1 with the differing rows."""
     from flows.replay import replay_batch
 
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["intake", "results", "artifacts"])
     with clean_failures("replay"):
         replayed = replay_batch(settings, batch_id, backend)
     differing = [r for r in replayed if not r.reproduced]
@@ -83,7 +83,7 @@ def drift(
     from flows.replay import measure_drift
     from pipeline.backends import check_backend_spec
 
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["intake", "results", "artifacts"])
     with clean_failures("drift"):
         check_backend_spec(backend)
         rows = measure_drift(settings, backend, sample, seed)

@@ -1,9 +1,12 @@
 """The intake's database: URL validation, engine creation and the first connection.
 
 Two databases are supported: SQLite (the default, one file under the home) and
-PostgreSQL (through psycopg 3). Anything else fails at once with a ConfigError that
-names the scheme; a database that cannot be reached fails within seconds with a
-ServiceUnavailable that names where and why, in one line.
+PostgreSQL (through psycopg 3).
+Anything else fails at once with a ConfigError that names the scheme; a database that
+cannot be reached fails within seconds with a ServiceUnavailable that names where and
+why, in one line. A SQLite file is created only in a folder that exists: a misspelt URL
+must not make folders (the home, which holds the default file, is made by the commands
+that write).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from pipeline.errors import ConfigError, ServiceUnavailable
-from pipeline.private import make_file, make_folder
+from pipeline.private import make_file
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql")
 # The drivers this package installs; any other would fail later with ModuleNotFoundError.
@@ -57,20 +60,24 @@ def describe(url: URL) -> str:
     return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
-def create_intake_engine(url: str, sqlite_synchronous: str = "FULL") -> Engine:
+def create_intake_engine(url: str, sqlite_synchronous: str = "FULL", create: bool = True) -> Engine:
     """An engine tuned for concurrent writers: SQLite in WAL mode with immediate transactions.
 
     SQLite syncs the WAL at every commit (``synchronous=FULL``): a submission or a journal
     entry that was acknowledged survives a power cut. ``NORMAL`` (synced at checkpoints
     only, so the last commits can be lost) is there for the benchmark's comparison.
 
-    Creates the SQLite file and its folder when missing, owner-only. Raises ConfigError for an unsupported
-    URL. Connects lazily: :func:`check_connection` makes the first connection.
+    Creates a missing SQLite file owner-only when ``create`` (a command that only reads passes
+    False: a file that is not there is a wrong target, not an empty queue). Raises
+    ConfigError for an unsupported URL, a SQLite folder that does not exist, or a missing
+    file not to be created. Connects lazily: :func:`check_connection` makes the first
+    connection.
     """
     if sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise ValueError(f"sqlite_synchronous={sqlite_synchronous!r}: FULL, NORMAL or EXTRA")
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_file(parsed, create)
         return _sqlite_engine(parsed, sqlite_synchronous)
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
@@ -78,17 +85,30 @@ def create_intake_engine(url: str, sqlite_synchronous: str = "FULL") -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _sqlite_engine(url: URL, synchronous: str) -> Engine:
+def _check_sqlite_file(url: URL, create: bool) -> None:
+    """The file's folder must exist; the file too unless ``create`` (then made owner-only)."""
     database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        folder = Path(database).parent
-        try:
-            make_folder(folder)
-            make_file(Path(database))  # owner-only; SQLite's -wal and -shm take its mode
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the intake database {database}: {exc.strerror or exc}"
-            ) from None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"the intake database's folder {path.parent} does not exist (from the URL "
+            f"{url.render_as_string()}); create it or correct the URL"
+        )
+    if not create:
+        if not path.is_file():
+            raise ConfigError(f"no intake database at {path}: nothing was submitted there")
+        return
+    try:
+        make_file(path)  # owner-only; SQLite's -wal and -shm take its mode
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the intake database {database}: {exc.strerror or exc}"
+        ) from None
+
+
+def _sqlite_engine(url: URL, synchronous: str) -> Engine:
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
     )

@@ -57,13 +57,15 @@ class IntakeStore:
         self.journal = ResultJournal(engine)
 
     @classmethod
-    def open(cls, url: str) -> IntakeStore:
+    def open(cls, url: str, create: bool = True) -> IntakeStore:
         """Validate ``url``, connect once and create the tables if missing.
 
-        Raises ConfigError for an unsupported URL and ServiceUnavailable (within seconds)
-        when the database cannot be reached or opened.
+        ``create=False`` is for commands that only read: a SQLite file that is not there is
+        then a ConfigError, not a new empty queue. Raises ConfigError for an unsupported URL
+        or a SQLite folder that does not exist, and ServiceUnavailable (within seconds) when
+        the database cannot be reached or opened.
         """
-        engine = create_intake_engine(url)
+        engine = create_intake_engine(url, create=create)
         try:
             check_connection(engine)
             store = cls(engine)
