@@ -446,6 +446,25 @@ def test_a_missing_sqlite_file_is_made_only_when_asked(tmp_path: Path) -> None:
     IntakeStore.open(f"sqlite:///{path}", create=False).close()
 
 
+def test_postgres_is_read_as_postgresql_on_the_installed_driver() -> None:
+    """``postgres://`` is the alias many hosts hand out (Heroku, Render, libpq itself)."""
+    from pipeline.intake.database import parse_url
+
+    url = parse_url("postgres://user:pw@db.example:5433/q")
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database) == ("db.example", 5433, "q")
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_opens_the_database(postgres_url: str) -> None:
+    alias = "postgres://" + postgres_url.split("://", 1)[1]
+    store = IntakeStore.open(alias)
+    try:
+        assert store.submit([(ring(4, "a"), "s")])[0].created
+    finally:
+        store.close()
+
+
 def test_an_unopenable_sqlite_file_is_service_unavailable(tmp_path: Path) -> None:
     (tmp_path / "intake.db").mkdir()  # a folder where the file should be
     with pytest.raises(ServiceUnavailable, match=r"intake\.db"):

@@ -1,7 +1,7 @@
 """The intake's database: URL validation, engine creation and the first connection.
 
 Two databases are supported: SQLite (the default, one file under the home) and
-PostgreSQL (through psycopg 3).
+PostgreSQL (through psycopg 3; ``postgres://``, the alias many hosts hand out, too).
 Anything else fails at once with a ConfigError that names the scheme; a database that
 cannot be reached fails within seconds with a ServiceUnavailable that names where and
 why, in one line. A SQLite file is created only in a folder that exists: a misspelt URL
@@ -21,13 +21,14 @@ from sqlalchemy.engine import URL, Connection, Engine
 from pipeline.errors import ConfigError, ServiceUnavailable
 from pipeline.private import make_file
 
-SUPPORTED_SCHEMES = ("sqlite", "postgresql")
+SUPPORTED_SCHEMES = ("sqlite", "postgresql")  # and postgres://, read as postgresql
 # The drivers this package installs; any other would fail later with ModuleNotFoundError.
 _DRIVERS = {
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sqlite",
     "postgresql": "postgresql+psycopg",
     "postgresql+psycopg": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",  # Heroku's, Render's and libpq's own alias
 }
 PG_CONNECT_TIMEOUT_S = 5
 SQLITE_BUSY_TIMEOUT_S = 60
