@@ -442,3 +442,35 @@ def test_the_run_summary_shows_answers_far_from_their_bound(
     assert "from their bound (not proven)" in shown
     assert "p-1.3333" in shown and "133.33%" in shown
     assert "p-0.005" not in shown  # within 1 %: not far
+
+
+LONG_ID = "p-4ae4c0ffee0123456789abcdef"
+
+
+def test_tables_off_a_terminal_print_every_cell_whole(tmp_path: Path) -> None:
+    """Piped, rich used to cut cells to the terminal's width ('p-4ae4…')."""
+    from pipeline.engine.angle_store import AngleLibrary
+    from pipeline.engine.angles import class_of
+    from pipeline.engine.shapes import shape_of
+    from pipeline.formulation import formulate
+    from pipeline.model import spec_from_record
+
+    narrow = {"COLUMNS": "40"}
+    sql = f"SELECT '{LONG_ID}' AS problem_id, '{'01' * 30}' AS solution"
+    result = runner.invoke(app, ["results", "--sql", sql, "--home", str(tmp_path)], env=narrow)
+    assert result.exit_code == 0, result.output
+    assert LONG_ID in result.stdout and "01" * 30 in result.stdout
+    spec = spec_from_record(
+        {"kind": "maxcut", "n": 12, "edges": [[i, (i + 1) % 12] for i in range(12)]}
+    )
+    angle_class = class_of("maxcut", shape_of(formulate(spec).ising, 2, "aer"))
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        AngleLibrary(store.engine).add(
+            angle_class, [0.25, 0.45], [-0.5, -0.27], 0.86, 3, 4.0, "grid"
+        )
+    finally:
+        store.close()
+    result = runner.invoke(app, ["angles", "--home", str(tmp_path)], env=narrow)
+    assert result.exit_code == 0, result.output
+    assert angle_class.key in result.stdout and "0.2500 0.4500" in result.stdout

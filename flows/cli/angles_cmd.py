@@ -15,6 +15,7 @@ from flows.cli.common import (
     app,
     clean_failures,
     out,
+    print_table,
     settings_to_read,
 )
 
@@ -77,4 +78,4 @@ def angles(
             entry.started_from,
             entry.created_at.isoformat(timespec="seconds"),
         )
-    out.print(table)
+    print_table(table)

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
 from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
@@ -97,6 +99,16 @@ def load_checked(home: Path | None, config: Path | None, **overrides: Any) -> Lo
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
     return loaded
+
+
+def print_table(table: Table) -> None:
+    """Print ``table``; off a terminal (a pipe, a file) at its natural width, so no cell is
+    cut short: the next program needs ids whole."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Measurement.get(out, out.options.update(max_width=1_000_000), table).maximum
+    Console(file=out.file, width=max(width, out.width), soft_wrap=True).print(table)
 
 
 def fail(message: str, code: int) -> typer.Exit:

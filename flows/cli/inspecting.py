@@ -20,6 +20,7 @@ from flows.cli.common import (
     err,
     load_checked,
     out,
+    print_table,
     settings_to_read,
 )
 from pipeline.config import ENV_OVERRIDES, flatten
@@ -115,7 +116,7 @@ def results(
             shown.add_column(name)
         for row in rows:
             shown.add_row(*("-" if v is None else str(v) for v in row.values()))
-        out.print(shown)
+        print_table(shown)
 
 
 @app.command("config")
@@ -140,6 +141,6 @@ def show_config(
         table.add_column(column)
     for row in rows:
         table.add_row(row["setting"], str(row["value"]), row["source"])
-    out.print(table)
+    print_table(table)
     variables = ", ".join(["QHOPPER_HOME", "QHOPPER_CONFIG", *ENV_OVERRIDES])
     out.print(f"Environment variables read: {variables}", highlight=False)

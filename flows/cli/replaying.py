@@ -17,7 +17,7 @@ from flows.cli.common import (
     app,
     clean_failures,
     err,
-    out,
+    print_table,
     settings_to_read,
 )
 
@@ -63,7 +63,7 @@ def replay(
                 _number(r.replayed_expected),
                 "yes" if r.reproduced else "NO",
             )
-        out.print(table)
+        print_table(table)
     if differing:
         err.print(f"{len(differing)} answer(s) not reproduced", highlight=False)
         raise typer.Exit(1)
@@ -102,4 +102,4 @@ def drift(
             _number(r.stored_objective),
             _number(r.replay_objective),
         )
-    out.print(table)
+    print_table(table)
