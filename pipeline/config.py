@@ -316,13 +316,15 @@ def load_settings_with_sources(
 
 def flatten(settings: Settings) -> dict[str, Any]:
     """Every setting by dotted name, for ``qhopper config``, with no secret in it: URL
-    passwords masked, storage options shown only where known to be harmless."""
+    passwords masked, storage options shown only where known to be harmless. The intake
+    URL is the effective one (the default names the SQLite file under the home)."""
     flat: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, dict) and name != "home":
             flat.update({f"{name}.{key}": inner for key, inner in value.items()})
         else:
             flat[name] = value
+    flat["intake.database_url"] = settings.database_url
     flat = {name: redact_text(v) if isinstance(v, str) else v for name, v in flat.items()}
     flat["results.storage_options"] = masked_options(settings.results.storage_options)
     return flat

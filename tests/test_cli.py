@@ -474,3 +474,9 @@ def test_tables_off_a_terminal_print_every_cell_whole(tmp_path: Path) -> None:
     result = runner.invoke(app, ["angles", "--home", str(tmp_path)], env=narrow)
     assert result.exit_code == 0, result.output
     assert angle_class.key in result.stdout and "0.2500 0.4500" in result.stdout
+
+
+def test_config_shows_the_effective_intake_url(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "--json", "--home", str(tmp_path)])
+    values = {row["setting"]: row["value"] for row in json.loads(result.stdout)}
+    assert values["intake.database_url"] == f"sqlite:///{tmp_path.resolve() / 'intake.db'}"
