@@ -480,3 +480,13 @@ def test_config_shows_the_effective_intake_url(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "--json", "--home", str(tmp_path)])
     values = {row["setting"]: row["value"] for row in json.loads(result.stdout)}
     assert values["intake.database_url"] == f"sqlite:///{tmp_path.resolve() / 'intake.db'}"
+
+
+def test_input_errors_are_counted_as_errors_not_problems(tmp_path: Path) -> None:
+    """In a tool whose problems are what users submit, "2 problem(s) found" misleads."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "maxcut", "n": 2, "edges": [[0, 0]]}\n{"kind": "nope"}\n')
+    for command, what in ((["submit"], "enqueued"), (["solve"], "solved")):
+        result = runner.invoke(app, [*command, str(bad), "--home", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines()[-1] == f"2 errors found; nothing was {what}."

@@ -117,6 +117,11 @@ def fail(message: str, code: int) -> typer.Exit:
     raise typer.Exit(code)
 
 
+def errors_found(count: int) -> str:
+    """'3 errors found': errors, not "problems", in a tool where a problem is what users submit."""
+    return f"{count} error{'' if count == 1 else 's'} found"
+
+
 @contextmanager
 def clean_failures(what: str) -> Iterator[None]:
     """Map qhopper's errors to one line and an exit code: 2 for configuration and key

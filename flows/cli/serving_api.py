@@ -23,6 +23,7 @@ from flows.cli.common import (
     app,
     clean_failures,
     err,
+    errors_found,
     fail,
     out,
     settings_only,
@@ -103,7 +104,7 @@ def solve(
     if issues:
         for issue in issues:
             err.print(f"[red]invalid:[/] {issue}", highlight=False)
-        fail(f"{len(issues)} problem(s) found; nothing was solved.", 2)
+        fail(f"{errors_found(len(issues))}; nothing was solved.", 2)
     specs = [with_deadline(r.spec, budget) for r in records if r.spec is not None]
     with clean_failures("solve"), open_deps(settings) as deps:
         outcomes = deps.intake.submit(

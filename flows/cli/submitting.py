@@ -15,6 +15,7 @@ from flows.cli.common import (
     app,
     clean_failures,
     err,
+    errors_found,
     out,
     settings_only,
 )
@@ -43,7 +44,7 @@ def submit(
         except InputRejected as exc:
             for issue in exc.issues:
                 err.print(f"[red]invalid:[/] {issue}", highlight=False)
-            err.print(f"{len(exc.issues)} problem(s) found; nothing was enqueued.")
+            err.print(f"{errors_found(len(exc.issues))}; nothing was enqueued.")
             raise typer.Exit(2) from exc
     for issue in report.rejected:
         err.print(f"[yellow]skipped:[/] {issue}", highlight=False)
