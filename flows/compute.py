@@ -184,6 +184,10 @@ def local_cluster(n_workers: int) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # No dashboard (bokeh is not installed), but the scheduler still serves its health
+            # and metrics routes, by default on 8787, warning "Port 8787 is already in use"
+            # whenever another cluster has it: a free loopback port never collides.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=40,
             host="127.0.0.1",
             preload=["flows.worker_setup"],

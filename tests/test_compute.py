@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -52,3 +53,22 @@ def test_the_local_cluster_starts_warm_workers_and_shuts_them_down() -> None:
 def test_an_unreachable_scheduler_is_a_service_unavailable_error() -> None:
     with pytest.raises(ServiceUnavailable, match=r"127\.0\.0\.1:1"):
         connect("tcp://127.0.0.1:1", timeout_s=2)
+
+
+def test_our_cluster_never_warns_that_the_dashboard_port_is_in_use() -> None:
+    """Another cluster (or anything) on 8787 made every `serve` print Dask's "Port 8787 is
+    already in use" warning: our scheduler's HTTP routes take a free loopback port."""
+    import socket
+    import warnings
+
+    from flows.compute import local_cluster
+
+    with socket.socket() as taken, warnings.catch_warnings(record=True) as caught:
+        with contextlib.suppress(OSError):  # already in use: all the better
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen(1)
+        warnings.simplefilter("always")
+        with local_cluster(0) as client:
+            port = client.scheduler_info()["services"]["dashboard"]
+    assert port != 8787
+    assert not [w for w in caught if "already in use" in str(w.message)]
