@@ -490,3 +490,17 @@ def test_input_errors_are_counted_as_errors_not_problems(tmp_path: Path) -> None
         result = runner.invoke(app, [*command, str(bad), "--home", str(tmp_path)])
         assert result.exit_code == 2, result.output
         assert result.stderr.strip().splitlines()[-1] == f"2 errors found; nothing was {what}."
+
+
+def test_a_second_demo_shows_the_samples_answers(tmp_path: Path) -> None:
+    """The samples are answered already (the same content is the same problem): the second
+    demo shows their stored answers instead of 'Nothing queued'."""
+    home = str(tmp_path / "home")
+    first = runner.invoke(app, ["demo", "--home", home])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["demo", "--home", home], env={"COLUMNS": "200"})
+    assert second.exit_code == 0, second.output
+    assert "Nothing queued" not in second.stdout
+    assert "the samples' answers from earlier runs" in second.stdout
+    assert "quantum" in second.stdout and "classical" in second.stdout
+    assert "qhopper demo --home DIR" in second.stdout

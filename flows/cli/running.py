@@ -140,7 +140,23 @@ def demo(
             f"Submitted {len(report.submitted)} sample problems from {SAMPLES_DIR} ({created} new)."
         )
         summary = _run_with_progress(loaded.settings, loaded.config_file)
-    print_summary(loaded.settings, summary)
+    if summary.problems:
+        print_summary(loaded.settings, summary)
+    else:
+        _print_answered_before(loaded.settings, [s.outcome.id for s in report.submitted])
+
+
+def _print_answered_before(settings: Settings, ids: list[str]) -> None:
+    """A second demo on the same home: the samples were answered already (submitting the same
+    content again is idempotent), so show their stored answers rather than nothing, and
+    computing them again under fresh keys would only pile up copies."""
+    title = "Nothing new to run: the samples' answers from earlier runs"
+    out.print(_answers_table(settings, "list_contains(?, problem_id)", [ids], title))
+    out.print(
+        f"Results: {settings.results_location}/problems. To compute them again, use a fresh "
+        "home: qhopper demo --home DIR",
+        highlight=False,
+    )
 
 
 @contextmanager
@@ -158,25 +174,11 @@ def _interruptible() -> Iterator[None]:
 
 
 def print_summary(settings: Settings, summary: RunSummary) -> None:
-    from pipeline.results import query
-
     if not summary.problems:
         out.print("Nothing queued: no problems to run.")
         return
-    rows = query(
-        settings.results_location,
-        "SELECT route, solver_path, status, count(*) AS problems, "
-        "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
-        "FROM problems WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
-        [summary.run_id],
-    ).to_pylist()
-    table = Table(title=f"Run {summary.run_id}: {summary.problems} problems on {summary.executor}")
-    numbers = ("problems", "avg_execute_s", "cost_usd")
-    for column in ("route", "solver_path", "status", *numbers):
-        table.add_column(column, justify="right" if column in numbers else "left")
-    for row in rows:
-        table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
-    out.print(table)
+    title = f"Run {summary.run_id}: {summary.problems} problems on {summary.executor}"
+    out.print(_answers_table(settings, "run_id = ?", [summary.run_id], title))
     batches = Table(title="Batches and templates")
     names = (
         "batches",
@@ -203,6 +205,26 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
         highlight=False,
     )
     out.print('Query them with: qhopper results --sql "SELECT ... FROM problems"', highlight=False)
+
+
+def _answers_table(settings: Settings, where: str, params: list[Any], title: str) -> Table:
+    """Answers by route, solver path and status, with time and cost, of the rows ``where``."""
+    from pipeline.results import query
+
+    rows = query(
+        settings.results_location,
+        "SELECT route, solver_path, status, count(*) AS problems, "
+        "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
+        f"FROM problems WHERE {where} GROUP BY ALL ORDER BY ALL",
+        params,
+    ).to_pylist()
+    table = Table(title=title)
+    numbers = ("problems", "avg_execute_s", "cost_usd")
+    for column in ("route", "solver_path", "status", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for row in rows:
+        table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
+    return table
 
 
 LARGE_GAP = 0.01  # 1 % between an unproven answer and the classical solver's bound
