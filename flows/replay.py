@@ -104,7 +104,17 @@ def replay_batch(settings: Settings, batch_id: str, backend_spec: str | None) ->
     ]
 
 
-def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int) -> list[DriftRow]:
+@dataclass(frozen=True)
+class DriftSample:
+    """The drift rows written, and how many stored answers could be drawn: a sample smaller
+    than asked says why (the stored answers of other backends with angles, those that fit)."""
+
+    rows: list[DriftRow]
+    stored: int
+    eligible: int
+
+
+def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int) -> DriftSample:
     """``sample`` stored quantum answers executed on ``backend_spec``; writes ``drift/``."""
     rows = query(
         settings.results_location,
@@ -148,7 +158,7 @@ def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int)
     ]
     files = settings.results_location.files()
     files.write(files.key("drift", now.date(), drift_id), to_table(drift, DriftRow))
-    return drift
+    return DriftSample(drift, len(rows), len(fitting))
 
 
 def _run(

@@ -121,3 +121,17 @@ def test_drift_on_a_noisy_device_writes_rows_the_report_reads(home: Path) -> Non
     assert sum(r["difference"] for r in rows) < 0
     unknown = runner.invoke(app, ["drift", "--backend", "nope", "--home", str(home)])
     assert unknown.exit_code == 2
+
+
+def test_a_drift_sample_smaller_than_asked_says_why(home: Path) -> None:
+    quantum = query(
+        home / "results", "SELECT count(*) AS n FROM problems WHERE route = 'quantum'"
+    ).to_pylist()[0]["n"]
+    args = ["drift", "--backend", "aer-noisy:fake_manila", "--sample", "100", "--json"]
+    result = runner.invoke(app, [*args, "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == quantum < 100
+    assert result.stderr.strip() == (
+        f"sampled {quantum} of the 100 asked: only {quantum} stored quantum answers are "
+        "eligible (answered on a backend other than aer-noisy:fake_manila, with their angles)"
+    )

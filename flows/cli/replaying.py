@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,9 +21,23 @@ from flows.cli.common import (
     settings_to_read,
 )
 
+if TYPE_CHECKING:
+    from flows.replay import DriftSample
+
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
+
+
+def _shortfall(drawn: DriftSample, asked: int, backend: str) -> str:
+    """Why the sample is smaller than asked: only so many stored answers can be replayed."""
+    why = f"answered on a backend other than {backend}, with their angles"
+    if drawn.stored > drawn.eligible:
+        why += f"; {drawn.stored - drawn.eligible} more are too large for it"
+    return (
+        f"sampled {len(drawn.rows)} of the {asked} asked: only {drawn.eligible} stored "
+        f"quantum answers are eligible ({why})"
+    )
 
 
 @app.command()
@@ -86,7 +100,10 @@ def drift(
     settings = settings_to_read(home, config, uses=["intake", "results", "artifacts"])
     with clean_failures("drift"):
         check_backend_spec(backend)
-        rows = measure_drift(settings, backend, sample, seed)
+        drawn = measure_drift(settings, backend, sample, seed)
+    rows = drawn.rows
+    if len(rows) < sample:
+        err.print(_shortfall(drawn, sample, backend), highlight=False)
     if as_json:
         sys.stdout.write(json.dumps([asdict(r) for r in rows], default=str) + "\n")
         return
