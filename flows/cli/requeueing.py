@@ -17,7 +17,7 @@ from flows.cli.common import (
     clean_failures,
     err,
     out,
-    settings_only,
+    settings_to_read,
 )
 
 
@@ -53,9 +53,9 @@ def requeue(
         err.print("name failed problems by id, or select them with --failed (not both)")
         raise typer.Exit(2)
     selection = RequeueSelection(problem_ids or (), since, kind)
-    settings = settings_only(home, config)
+    settings = settings_to_read(home, config, uses=["intake"])  # nothing to requeue in a new one
     with clean_failures("requeue"):
-        store = IntakeStore.open(settings.database_url)
+        store = IntakeStore.open(settings.database_url, create=False)
     try:
         outcome = store.requeue(selection, f"qhopper requeue ({getpass.getuser()})", dry_run)
     finally:
