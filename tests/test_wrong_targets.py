@@ -24,6 +24,7 @@ READ_ONLY = (
     ["replay", "b-0000"],
     ["drift", "--backend", "aer"],
     ["angles"],
+    ["requeue", "--failed"],  # it writes, but only to problems that already exist
 )
 
 
