@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from pipeline.engine.templates import TemplateStore
 
 
+def open_intake_to_read(settings: Settings) -> IntakeStore:
+    """The intake, for a command that only reads it. A database URL someone configured must
+    name an existing database (a typo is an error, never a new empty queue); the home's own
+    queue is made on first use, since its home exists (the command checked) and is no typo."""
+    return IntakeStore.open(settings.database_url, create=settings.intake.database_url is None)
+
+
 @dataclass(frozen=True)
 class RunDeps:
     """Everything a run touches, made explicit: tests and entry points build their own."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.deps import open_intake_to_read
 from flows.dispatch import split_chunks
 from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.classical import run_classical_task
@@ -28,7 +29,7 @@ from pipeline.engine.shapes import ShapeKey, batch_shape, is_pool_label
 from pipeline.engine.templates import PackedTemplate, TemplateStore
 from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
-from pipeline.intake import IntakeStore, new_id
+from pipeline.intake import new_id
 from pipeline.model import spec_from_record
 from pipeline.results import DriftRow, ResultsLocation, query, to_table
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, WorkItem
@@ -220,7 +221,7 @@ def _batch_rows(location: ResultsLocation, batch_id: str) -> list[dict[str, Any]
 
 def _formulations(settings: Settings, problem_ids: Sequence[str]) -> dict[str, Formulation]:
     """Each problem formulated from the canonical spec the intake keeps."""
-    intake = IntakeStore.open(settings.database_url, create=False)
+    intake = open_intake_to_read(settings)
     try:
         found = {pid: intake.get(pid) for pid in problem_ids}
     finally:

@@ -34,12 +34,12 @@ def angles(
     config: ConfigOption = None,
 ) -> None:
     """The angle library: each class's best angles, the expectation ratio they reached."""
+    from flows.deps import open_intake_to_read
     from pipeline.engine.angle_store import AngleEntry, AngleLibrary, describe
-    from pipeline.intake import IntakeStore
 
     settings = settings_to_read(home, config, uses=["intake"])
     with clean_failures("angles"):
-        store = IntakeStore.open(settings.database_url, create=False)
+        store = open_intake_to_read(settings)
     try:
         entries = AngleLibrary(store.engine).entries(class_key)
     finally:

@@ -36,11 +36,11 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Counts per state, or one problem's state, route, history and result location."""
-    from pipeline.intake import IntakeStore
+    from flows.deps import open_intake_to_read
 
     settings = settings_to_read(home, config, uses=["intake"])
     with clean_failures("status"):
-        store = IntakeStore.open(settings.database_url, create=False)
+        store = open_intake_to_read(settings)
     try:
         if problem_id is None:
             counts = store.counts()

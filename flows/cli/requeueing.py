@@ -47,7 +47,8 @@ def requeue(
 ) -> None:
     """Put failed problems back in the queue with a fresh attempt budget (recorded in their
     history); their next answer replaces the failed row in the ``problems`` view."""
-    from pipeline.intake import IntakeStore, RequeueSelection
+    from flows.deps import open_intake_to_read
+    from pipeline.intake import RequeueSelection
 
     if bool(problem_ids) == failed:
         err.print("name failed problems by id, or select them with --failed (not both)")
@@ -55,7 +56,7 @@ def requeue(
     selection = RequeueSelection(problem_ids or (), since, kind)
     settings = settings_to_read(home, config, uses=["intake"])  # nothing to requeue in a new one
     with clean_failures("requeue"):
-        store = IntakeStore.open(settings.database_url, create=False)
+        store = open_intake_to_read(settings)
     try:
         outcome = store.requeue(selection, f"qhopper requeue ({getpass.getuser()})", dry_run)
     finally:
