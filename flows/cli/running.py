@@ -158,6 +158,7 @@ def _interruptible() -> Iterator[None]:
 
 
 def print_summary(settings: Settings, summary: RunSummary) -> None:
+    from pipeline.money import usd
     from pipeline.results import query
 
     if not summary.problems:
@@ -166,7 +167,7 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
     rows = query(
         settings.results_location,
         "SELECT route, solver_path, status, count(*) AS problems, "
-        "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
+        "round(avg(t_execute_s), 3) AS avg_execute_s, sum(cost_usd) AS cost_usd "
         "FROM problems WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
         [summary.run_id],
     ).to_pylist()
@@ -175,6 +176,7 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
     for column in ("route", "solver_path", "status", *numbers):
         table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
+        row["cost_usd"] = usd(row["cost_usd"] or 0.0)
         table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
     out.print(table)
     batches = Table(title="Batches and templates")
