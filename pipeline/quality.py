@@ -54,9 +54,10 @@ def gap(value: float | None, reference: float | None, scale: float | None) -> fl
     return abs(reference - value)
 
 
-def ratio_sql(value: str) -> str:
-    """:func:`ratio` of column ``value`` as a DuckDB expression over a ``problems`` row."""
-    ref, v = "reference_objective", value
+def ratio_sql(value: str, reference: str = "reference_objective") -> str:
+    """:func:`ratio` of column ``value`` against column ``reference`` as a DuckDB expression
+    over a ``problems`` row (its ``objective_scale`` the scale)."""
+    ref, v = reference, value
     return (
         f"CASE WHEN {v} IS NULL OR {ref} IS NULL OR {v} * {ref} <= 0 "
         f"OR abs({ref}) < {NEAR_ZERO} * coalesce(objective_scale, 0) THEN NULL "
