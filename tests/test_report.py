@@ -554,3 +554,33 @@ def test_the_run_summary_prints_cost_as_money(
     shown = capsys.readouterr().out
     assert "$0.000078" in shown and "$0.000001" in shown  # quantum rows, the classical one
     assert not re.search(r"\d\.?\d*e-0\d", shown), shown
+
+
+@pytest.mark.timeout(60)
+def test_a_report_whose_answers_all_match_their_reference_is_drawn(tmp_path: Path) -> None:
+    """Every ratio 1 but for a last digit (a real run of small problems): the axis once
+    stepped by less than the floats' spacing near 1 and never got there (23 GiB, killed)."""
+    at = datetime(2026, 4, 1, tzinfo=UTC)
+    rows = [
+        ProblemRow(
+            problem_id=f"p{i}",
+            key=f"k{i}",
+            run_id="r",
+            batch_id="b",
+            kind="maxcut",
+            n_variables=4 + i,
+            route="quantum",
+            solver_path="simulator",
+            backend="aer",
+            status="completed",
+            objective=7.0 * (1 - 2.2e-16 * (i % 2)),
+            expected_objective=7.0,
+            reference_objective=7.0,
+            objective_scale=28.0,
+            completed_at=at,
+        )
+        for i in range(4)
+    ]
+    write_table(dataset_path(tmp_path, "problems", at.date(), "b"), to_table(rows, ProblemRow))
+    ticks = y_ticks(svg_of(build_report(tmp_path), "fig-quality"))
+    assert 1.0 in ticks and len(ticks) <= 12, ticks

@@ -45,21 +45,23 @@ def fmt(value: float) -> str:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering ``[lo, hi]``."""
-    if hi <= lo:
+    """Round tick values (1, 2 or 5 times a power of ten) covering ``[lo, hi]``.
+
+    A range too thin to tick (every ratio 1 but for a last-digit difference) is widened
+    first: stepping by less than the floats' spacing there would never reach ``hi``."""
+    if _thin(lo, hi):
         hi = lo + (abs(lo) or 1.0)
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(lo / step) * step
-    ticks = []
-    value = first
-    while value <= hi + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    if ticks[-1] < hi:
-        ticks.append(round(value, 12))
-    return ticks
+    steps = math.ceil((hi - first) / step - 1e-9)
+    return [round(first + k * step, 12) for k in range(steps + 1)]
+
+
+def _thin(lo: float, hi: float) -> bool:
+    """Whether ``[lo, hi]`` is empty or narrower than a billionth of its magnitude."""
+    return hi - lo <= 1e-9 * max(abs(lo), abs(hi), 1.0)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def span_of(
     if zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
     if pad:
-        margin = pad * ((hi - lo) or abs(hi) or 1.0)
+        margin = pad * ((hi - lo) if not _thin(lo, hi) else (abs(hi) or 1.0))
         return lo - margin, hi + margin
     ticks = nice_ticks(lo, hi)
     return ticks[0], ticks[-1]
