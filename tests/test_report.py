@@ -581,6 +581,11 @@ def test_a_report_whose_answers_all_match_their_reference_is_drawn(tmp_path: Pat
         )
         for i in range(4)
     ]
+    rows[3] = near_zero_reference(rows[3], references=True)
+    rows[3] = replace(rows[3], objective=0.08, expected_objective=0.08)  # matched: gap 0
     write_table(dataset_path(tmp_path, "problems", at.date(), "b"), to_table(rows, ProblemRow))
-    ticks = y_ticks(svg_of(build_report(tmp_path), "fig-quality"))
+    page = build_report(tmp_path)
+    ticks = y_ticks(svg_of(page, "fig-quality"))
     assert 1.0 in ticks and len(ticks) <= 12, ticks
+    gaps = y_ticks(svg_of(page, "fig-quality-gap"))
+    assert min(gaps) == 0 and len(gaps) <= 12, gaps  # a gap axis starts at zero

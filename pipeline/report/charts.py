@@ -168,7 +168,7 @@ class Panel:
     series: Sequence[Series]
     hline: float | None = None  # e.g. a ratio of 1
     diagonal: bool = False  # y = x, e.g. stored against replayed
-    y_zero: bool = False  # the y axis starts at zero (e.g. a gap, however small)
+    y_zero: bool = False  # the y axis starts at zero: no value is below it (e.g. a gap)
 
 
 DENSE = 200  # more points than this in a figure: smaller, fainter marks, so overlaps show
@@ -188,12 +188,11 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
         ys = [y for s in panel.series for _, y, _ in s.points]
         if panel.hline is not None:
             ys.append(panel.hline)
-        if panel.y_zero:
-            ys.append(0.0)
         if panel.diagonal:
             xs = ys = xs + ys
         xscale = Linear(*span_of(xs, pad=0.06), left, right)
-        yscale = Linear(*span_of(ys, pad=0.08), bottom, top)
+        y_lo, y_hi = span_of(ys, pad=0.08)
+        yscale = Linear(0.0 if panel.y_zero else y_lo, y_hi, bottom, top)
         for tick in nice_ticks(yscale.lo, yscale.hi, 4):
             if yscale.lo <= tick <= yscale.hi:
                 canvas.line(left, yscale(tick), right, yscale(tick), GRID)
