@@ -213,6 +213,7 @@ def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[Pro
         [answers[r.problem_id] for r in quantum],
         [r.reference_objective for r in quantum],
         finished.angle_plan.source if finished.angle_plan else "grid",
+        scales=[r.objective_scale for r in quantum],
     )
 
 

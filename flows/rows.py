@@ -23,6 +23,7 @@ from pipeline.engine.shapes import shape_of
 from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
+from pipeline.quality import objective_scale
 from pipeline.reference import Reference, exhaustive, known_instance
 from pipeline.results import BatchRow, ProblemRow
 from pipeline.tasks import Answer, ChunkResult
@@ -245,6 +246,7 @@ def _common(
         "batch_id": batch.batch_id,
         "kind": problem.spec.kind,
         "n_variables": problem.formulation.ising.n,
+        "objective_scale": objective_scale(problem.formulation.objective_qubo),
         "tenant": problem.spec.tenant,
         "attempts": problem.attempts,
         "t_queue_s": (problem.claimed_at - problem.submitted_at).total_seconds(),

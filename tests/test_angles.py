@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import truth
 
 from pipeline.backends import CallPolicy, get_backend
 from pipeline.engine.angle_store import AngleLibrary, angle_library, plan_for, record_batch
@@ -485,3 +486,107 @@ def test_an_unreadable_library_never_fails_a_batch(library: AngleLibrary) -> Non
 
     answer = Answer("a", "0", 9.0, True, False, 0.1, 0.0, 8.0, 5, 2, (0.1, 0.2, -0.5, -0.3))
     assert record_batch(library, "maxcut", shape, [answer], [10.0], "fixed") is None
+
+
+# -- one ratio for a class in `qhopper angles` and the report (issue 23 item 4) -------------
+def portfolio_record(seed: int) -> dict[str, object]:
+    """Five assets, two to hold, returns high against the risk: counting infeasible
+    outcomes put the whole-distribution expectation above the optimum."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(0, 0.1, (5, 2))
+    sigma = (factors @ factors.T + 0.01 * np.eye(5)).round(6)
+    mu = rng.uniform(1.0, 3.0, 5).round(3)
+    return {
+        "kind": "portfolio",
+        "mu": mu.tolist(),
+        "sigma": sigma.tolist(),
+        "budget": 2,
+        "risk": 0.5,
+    }
+
+
+def positive_min_qubo(seed: int) -> dict[str, object]:
+    """A minimum above zero: e / r runs above 1 there, the shared ratio r / e does not."""
+    rng = np.random.default_rng(seed)
+    pairs = [[0, 1], [1, 2], [2, 3], [0, 3]]
+    return {
+        "kind": "qubo",
+        "n": 4,
+        "sense": "min",
+        "offset": 6.0,
+        "linear": [[i, float(rng.uniform(-1, 1))] for i in range(4)],
+        "quadratic": [[i, j, float(rng.uniform(-1, 1))] for i, j in pairs],
+    }
+
+
+def test_qhopper_angles_and_the_report_give_a_class_one_ratio(tmp_path: Path) -> None:
+    """A real run of a portfolio class and a minimum-above-zero QUBO class: each class's
+    library ratio is the report's mean expectation ratio for it, and at most 1."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.deps import open_deps
+    from flows.run import run_once
+    from pipeline.config import load_settings
+    from pipeline.report.data import load
+    from pipeline.submit import submit_files
+
+    settings = load_settings(tmp_path / "home", overrides={"dask.inline_below_s": 1e9})
+    near_zero = positive_min_qubo(9)  # its optimum moved to 0.02: judged by its gap, by both
+    near_zero["offset"] = 6.0 - truth.brute_force(near_zero) + 0.02
+    records = [portfolio_record(s) for s in range(3)] + [positive_min_qubo(s) for s in range(3)]
+    records.append(near_zero)
+    source = tmp_path / "problems.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    submit_files(settings, [source])
+    with open_deps(settings) as deps:
+        assert run_once(deps).completed == 7
+    shown = CliRunner().invoke(app, ["angles", "--json", "--home", str(settings.home)])
+    assert shown.exit_code == 0, shown.output
+    library = {e["class"].split("/")[0]: e["ratio"] for e in json.loads(shown.stdout)}
+    groups = {g.kind: g for g in load(settings.results_location).quality_groups}
+    assert set(library) == set(groups) == {"portfolio", "qubo"}
+    assert groups["qubo"].by_gap == 1
+    for kind, ratio in library.items():
+        assert groups[kind].by_ratio == 3 and ratio is not None and ratio <= 1.0
+        assert ratio == pytest.approx(groups[kind].mean_expectation_ratio, abs=1e-12), kind
+
+
+OLD_TABLE = """CREATE TABLE angle_library (
+    id INTEGER PRIMARY KEY, class_key VARCHAR(300) NOT NULL, kind VARCHAR(20) NOT NULL,
+    n_qubits INTEGER NOT NULL, structure VARCHAR(200) NOT NULL, reps INTEGER NOT NULL,
+    linear BOOLEAN NOT NULL, gammas_json TEXT NOT NULL, betas_json TEXT NOT NULL, ratio FLOAT,
+    problems INTEGER NOT NULL, evaluations FLOAT NOT NULL, started_from VARCHAR(20) NOT NULL,
+    created_at DATETIME NOT NULL)"""
+
+
+def test_a_library_from_before_reads_old_portfolio_ratios_as_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table gains ratio_basis; a portfolio row recorded the old way (1.0019: infeasible
+    outcomes counted) keeps its angles but reads, ranks and shows with no ratio, until its
+    class records one; a MaxCut row's ratio meant the same then and stays."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("QHOPPER_DATABASE_URL", raising=False)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    old = "INSERT INTO angle_library VALUES (?, ?, ?, 5, 'x', 1, 1, '[0.3]', '[-0.4]', ?, 3, 9.0, 'grid', '2026-01-01')"
+    with engine.begin() as tx:
+        tx.exec_driver_sql(OLD_TABLE)
+        tx.exec_driver_sql(old, (1, "portfolio/q5/d4^5/p1/h", "portfolio", 1.0019))
+        tx.exec_driver_sql(old, (2, "maxcut/q5/d2^5/p1/noh", "maxcut", 0.85))
+    library = AngleLibrary(engine)
+    portfolio_class = AngleClass("portfolio", 5, "4^5", 1, True)
+    (stale,) = library.entries(portfolio_class.key)
+    assert stale.ratio is None and stale.outdated and stale.gammas == (0.3,)
+    assert library.best(portfolio_class) == stale  # its angles still serve
+    (kept,) = library.entries("maxcut/q5/d2^5/p1/noh")
+    assert kept.ratio == 0.85 and not kept.outdated
+    table = CliRunner().invoke(app, ["angles", "--home", str(tmp_path)])
+    assert table.exit_code == 0 and "1 entry of a constrained kind" in table.output
+    library.add(portfolio_class, [0.2], [-0.5], 0.97, 3, 4.0, "library")
+    best = library.best(portfolio_class)
+    assert best is not None and best.ratio == 0.97 and not best.outdated
+    AngleLibrary(engine)  # the column is there: nothing to add

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_report import fill_home, write_rich_results
+from test_report import fill_home, write_mixed_results, write_rich_results
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -50,10 +50,13 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     fill_home(real)
     rich = tmp_path_factory.mktemp("rich") / "home"
     write_rich_results(rich / "results")
-    return {"real": real, "rich": rich}
+    mixed = tmp_path_factory.mktemp("mixed") / "home"
+    write_mixed_results(mixed / "results")
+    return {"real": real, "rich": rich, "mixed": mixed}
 
 
-def execute(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def execute(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Run the notebook on ``home``; what its cells showed, cell by cell (text and HTML)."""
     import nbclient
     import nbformat
 
@@ -87,6 +90,16 @@ def execute(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if "image/png" in output.get("data", {})
     ]
     assert images, f"{path.name} drew no plot"
+    return [
+        "".join(
+            output.get("text", "")
+            + output.get("data", {}).get("text/plain", "")
+            + output.get("data", {}).get("text/html", "")
+            for output in cell.outputs
+        )
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+    ]
 
 
 @needs_jupyter
@@ -96,3 +109,19 @@ def test_every_notebook_runs_headless(
     path: Path, which: str, homes: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     execute(path, homes[which], monkeypatch)
+
+
+@needs_jupyter
+def test_the_notebooks_read_well_at_scale(
+    homes: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mixed run of 2,000 problems: sizes binned, classical answers not judged, the
+    near-zero reference judged by its gap, money as money."""
+    shown = execute(REPO / "notebooks" / "quality.ipynb", homes["mixed"], monkeypatch)
+    summary, by_size, gaps = shown[1], shown[2], shown[4]
+    assert "1000 quantum answers" in summary and "1000 classical answers" in summary
+    assert "9–16" in by_size and by_size.count("<tr>") <= 1 + 3 * 3  # header, kinds x bins
+    assert "qubo" in gaps and "0.3736" in gaps
+    shown = execute(REPO / "notebooks" / "latency_cost.ipynb", homes["mixed"], monkeypatch)
+    costs = "".join(shown)
+    assert "$0.000033" in costs and "$0.033" in costs and "e-05" not in costs

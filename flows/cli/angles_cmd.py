@@ -79,3 +79,10 @@ def angles(
             entry.created_at.isoformat(timespec="seconds"),
         )
     print_table(table)
+    outdated = sum(entry.outdated for entry in entries)
+    if outdated:
+        out.print(
+            f"{outdated} entr{'y' if outdated == 1 else 'ies'} of a constrained kind recorded "
+            "before its expectation was taken over feasible outcomes only: ratio not shown "
+            "(its angles still serve); the class's next batch records one."
+        )

@@ -209,12 +209,13 @@ def print_summary(settings: Settings, summary: RunSummary) -> None:
 
 def _answers_table(settings: Settings, where: str, params: list[Any], title: str) -> Table:
     """Answers by route, solver path and status, with time and cost, of the rows ``where``."""
+    from pipeline.money import usd
     from pipeline.results import query
 
     rows = query(
         settings.results_location,
         "SELECT route, solver_path, status, count(*) AS problems, "
-        "round(avg(t_execute_s), 3) AS avg_execute_s, round(sum(cost_usd), 6) AS cost_usd "
+        "round(avg(t_execute_s), 3) AS avg_execute_s, sum(cost_usd) AS cost_usd "
         f"FROM problems WHERE {where} GROUP BY ALL ORDER BY ALL",
         params,
     ).to_pylist()
@@ -223,6 +224,7 @@ def _answers_table(settings: Settings, where: str, params: list[Any], title: str
     for column in ("route", "solver_path", "status", *numbers):
         table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
+        row["cost_usd"] = usd(row["cost_usd"] or 0.0)
         table.add_row(*(str(row[c]) if row[c] is not None else "-" for c in table_columns(table)))
     return table
 

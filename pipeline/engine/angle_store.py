@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline import quality
 from pipeline.engine.angles import (
     DEFAULT_MIN_DEPTH_GAIN,
     DEFAULT_TRANSFER_TOLERANCE,
@@ -38,6 +39,12 @@ from pipeline.engine.shapes import ShapeKey
 
 log = logging.getLogger("qhopper.angles")
 KEEP_PER_CLASS = 20  # rows kept per class: the best by ratio, then the newest
+# How a row's ratio was computed: pipeline.quality.ratio of expected_objective, which for a
+# constrained kind is over its feasible outcomes. Rows from before (no basis) took e / r of
+# an expectation that, for these kinds, counted infeasible outcomes: their ratio is read as
+# unknown (their angles still serve) until the class's next batch records one.
+RATIO_BASIS = "feasible"
+REMEASURED_KINDS = ("portfolio",)
 
 metadata = sa.MetaData()
 
@@ -53,13 +60,22 @@ angle_library = sa.Table(
     sa.Column("linear", sa.Boolean, nullable=False),
     sa.Column("gammas_json", sa.Text, nullable=False),
     sa.Column("betas_json", sa.Text, nullable=False),
-    # Mean expected_objective / reference over the batch (None: no reference was known).
+    # Mean expectation ratio over the batch (pipeline.quality; None: no reference was known).
     sa.Column("ratio", sa.Float, nullable=True),
     sa.Column("problems", sa.Integer, nullable=False),
     sa.Column("evaluations", sa.Float, nullable=False),  # per problem
     sa.Column("started_from", sa.String(20), nullable=False),  # library, fixed, interp, grid
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("ratio_basis", sa.String(20), nullable=True),  # RATIO_BASIS; None: older rows
     sa.Index("ix_angle_library_class", "class_key", "ratio"),
+)
+# The ratio every reader sees: a row's own, but unknown for a remeasured kind's older rows.
+RATIO = sa.case(
+    (
+        sa.and_(angle_library.c.ratio_basis.is_(None), angle_library.c.kind.in_(REMEASURED_KINDS)),
+        sa.null(),
+    ),
+    else_=angle_library.c.ratio,
 )
 
 
@@ -75,6 +91,7 @@ class AngleEntry:
     evaluations: float
     started_from: str
     created_at: datetime
+    outdated: bool = False  # its ratio was recorded the old way: read as unknown
 
     def as_set(self) -> AngleSet:
         return AngleSet(self.gammas, self.betas, "library", self.ratio)
@@ -93,6 +110,10 @@ class Answered(Protocol):
     def evaluations(self) -> int: ...
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         values = json.loads(text)
@@ -109,21 +130,29 @@ class AngleLibrary:
         self.create()
 
     def create(self) -> None:
-        """Create the table if it is missing; safe when another process does the same."""
+        """Create the table if it is missing, and the ``ratio_basis`` column in a table made
+        before it; safe when another process does the same."""
         try:
             metadata.create_all(self.engine)
         except sa.exc.DatabaseError:
             metadata.create_all(self.engine)  # another process created it in between
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("angle_library")}
+        if "ratio_basis" not in columns:
+            try:
+                with self.engine.begin() as tx:
+                    tx.exec_driver_sql(
+                        "ALTER TABLE angle_library ADD COLUMN ratio_basis VARCHAR(20)"
+                    )
+            except sa.exc.DatabaseError:
+                pass  # another process added it first
 
     def entries(self, class_key: str | None = None, limit: int = 1000) -> list[AngleEntry]:
         """Entries, best ratio first within a class, newest first among equals."""
-        query = sa.select(angle_library)
+        query = sa.select(angle_library, RATIO.label("known_ratio"))
         if class_key is not None:
             query = query.where(angle_library.c.class_key == class_key)
         query = query.order_by(
-            angle_library.c.class_key,
-            angle_library.c.ratio.desc().nulls_last(),
-            angle_library.c.id.desc(),
+            angle_library.c.class_key, RATIO.desc().nulls_last(), angle_library.c.id.desc()
         ).limit(limit)
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
@@ -134,11 +163,12 @@ class AngleLibrary:
                 row["reps"],
                 _floats(row["gammas_json"]),
                 _floats(row["betas_json"]),
-                None if row["ratio"] is None or not math.isfinite(row["ratio"]) else row["ratio"],
+                _finite(row["known_ratio"]),
                 row["problems"],
                 row["evaluations"],
                 row["started_from"],
                 row["created_at"],
+                row["known_ratio"] is None and row["ratio"] is not None,
             )
             for row in rows
         ]
@@ -178,12 +208,13 @@ class AngleLibrary:
                     evaluations=float(evaluations),
                     started_from=started_from,
                     created_at=datetime.now(UTC).replace(tzinfo=None),
+                    ratio_basis=RATIO_BASIS,
                 )
             )
             kept = (
                 sa.select(angle_library.c.id)
                 .where(angle_library.c.class_key == angle_class.key)
-                .order_by(angle_library.c.ratio.desc().nulls_last(), angle_library.c.id.desc())
+                .order_by(RATIO.desc().nulls_last(), angle_library.c.id.desc())
                 .limit(KEEP_PER_CLASS)
             )
             keep = [row[0] for row in tx.execute(kept)]
@@ -233,39 +264,38 @@ def record_batch(
     answers: Iterable[Answered],
     references: Sequence[float | None] | None = None,
     started_from: str = "grid",
+    *,
+    scales: Sequence[float | None] | None = None,
 ) -> AngleEntry | None:
     """Write a finished batch's refined angles and the expectation ratio they reached.
 
     ``answers``: the batch's quantum answers; ``references``: each one's exact optimum
-    (the row's ``reference_objective``) in the same order, ``None`` where unknown. The
-    angles written are the median over the answers at the depth most of them ran; the
-    ratio is the mean of expected_objective / optimum over the answers with one.
+    (the row's ``reference_objective``) in the same order, ``None`` where unknown;
+    ``scales``: each one's ``objective_scale``. The angles written are the median over the
+    answers at the depth most of them ran; the ratio is the mean of
+    :func:`pipeline.quality.ratio` of expected_objective over the answers with one (the
+    report's expectation ratio, so ``qhopper angles`` and the report agree).
     Returns the class's best entry after the write (None when nothing was worth keeping,
     or the database refused: a warning is logged, the run goes on).
     """
     answers = list(answers)
     refs = list(references) if references is not None else [None] * len(answers)
-    if len(refs) != len(answers):
-        raise ValueError(f"{len(answers)} answers but {len(refs)} references")
+    sizes = list(scales) if scales is not None else [None] * len(answers)
+    if not len(refs) == len(sizes) == len(answers):
+        raise ValueError(f"{len(answers)} answers, {len(refs)} references, {len(sizes)} scales")
     depths = [a.reps for a in answers if a.reps and len(a.angles) == 2 * a.reps]
     if not depths:
         return None
     reps = statistics.mode(depths)
-    chosen = [(a, r) for a, r in zip(answers, refs, strict=True) if a.reps == reps]
-    gammas = [statistics.median(a.angles[k] for a, _ in chosen) for k in range(reps)]
-    betas = [statistics.median(a.angles[reps + k] for a, _ in chosen) for k in range(reps)]
+    chosen = [(a, r, s) for a, r, s in zip(answers, refs, sizes, strict=True) if a.reps == reps]
+    gammas = [statistics.median(a.angles[k] for a, _, _ in chosen) for k in range(reps)]
+    betas = [statistics.median(a.angles[reps + k] for a, _, _ in chosen) for k in range(reps)]
     if not all(math.isfinite(v) for v in (*gammas, *betas)):
         return None
-    ratios = [
-        a.expected_objective / r
-        for a, r in chosen
-        if r is not None
-        and a.expected_objective is not None
-        and r != 0
-        and r * a.expected_objective > 0
-    ]
+    found = [quality.ratio(a.expected_objective, r, s) for a, r, s in chosen]
+    ratios = [value for value in found if value is not None]
     ratio = statistics.fmean(ratios) if ratios else None
-    evaluations = statistics.fmean(a.evaluations for a, _ in chosen)
+    evaluations = statistics.fmean(a.evaluations for a, _, _ in chosen)
     angle_class = class_of(kind, shape, reps)
     try:
         library.add(angle_class, gammas, betas, ratio, len(chosen), evaluations, started_from)
@@ -288,4 +318,5 @@ def describe(entry: AngleEntry) -> dict[str, Any]:
         "evaluations_per_problem": entry.evaluations,
         "started_from": entry.started_from,
         "recorded_at": entry.created_at.isoformat(),
+        "ratio_outdated": entry.outdated,
     }

@@ -5,7 +5,9 @@ template (one metered call per optimiser step, through a :class:`BackendCaller`)
 the engine's exact diagonal simulator (pipeline.engine.fast_sim), which may stand in
 only where the backend declares ``exact_statevector``: then it reproduces the backend
 to 1e-9 at a fraction of the cost. A fake provider or a noisy simulator never declares
-it, so what the optimiser sees there is what that backend does.
+it, so what the optimiser sees there is what that backend does. One number only the fast
+path knows exactly: a constrained problem's expectation over its feasible outcomes, which
+the primitive's shots estimate instead (pipeline.engine.sampling).
 """
 
 from __future__ import annotations
@@ -115,8 +117,12 @@ class Evaluator(ABC):
         own sense and units: the true objective, never a constraint penalty.
 
         ``energies`` are the normalised energies the optimiser measured there. Where the
-        sampled QUBO is the objective itself (MaxCut, QUBO), they give it; a constrained
-        problem (portfolio) has its objective measured apart, once, at the final angles.
+        sampled QUBO is the objective itself (MaxCut, QUBO), they give it. A constrained
+        problem (portfolio: sum x = k) has its expectation over the feasible outcomes only,
+        the distribution renormalised over them (an infeasible outcome is no answer, and its
+        unconstrained objective may lie above the optimum): NaN here where this evaluator
+        cannot know it, for :func:`pipeline.engine.sampling.expectations` to take from the
+        shots, or where no feasible outcome has any probability.
         """
         out = np.empty(len(self.problems))
         apart: list[int] = []
@@ -129,18 +135,18 @@ class Evaluator(ABC):
                 apart.append(b)
         if apart:
             rows = np.asarray(apart, dtype=np.intp)
-            models = [objective_ising(self.problems[b].formulation) for b in apart]
-            self.evaluations[rows] += 1
-            values = self._observe(rows, gammas[rows], betas[rows], models)
-            for position, (b, ising) in enumerate(zip(apart, models, strict=True)):
+            values = self._feasible(rows, gammas[rows], betas[rows])
+            for position, b in enumerate(apart):
+                ising = objective_ising(self.problems[b].formulation)
                 out[b] = ising.sign * (ising.constant + values[position])
         return out
 
     @abstractmethod
-    def _observe(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    def _feasible(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray:
-        """<h.z + sum J z z> of ``models[r]`` (no constant) for problem ``rows[r]`` at its angles."""
+        """<h.z + sum J z z> of the objective (no constant) of constrained problem ``rows[r]``
+        at its angles, over its feasible outcomes; NaN where it is not known here."""
 
     def release(self) -> None:  # noqa: B027 - most evaluators hold nothing to free
         """Free what the evaluation held; the answers' sampling needs none of it."""
@@ -190,30 +196,13 @@ class PrimitiveEvaluator(Evaluator):
         )
         return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows), gammas.shape[1])
 
-    def _observe(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    def _feasible(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray:
-        """One Estimator call: every problem's objective as its observable at its angles."""
-        observables = [[self._observable(ising)] for ising in models]
-        if all(not ising.pairs and not ising.h.any() for ising in models):
-            return np.zeros(len(rows))  # constant objectives: nothing to measure
-        values = self.template.bind_values(
-            gammas[:, None, :], betas[:, None, :], self.h[rows], self.J[rows]
-        )
-        result = self.caller.estimate(
-            [(self.template.expectation_circuit, observables, values)], self.seed
-        )
-        return np.asarray(result[0].data.evs, dtype=np.float64).reshape(len(rows))
-
-    def _observable(self, ising: Ising) -> SparsePauliOp:
-        terms = [("ZZ", [i, j], w) for (i, j), w in zip(ising.pairs, ising.J, strict=True)]
-        terms += [("Z", [int(q)], float(ising.h[q])) for q in np.flatnonzero(ising.h)]
-        identity: list[tuple[str, list[int], float]] = [
-            ("", [], 0.0)
-        ]  # an empty sum would be rejected; its terms weigh nothing
-        operator = SparsePauliOp.from_sparse_list(terms or identity, ising.n)
-        layout = self.template.expectation_circuit.layout
-        return operator.apply_layout(layout) if layout is not None else operator
+        """Not known here: an Estimator measures the whole distribution, and the feasible
+        part's projector (all 2^n Z-strings) is no observable to send. The shots at the final
+        angles estimate it instead, with no call of its own."""
+        return np.full(len(rows), np.nan)
 
 
 class DiagonalEvaluator(Evaluator):
@@ -245,16 +234,19 @@ class DiagonalEvaluator(Evaluator):
         self.simulated_s += time.perf_counter() - started
         return values.reshape(len(rows), sets)
 
-    def _observe(
-        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray, models: list[Ising]
+    def _feasible(
+        self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
     ) -> FloatArray:
+        """Exact, from each problem's final state: one more evaluation each."""
         started = time.perf_counter()
-        values = np.array(
-            [
-                self.simulator.observe(int(b), gammas[r], betas[r], ising.h, ising.pairs, ising.J)
-                for r, (b, ising) in enumerate(zip(rows, models, strict=True))
-            ]
-        )
+        self.evaluations[rows] += 1
+        values = np.empty(len(rows))
+        for r, b in enumerate(rows):
+            formulation = self.problems[b].formulation
+            ising = objective_ising(formulation)
+            values[r] = self.simulator.observe(
+                int(b), gammas[r], betas[r], ising.h, ising.pairs, ising.J, formulation.cardinality
+            )
         self.simulated_s += time.perf_counter() - started
         return values
 

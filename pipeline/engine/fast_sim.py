@@ -28,6 +28,7 @@ of x, in the kept half): half the states, memory and work, the same numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -181,17 +182,35 @@ def _expectations(
 
 
 @njit(cache=True, nogil=True)
+def _popcount(x: int) -> int:  # pragma: no cover - compiled
+    ones = 0
+    while x:
+        x &= x - 1
+        ones += 1
+    return ones
+
+
+@njit(cache=True, nogil=True)
 def _observe(
-    re: FloatArray, im: FloatArray, observable: FloatArray, symmetric: bool
-) -> float:  # pragma: no cover - compiled
-    """<O> for a diagonal O over the full register, from the kept amplitudes."""
+    re: FloatArray, im: FloatArray, observable: FloatArray, n: int, ones: int, symmetric: bool
+) -> tuple[float, float]:  # pragma: no cover - compiled
+    """(<O 1_F>, <1_F>) for a diagonal O over the full register, from the kept amplitudes:
+    F is the outcomes with ``ones`` bits set (every outcome when ``ones`` < 0). Counting the
+    bits here, state by state, costs no memory beyond the observable's diagonal."""
     states = re.shape[0]
     last = observable.shape[0] - 1
     total = 0.0
+    mass = 0.0
     for x in range(states):
-        value = observable[x] + observable[last - x] if symmetric else observable[x]
-        total += (re[x] * re[x] + im[x] * im[x]) * value
-    return total
+        p = re[x] * re[x] + im[x] * im[x]
+        bits = _popcount(x)
+        if ones < 0 or bits == ones:
+            total += p * observable[x]
+            mass += p
+        if symmetric and (ones < 0 or n - bits == ones):  # x stands for its complement too
+            total += p * observable[last - x]
+            mass += p
+    return total, mass
 
 
 class DiagonalQAOA:
@@ -241,10 +260,11 @@ class DiagonalQAOA:
 
     def draw(
         self, b: int, gammas: FloatArray, betas: FloatArray, shots: int, generator: Generator
-    ) -> IntArray:
+    ) -> tuple[IntArray, IntArray]:
         """The distinct outcomes of ``shots`` shots of problem ``b``'s QAOA circuit at one
-        angle set, drawn from its exact final state. In place: the state's two arrays become
-        the cumulative distribution, so drawing costs no memory beyond the evaluation's."""
+        angle set, drawn from its exact final state, and how often each came up. In place:
+        the state's two arrays become the cumulative distribution, so drawing costs no
+        memory beyond the evaluation's."""
         re, im = self._final_state(b, gammas, betas)
         np.multiply(re, re, out=re)
         np.multiply(im, im, out=im)
@@ -256,7 +276,8 @@ class DiagonalQAOA:
         if self.symmetric:  # a kept state stands for itself and its complement, equally
             complement = (1 << self.n) - 1 - picks
             picks = np.where(generator.random(shots) < 0.5, complement, picks)
-        return np.unique(picks).astype(np.int64)
+        outcomes, counts = np.unique(picks, return_counts=True)
+        return outcomes.astype(np.int64), counts.astype(np.int64)
 
     def _final_state(
         self, b: int, gammas: FloatArray, betas: FloatArray
@@ -301,12 +322,18 @@ class DiagonalQAOA:
         h: FloatArray,
         pairs: Sequence[tuple[int, int]],
         J: FloatArray,
+        ones: int | None = None,
     ) -> float:
         """<h.z + sum J z_i z_j> (any weights, any pairs) in problem ``b``'s QAOA state at
-        one angle set: the state once, then the observable's diagonal over the register."""
+        one angle set: the state once, then the observable's diagonal over the register.
+
+        ``ones``: only the outcomes with that many bits set count (a budget constraint), the
+        distribution renormalised over them; NaN when none has any probability."""
         re, im = self._final_state(b, gammas, betas)
         observable = fill_energies(np.empty(1 << self.n), np.asarray(h, dtype=np.float64), pairs, J)
-        return float(_observe(re, im, observable, self.symmetric))
+        wanted = -1 if ones is None else ones
+        total, mass = _observe(re, im, observable, self.n, wanted, self.symmetric)
+        return float(total / mass) if mass > 0 else math.nan
 
 
 def warm_up() -> None:
@@ -315,4 +342,4 @@ def warm_up() -> None:
         for J in (np.array([[1.0]]), np.array([[np.pi]])):  # one level, and a diagonal
             simulator = DiagonalQAOA(2, h, [(0, 1)], J)
             simulator.expectations(np.zeros(1, dtype=np.int64), np.zeros((1, 1)), np.zeros((1, 1)))
-            simulator.observe(0, np.zeros(1), np.zeros(1), np.ones(2), [(0, 1)], np.ones(1))
+            simulator.observe(0, np.zeros(1), np.zeros(1), np.ones(2), [(0, 1)], np.ones(1), 1)

@@ -19,7 +19,9 @@ The optimiser:
 The answer is the best sampled bitstring under the problem's true objective, feasible
 samples first; ``expected_objective`` is the exact expectation of that true objective (in
 the problem's own sense and units, no constraint penalty) in the QAOA state at the final
-angles.
+angles. For a constrained kind (portfolio: sum x = k) it is the expectation over the
+feasible outcomes, the distribution renormalised over them, so it never exceeds the
+optimum: exact on the fast path, the mean over the feasible shots on a backend's primitive.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pipeline.engine.angles import (
 )
 from pipeline.engine.evaluators import BatchProblem, as_caller, choose_evaluator
 from pipeline.engine.refine import refine
-from pipeline.engine.sampling import best_sample, draw
+from pipeline.engine.sampling import best_sample, draw, expectations
 from pipeline.engine.starts import PILOTS, cold_start, warm_start
 from pipeline.engine.templates import CompiledTemplate
 
@@ -52,7 +54,7 @@ class QuantumAnswer:
     solution: str
     objective: float
     feasible: bool
-    expected_objective: float
+    expected_objective: float | None  # None: no feasible outcome had any probability
     evaluations: int
     reps: int
     shots: int
@@ -121,12 +123,12 @@ def optimise_batch(
         gammas = np.zeros((len(problems), reps))
         betas = np.zeros((len(problems), reps))
         energy = np.zeros(len(problems))
-    expected_objectives = engine.expected_objectives(gammas, betas, energy)
+    exact = engine.expected_objectives(gammas, betas, energy)
     samples = draw(engine, problems, caller, gammas, betas, seed)
+    expected = expectations(exact, problems, samples)
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):
-        expected = expected_objectives[b]
         solution, objective, feasible = best_sample(problem.formulation, samples[b])
         answers.append(
             QuantumAnswer(
@@ -134,7 +136,7 @@ def optimise_batch(
                 solution,
                 objective,
                 feasible,
-                float(expected),
+                expected[b],
                 int(engine.evaluations[b]),
                 reps,
                 problem.shots,

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
 from pipeline.engine.evaluators import BatchProblem, choose_evaluator
-from pipeline.engine.sampling import best_sample, draw
+from pipeline.engine.sampling import best_sample, draw, expectations
 from pipeline.engine.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
 
@@ -49,8 +49,9 @@ def replay_chunk(task: ReplayTask) -> ChunkResult:
     evaluator = choose_evaluator("auto", template, problems, caller, task.seed)
     rows = np.arange(len(problems))
     energies = evaluator.energies(rows, gammas[:, None, :], betas[:, None, :])[:, 0]
-    expected = evaluator.expected_objectives(gammas, betas, energies)
+    exact = evaluator.expected_objectives(gammas, betas, energies)
     samples = draw(evaluator, problems, caller, gammas, betas, task.seed)
+    expected = expectations(exact, problems, samples)
     seconds = time.perf_counter() - started
     answers = []
     for b, problem in enumerate(problems):
@@ -64,7 +65,7 @@ def replay_chunk(task: ReplayTask) -> ChunkResult:
                 proven_optimal=False,
                 seconds=seconds / len(problems),
                 cost_usd=ledger.cost_usd / len(problems),
-                expected_objective=float(expected[b]),
+                expected_objective=expected[b],
                 evaluations=int(evaluator.evaluations[b]),
                 reps=reps,
                 angles=tuple(map(float, angles[b])),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,15 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+@dataclass(frozen=True)
+class Shots:
+    """One problem's shots: its distinct outcomes (bit k of an outcome is variable k) and
+    how often each came up."""
+
+    outcomes: IntArray
+    counts: IntArray
+
+
 def draw(
     evaluator: Evaluator,
     problems: list[BatchProblem],
@@ -32,8 +42,8 @@ def draw(
     gammas: FloatArray,
     betas: FloatArray,
     seed: int,
-) -> list[IntArray]:
-    """Distinct outcomes per problem at its final angles; releases the evaluator's data."""
+) -> list[Shots]:
+    """Each problem's shots at its final angles; releases the evaluator's data."""
     if not isinstance(evaluator, DiagonalEvaluator):
         evaluator.release()  # its data go before the backend samples
         return sample(evaluator, problems, caller, gammas, betas, seed)
@@ -42,7 +52,8 @@ def draw(
     outcomes = []
     for b, problem in enumerate(problems):
         generator = np.random.default_rng([seed, _stable(problem.problem_id)])
-        outcomes.append(evaluator.simulator.draw(b, gammas[b], betas[b], problem.shots, generator))
+        drawn = evaluator.simulator.draw(b, gammas[b], betas[b], problem.shots, generator)
+        outcomes.append(Shots(*drawn))
     evaluator.release()
     evaluator.simulated_s += time.perf_counter() - started
     return outcomes
@@ -60,8 +71,8 @@ def sample(
     gammas: FloatArray,
     betas: FloatArray,
     seed: int,
-) -> list[IntArray]:
-    """Distinct measured outcomes per problem at its final angles; one PUB per shot count.
+) -> list[Shots]:
+    """Each problem's measured shots at its final angles; one PUB per shot count.
 
     An outcome is an integer whose bit k is classical bit k, which ``measure_all`` (added
     before transpilation) ties to variable k whatever the layout.
@@ -69,7 +80,8 @@ def sample(
     template = evaluator.template
     values = template.bind_values(gammas[:, None, :], betas[:, None, :], evaluator.h, evaluator.J)
     values = values[:, 0, :]
-    outcomes: list[IntArray] = [np.zeros(0, dtype=np.int64) for _ in problems]
+    none = np.zeros(0, dtype=np.int64)
+    outcomes = [Shots(none, none) for _ in problems]
     by_shots: dict[int, list[int]] = {}
     for b, problem in enumerate(problems):
         by_shots.setdefault(problem.shots, []).append(b)
@@ -78,7 +90,8 @@ def sample(
     for pub_result, rows in zip(result, by_shots.values(), strict=True):
         shots = outcomes_as_integers(pub_result.data.meas)
         for position, b in enumerate(rows):
-            outcomes[b] = np.unique(shots[position])
+            distinct, counts = np.unique(shots[position], return_counts=True)
+            outcomes[b] = Shots(distinct, counts.astype(np.int64))
     return outcomes
 
 
@@ -92,9 +105,13 @@ def outcomes_as_integers(measured: BitArray) -> IntArray:
     return np.asarray((packed @ place) & ((1 << measured.num_bits) - 1), dtype=np.int64)
 
 
-def best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, float, bool]:
+def _bits(formulation: Formulation, outcomes: IntArray) -> npt.NDArray[np.int8]:
+    return ((outcomes[:, None] >> np.arange(formulation.qubo.n)) & 1).astype(np.int8)
+
+
+def best_sample(formulation: Formulation, shots: Shots) -> tuple[str, float, bool]:
     """Best measured bitstring under the true objective, feasible ones first."""
-    bits = ((outcomes[:, None] >> np.arange(formulation.qubo.n)) & 1).astype(np.int8)
+    bits = _bits(formulation, shots.outcomes)
     objectives = formulation.objective(bits)
     feasible = formulation.feasible(bits)
     maximise = formulation.qubo.sense == "max"
@@ -104,3 +121,27 @@ def best_sample(formulation: Formulation, outcomes: IntArray) -> tuple[str, floa
         score = penalised if maximise else -penalised
     best = int(np.argmax(score))
     return bits_to_string(bits[best]), float(objectives[best]), bool(feasible[best])
+
+
+def expectations(
+    exact: FloatArray, problems: list[BatchProblem], shots: list[Shots]
+) -> list[float | None]:
+    """Each problem's expected objective: the evaluator's exact value where it has one, else
+    (a constrained problem evaluated on a backend's primitive) the mean objective of its
+    feasible shots; None where neither exists (no feasible outcome at all)."""
+    found: list[float | None] = []
+    for value, problem, drawn in zip(exact, problems, shots, strict=True):
+        known = float(value) if not np.isnan(value) else feasible_mean(problem.formulation, drawn)
+        found.append(None if np.isnan(known) else known)
+    return found
+
+
+def feasible_mean(formulation: Formulation, shots: Shots) -> float:
+    """The mean objective over the feasible shots, each as often as it came up (NaN if none):
+    the estimate of the feasible expectation that a device's shots give."""
+    bits = _bits(formulation, shots.outcomes)
+    feasible = formulation.feasible(bits)
+    weight = shots.counts[feasible]
+    if not weight.sum():
+        return float("nan")
+    return float(np.average(formulation.objective(bits[feasible]), weights=weight))

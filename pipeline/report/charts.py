@@ -6,7 +6,7 @@ the few plain charts the report needs, each returned as one inline SVG string.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -123,9 +123,15 @@ class Bar:
 
 
 def hbars(
-    fig_id: str, title: str, bars: Sequence[Bar], x_label: str, limit: float | None = None
+    fig_id: str,
+    title: str,
+    bars: Sequence[Bar],
+    x_label: str,
+    limit: float | None = None,
+    show: Callable[[float], str] = fmt,
 ) -> str:
-    """Horizontal bars, one per label, in the order given (``limit``: a fixed axis end)."""
+    """Horizontal bars, one per label, in the order given (``limit``: a fixed axis end;
+    ``show`` writes the values and ticks, e.g. as money)."""
     label_w = min(260, 20 + 6.5 * max((len(b.label) for b in bars), default=4))
     row, top = 22, 10
     bottom = top + row * len(bars)
@@ -139,11 +145,11 @@ def hbars(
         y = top + i * row
         shown = bar.label if len(bar.label) <= 40 else bar.label[:39] + "…"
         canvas.text(label_w - 6, y + row * 0.65, shown, "end", "small")
-        tip = bar.tip or f"{bar.label}: {fmt(bar.value)}"
+        tip = bar.tip or f"{bar.label}: {show(bar.value)}"
         x0, x1 = sorted((scale(0), scale(bar.value)))
         canvas.rect(x0, y + 3, x1 - x0, row - 6, bar.fill, tip)
-        canvas.text(x1 + 3, y + row * 0.65, fmt(bar.value), cls="small")
-    canvas.x_axis(scale, bottom, x_label)
+        canvas.text(x1 + 3, y + row * 0.65, show(bar.value), cls="small")
+    canvas.x_axis(scale, bottom, x_label, show)
     return canvas.svg(fig_id, title)
 
 
@@ -152,7 +158,6 @@ class Series:
     label: str
     fill: str
     points: Sequence[tuple[float, float, str]]  # x, y, tooltip
-    hollow: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,10 @@ class Panel:
     series: Sequence[Series]
     hline: float | None = None  # e.g. a ratio of 1
     diagonal: bool = False  # y = x, e.g. stored against replayed
+    y_zero: bool = False  # the y axis starts at zero: no value is below it (e.g. a gap)
+
+
+DENSE = 200  # more points than this in a figure: smaller, fainter marks, so overlaps show
 
 
 def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
@@ -170,6 +179,8 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
     width, top, bottom = WIDTH, 24, 200
     canvas = Canvas(width, bottom + 66)
     panel_w = (width - 10) / max(len(panels), 1)
+    points = sum(len(s.points) for panel in panels for s in panel.series)
+    mark = (2.5, 0.55) if points > DENSE else (4.0, 0.85)  # radius, opacity
     for i, panel in enumerate(panels):
         left = 55 + i * panel_w
         right = left + panel_w - 65
@@ -180,7 +191,8 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
         if panel.diagonal:
             xs = ys = xs + ys
         xscale = Linear(*span_of(xs, pad=0.06), left, right)
-        yscale = Linear(*span_of(ys, pad=0.08), bottom, top)
+        y_lo, y_hi = span_of(ys, pad=0.08)
+        yscale = Linear(0.0 if panel.y_zero else y_lo, y_hi, bottom, top)
         for tick in nice_ticks(yscale.lo, yscale.hi, 4):
             if yscale.lo <= tick <= yscale.hi:
                 canvas.line(left, yscale(tick), right, yscale(tick), GRID)
@@ -197,15 +209,12 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
             canvas.line(xscale(lo), yscale(lo), xscale(hi), yscale(hi), "#9ca3af", 1)
         for series in panel.series:
             for x, y, tip in series.points:
-                canvas.circle(xscale(x), yscale(y), series.fill, tip, series.hollow)
+                canvas.circle(xscale(x), yscale(y), series.fill, tip, *mark)
     seen: dict[str, str] = {}
-    hollow = []
     for panel in panels:
         for series in panel.series:
             seen.setdefault(series.label, series.fill)
-            if series.hollow:
-                hollow.append(series.label)
-    canvas.legend(55, bottom + 54, list(seen.items()), hollow)
+    canvas.legend(55, bottom + 54, list(seen.items()))
     return canvas.svg(fig_id, title)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.quality import gap_sql, ratio_sql, size_bin_sql
 from pipeline.results import ResultsLocation, connect
 
 STAGES = ("queue", "compile", "execute", "post", "total")
@@ -31,9 +32,6 @@ DRIFT_COLUMNS = (
     "replay_objective",
     "difference",
 )
-# 1 when the value equals the reference; obj/ref for a maximum above zero or a minimum
-# below zero (the usual conventions), without needing the problem's sense.
-RATIO = "CASE WHEN reference_objective IS NULL OR reference_objective = 0 OR {v} IS NULL THEN NULL ELSE 1 - abs(reference_objective - {v}) / abs(reference_objective) END"
 
 
 @dataclass(frozen=True)
@@ -107,24 +105,36 @@ class BatchSpend:
 
 @dataclass(frozen=True)
 class QualityPoint:
+    """A quantum answer with a reference: judged by its ratios, or where a ratio means
+    nothing (pipeline.quality), by its gaps in the problem's units."""
+
     kind: str
     n_variables: int
-    route: str
+    reference: float
+    scale: float | None
     answer_ratio: float | None
     expectation_ratio: float | None
-    reference_proven: bool | None
+    answer_gap: float | None
+    expectation_gap: float | None
 
 
 @dataclass(frozen=True)
 class QualityGroup:
+    """Quantum answers of one kind and size bin (``size_bin``: its last size)."""
+
     kind: str
-    n_variables: int
+    size_bin: int
     answers: int
     with_reference: int
     matching: int
+    by_ratio: int
     mean_answer_ratio: float | None
     min_answer_ratio: float | None
     mean_expectation_ratio: float | None
+    by_gap: int
+    mean_answer_gap: float | None
+    max_answer_gap: float | None
+    mean_expectation_gap: float | None
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,7 @@ class ReportData:
     spend: tuple[BatchSpend, ...]
     quality: tuple[QualityPoint, ...]
     quality_groups: tuple[QualityGroup, ...]
+    classical_answers: int  # answered classically: each is a reference, judged by none
     first_attempts: tuple[FirstAttempt, ...]
     queue_waits: tuple[float, ...]
     drift: Drift
@@ -197,6 +208,7 @@ def load(
             spend=tuple(BatchSpend(*row) for row in _rows(con, _SPEND)),
             quality=tuple(QualityPoint(*row) for row in _rows(con, _QUALITY)),
             quality_groups=tuple(QualityGroup(*row) for row in _rows(con, _QUALITY_GROUPS)),
+            classical_answers=_count(con, f"route = 'classical' AND {_ANSWER}"),
             first_attempts=tuple(FirstAttempt(*row) for row in _rows(con, _FIRST)),
             queue_waits=tuple(float(v) for (v,) in _rows(con, "SELECT t_queue_s FROM p")),
             drift=_drift(con, location, filtered=since is not None or bool(run_id)),
@@ -221,6 +233,11 @@ def _filter(con: duckdb.DuckDBPyConnection, since: date | None, run_id: str | No
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[tuple[Any, ...]]:
     return con.execute(sql).fetchall()
+
+
+def _count(con: duckdb.DuckDBPyConnection, where: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM p WHERE {where}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _totals(con: duckdb.DuckDBPyConnection) -> Totals:
@@ -288,24 +305,31 @@ _SPEND = """
            coalesce(sum(backend_failures), 0), coalesce(sum(quantum_cost_usd), 0)
     FROM b GROUP BY ALL ORDER BY 1
 """
+# An answer the quality figures judge: quantum, answered, with an objective. A classical
+# answer is itself the classical reference, so it is never counted as lacking one.
+_ANSWER = "status IN ('completed', 'degraded') AND objective IS NOT NULL"
+_JUDGED = f"""
+    SELECT kind, n_variables, reference_objective, objective_scale,
+           {ratio_sql("objective")} AS answer_ratio,
+           {ratio_sql("expected_objective")} AS expectation_ratio,
+           {gap_sql("objective")} AS answer_gap,
+           {gap_sql("expected_objective")} AS expectation_gap,
+           objective, {size_bin_sql("n_variables")} AS size_bin, problem_id
+    FROM p WHERE route = 'quantum' AND {_ANSWER}
+"""
 _QUALITY = f"""
-    SELECT kind, n_variables, coalesce(route, 'none'),
-           {RATIO.format(v="objective")}, {RATIO.format(v="expected_objective")}, reference_proven
-    FROM p WHERE status IN ('completed', 'degraded') AND objective IS NOT NULL
+    SELECT kind, n_variables, reference_objective, objective_scale,
+           answer_ratio, expectation_ratio, answer_gap, expectation_gap
+    FROM ({_JUDGED}) WHERE reference_objective IS NOT NULL
     ORDER BY kind, n_variables, problem_id
 """
 _QUALITY_GROUPS = f"""
-    WITH q AS (
-        SELECT kind, n_variables, reference_objective, objective,
-               {RATIO.format(v="objective")} AS answer_ratio,
-               {RATIO.format(v="expected_objective")} AS expectation_ratio
-        FROM p WHERE status IN ('completed', 'degraded') AND objective IS NOT NULL
-    )
-    SELECT kind, n_variables, count(*), count(reference_objective),
+    SELECT kind, size_bin, count(*), count(reference_objective),
            count(*) FILTER (abs(objective - reference_objective)
                             <= 1e-9 * greatest(1, abs(reference_objective))),
-           avg(answer_ratio), min(answer_ratio), avg(expectation_ratio)
-    FROM q GROUP BY ALL ORDER BY 1, 2
+           count(answer_ratio), avg(answer_ratio), min(answer_ratio), avg(expectation_ratio),
+           count(answer_gap), avg(answer_gap), max(answer_gap), avg(expectation_gap)
+    FROM ({_JUDGED}) GROUP BY ALL ORDER BY 1, 2
 """
 _FIRST = """
     SELECT coalesce(backend, '(none)'), tenant, count(*),
@@ -320,10 +344,6 @@ def _drift(con: duckdb.DuckDBPyConnection, location: ResultsLocation, filtered: 
     """The drift rows when ``qhopper drift`` has written any; else why the figure is empty."""
     if not location.files().has_data("drift"):
         return Drift((), "no drift data yet: run `qhopper drift --backend SPEC` to write drift/")
-    have = {row[0] for row in _rows(con, "DESCRIBE drift")}
-    missing = [c for c in DRIFT_COLUMNS if c not in have]
-    if missing:
-        return Drift((), f"drift/ lacks the column(s) {', '.join(missing)}: nothing to plot")
     where = "WHERE problem_id IN (SELECT problem_id FROM p)" if filtered else ""
     rows = _rows(con, f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift {where} ORDER BY problem_id")
     points = tuple(DriftPoint(*row) for row in rows)

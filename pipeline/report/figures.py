@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from pipeline.money import usd
 from pipeline.report import charts, svg
-from pipeline.report.data import STAGES, ReportData
+from pipeline.report.data import STAGES, QualityPoint, ReportData
 
 FIGURE_IDS = (
     "fig-latency",
@@ -19,6 +20,7 @@ FIGURE_IDS = (
     "fig-fallbacks",
     "fig-cost",
     "fig-quality",
+    "fig-quality-gap",
     "fig-first-attempt",
     "fig-queue-wait",
     "fig-drift",
@@ -43,6 +45,7 @@ def figures(data: ReportData) -> dict[str, Figure]:
         fallbacks(data),
         cost(data),
         quality(data),
+        quality_gap(data),
         first_attempt(data),
         queue_wait(data),
         drift(data),
@@ -117,38 +120,69 @@ def cost(data: ReportData) -> Figure:
             f"{c.backend} · {c.tenant}",
             c.per_answer or 0.0,
             svg.color(i),
-            f"{c.backend}, tenant {c.tenant}: ${c.cost_usd:.6g} over {c.answers} answer(s)",
+            f"{c.backend}, tenant {c.tenant}: {usd(c.cost_usd)} over {c.answers} answer(s)",
         )
         for i, c in enumerate(priced)
     ]
-    return Figure(fig_id, title, charts.hbars(fig_id, title, bars, "USD per answer"), False)
+    drawn = charts.hbars(fig_id, title, bars, "USD per answer", show=usd)
+    return Figure(fig_id, title, drawn, False)
 
 
 def quality(data: ReportData) -> Figure:
     fig_id, title = "fig-quality", "Approximation ratio against the reference, by kind and size"
     judged = [q for q in data.quality if q.answer_ratio is not None]
     if not judged:
-        return _empty(
-            fig_id, title, "no reference objective yet: answers cannot be judged until one exists"
-        )
-    kinds = sorted({q.kind for q in judged})
+        return _empty(fig_id, title, _why_no_ratio(data))
+    kinds = sorted({q.kind for q in data.quality})
     panels = []
     for name, attr in (("best sample", "answer_ratio"), ("expectation", "expectation_ratio")):
         series = []
         for i, kind in enumerate(kinds):
-            for hollow, which in ((False, "quantum"), (True, "classical")):
-                points = [
-                    (float(q.n_variables), value, f"{kind}, n={q.n_variables}: {value:.4f}")
-                    for q in judged
-                    if q.kind == kind
-                    and (q.route == "quantum") == (which == "quantum")
-                    and (value := getattr(q, attr)) is not None
-                ]
-                if points:
-                    label = kind if which == "quantum" else f"{kind} (classical, hollow)"
-                    series.append(charts.Series(label, svg.color(i), points, hollow))
+            points = [
+                (float(q.n_variables), value, f"{kind}, n={q.n_variables}: {value:.4f}")
+                for q in judged
+                if q.kind == kind and (value := getattr(q, attr)) is not None
+            ]
+            if points:
+                series.append(charts.Series(kind, svg.color(i), points))
         panels.append(charts.Panel(name, "variables", "ratio (1 = reference)", series, hline=1.0))
     return Figure(fig_id, title, charts.scatter_panels(fig_id, title, panels), False)
+
+
+def _why_no_ratio(data: ReportData) -> str:
+    if not data.quality:
+        return "no reference objective yet: answers cannot be judged until one exists"
+    return "no answer has a ratio that means something: see the gaps below"
+
+
+def quality_gap(data: ReportData) -> Figure:
+    fig_id = "fig-quality-gap"
+    title = "Gap to a reference near zero or of the other sign, as a share of the problem's scale"
+    gapped = [q for q in data.quality if q.answer_gap is not None and q.scale]
+    if not gapped:
+        return _empty(fig_id, title, "none: every answer with a reference has a ratio")
+    kinds = sorted({q.kind for q in data.quality})
+    panels = []
+    for name, attr in (("best sample", "answer_gap"), ("expectation", "expectation_gap")):
+        series = []
+        for i, kind in enumerate(kinds):
+            points = [
+                (float(q.n_variables), gap / q.scale, _gap_tip(q, gap))
+                for q in gapped
+                if q.kind == kind and (gap := getattr(q, attr)) is not None and q.scale
+            ]
+            if points:
+                series.append(charts.Series(kind, svg.color(i), points))
+        label = "|reference − value| / scale"
+        panels.append(charts.Panel(name, "variables", label, series, y_zero=True))
+    return Figure(fig_id, title, charts.scatter_panels(fig_id, title, panels), False)
+
+
+def _gap_tip(q: QualityPoint, gap: float) -> str:
+    return (
+        f"{q.kind}, n={q.n_variables}: reference {q.reference:.4g}, gap {gap:.4g} "
+        f"(scale {q.scale or 0:.4g})"
+    )
 
 
 def first_attempt(data: ReportData) -> Figure:

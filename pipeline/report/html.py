@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from statistics import median
 
+from pipeline.money import usd
+from pipeline.quality import NEAR_ZERO, size_label
 from pipeline.report.data import STAGES, ReportData, StageLatency
 from pipeline.report.figures import Figure, figures, route_label
 from pipeline.report.svg import fmt
@@ -27,7 +30,7 @@ p.meta { color: #4b5563; margin: 0 0 12px; } nav a { margin-right: 12px; }
 p.totals { font-size: 15px; background: #f3f4f6; padding: 10px 14px; border-radius: 6px; }
 .pair { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 figure { margin: 0; flex: 0 1 620px; } figure svg { max-width: 100%; height: auto; }
-.tables { flex: 1 1 380px; overflow-x: auto; }
+.tables { flex: 1 1 380px; min-width: min-content; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0 0 12px; font-size: 13px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; }
 td { white-space: nowrap; } td.long { white-space: normal; min-width: 16em; }
@@ -37,11 +40,20 @@ caption { text-align: left; font-weight: 600; padding: 2px 0 4px; }
 svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #111827; }
 svg text.small { font-size: 10.5px; fill: #374151; } svg text.note { fill: #6b7280; }
 """
-Cell = str | int | float | None
+
+
+@dataclass(frozen=True)
+class Money:
+    """A cell in US dollars, written by :func:`pipeline.money.usd`."""
+
+    usd: float
+
+
+Cell = str | int | float | Money | None
 
 
 def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
-    """A plain table; numbers right-aligned, None shown as a dash."""
+    """A plain table; numbers right-aligned, money as money, None shown as a dash."""
     if not rows:
         return f'<p class="note">{escape(caption)}: none.</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
@@ -54,6 +66,8 @@ def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) 
             elif isinstance(value, (bool, str)):
                 wrap = ' class="long"' if len(str(value)) > 30 else ""
                 cells.append(f"<td{wrap}>{escape(str(value))}</td>")
+            elif isinstance(value, Money):
+                cells.append(f'<td class="n">{usd(value.usd)}</td>')
             elif isinstance(value, int):
                 cells.append(f'<td class="n">{value}</td>')
             else:
@@ -84,7 +98,7 @@ def totals_text(data: ReportData) -> str:
         f'(<span id="total-completed">{t.completed}</span> completed on their planned route, '
         f'<span id="total-degraded">{t.degraded}</span> degraded to the classical fallback), '
         f'<span id="total-failed">{t.failed}</span> failed; '
-        f"in {t.runs} run(s) and {t.batches} batch(es), costing ${t.cost_usd:.6g} in all.</p>"
+        f"in {t.runs} run(s) and {t.batches} batch(es), costing {usd(t.cost_usd)} in all.</p>"
     )
 
 
@@ -145,10 +159,11 @@ def _fallbacks(data: ReportData, fig: Figure) -> str:
 
 def _cost(data: ReportData, fig: Figure) -> str:
     rows = [
-        (c.backend, c.tenant, c.problems, c.answers, c.cost_usd, c.per_answer) for c in data.costs
+        (c.backend, c.tenant, c.problems, c.answers, Money(c.cost_usd), _money(c.per_answer))
+        for c in data.costs
     ]
     spend = [
-        (s.backend, s.batches, s.backend_attempts, s.backend_failures, s.quantum_cost_usd)
+        (s.backend, s.batches, s.backend_attempts, s.backend_failures, Money(s.quantum_cost_usd))
         for s in data.spend
     ]
     text = (
@@ -172,33 +187,36 @@ def _cost(data: ReportData, fig: Figure) -> str:
     return section("cost", "Cost per successful answer", fig, text, tables)
 
 
+def _money(amount: float | None) -> Money | None:
+    return None if amount is None else Money(amount)
+
+
 def _quality(data: ReportData, fig: Figure) -> str:
     groups = data.quality_groups
     rows = [
         (
             g.kind,
-            g.n_variables,
+            size_label(g.size_bin),
             g.answers,
             g.with_reference,
             g.matching,
             g.mean_answer_ratio,
             g.min_answer_ratio,
             g.mean_expectation_ratio,
+            g.by_gap,
         )
         for g in groups
     ]
-    answers = sum(g.answers for g in groups)
-    judged = sum(g.with_reference for g in groups)
     text = (
-        "Approximation ratio = 1 − |reference − value| / |reference| against the classical "
-        "reference answer (reference_objective): obj/ref for a maximum, the QAOA expectation "
-        "⟨C⟩/C* for the expectation; 1 means the reference was matched."
+        "Quantum answers against the classical reference (reference_objective). Ratio = "
+        "min(|value|, |reference|) / max(|value|, |reference|): obj/ref for a maximum, 1 when "
+        "the reference is matched; for the expectation, the QAOA expectation (over feasible "
+        "outcomes for a constrained kind) in its place. A ratio is drawn only where the "
+        "reference has the value's sign and is not near zero (at least "
+        f"{NEAR_ZERO:.0%} of the problem's scale, the sum of its absolute coefficients); "
+        "other answers are judged by their gap, below. Sizes are binned by powers of two."
     )
-    if judged < answers:
-        text += (
-            f" <strong>No reference objective yet for {answers - judged} of {answers} "
-            "answer(s)</strong>: those are counted but not judged."
-        )
+    text += _unjudged(data)
     headers = (
         "kind",
         "variables",
@@ -208,9 +226,57 @@ def _quality(data: ReportData, fig: Figure) -> str:
         "mean ratio",
         "min ratio",
         "mean expectation ratio",
+        "by gap",
     )
     return section(
         "quality", "Quality against the reference", fig, text, [table("Quality", headers, rows)]
+    )
+
+
+def _unjudged(data: ReportData) -> str:
+    """What the quality figures leave out, and why: no reference yet, or classical."""
+    answers = sum(g.answers for g in data.quality_groups)
+    judged = sum(g.with_reference for g in data.quality_groups)
+    text = ""
+    if judged < answers:
+        text += (
+            f" <strong>No reference objective yet for {answers - judged} of {answers} "
+            "quantum answer(s)</strong>: those are counted but not judged."
+        )
+    if data.classical_answers:
+        text += (
+            f" {data.classical_answers} classical answer(s) are not judged: a classical "
+            "answer is the classical reference."
+        )
+    return text
+
+
+def _quality_gap(data: ReportData, fig: Figure) -> str:
+    rows = [
+        (
+            g.kind,
+            size_label(g.size_bin),
+            g.by_gap,
+            g.mean_answer_gap,
+            g.max_answer_gap,
+            g.mean_expectation_gap,
+        )
+        for g in data.quality_groups
+        if g.by_gap
+    ]
+    text = (
+        "Answers whose reference is near zero or of the other sign, where a ratio would mean "
+        "nothing (a miss of 0.4 against a reference of 0.08 reads as −3.7): the gap "
+        "|reference − value| in the problem's units in the table, and as a share of the "
+        "problem's scale in the plot, so problems of different sizes compare."
+    )
+    headers = ("kind", "variables", "answers", "mean gap", "max gap", "mean expectation gap")
+    return section(
+        "quality-gap",
+        "Quality where a ratio means nothing: the gap",
+        fig,
+        text,
+        [table("Gap to the reference", headers, rows)],
     )
 
 
@@ -305,6 +371,7 @@ def render(data: ReportData, location: ResultsLocation, generated: datetime | No
             ("fallbacks", "Fallbacks"),
             ("cost", "Cost"),
             ("quality", "Quality"),
+            ("quality-gap", "Gaps"),
             ("first-attempt", "First attempts"),
             ("queue-wait", "Queue wait"),
             ("drift", "Drift"),
@@ -317,6 +384,7 @@ def render(data: ReportData, location: ResultsLocation, generated: datetime | No
             _fallbacks(data, figs["fig-fallbacks"]),
             _cost(data, figs["fig-cost"]),
             _quality(data, figs["fig-quality"]),
+            _quality_gap(data, figs["fig-quality-gap"]),
             _first_attempt(data, figs["fig-first-attempt"], figs["fig-queue-wait"]),
             _drift(data, figs["fig-drift"]),
         )

@@ -8,7 +8,7 @@ and plain (:mod:`pipeline.report.charts`). Each chart is a string of inline SVG 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -34,30 +34,34 @@ def color(index: int) -> str:
 
 
 def fmt(value: float) -> str:
-    """Three significant digits, no exponent for everyday magnitudes."""
+    """Three significant digits, no exponent for everyday magnitudes (1,500, not 1.5e+03)."""
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else str(value)
-    if abs(value) >= 1e5 or abs(value) < 1e-3:
+    if abs(value) >= 1e6 or abs(value) < 1e-3:
         return f"{value:.2e}"
+    if abs(value) >= 1e3:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering ``[lo, hi]``."""
-    if hi <= lo:
+    """Round tick values (1, 2 or 5 times a power of ten) covering ``[lo, hi]``.
+
+    A range too thin to tick (every ratio 1 but for a last-digit difference) is widened
+    first: stepping by less than the floats' spacing there would never reach ``hi``."""
+    if _thin(lo, hi):
         hi = lo + (abs(lo) or 1.0)
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(lo / step) * step
-    ticks = []
-    value = first
-    while value <= hi + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    if ticks[-1] < hi:
-        ticks.append(round(value, 12))
-    return ticks
+    steps = math.ceil((hi - first) / step - 1e-9)
+    return [round(first + k * step, 12) for k in range(steps + 1)]
+
+
+def _thin(lo: float, hi: float) -> bool:
+    """Whether ``[lo, hi]`` is empty or narrower than a billionth of its magnitude."""
+    return hi - lo <= 1e-9 * max(abs(lo), abs(hi), 1.0)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def span_of(
     if zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
     if pad:
-        margin = pad * ((hi - lo) or abs(hi) or 1.0)
+        margin = pad * ((hi - lo) if not _thin(lo, hi) else (abs(hi) or 1.0))
         return lo - margin, hi + margin
     ticks = nice_ticks(lo, hi)
     return ticks[0], ticks[-1]
@@ -129,30 +133,22 @@ class Canvas:
         )
 
     def circle(
-        self, x: float, y: float, fill: str, tip: str = "", hollow: bool = False, r: float = 4
+        self, x: float, y: float, fill: str, tip: str = "", r: float = 4, opacity: float = 0.85
     ) -> None:
-        paint = f'fill="white" stroke="{fill}" stroke-width="1.5"' if hollow else f'fill="{fill}"'
         inner = f"<title>{escape(tip)}</title>" if tip else ""
         self.parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" {paint} fill-opacity="0.85">{inner}</circle>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{fill}" fill-opacity="{opacity}">'
+            f"{inner}</circle>"
         )
 
-    def legend(
-        self, x: float, y: float, items: Sequence[tuple[str, str]], hollow: Sequence[str] = ()
-    ) -> None:
-        """Swatches left to right, wrapping at the canvas edge (outlined for ``hollow``)."""
+    def legend(self, x: float, y: float, items: Sequence[tuple[str, str]]) -> None:
+        """Swatches left to right, wrapping at the canvas edge."""
         cx, cy = x, y
         for label, fill in items:
             width = 18 + 6.5 * len(label)
             if cx + width > self.width - 8 and cx > x:
                 cx, cy = x, cy + 16
-            if label in hollow:
-                self.parts.append(
-                    f'<rect x="{cx + 0.75:.1f}" y="{cy - 8.25:.1f}" width="8.5" height="8.5" '
-                    f'fill="white" stroke="{fill}" stroke-width="1.5"/>'
-                )
-            else:
-                self.rect(cx, cy - 9, 10, 10, fill)
+            self.rect(cx, cy - 9, 10, 10, fill)
             self.text(cx + 14, cy, label, cls="small")
             cx += width + 10
 
@@ -166,12 +162,15 @@ class Canvas:
         self.line(left, scale.a, left, scale.b)
         self.text(12, (scale.a + scale.b) / 2, label, "middle", "small", rotate=True)
 
-    def x_axis(self, scale: Linear, y: float, label: str) -> None:
+    def x_axis(
+        self, scale: Linear, y: float, label: str, show: Callable[[float], str] = fmt
+    ) -> None:
+        """Ticks below a plot area, each value written by ``show`` (e.g. as money)."""
         for tick in nice_ticks(scale.lo, scale.hi):
             if scale.lo - 1e-12 <= tick <= scale.hi + 1e-12:
                 x = scale(tick)
                 self.line(x, y, x, y + 4)
-                self.text(x, y + 15, fmt(tick), "middle", "small")
+                self.text(x, y + 15, show(tick), "middle", "small")
         self.line(scale.a, y, scale.b, y)
         self.text((scale.a + scale.b) / 2, y + 30, label, "middle", "small")
 

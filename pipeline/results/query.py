@@ -24,6 +24,13 @@ VIEWS: dict[str, type] = {
 }
 
 
+# Every row of ``problems_all`` that no newer row supersedes.
+NEWEST_ANSWERS = (
+    "SELECT * FROM problems_all AS answer WHERE NOT EXISTS (SELECT 1 FROM problems_all AS "
+    "newer WHERE newer.supersedes = answer.batch_id AND newer.problem_id = answer.problem_id)"
+)
+
+
 def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per dataset (empty, with its columns, if no file yet).
 
@@ -34,30 +41,22 @@ def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     root = files.attach(connection)
     for name, record in VIEWS.items():
+        # Every column of the record, even where no file has it yet (files written before
+        # a column was added): an analyst's query over a new column runs on an old home.
+        connection.register(f"_{name}_empty", schema_of(record).empty_table())
+        source = f"_{name}_empty"
         if files.has_data(name):
             pattern = f"{root}/{name}/*/*.parquet".replace("'", "''")
-            source = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-        else:
-            connection.register(f"_{name}_empty", schema_of(record).empty_table())
-            source = f"_{name}_empty"
+            source = (
+                f"(SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, "
+                f"union_by_name = true) UNION ALL BY NAME SELECT * FROM {source})"
+            )
         if name == "problems":
             connection.execute(f"CREATE VIEW problems_all AS SELECT * FROM {source}")
-            connection.execute(f"CREATE VIEW problems AS {_newest_answers(connection)}")
+            connection.execute(f"CREATE VIEW problems AS {NEWEST_ANSWERS}")
         else:
             connection.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}")
     return connection
-
-
-def _newest_answers(connection: duckdb.DuckDBPyConnection) -> str:
-    """Every row of ``problems_all`` that no newer row supersedes (files written before
-    requeue existed have no ``supersedes`` column: all of their rows stand)."""
-    columns = connection.execute("SELECT * FROM problems_all LIMIT 0").description or []
-    if "supersedes" not in {column[0] for column in columns}:
-        return "SELECT * FROM problems_all"
-    return (
-        "SELECT * FROM problems_all AS answer WHERE NOT EXISTS (SELECT 1 FROM problems_all AS "
-        "newer WHERE newer.supersedes = answer.batch_id AND newer.problem_id = answer.problem_id)"
-    )
 
 
 def query(

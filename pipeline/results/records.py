@@ -47,6 +47,9 @@ class ProblemRow:
     reference_solver: str | None = None
     reference_proven: bool | None = None
     reference_note: str | None = None  # e.g. a known public instance and its optimum
+    # The largest |objective| any assignment can have (pipeline.quality): a reference below
+    # 1 % of it is near zero, and answers against it are judged by their gap, not a ratio.
+    objective_scale: float | None = None
     reps: int | None = arrow(pa.int32(), None)
     shots: int | None = arrow(pa.int32(), None)
     evaluations: int = 0
