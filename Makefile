@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate
 
 setup: $(STAMP)
 
@@ -64,6 +64,10 @@ bench-api: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
+
+# qhopper run's estimated wall time against the actual, on three workloads (~3 min).
+bench-estimate: $(STAMP)
+	$(BIN)/python benchmarks/bench_estimate.py
 
 # 1-3 workers x 1-2 runners, SQLite then PostgreSQL intake (SCALE_PROBLEMS=5000: ~4 min).
 SCALE_PROBLEMS ?= 5000

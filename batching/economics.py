@@ -82,22 +82,23 @@ def workload(
     )
 
 
-# CP-SAT's time to prove a problem grows tenfold every CPSAT_DECADE_NODES "effective" nodes
-# past CPSAT_BASE_NODES, where density counts as more nodes (MEASUREMENTS.md, 2 workers:
-# 3-regular MaxCut 0.1 s at 45 nodes, 6-18 s at 100, unproved in 30 s at 200; dense QUBO
-# 1.0-1.4 s at 20 variables, unproved at 40). Past that it runs to its time limit.
-CPSAT_BASE_S, CPSAT_BASE_NODES, CPSAT_DECADE_NODES, CPSAT_DENSITY_NODES = 0.003, 12, 27.0, 3.5
+# CP-SAT's time to prove a problem, measured on this kind of machine (2 CP-SAT workers),
+# grows tenfold per so many quadratic terms past a base: MaxCut (one XOR per edge) 0.02 s at
+# 50 edges, 0.4 s at 80, 2-5 s at 100, unproved in 10 s past ~110 (bench_estimate's
+# workloads; MEASUREMENTS.md: 3-regular, 0.1 s at 45 nodes, 6-18 s at 100); QUBO and
+# portfolio (products) 12 ms at 66 terms, 1.0-1.4 s at 190 (dense, 12 and 20 variables).
+# Past what it can prove, CP-SAT runs to its time limit.
+CPSAT_GROWTH = {"maxcut": (0.025, 50, 25.0)}  # kind: (seconds at base, base terms, per tenfold)
+CPSAT_GROWTH_PRODUCTS = (0.012, 66, 62.0)
 
 
 def classical_seconds(problem: PlannedProblem, time_limit_s: float) -> float:
     """CP-SAT's expected time on one problem: milliseconds when small, its whole time limit
-    once large or dense enough that it cannot prove optimality (it then uses all of it)."""
-    ising = problem.formulation.ising
-    n = ising.n
-    density = 2 * len(ising.pairs) / (n * (n - 1)) if n > 1 else 0.0
-    effective = n * (1 + CPSAT_DENSITY_NODES * density)
-    exponent = max(0.0, effective - CPSAT_BASE_NODES) / CPSAT_DECADE_NODES
-    return min(time_limit_s, CPSAT_BASE_S * 10 ** min(exponent, 12.0))
+    once it has too many terms to prove optimality (it then uses all of it)."""
+    seconds, base, per_tenfold = CPSAT_GROWTH.get(problem.spec.kind, CPSAT_GROWTH_PRODUCTS)
+    terms = len(problem.formulation.ising.pairs)
+    exponent = min(12.0, (terms - base) / per_tenfold)
+    return min(time_limit_s, seconds * 10**exponent)
 
 
 def route_batches(
