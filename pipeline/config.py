@@ -196,6 +196,7 @@ class ApiSettings(_Section):
     solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
     drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
     warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower
+    docs: bool = False  # serve /docs and /redoc: pages that load their scripts from a CDN
 
 
 class Settings(_Section):

@@ -261,6 +261,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         summary="Submit optimisation problems, solve small ones synchronously, read results.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api.docs else None,
+        redoc_url="/redoc" if settings.api.docs else None,
     )
     app.add_middleware(Gate)
 
@@ -344,11 +346,12 @@ def create_app(settings: Settings) -> FastAPI:
         """Ready: warmed up and the intake database answers."""
         state = _state(request)
         if not state.ready.is_set():
-            return JSONResponse({"ready": False, "why": "warming up"}, status_code=503)
+            return JSONResponse({"ready": False}, status_code=503)
         try:
             check_connection(state.deps.intake.engine)
-        except Exception as exc:
-            return JSONResponse({"ready": False, "why": str(exc)}, status_code=503)
+        except Exception as exc:  # the cause names the database: for the log, not the caller
+            log.warning("not ready: %s: %s", type(exc).__name__, exc)
+            return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True})
 
     @app.get("/metrics")
