@@ -10,21 +10,48 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
-from api_server import Server, poll, start_server, stop_server
+from api_server import ALPHA, TOKENS, Server, in_flight, poll, start_server, stop_server
+
+BODY_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 100
+MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("limits") / "home", warm_up=False)
+    """One service with the default limits but a short body timeout and connection cap."""
+    running = start_server(
+        tmp_path_factory.mktemp("limits") / "home",
+        warm_up=False,
+        rate_per_minute=1e6,
+        burst=100_000,
+        body_timeout_s=BODY_TIMEOUT_S,
+        max_connections=MAX_CONNECTIONS,
+    )
     try:
         yield running
     finally:
         stop_server(running)
+
+
+def rss_mb(server: Server) -> float:
+    """The service process's resident memory."""
+    return float(psutil.Process(server.process.pid).memory_info().rss) / MiB
+
+
+def requests_total(server: Server, route: str, status: int) -> float:
+    """``qhopper_http_requests_total`` for a route and status (0 when never counted)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    prefix = f'qhopper_http_requests_total{{method="GET",route="{route}",status="{status}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
 
 
 # --- what strangers see -----------------------------------------------------------------------
@@ -89,3 +116,124 @@ def test_readyz_says_only_not_ready_when_the_database_is_down(
     finally:
         relay.cut()
         stop_server(running)
+
+
+# --- a route that fails is counted as the 500 it answered ----------------------------------------
+def test_an_unexpected_exception_is_logged_and_counted_as_the_500_sent(server: Server) -> None:
+    corrupt = server.home / "results" / "problems" / "date=2026-01-01" / "b-corrupt.parquet"
+    corrupt.parent.mkdir(parents=True, exist_ok=True)
+    corrupt.write_bytes(b"PAR1, and then nothing a Parquet reader can use")
+    try:
+        with server.client() as client:
+            answer = client.get("/v1/results", headers=ALPHA)  # DuckDB cannot read the folder
+        assert answer.status_code == 500
+        trace = answer.headers["traceparent"].split("-")[1]
+        assert answer.json() == {"error": "internal server error", "trace_id": trace}
+        assert requests_total(server, "/v1/results", 500) == 1
+        assert requests_total(server, "/v1/results", 0) == 0
+        logged = "GET /v1/results -> 500 in"
+        poll(
+            lambda: any(
+                logged in x and "tenant=alpha" in x and f"trace={trace}" in x
+                for x in server.log.read_text().splitlines()
+            ),
+            "the request's line in the log, with its 500",
+        )
+    finally:
+        corrupt.unlink()
+
+
+# --- bodies: authenticated before they are read, bounded in size, number and time ------------
+class SlowBody:
+    """A request that declares ``declared`` body bytes, sends ``send`` of them, then holds its
+    connection open until released: what an attacker does to pin the service's memory."""
+
+    def __init__(self, port: int, declared: int, send: int, token: str | None = None) -> None:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.head = (
+            f"POST /v1/problems HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {declared}\r\n\r\n"
+        ).encode()
+        self.port = port
+        self.send = send
+        self.sent = threading.Event()  # all it meant to send is sent, or the server closed
+        self.release = threading.Event()
+
+    def __call__(self) -> int:
+        """The status the server answered (0: none)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            try:
+                sock.sendall(self.head)
+                for start in range(0, self.send, MiB):
+                    sock.sendall(b" " * min(MiB, self.send - start))
+            except OSError:
+                pass  # the server answered and closed mid-body
+            finally:
+                self.sent.set()
+            self.release.wait(60)
+            answer = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n" not in answer and (chunk := sock.recv(65536)):
+                    answer += chunk
+        return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def attack(bodies: list[SlowBody], measure: Callable[[], None]) -> list[int]:
+    """Run ``bodies`` at once; ``measure`` once every one has sent what it meant to."""
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = [pool.submit(body) for body in bodies]
+        try:
+            for body in bodies:
+                assert body.sent.wait(90), "a slow body could not even be sent"
+            measure()
+        finally:
+            for body in bodies:
+                body.release.set()
+        return [answer.result(timeout=90) for answer in answers]
+
+
+def test_strangers_bodies_are_never_read(server: Server) -> None:
+    """60 connections without a token, each sending 8 MiB - 1 of a declared 8 MiB body: each
+    is answered 401 before its body is read, and the service's memory stays where it was."""
+    port = int(server.url.rsplit(":", 1)[1])
+    idle = rss_mb(server)
+    grown: list[float] = []
+    bodies = [SlowBody(port, 8 * MiB, 8 * MiB - 1) for _ in range(60)]
+
+    def measure() -> None:  # once all are answered, or they hold what they can pin
+        poll(lambda: in_flight(server) <= 1 or rss_mb(server) - idle > 300, "answers", 60)
+        grown.append(rss_mb(server) - idle)
+
+    statuses = attack(bodies, measure)
+    assert grown[0] < 300, f"{grown[0]:.0f} MB more for bodies nobody should have read"
+    assert statuses == [401] * 60
+
+
+def test_slow_bodies_are_bounded_in_number_and_in_time(server: Server) -> None:
+    """Ten tokened requests each declaring 8 MiB, sending 1 KiB and stalling: two fit in the
+    16 MiB all bodies may hold (the rest are refused at once, 503), and those two are cut
+    off with a 408 once ``body_timeout_s`` has passed; nothing stays in flight."""
+    port = int(server.url.rsplit(":", 1)[1])
+    bodies = [SlowBody(port, 8 * MiB, 1024, TOKENS["alpha"]) for _ in range(10)]
+    took: list[float] = []
+
+    def measure() -> None:
+        started = time.monotonic()
+        poll(lambda: in_flight(server) <= 1, "every slow body to be answered", BODY_TIMEOUT_S + 5)
+        took.append(time.monotonic() - started)
+
+    statuses = attack(bodies, measure)
+    assert sorted(statuses) == [408] * 2 + [503] * 8
+    assert took[0] < BODY_TIMEOUT_S + 2
+
+
+def test_connections_beyond_the_cap_are_refused(server: Server) -> None:
+    idle = [
+        socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=10)
+        for _ in range(MAX_CONNECTIONS)
+    ]
+    try:
+        poll(lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 503, "a 503", 10)
+    finally:
+        for sock in idle:
+            sock.close()
+    poll(lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200, "a 200", 10)

@@ -1,9 +1,6 @@
-"""The HTTP routes of ``qhopper api``, and the gate every request passes first.
-
-Why a pure ASGI gate rather than a route check: the body limit must hold on the raw bytes
-before anything parses them, chunked bodies included, and the trace context, in-flight
-count and the one log line per request belong to every route alike. The gate logs the
-route, status, tenant and trace id: never a token, a hash or a payload.
+"""The HTTP routes of ``qhopper api``: what each answers, on the state the service keeps for
+its life. Every request passes the gate (:mod:`flows.api.gate`) first; a route reads its
+body only after the caller's token and rate are checked, through the gate's limits.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ import math
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,30 +21,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from flows.api.auth import RateLimiter, Tenants, retry_after
+from flows.api.bodies import BodyBudget
+from flows.api.errors import ApiError, error, invalid
+from flows.api.gate import Gate
 from flows.api.metrics import CONTENT_TYPE, Metrics
 from flows.api.service import (
     MAX_PAGE,
-    ApiError,
     Service,
     check_idempotency_key,
-    error,
-    invalid,
     parse_problems,
     parse_since,
     scoped,
 )
 from flows.api.solve import SyncSolver
-from flows.api.tracing import TraceContext, trace_from
+from flows.api.tracing import TraceContext
 from flows.deps import RunDeps, open_deps
 from pipeline.config import Settings
 from pipeline.intake.database import check_connection
 from pipeline.model import ProblemSpec
 
 log = logging.getLogger("qhopper.api")
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 
 PROBLEMS_BODY = {
@@ -80,118 +73,7 @@ class ApiState:
     limiter: RateLimiter
     metrics: Metrics
     ready: threading.Event
-
-
-class Gate:
-    """Body limit (raw, before parsing, chunked too), trace context, in-flight count, and
-    one log line and metric per request."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state: ApiState | None = getattr(scope["app"].state, "qh", None)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        trace = trace_from(headers.get("traceparent"))
-        scope.setdefault("state", {})["trace"] = trace
-        started = time.perf_counter()
-        status = [0]
-
-        async def send_traced(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                extra = [(b"traceparent", trace.header().encode())]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        limit = state.settings.api.max_body_bytes if state else 0
-        if state:
-            state.metrics.in_flight.inc()
-        try:
-            body = await self._body(headers, receive, limit, send_traced) if state else None
-            if body is None and state:
-                return  # answered (413 or 400), or the client went away
-            replay = _replay(body or b"", receive)
-            await self.app(scope, replay, send_traced)
-        finally:
-            if state:
-                state.metrics.in_flight.dec()
-                self._record(state, scope, trace, status[0], time.perf_counter() - started)
-
-    async def _body(
-        self, headers: dict[str, str], receive: Receive, limit: int, send: Send
-    ) -> bytes | None:
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await _answer(send, 400, {"error": "Content-Length is not a number"})
-                return None
-            if int(declared) > limit:
-                await _answer(send, 413, _too_large(limit))
-                return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _answer(send, 413, _too_large(limit))
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    @staticmethod
-    def _record(
-        state: ApiState, scope: Scope, trace: TraceContext, status: int, seconds: float
-    ) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        state.metrics.requests.labels(method, path, str(status)).inc()
-        state.metrics.latency.labels(method, path).observe(seconds)
-        tenant = scope.get("state", {}).get("tenant", "-")
-        log.info(
-            "%s %s -> %d in %.1f ms tenant=%s trace=%s",
-            method,
-            path,
-            status,
-            seconds * 1000,
-            tenant,
-            trace.trace_id,
-        )
-
-
-def _too_large(limit: int) -> dict[str, str]:
-    return {"error": f"the request body is over the limit of {limit} bytes (api.max_body_bytes)"}
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
-    response = JSONResponse(body, status_code=status, headers={"Connection": "close"})
-    await response({"type": "http"}, _nothing, send)
-
-
-async def _nothing() -> Message:
-    return {"type": "http.disconnect"}
+    bodies: BodyBudget
 
 
 def _state(request: Request) -> ApiState:
@@ -199,7 +81,7 @@ def _state(request: Request) -> ApiState:
     return state
 
 
-def tenant_of(request: Request) -> str:
+async def tenant_of(request: Request) -> str:
     """The caller's tenant (401 without a valid token), within its rate (429 over it)."""
     state = _state(request)
     tenant = state.tenants.identify(request.headers.get("authorization"))
@@ -214,11 +96,14 @@ def tenant_of(request: Request) -> str:
     return tenant
 
 
-async def raw_body(request: Request) -> bytes:
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
+async def raw_body(request: Request, _: Tenant) -> bytes:
+    """The body, read (within the gate's limits) only once the caller is let in."""
     return await request.body()
 
 
-Tenant = Annotated[str, Depends(tenant_of)]
 RawBody = Annotated[bytes, Depends(raw_body)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
@@ -246,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
                 limiter=RateLimiter.from_settings(settings.api),
                 metrics=Metrics(deps, solver.take_summaries),
                 ready=ready,
+                bodies=BodyBudget(settings.api.max_body_bytes_in_flight),
             )
             if settings.api.warm_up:
                 scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="qhopper-warm-"))
@@ -337,7 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
         return _state(request).service.results(tenant, parse_since(since), cursor, limit)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, bool]:
+    async def healthz() -> dict[str, bool]:
         """The process answers."""
         return {"ok": True}
 

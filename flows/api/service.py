@@ -11,10 +11,10 @@ import dataclasses
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.api.errors import ApiError, error, invalid
 from flows.api.solve import Answer, SyncSolver, jsonable, result_row, with_deadline
 from flows.deps import RunDeps
 from pipeline.kinds.base import KEY_MAX_LENGTH
@@ -24,23 +24,6 @@ from pipeline.results import query
 
 log = logging.getLogger("qhopper.api")
 MAX_PAGE = 1000
-
-
-@dataclass
-class ApiError(Exception):
-    """A 4xx (or 503) answer: its status, JSON body and headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error(status: int, message: str, **headers: str) -> ApiError:
-    return ApiError(status, {"error": message}, dict(headers))
-
-
-def invalid(record: str, field_name: str, message: str) -> ApiError:
-    return ApiError(422, {"errors": [{"record": record, "field": field_name, "message": message}]})
 
 
 def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[ProblemSpec]:

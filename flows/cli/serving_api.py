@@ -69,6 +69,7 @@ def api(
             access_log=False,  # the service logs one line per request itself, without secrets
             log_level="info",
             timeout_graceful_shutdown=max(1, round(settings.api.drain_s)),
+            limit_concurrency=settings.api.max_connections,
             server_header=False,
         )
     )
