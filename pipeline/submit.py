@@ -22,6 +22,7 @@ class Submitted:
 class SubmitReport:
     submitted: list[Submitted]
     rejected: list[InputIssue]
+    more_rejected: int = 0  # issues past the ones listed (each file keeps its first ones)
 
 
 def submit_files(
@@ -34,11 +35,12 @@ def submit_files(
     """
     records = [record for path in paths for record in read_path(path, settings.limits)]
     issues = [issue for record in records for issue in record.issues]
+    more = sum(record.more_issues for record in records)
     valid = [record for record in records if record.ok]
     if issues and not skip_invalid:
-        raise InputRejected(issues)
+        raise InputRejected(issues, more)
     if not valid:
-        return SubmitReport([], issues)
+        return SubmitReport([], issues, more)
     store = IntakeStore.open(settings.database_url)
     try:
         outcomes = store.submit(
@@ -46,4 +48,6 @@ def submit_files(
         )
     finally:
         store.close()
-    return SubmitReport([Submitted(r, o) for r, o in zip(valid, outcomes, strict=True)], issues)
+    return SubmitReport(
+        [Submitted(r, o) for r, o in zip(valid, outcomes, strict=True)], issues, more
+    )

@@ -20,9 +20,12 @@ import psutil
 import pytest
 from api_server import ALPHA, TOKENS, Server, in_flight, poll, start_server, stop_server
 
+from pipeline.readers import MAX_ISSUES
+
 BODY_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 100
 MiB = 1024 * 1024
+BAD = {"kind": "maxcut", "n": 2, "edges": [[0, 0]]}  # a self-loop: one issue
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,57 @@ def test_an_unexpected_exception_is_logged_and_counted_as_the_500_sent(server: S
         )
     finally:
         corrupt.unlink()
+
+
+# --- a body of a million bad values costs a capped answer, not gigabytes -------------------------
+class PeakRss:
+    """The service's largest resident memory while the block runs, sampled every 20 ms."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.idle = rss_mb(server)
+        self.peak = self.idle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):  # a sampling interval, not a wait for anything
+            self.peak = max(self.peak, rss_mb(self.server))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak = max(self.peak, rss_mb(self.server))
+
+    @property
+    def grown(self) -> float:
+        return self.peak - self.idle
+
+
+def test_a_million_bad_values_get_a_capped_answer_at_a_bounded_cost(server: Server) -> None:
+    """The review's body: 8 MB, two records of a million bad edges each (a 180 MB answer
+    that took the service from 250 MB to 2.2 GB). Now: the first issues of each record,
+    one answer of a few KB, and the memory a body of that size needs to be parsed."""
+    record = '{"kind": "maxcut", "n": 2, "edges": [' + ",".join(["[0]"] * 1_000_000) + "]}"
+    body = f"[{record}, {record}]".encode()
+    with server.client(timeout=120) as client, PeakRss(server) as memory:
+        answer = client.post("/v1/problems", content=body, headers=ALPHA)
+    assert answer.status_code == 422
+    errors = answer.json()["errors"]
+    assert [(e["record"], e["field"]) for e in errors] == [
+        (f"record {i}", field) for i in (1, 2) for field in ("edges.0", "")
+    ]
+    assert len(answer.content) < 2048
+    assert memory.grown < 300, f"{memory.grown:.0f} MB more to answer one bad body"
+    with server.client() as client:  # many small bad records: the first issues and a count
+        answer = client.post("/v1/problems", json=[BAD] * 150, headers=ALPHA)
+    assert answer.status_code == 422
+    assert len(answer.json()["errors"]) == MAX_ISSUES
+    assert answer.json()["more_errors"] == 150 - MAX_ISSUES
 
 
 # --- bodies: authenticated before they are read, bounded in size, number and time ------------

@@ -29,7 +29,8 @@ MAX_PAGE = 1000
 def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[ProblemSpec]:
     """The body's problems, validated exactly as ``qhopper submit`` validates a file.
 
-    400 when the body is not JSON at all; 422 naming every record and field otherwise.
+    400 when the body is not JSON at all; 422 otherwise, naming the record and field of the
+    first issues (``readers.MAX_ISSUES``) and counting the rest (``more_errors``).
     """
     name = "body.jsonl" if json_lines else "body.json"
     if not json_lines:
@@ -48,7 +49,8 @@ def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[
     issues = [issue for record in records for issue in record.issues]
     if issues:
         errors = [{"record": i.record, "field": i.field, "message": i.message} for i in issues]
-        raise ApiError(422, {"errors": errors})
+        more = sum(record.more_issues for record in records)
+        raise ApiError(422, {"errors": errors, **({"more_errors": more} if more else {})})
     return [record.spec for record in records if record.spec is not None]
 
 

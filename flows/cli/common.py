@@ -6,7 +6,7 @@ service included). Failures print one line, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,6 +80,13 @@ def fail(message: str, code: int) -> typer.Exit:
     """Print one line and exit with ``code``."""
     err.print(f"[red]{message}[/]", highlight=False)
     raise typer.Exit(code)
+
+
+def found(issues: Sequence[object], more: int) -> str:
+    """How many problems were found in the input, saying when only the first are listed."""
+    if not more:
+        return f"{len(issues)} problem(s) found"
+    return f"{len(issues) + more} problem(s) found, the first {len(issues)} listed"
 
 
 @contextmanager

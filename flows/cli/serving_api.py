@@ -24,6 +24,7 @@ from flows.cli.common import (
     clean_failures,
     err,
     fail,
+    found,
     out,
     settings_only,
 )
@@ -102,7 +103,8 @@ def solve(
     if issues:
         for issue in issues:
             err.print(f"[red]invalid:[/] {issue}", highlight=False)
-        fail(f"{len(issues)} problem(s) found; nothing was solved.", 2)
+        more = sum(record.more_issues for record in records)
+        fail(f"{found(issues, more)}; nothing was solved.", 2)
     specs = [with_deadline(r.spec, budget) for r in records if r.spec is not None]
     with clean_failures("solve"), open_deps(settings) as deps:
         outcomes = deps.intake.submit(
