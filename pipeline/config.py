@@ -198,6 +198,7 @@ class ApiSettings(_Section):
     burst: int = Field(default=60, ge=1)  # requests a tenant may make at once
     max_solve_timeout_s: float = Field(default=60.0, gt=0)  # the longest /v1/solve may wait
     solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
+    solve_queue: int = Field(default=8, ge=0)  # solves that may wait for a worker; more: 429
     drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
     warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower
     docs: bool = False  # serve /docs and /redoc: pages that load their scripts from a CDN

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
-import threading
-import time
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +21,7 @@ from flows.api.auth import RateLimiter, Tenants, retry_after
 from flows.api.bodies import BodyBudget
 from flows.api.errors import ApiError, error, invalid
 from flows.api.gate import Gate
+from flows.api.lane import SolveLane
 from flows.api.metrics import CONTENT_TYPE, Metrics
 from flows.api.service import (
     MAX_PAGE,
@@ -33,12 +31,14 @@ from flows.api.service import (
     parse_since,
     scoped,
 )
-from flows.api.solve import SyncSolver
+from flows.api.solve import Budget
 from flows.api.tracing import TraceContext
+from flows.api.workers import WorkerPool
 from flows.deps import RunDeps, open_deps
 from pipeline.config import Settings
 from pipeline.intake.database import check_connection
 from pipeline.model import ProblemSpec
+from pipeline.results import query
 
 log = logging.getLogger("qhopper.api")
 JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
@@ -72,8 +72,8 @@ class ApiState:
     tenants: Tenants
     limiter: RateLimiter
     metrics: Metrics
-    ready: threading.Event
     bodies: BodyBudget
+    workers: WorkerPool
 
 
 def _state(request: Request) -> ApiState:
@@ -105,6 +105,32 @@ async def raw_body(request: Request, _: Tenant) -> bytes:
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+async def solve_budget(
+    request: Request,
+    _: Tenant,
+    timeout_s: Annotated[float, Query(description="The time budget in seconds")] = 10.0,
+) -> AsyncIterator[Budget]:
+    """The solve's budget, from its request's arrival, and its place in the solve lane for
+    the request's life (429 when there is none)."""
+    longest = _state(request).settings.api.max_solve_timeout_s
+    if not math.isfinite(timeout_s) or not 0 < timeout_s <= longest:
+        raise invalid("query", "timeout_s", f"must be more than 0 and at most {longest:g}")
+    budget = Budget.from_start(timeout_s, request.state.arrived)
+    with _state(request).service.lane.admit(budget.deadline):
+        yield budget
+
+
+SolveBudget = Annotated[Budget, Depends(solve_budget)]
+
+
+async def solve_body(request: Request, _: SolveBudget) -> bytes:
+    """A solve's body, read once it has its place in the lane."""
+    return await request.body()
+
+
+SolveBody = Annotated[bytes, Depends(solve_body)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -119,28 +145,27 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with ExitStack() as stack:
-            deps = stack.enter_context(open_deps(settings))
-            solver = SyncSolver(deps, settings.api.solve_workers)
-            ready = threading.Event()
-            app.state.qh = ApiState(
-                settings=settings,
-                deps=deps,
-                service=Service(deps, solver),
-                tenants=tenants,
-                limiter=RateLimiter.from_settings(settings.api),
-                metrics=Metrics(deps, solver.take_summaries),
-                ready=ready,
-                bodies=BodyBudget(settings.api.max_body_bytes_in_flight),
-            )
-            if settings.api.warm_up:
-                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="qhopper-warm-"))
-                _warm_up(settings, deps, Path(scratch), ready)
-            else:
-                ready.set()
-            if not tenants:
-                log.warning("no [api.tenants] configured: every /v1 request will be refused")
-            yield
+        api = settings.api
+        with open_deps(settings) as deps:
+            workers = WorkerPool(settings, deps.backend_spec, api.solve_workers)
+            try:
+                app.state.qh = ApiState(
+                    settings=settings,
+                    deps=deps,
+                    service=Service(deps, SolveLane(api.solve_workers, api.solve_queue), workers),
+                    tenants=tenants,
+                    limiter=RateLimiter.from_settings(api),
+                    metrics=Metrics(deps, workers.take_summaries),
+                    bodies=BodyBudget(api.max_body_bytes_in_flight),
+                    workers=workers,
+                )
+                if not tenants:
+                    log.warning("no [api.tenants] configured: every /v1 request will be refused")
+                if api.warm_up:
+                    await anyio.to_thread.run_sync(_warm_reads, deps)
+                yield
+            finally:
+                workers.close()
 
     app = FastAPI(
         title="qhopper",
@@ -188,25 +213,23 @@ def create_app(settings: Settings) -> FastAPI:
         return _state(request).service.problem(tenant, problem_id)
 
     @app.post("/v1/solve", openapi_extra=PROBLEMS_BODY)
-    def solve(
+    async def solve(
         request: Request,
         tenant: Tenant,
-        body: RawBody,
+        budget: SolveBudget,
+        body: SolveBody,
         idempotency_key: IdempotencyKey = None,
-        timeout_s: Annotated[float, Query(description="The time budget in seconds")] = 10.0,
     ) -> JSONResponse:
-        """One problem answered within ``timeout_s`` (200), labelled; or its state and why
-        not (202: it stays queued and the interval flow answers it)."""
-        state = _state(request)
-        longest = state.settings.api.max_solve_timeout_s
-        if not math.isfinite(timeout_s) or not 0 < timeout_s <= longest:
-            raise invalid("query", "timeout_s", f"must be more than 0 and at most {longest:g}")
-        specs = _problems(request, body)
+        """One problem answered within ``timeout_s`` of the request's arrival (200),
+        labelled; or its state and why not (202: it stays queued and the interval flow
+        answers it). Runs in the solve lane: 429 when every worker and queue place is taken."""
+        service = _state(request).service
+        specs = await service.lane.call(_problems, request, body)
         if len(specs) != 1:
             raise invalid("body", "", "takes exactly one problem; submit more with /v1/problems")
         spec = scoped(specs[0], tenant, check_idempotency_key(idempotency_key))
         trace: TraceContext = request.state.trace
-        answer = state.service.solve(tenant, spec, timeout_s, trace.trace_id)
+        answer = await service.solve(tenant, spec, budget, trace.trace_id)
         return JSONResponse(answer.as_json(), status_code=200 if answer.result else 202)
 
     @app.get("/v1/results")
@@ -229,9 +252,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz")
     def readyz(request: Request) -> JSONResponse:
-        """Ready: warmed up and the intake database answers."""
+        """Ready: the solve workers warm (with ``[api] warm_up``) and the intake answers."""
         state = _state(request)
-        if not state.ready.is_set():
+        if state.settings.api.warm_up and not state.workers.warm.is_set():
             return JSONResponse({"ready": False}, status_code=503)
         try:
             check_connection(state.deps.intake.engine)
@@ -248,33 +271,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _warm_up(settings: Settings, deps: RunDeps, scratch: Path, ready: threading.Event) -> None:
-    """Import the engine and compile its kernels on throwaway problems in a scratch home,
-    so the first caller's solve costs what every later one does. Never on a paid QPU.
+def _warm_reads(deps: RunDeps) -> None:
+    """Load what reading results takes here (DuckDB, Arrow) before serving, so the first
+    caller's read costs what every later one does; the workers warm up the solving."""
+    import pyarrow.compute  # noqa: F401  (result rows are filtered with it)
 
-    Before serving, not on a background thread beside the starting server: that way the
-    first solve afterwards segfaulted in ``PackedTemplate.pack`` (pickling a qiskit
-    circuit), every time, with this lock's qiskit; run before serving, it never did.
-    """
-    try:
-        if deps.backend().solver_path == "qpu":
-            return
-        from pipeline.model import spec_from_record
-
-        warm = settings.model_copy(
-            update={
-                "home": scratch,
-                "intake": settings.intake.model_copy(update={"database_url": None}),
-            }
-        )
-        with open_deps(warm, backend_spec=deps.backend_spec) as scratch_deps:
-            solver = SyncSolver(scratch_deps)
-            for n in (10, 12):
-                edges = [[i, (i + 1) % n] for i in range(n)] + [[0, n // 2]]
-                spec = spec_from_record({"kind": "maxcut", "n": n, "edges": edges})
-                outcome = scratch_deps.intake.submit([(spec, "warm-up")])[0]
-                solver.answers([outcome.id], [outcome.key], 30.0, time.monotonic())
-    except Exception as exc:  # a failed warm-up costs the first caller time, nothing else
-        log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
-    finally:
-        ready.set()
+    query(deps.settings.results_location, "SELECT count(*) FROM problems")
