@@ -6,7 +6,6 @@ body only after the caller's token and rate are checked, through the gate's limi
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,29 +36,34 @@ from flows.api.workers import WorkerPool
 from flows.deps import RunDeps, open_deps
 from pipeline.config import Settings
 from pipeline.intake.database import check_connection
-from pipeline.model import ProblemSpec
+from pipeline.model import SPEC_TYPES, ProblemSpec
 from pipeline.results import query
 
 log = logging.getLogger("qhopper.api")
 JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 
-PROBLEMS_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "One problem object or an array of them, exactly as in input files "
-        "(application/x-ndjson: JSON Lines).",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object", "required": ["kind"]},
-                        {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                    ]
+
+def _problems_body() -> dict[str, Any]:
+    """The OpenAPI request body of the routes that take problems: each kind's spec as its
+    JSON schema (every optional field included), one object or an array of them."""
+    problem = {"anyOf": [spec_type.model_json_schema() for spec_type in SPEC_TYPES.values()]}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "One problem object or an array of them, exactly as in input files "
+            "(application/x-ndjson: JSON Lines).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [problem, {"type": "array", "items": problem, "minItems": 1}]
+                    }
                 }
-            }
-        },
+            },
+        }
     }
-}
+
+
+PROBLEMS_BODY = _problems_body()
 
 
 @dataclass
@@ -73,7 +77,6 @@ class ApiState:
     limiter: RateLimiter
     metrics: Metrics
     bodies: BodyBudget
-    workers: WorkerPool
 
 
 def _state(request: Request) -> ApiState:
@@ -110,12 +113,14 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 async def solve_budget(
     request: Request,
     _: Tenant,
-    timeout_s: Annotated[float, Query(description="The time budget in seconds")] = 10.0,
+    timeout_s: Annotated[
+        float, Query(gt=0, description="The time budget in seconds (api.max_solve_timeout_s)")
+    ] = 10.0,
 ) -> AsyncIterator[Budget]:
     """The solve's budget, from its request's arrival, and its place in the solve lane for
     the request's life (429 when there is none)."""
     longest = _state(request).settings.api.max_solve_timeout_s
-    if not math.isfinite(timeout_s) or not 0 < timeout_s <= longest:
+    if not timeout_s <= longest:  # a setting, so not in the schema; NaN fails too
         raise invalid("query", "timeout_s", f"must be more than 0 and at most {longest:g}")
     budget = Budget.from_start(timeout_s, request.state.arrived)
     with _state(request).service.lane.admit(budget.deadline):
@@ -157,7 +162,6 @@ def create_app(settings: Settings) -> FastAPI:
                     limiter=RateLimiter.from_settings(api),
                     metrics=Metrics(deps, workers.take_summaries),
                     bodies=BodyBudget(api.max_body_bytes_in_flight),
-                    workers=workers,
                 )
                 if not tenants:
                     log.warning("no [api.tenants] configured: every /v1 request will be refused")
@@ -254,7 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
     def readyz(request: Request) -> JSONResponse:
         """Ready: the solve workers warm (with ``[api] warm_up``) and the intake answers."""
         state = _state(request)
-        if state.settings.api.warm_up and not state.workers.warm.is_set():
+        if state.settings.api.warm_up and not state.service.workers.warm.is_set():
             return JSONResponse({"ready": False}, status_code=503)
         try:
             check_connection(state.deps.intake.engine)

@@ -64,7 +64,7 @@ class SolveWorker:
     def wait_ready(self, timeout_s: float) -> bool:
         """Whether the worker is warm (waiting for it at most ``timeout_s``)."""
         with self._lock:
-            if not self._warm and self._conn.poll(timeout_s):
+            if not self._warm and not self._conn.closed and self._conn.poll(timeout_s):
                 try:
                     self._warm = self._conn.recv() == READY
                 except EOFError:
@@ -105,6 +105,8 @@ class WorkerPool:
         self._start = partial(SolveWorker, context, settings, backend_spec)
         self._idle: queue.SimpleQueue[SolveWorker] = queue.SimpleQueue()
         self._spare: SolveWorker | None = None
+        self._busy: set[SolveWorker] = set()
+        self._closed = False
         self._lock = threading.Lock()
         self._summaries: list[RunSummary] = []
         self.warm = threading.Event()  # set once the first workers and the spare are warm
@@ -117,8 +119,7 @@ class WorkerPool:
         for worker in first:
             self._idle.put(worker)
         with self._lock:
-            self._spare = self._spare or self._start()
-            spare = self._spare
+            self._spare = spare = self._spare or self._start()
         for worker in [*first, spare]:
             worker.wait_ready(START_S)
         self.warm.set()
@@ -132,20 +133,29 @@ class WorkerPool:
             worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             return "no solve worker was free within the time budget"
+        with self._lock:
+            self._busy.add(worker)
         try:
             outcome = worker.run(ids, deadline)
         finally:
-            self._idle.put(worker if worker.alive else self._replace())
+            self._give_back(worker)
         if isinstance(outcome, RunSummary):
             with self._lock:
                 self._summaries.append(outcome)
             return None
         return outcome
 
-    def _replace(self) -> SolveWorker:
+    def _give_back(self, worker: SolveWorker) -> None:
+        """Back to the idle ones; a dead one's place goes to the spare, and a new spare
+        starts warming."""
         with self._lock:
-            fresh, self._spare = self._spare or self._start(), self._start()
-        return fresh
+            self._busy.discard(worker)
+            if self._closed:
+                worker.kill()
+                return
+            if not worker.alive:
+                worker, self._spare = self._spare or self._start(), self._start()
+        self._idle.put(worker)
 
     def take_summaries(self) -> list[RunSummary]:
         """The summaries of the runs finished since the last call (for metrics)."""
@@ -155,11 +165,13 @@ class WorkerPool:
 
     def close(self) -> None:
         """Kill every worker: a solve still going is left to the queue."""
-        while not self._idle.empty():
-            self._idle.get().kill()
         with self._lock:
-            if self._spare is not None:
-                self._spare.kill()
+            self._closed = True
+            doomed = [*self._busy, *([self._spare] if self._spare else [])]
+        while not self._idle.empty():
+            doomed.append(self._idle.get())
+        for worker in doomed:
+            worker.kill()
 
 
 def _log_setup() -> tuple[str, int]:
