@@ -16,36 +16,27 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails, SchemaValidator
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pipeline.config import LimitSettings
 from pipeline.errors import InputIssue
+from pipeline.first_errors import first_errors
 from pipeline.model import SPEC_TYPES, ProblemSpec, semantic_issues
 
 JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 MAX_ISSUES = 100  # issues kept per file (or request body); the rest are only counted
-# A record over this many bytes is checked up to the first bad item of each list: pydantic
-# holds every error it finds (~0.4 KB each, ~1 KB more once listed), so a 4 MB record of a
-# million bad items cost ~1.5 GB before any cap could drop them. 64 KB: at most ~16,000.
-FULL_CHECK_BYTES = 64 * 1024
-PARTIAL_CHECK = (
-    f"checked up to the first bad item of each list (the record is over {FULL_CHECK_BYTES} "
-    "bytes): there may be more"
-)
+FULL_CHECK_BYTES = 64 * 1024  # a larger record is checked with first_errors first: why there
+PARTIAL_CHECK = "a large record is checked up to each list's first bad item: there may be more"
 
 
 @dataclass
 class ParsedRecord:
-    """One record of one file: a valid spec, or the issues that keep it out.
-
-    ``more_issues`` counts issues found but not kept: past a file's first ``MAX_ISSUES``,
-    :func:`read_bytes` ends the file's records with one ``file`` record carrying the count.
-    """
+    """One record of one file: a valid spec, or the issues that keep it out (``more_issues``:
+    found but not kept; a file's count of them is on its closing ``file`` record)."""
 
     file: str
     record: str
@@ -82,13 +73,13 @@ def read_path(path: Path, limits: LimitSettings) -> list[ParsedRecord]:
 
 
 def read_bytes(name: str, raw: bytes, limits: LimitSettings) -> list[ParsedRecord]:
-    """The records of one file (or request body), its first ``MAX_ISSUES`` issues kept: past
-    those, invalid records are left out and their issues counted on one closing ``file``
-    record (``more_issues``), so what a bad file costs stays bounded whatever it holds."""
+    """The records of one file (or request body), its first ``MAX_ISSUES`` issues kept."""
     return list(_capped(name, _records(name, raw, limits)))
 
 
 def _capped(name: str, records: Iterable[ParsedRecord]) -> Iterator[ParsedRecord]:
+    """Past the first issues, invalid records are left out and their issues counted on one
+    closing ``file`` record, so what a bad file costs stays bounded whatever it holds."""
     kept, more = 0, 0
     for record in records:
         if record.spec is not None:
@@ -265,7 +256,7 @@ def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> Pa
     big = _encoded_size(document) > FULL_CHECK_BYTES
     try:
         if big:  # what it passes, the full check passes too: it only stops sooner
-            _first_errors(spec_type).validate_python(document)
+            first_errors(spec_type).validate_python(document)
         spec: ProblemSpec = spec_type.model_validate(document)  # type: ignore[assignment]
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
@@ -286,30 +277,6 @@ def _type_issue(name: str, where: str, error: ErrorDetails) -> InputIssue:
     field_path = _field_name(".".join(str(part) for part in error["loc"]))
     message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
     return InputIssue(name, where, field_path, message)
-
-
-class _Fields:
-    """What the first-errors validator builds (and nobody uses): a plain class, since given
-    a pydantic model class pydantic-core validates with that model's own validator instead."""
-
-
-@cache
-def _first_errors(spec_type: type[BaseModel]) -> SchemaValidator:
-    """``spec_type``'s validator, stopping at the first bad item of every list."""
-
-    def fail_fast(node: Any) -> Any:
-        if isinstance(node, list):
-            return [fail_fast(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        schema = {key: fail_fast(value) for key, value in node.items()}
-        if schema.get("type") == "list":
-            schema["fail_fast"] = True
-        if schema.get("type") == "model":
-            schema["cls"] = _Fields
-        return schema
-
-    return SchemaValidator(fail_fast(spec_type.__pydantic_core_schema__))
 
 
 def _numeric_lines(text: str) -> Iterator[tuple[int, list[str]]]:
