@@ -231,6 +231,7 @@ def test_health_readiness_metrics_and_openapi(server: Server) -> None:
             "qhopper_cost_usd_total",
             "qhopper_http_request_duration_seconds_bucket",
             "qhopper_http_requests_in_flight",
+            'qhopper_solve_workers{state="warm"} 2.0',  # the worker and its spare
         ):
             assert name in text, name
         paths = client.get("/openapi.json").json()["paths"]

@@ -160,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
                     service=Service(deps, SolveLane(api.solve_workers, api.solve_queue), workers),
                     tenants=tenants,
                     limiter=RateLimiter.from_settings(api),
-                    metrics=Metrics(deps, workers.take_summaries),
+                    metrics=Metrics(deps, workers.take_summaries, workers.states),
                     bodies=BodyBudget(api.max_body_bytes_in_flight),
                 )
                 if not tenants:

@@ -23,7 +23,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
+from enum import StrEnum
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
@@ -42,6 +44,11 @@ READY = "ready"
 START_S = 120.0  # the longest a worker may take to warm up before the service says ready
 JOIN_S = 5.0  # the longest a killed worker takes to be reaped
 Outcome = RunSummary | str  # the run's summary, or why there is none
+
+
+class WorkerState(StrEnum):
+    WARM = "warm"
+    WARMING = "warming"
 
 
 class SolveWorker:
@@ -64,12 +71,24 @@ class SolveWorker:
     def wait_ready(self, timeout_s: float) -> bool:
         """Whether the worker is warm (waiting for it at most ``timeout_s``)."""
         with self._lock:
-            if not self._warm and not self._conn.closed and self._conn.poll(timeout_s):
-                try:
-                    self._warm = self._conn.recv() == READY
-                except EOFError:
-                    self.kill()  # died warming up
-            return self._warm
+            return self._ready(timeout_s)
+
+    def state(self) -> WorkerState:
+        """Warm or not yet, without waiting (nor waiting behind a thread that is)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._ready(0)
+            finally:
+                self._lock.release()
+        return WorkerState.WARM if self._warm else WorkerState.WARMING
+
+    def _ready(self, timeout_s: float) -> bool:
+        if not self._warm and not self._conn.closed and self._conn.poll(timeout_s):
+            try:
+                self._warm = self._conn.recv() == READY
+            except EOFError:
+                self.kill()  # died warming up
+        return self._warm
 
     def run(self, ids: Sequence[str], deadline: float) -> Outcome:
         """Run ``ids`` by ``deadline`` (``time.monotonic``); past it the worker is killed."""
@@ -102,12 +121,12 @@ class WorkerPool:
     def __init__(self, settings: Settings, backend_spec: str, size: int) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(PRELOAD))
-        self._start = partial(SolveWorker, context, settings, backend_spec)
+        self._fork = partial(SolveWorker, context, settings, backend_spec)
+        self._live: set[SolveWorker] = set()
         self._idle: queue.SimpleQueue[SolveWorker] = queue.SimpleQueue()
         self._spare: SolveWorker | None = None
-        self._busy: set[SolveWorker] = set()
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a worker may be started while it is held
         self._summaries: list[RunSummary] = []
         self.warm = threading.Event()  # set once the first workers and the spare are warm
         threading.Thread(target=self._start_all, args=(size,), daemon=True).start()
@@ -133,8 +152,6 @@ class WorkerPool:
             worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             return "no solve worker was free within the time budget"
-        with self._lock:
-            self._busy.add(worker)
         try:
             outcome = worker.run(ids, deadline)
         finally:
@@ -145,15 +162,28 @@ class WorkerPool:
             return None
         return outcome
 
+    def _start(self) -> SolveWorker:
+        worker = self._fork()
+        with self._lock:
+            self._live.add(worker)
+        return worker
+
+    def states(self) -> dict[str, int]:
+        """How many workers (the spare included) are warm, and how many still warming."""
+        with self._lock:
+            live = list(self._live)
+        found = Counter(worker.state() for worker in live if worker.alive)
+        return {state.value: found[state] for state in WorkerState}
+
     def _give_back(self, worker: SolveWorker) -> None:
         """Back to the idle ones; a dead one's place goes to the spare, and a new spare
         starts warming."""
         with self._lock:
-            self._busy.discard(worker)
             if self._closed:
                 worker.kill()
                 return
             if not worker.alive:
+                self._live.discard(worker)
                 worker, self._spare = self._spare or self._start(), self._start()
         self._idle.put(worker)
 
@@ -167,9 +197,7 @@ class WorkerPool:
         """Kill every worker: a solve still going is left to the queue."""
         with self._lock:
             self._closed = True
-            doomed = [*self._busy, *([self._spare] if self._spare else [])]
-        while not self._idle.empty():
-            doomed.append(self._idle.get())
+            doomed = list(self._live)
         for worker in doomed:
             worker.kill()
 
