@@ -192,13 +192,19 @@ class ApiSettings(_Section):
     # names and digests are checked when the service starts (flows.api.auth).
     tenants: dict[str, str] = Field(default_factory=dict)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # raw request body, chunked too
+    # All bodies being read or handled at once (a body costs up to ~25x its size parsed): 503
+    max_body_bytes_in_flight: int = Field(default=16 * 1024 * 1024, ge=1)
+    body_timeout_s: float = Field(default=15.0, gt=0)  # a whole body must arrive within: 408
+    max_connections: int = Field(default=200, ge=1)  # open connections; a request beyond: 503
     rate_per_minute: float = Field(default=600.0, gt=0)  # requests per tenant (a token bucket)
     burst: int = Field(default=60, ge=1)  # requests a tenant may make at once
     # The longest /v1/solve may wait (its deadline is now plus this: bounded like any duration).
     max_solve_timeout_s: float = Field(default=60.0, gt=0, le=LONGEST_DURATION_S)
     solve_workers: int = Field(default=1, ge=1)  # synchronous solves running side by side
+    solve_queue: int = Field(default=8, ge=0)  # solves that may wait for a worker; more: 429
     drain_s: float = Field(default=8.0, ge=0)  # on SIGTERM: how long in-flight requests get
     warm_up: bool = True  # solve a small problem at start-up, so the first caller is not slower
+    docs: bool = False  # serve /docs and /redoc: pages that load their scripts from a CDN
 
 
 class Settings(_Section):

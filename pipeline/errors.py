@@ -45,11 +45,14 @@ class InputIssue:
 
 
 class InputRejected(QhopperError):
-    """Raised when input is invalid; nothing has been enqueued."""
+    """Raised when input is invalid; nothing has been enqueued. ``more_issues``: issues found
+    past the ones listed (a file keeps its first ones only), counted."""
 
-    def __init__(self, issues: list[InputIssue]) -> None:
+    def __init__(self, issues: list[InputIssue], more_issues: int = 0) -> None:
         self.issues = issues
-        super().__init__("\n".join(str(issue) for issue in issues))
+        self.more_issues = more_issues
+        more = [f"and {more_issues} more issue(s), not listed"] if more_issues else []
+        super().__init__("\n".join([*(str(issue) for issue in issues), *more]))
 
 
 class ConflictReason(Enum):

@@ -3,40 +3,56 @@
 Formats: a JSON object, a JSON array, JSON Lines, Gset / rudy edge lists (MaxCut,
 1-based, ``n m`` header, ``#`` comments allowed) and Biq Mac ``.sparse`` QUBO files
 (1-based upper triangle, ``f(y) = sum q_ii y_i + 2 sum_{i<j} q_ij y_i y_j``).
-Every issue names the file, the record (line or position) and the field.
+Every issue names the file, the record (line or position) and the field. A file keeps its
+first ``MAX_ISSUES`` issues; past those, issues are counted, not kept (see :func:`read_bytes`),
+so a file of a million bad values costs a count, not a million messages.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pipeline.config import LimitSettings
 from pipeline.errors import InputIssue
+from pipeline.first_errors import first_errors
 from pipeline.model import SPEC_TYPES, ProblemSpec, semantic_issues
 
 JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+MAX_ISSUES = 100  # issues kept per file (or request body); the rest are only counted
+FULL_CHECK_BYTES = 64 * 1024  # a larger record is checked with first_errors first: why there
+PARTIAL_CHECK = "a large record is checked up to each list's first bad item: there may be more"
 
 
 @dataclass
 class ParsedRecord:
-    """One record of one file: a valid spec, or the issues that keep it out."""
+    """One record of one file: a valid spec, or the issues that keep it out (``more_issues``:
+    found but not kept; a file's count of them is on its closing ``file`` record)."""
 
     file: str
     record: str
     spec: ProblemSpec | None = None
     issues: list[InputIssue] = field(default_factory=list)
+    more_issues: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.spec is not None and not self.issues
+        return self.spec is not None and not self.issues and not self.more_issues
+
+    def add(self, issues: Iterable[InputIssue]) -> None:
+        """Keep the first ``MAX_ISSUES`` issues, count the rest."""
+        found = iter(issues)
+        self.issues += itertools.islice(found, max(0, MAX_ISSUES - len(self.issues)))
+        self.more_issues += sum(1 for _ in found)
 
 
 def read_path(path: Path, limits: LimitSettings) -> list[ParsedRecord]:
@@ -57,6 +73,29 @@ def read_path(path: Path, limits: LimitSettings) -> list[ParsedRecord]:
 
 
 def read_bytes(name: str, raw: bytes, limits: LimitSettings) -> list[ParsedRecord]:
+    """The records of one file (or request body), its first ``MAX_ISSUES`` issues kept."""
+    return list(_capped(name, _records(name, raw, limits)))
+
+
+def _capped(name: str, records: Iterable[ParsedRecord]) -> Iterator[ParsedRecord]:
+    """Past the first issues, invalid records are left out and their issues counted on one
+    closing ``file`` record, so what a bad file costs stays bounded whatever it holds."""
+    kept, more = 0, 0
+    for record in records:
+        if record.spec is not None:
+            yield record
+            continue
+        more += record.more_issues + max(0, len(record.issues) - (MAX_ISSUES - kept))
+        record.issues = record.issues[: MAX_ISSUES - kept]
+        record.more_issues = 0
+        kept += len(record.issues)
+        if record.issues:
+            yield record
+    if more:
+        yield ParsedRecord(name, "file", more_issues=more)
+
+
+def _records(name: str, raw: bytes, limits: LimitSettings) -> Iterable[ParsedRecord]:
     if len(raw) > limits.max_file_bytes:
         return [
             _file_issue(
@@ -73,7 +112,7 @@ def read_bytes(name: str, raw: bytes, limits: LimitSettings) -> list[ParsedRecor
     except UnicodeDecodeError as exc:
         return [_file_issue(name, f"not valid UTF-8 (byte {exc.start}): JSON input must be UTF-8")]
     if suffix in {".jsonl", ".ndjson"}:
-        return list(_read_json_lines(name, text, limits))
+        return _read_json_lines(name, text, limits)
     return _read_json_document(name, text, limits)
 
 
@@ -91,12 +130,12 @@ def _looks_like_edge_list(raw: bytes) -> bool:
     return False
 
 
-def _read_json_document(name: str, text: str, limits: LimitSettings) -> list[ParsedRecord]:
+def _read_json_document(name: str, text: str, limits: LimitSettings) -> Iterable[ParsedRecord]:
     try:
         document = _loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several documents, one per line: JSON Lines
-            return list(_read_json_lines(name, text, limits))
+            return _read_json_lines(name, text, limits)
         return [
             _file_issue(name, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
         ]
@@ -106,12 +145,12 @@ def _read_json_document(name: str, text: str, limits: LimitSettings) -> list[Par
         if not document:
             return [_file_issue(name, "the JSON array is empty: no problems to submit")]
         big = len(text.encode()) > limits.max_record_bytes  # else no record can be over it
-        return [
+        return (
             _oversized(name, f"record {index}", limits)
             if big and _encoded_size(item) > limits.max_record_bytes
             else _validate(name, f"record {index}", item, limits)
             for index, item in enumerate(document, start=1)
-        ]
+        )
     if len(text.encode()) > limits.max_record_bytes:
         return [_oversized(name, "record 1", limits)]
     return [_validate(name, "record 1", document, limits)]
@@ -213,19 +252,31 @@ def _validate(name: str, where: str, document: Any, limits: LimitSettings) -> Pa
             InputIssue(name, where, "kind", f"{message}; expected one of {', '.join(SPEC_TYPES)}")
         )
         return record
+    spec_type = SPEC_TYPES[kind]
+    big = _encoded_size(document) > FULL_CHECK_BYTES
     try:
-        spec: ProblemSpec = SPEC_TYPES[kind].model_validate(document)  # type: ignore[assignment]
+        if big:  # what it passes, the full check passes too: it only stops sooner
+            first_errors(spec_type).validate_python(document)
+        spec: ProblemSpec = spec_type.model_validate(document)  # type: ignore[assignment]
     except ValidationError as exc:
-        for error in exc.errors():
-            field_path = _field_name(".".join(str(part) for part in error["loc"]))
-            message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
-            record.issues.append(InputIssue(name, where, field_path, message))
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        record.add(_type_issue(name, where, error) for error in errors)
+        if big:
+            record.add([InputIssue(name, where, "", PARTIAL_CHECK)])
         return record
-    for field_path, message in semantic_issues(spec, limits.max_variables, limits.max_terms):
-        record.issues.append(InputIssue(name, where, field_path, message))
-    if not record.issues:
+    record.add(
+        InputIssue(name, where, field_path, message)
+        for field_path, message in semantic_issues(spec, limits.max_variables, limits.max_terms)
+    )
+    if not record.issues and not record.more_issues:
         record.spec = spec
     return record
+
+
+def _type_issue(name: str, where: str, error: ErrorDetails) -> InputIssue:
+    field_path = _field_name(".".join(str(part) for part in error["loc"]))
+    message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+    return InputIssue(name, where, field_path, message)
 
 
 def _numeric_lines(text: str) -> Iterator[tuple[int, list[str]]]:
@@ -249,48 +300,37 @@ def _read_header(name: str, lines: Iterator[tuple[int, list[str]]]) -> tuple[int
 
 def _read_triples(
     name: str, text: str, kind: str, limits: LimitSettings
-) -> tuple[int, list[tuple[str, list[int | float]]], list[InputIssue]]:
-    """Header and 1-based 'i j w' lines, converted to 0-based triples named by line."""
+) -> tuple[int, list[tuple[str, list[int | float]]], ParsedRecord]:
+    """Header and 1-based 'i j w' lines, converted to 0-based triples named by line, and the
+    file's issues with them (a record with no spec)."""
     lines = _numeric_lines(text)
     header = _read_header(name, lines)
+    bad = ParsedRecord(name, "file")
     if isinstance(header, InputIssue):
-        return 0, [], [header]
+        bad.add([header])
+        return 0, [], bad
     n, m = header
     triples: list[tuple[str, list[int | float]]] = []
-    issues: list[InputIssue] = []
     for number, parts in lines:
         where = f"line {number}"
         if len(parts) != 3:
-            issues.append(
-                InputIssue(
-                    name,
-                    where,
-                    "",
-                    f"expected 'i j {'w' if kind == 'maxcut' else 'q'}', got {len(parts)} values",
-                )
-            )
+            expected = f"expected 'i j {'w' if kind == 'maxcut' else 'q'}'"
+            bad.add([InputIssue(name, where, "", f"{expected}, got {len(parts)} values")])
             continue
         try:
             i, j = int(parts[0]) - 1, int(parts[1]) - 1
             value = float(parts[2])
         except ValueError:
-            issues.append(
-                InputIssue(
-                    name, where, "", f"expected two integers and a number, got {' '.join(parts)!r}"
-                )
+            got = " ".join(parts)
+            bad.add(
+                [InputIssue(name, where, "", f"expected two integers and a number, got {got!r}")]
             )
             continue
         triples.append((where, [i, j, int(value) if value.is_integer() else value]))
-    if not issues and len(triples) != m:
-        issues.append(
-            InputIssue(
-                name,
-                "file",
-                "header",
-                f"header announces {m} entries but the file has {len(triples)}",
-            )
-        )
-    return n, triples, issues
+    if not bad.issues and len(triples) != m:
+        message = f"header announces {m} entries but the file has {len(triples)}"
+        bad.add([InputIssue(name, "file", "header", message)])
+    return n, triples, bad
 
 
 # What each position of a line-oriented entry is called in messages, per list of the document.
@@ -298,14 +338,14 @@ _COLUMNS = {"edges": ("i", "j", "w"), "linear": ("i", "q"), "quadratic": ("i", "
 
 
 def _read_edge_list(name: str, text: str, limits: LimitSettings) -> ParsedRecord:
-    n, triples, issues = _read_triples(name, text, "maxcut", limits)
+    n, triples, bad = _read_triples(name, text, "maxcut", limits)
     document = {"kind": "maxcut", "n": n, "edges": [t for _, t in triples]}
     lines = {"edges": [where for where, _ in triples]}
-    return _validate_positional(name, document, lines, issues, limits)
+    return _validate_positional(name, document, lines, bad, limits)
 
 
 def _read_sparse_qubo(name: str, text: str, limits: LimitSettings) -> ParsedRecord:
-    n, triples, issues = _read_triples(name, text, "qubo", limits)
+    n, triples, bad = _read_triples(name, text, "qubo", limits)
     diagonal = [(where, t) for where, t in triples if t[0] == t[1]]
     upper = [(where, t) for where, t in triples if t[0] != t[1]]
     linear = [[t[0], t[2]] for _, t in diagonal]
@@ -313,22 +353,23 @@ def _read_sparse_qubo(name: str, text: str, limits: LimitSettings) -> ParsedReco
     quadratic = [[t[0], t[1], 2 * t[2]] for _, t in upper]
     document = {"kind": "qubo", "n": n, "linear": linear, "quadratic": quadratic, "sense": "min"}
     lines = {"linear": [where for where, _ in diagonal], "quadratic": [where for where, _ in upper]}
-    return _validate_positional(name, document, lines, issues, limits)
+    return _validate_positional(name, document, lines, bad, limits)
 
 
 def _validate_positional(
     name: str,
     document: dict[str, Any],
     lines: dict[str, list[str]],
-    issues: list[InputIssue],
+    bad: ParsedRecord,
     limits: LimitSettings,
 ) -> ParsedRecord:
     """Validate a line-oriented file as one record, reporting issues by the line they came from.
 
-    ``lines[list_field][k]`` is the line that entry k of ``document[list_field]`` was read from.
+    ``lines[list_field][k]`` is the line that entry k of ``document[list_field]`` was read from;
+    ``bad`` holds the issues of lines that could not be read at all.
     """
-    if issues:
-        return ParsedRecord(name, "file", issues=issues)
+    if bad.issues:
+        return bad
     parsed = _validate(name, "file", document, limits)
 
     def line_of(match: re.Match[str]) -> str:  # "first given as edges.3" -> "... on line 7"

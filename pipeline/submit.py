@@ -24,6 +24,7 @@ class Submitted:
 class SubmitReport:
     submitted: list[Submitted]
     rejected: list[InputIssue]
+    more_rejected: int = 0  # issues past the ones listed (each file keeps its first ones)
 
 
 def submit_files(
@@ -36,11 +37,12 @@ def submit_files(
     """
     records = [record for path in paths for record in read_path(path, settings.limits)]
     issues = [issue for record in records for issue in record.issues]
+    more = sum(record.more_issues for record in records)
     valid = [record for record in records if record.ok]
     if issues and not skip_invalid:
-        raise InputRejected(issues)
+        raise InputRejected(issues, more)
     if not valid:
-        return SubmitReport([], issues)
+        return SubmitReport([], issues, more)
     if settings.intake.database_url is None:
         make_folder(settings.home)  # the default queue lives in the home: submitting makes it
     store = IntakeStore.open(settings.database_url)
@@ -48,7 +50,7 @@ def submit_files(
         submitted, conflicts = _enqueue(store, valid, skip_invalid)
     finally:
         store.close()
-    return SubmitReport(submitted, issues + conflicts)
+    return SubmitReport(submitted, issues + conflicts, more)
 
 
 def _enqueue(

@@ -8,102 +8,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import truth
+from api_server import (
+    ALPHA,
+    BETA,
+    QHOPPER,
+    REPO,
+    TOKENS,
+    Server,
+    accepting,
+    in_flight,
+    maxcut,
+    poll,
+    start_server,
+    stop_server,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.intake import IntakeStore
 from pipeline.model import spec_from_record
-
-REPO = Path(__file__).resolve().parent.parent
-QHOPPER = [sys.executable, "-c", "from flows.cli import main; main()"]
-TOKENS = {"alpha": "token-alpha-0123456789", "beta": "token-beta-9876543210"}
-ALPHA = {"Authorization": f"Bearer {TOKENS['alpha']}"}
-BETA = {"Authorization": f"Bearer {TOKENS['beta']}"}
-START_S = 90.0
-
-
-def maxcut(n: int, extra: int = 0, **options: object) -> dict[str, object]:
-    edges = [[i, (i + 1) % n] for i in range(n)] + [[0, n // 2], [1, (n // 2 + 1 + extra) % n]]
-    unique = sorted({(min(u, v), max(u, v)) for u, v in edges if u != v})
-    return {"kind": "maxcut", "n": n, "edges": [list(e) for e in unique], **options}
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(home: Path, **api: object) -> Server:
-    """``qhopper api`` on a free port with ``[api]`` settings; returns once /readyz is 200."""
-    home.mkdir(parents=True, exist_ok=True)
-    lines = ["[api]"] + [f"{k} = {json.dumps(v)}" for k, v in api.items()]
-    lines += ["[api.tenants]"]
-    lines += [f'{n} = "{hashlib.sha256(t.encode()).hexdigest()}"' for n, t in TOKENS.items()]
-    (home / "qhopper.toml").write_text("\n".join(lines) + "\n")
-    port = _free_port()
-    log = home / "api.log"
-    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    process = subprocess.Popen(
-        [*QHOPPER, "api", "--home", str(home), "--port", str(port)],
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    server = Server(f"http://127.0.0.1:{port}", home, process, log)
-    deadline = time.monotonic() + START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"qhopper api exited {process.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # a poll interval, not a wait for something to happen
-    stop_server(server)
-    raise AssertionError(f"qhopper api not ready within {START_S} s: {log.read_text()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +304,7 @@ def test_health_readiness_metrics_and_openapi(server: Server) -> None:
             "qhopper_cost_usd_total",
             "qhopper_http_request_duration_seconds_bucket",
             "qhopper_http_requests_in_flight",
+            'qhopper_solve_workers{state="warm"} 2.0',  # the worker and its spare
         ):
             assert name in text, name
         paths = client.get("/openapi.json").json()["paths"]
@@ -488,10 +426,10 @@ def test_sigterm_drains_the_request_in_flight_and_exits_within_10_s(tmp_path: Pa
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
             sock.sendall(head + body[:10])
-            _poll(lambda: _in_flight(server) >= 2, "the request to be in flight")
+            poll(lambda: in_flight(server) >= 2, "the request to be in flight")
             server.process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
-            _poll(lambda: not _accepting(port), "the server to stop accepting")
+            poll(lambda: not accepting(port), "the server to stop accepting")
             sock.sendall(body[10:])
             answer = b""
             while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -506,29 +444,6 @@ def test_sigterm_drains_the_request_in_flight_and_exits_within_10_s(tmp_path: Pa
         assert time.monotonic() - signalled < 10
     finally:
         stop_server(server)
-
-
-def _in_flight(server: Server) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=5).text
-    line = next(x for x in text.splitlines() if x.startswith("qhopper_http_requests_in_flight "))
-    return float(line.split()[1])  # this scrape is one of them
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _poll(condition: object, what: str, within_s: float = 20.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)  # a poll interval
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- the intake's trace column and the command line --------------------------------------------
@@ -584,9 +499,13 @@ def test_solve_command_answers_labelled(tmp_path: Path) -> None:
 
 
 # --- schemathesis: every endpoint, with and without a valid token ------------------------------
+OPTIONAL_FIELDS = {"deadline", "priority", "route", "reps", "shots", "tenant", "key"}
+
+
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Server) -> None:
     """Cases generated from /openapi.json for every operation, each sent with a valid token
-    and without one: no 5xx, every response as the schema says."""
+    and without one: no 5xx, every response as the schema says. The problems are generated
+    from each kind's spec, so every optional field of a problem is among what is sent."""
     import schemathesis
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -607,6 +526,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Serv
                     checks=[not_a_server_error, response_schema_conformance],
                 )
                 sent[case.operation.path] += 1
+            for problem in case.body if isinstance(case.body, list) else [case.body]:
+                sent.update(OPTIONAL_FIELDS & set(problem if isinstance(problem, dict) else []))
 
         check()
     assert all(sent[op.path] >= 2 for op in operations), sent
+    assert all(sent[name] for name in OPTIONAL_FIELDS), sent

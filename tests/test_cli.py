@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.cli.serving import parse_interval
 from pipeline.intake import IntakeStore
+from pipeline.readers import MAX_ISSUES
 
 runner = CliRunner()
 
@@ -283,6 +284,21 @@ def test_missing_file_and_unknown_id_exit_2(tmp_path: Path) -> None:
     IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}").close()
     unknown = runner.invoke(app, ["status", "p-0000", "--home", str(tmp_path)])
     assert unknown.exit_code == 2 and "no problem with id 'p-0000'" in unknown.stderr
+
+
+def test_a_file_of_many_bad_records_lists_the_first_and_counts_the_rest(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(['{"kind": "maxcut", "n": 2, "edges": [[0, 0]]}'] * 130))
+    home = ["--home", str(tmp_path)]
+    for command in (["submit", str(bad)], ["submit", str(bad), "--skip-invalid"]):
+        result = runner.invoke(app, [*command, *home])
+        assert result.exit_code == 2 and result.stderr.count("self-loop") == MAX_ISSUES
+    assert "130 problem(s) found, the first 100 listed; nothing was enqueued" in " ".join(
+        runner.invoke(app, ["submit", str(bad), *home]).stderr.split()
+    )
+    assert "30 more issue(s), not listed" in result.stderr  # --skip-invalid
+    solved = runner.invoke(app, ["solve", str(bad), *home])
+    assert solved.exit_code == 2 and "130 problem(s) found, the first 100 listed" in solved.stderr
 
 
 def test_bad_sql_exits_2(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pipeline.config import LimitSettings
 from pipeline.errors import InputIssue, InputRejected
 from pipeline.formulation import formulate, objective
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec, idempotency_key
-from pipeline.readers import ParsedRecord, read_bytes, read_path
+from pipeline.readers import MAX_ISSUES, PARTIAL_CHECK, ParsedRecord, read_bytes, read_path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 KARLOFF = BENCHMARKS / "ciquab-karloff-maxcut/Karloff/Karloff_6_3_1.txt"
@@ -728,6 +728,33 @@ def test_large_weights_that_cannot_overflow_and_edge_of_range_deadlines_are_acce
         ]
     )
     assert [r.issues for r in read("big.jsonl", text)] == [[]] * 6
+
+
+# --- a bad file costs its first issues and a count of the rest, whatever it holds ----------
+def test_a_file_keeps_its_first_issues_and_counts_the_rest() -> None:
+    lines = read("bad.jsonl", "\n".join([mc(edges=[[0, 0]])] * 250 + [mc()]))
+    assert_consistent("bad.jsonl", lines[:-1])
+    assert [r.record for r in lines[-2:]] == ["line 251", "file"]  # the valid one stays
+    assert lines[-2].ok and sum(len(r.issues) for r in lines) == MAX_ISSUES
+    assert lines[-1].more_issues == 150 and not lines[-1].ok and not lines[-1].issues
+    [record, note] = read("p.json", mc(n=3, edges=[[0, 0]] * 130))  # one record, 130 issues
+    assert len(record.issues) == MAX_ISSUES and note.more_issues == 30
+    rejected = InputRejected(record.issues, note.more_issues)
+    assert str(rejected).endswith("and 30 more issue(s), not listed")
+
+
+def test_a_record_too_big_to_list_every_error_stops_at_each_lists_first() -> None:
+    """Two 2 MB records of half a million bad edges each: pydantic would hold a million
+    errors (~1.5 GB once listed); checked up to each list's first bad item, they cost two."""
+    edges = ",".join(["[0]"] * 500_000)
+    record = f'{{"kind": "maxcut", "n": 2, "edges": [{edges}], "sigma": 1}}'
+    records = read("p.json", f"[{record}, {record}]", max_file_bytes=8 * 1024 * 1024)
+    fields = ["edges.0", "sigma", ""]  # the first bad edge, the unknown field, the note
+    assert where(records) == [(f"record {i}", field) for i in (1, 2) for field in fields]
+    assert records[0].issues[1].message == "unknown field"
+    assert records[0].issues[2].message == PARTIAL_CHECK
+    small, note = read("p.json", mc(edges=[[0]] * 1000))  # under FULL_CHECK_BYTES: all counted
+    assert len(small.issues) == MAX_ISSUES and note.more_issues == 1000 - MAX_ISSUES
 
 
 def test_file_limit_through_read_path(tmp_path: Path) -> None:

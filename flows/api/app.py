@@ -1,74 +1,71 @@
-"""The HTTP routes of ``qhopper api``, and the gate every request passes first.
-
-Why a pure ASGI gate rather than a route check: the body limit must hold on the raw bytes
-before anything parses them, chunked bodies included, and the trace context, in-flight
-count and the one log line per request belong to every route alike. The gate logs the
-route, status, tenant and trace id: never a token, a hash or a payload.
+"""The HTTP routes of ``qhopper api``: what each answers, on the state the service keeps for
+its life. Every request passes the gate (:mod:`flows.api.gate`) first; a route reads its
+body only after the caller's token and rate are checked, through the gate's limits.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import tempfile
-import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from flows.api.auth import RateLimiter, Tenants, retry_after
+from flows.api.bodies import BodyBudget
+from flows.api.errors import ApiError, error, invalid
+from flows.api.gate import Gate
+from flows.api.lane import SolveLane
 from flows.api.metrics import CONTENT_TYPE, Metrics
 from flows.api.service import (
     MAX_PAGE,
-    ApiError,
     Service,
     check_idempotency_key,
     conflict,
-    error,
-    invalid,
     parse_problems,
     parse_since,
     scoped,
 )
-from flows.api.solve import SyncSolver
-from flows.api.tracing import TraceContext, trace_from
+from flows.api.solve import Budget
+from flows.api.tracing import TraceContext
+from flows.api.workers import WorkerPool
 from flows.deps import RunDeps, open_deps
 from pipeline.config import Settings
 from pipeline.errors import KeyConflict
 from pipeline.intake.database import check_connection
-from pipeline.model import ProblemSpec
+from pipeline.model import SPEC_TYPES, ProblemSpec
+from pipeline.results import query
 
 log = logging.getLogger("qhopper.api")
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 
-PROBLEMS_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "One problem object or an array of them, exactly as in input files "
-        "(application/x-ndjson: JSON Lines).",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object", "required": ["kind"]},
-                        {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                    ]
+
+def _problems_body() -> dict[str, Any]:
+    """The OpenAPI request body of the routes that take problems: each kind's spec as its
+    JSON schema (every optional field included), one object or an array of them."""
+    problem = {"anyOf": [spec_type.model_json_schema() for spec_type in SPEC_TYPES.values()]}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "One problem object or an array of them, exactly as in input files "
+            "(application/x-ndjson: JSON Lines).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [problem, {"type": "array", "items": problem, "minItems": 1}]
+                    }
                 }
-            }
-        },
+            },
+        }
     }
-}
+
+
+PROBLEMS_BODY = _problems_body()
 
 
 @dataclass
@@ -81,119 +78,7 @@ class ApiState:
     tenants: Tenants
     limiter: RateLimiter
     metrics: Metrics
-    ready: threading.Event
-
-
-class Gate:
-    """Body limit (raw, before parsing, chunked too), trace context, in-flight count, and
-    one log line and metric per request."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state: ApiState | None = getattr(scope["app"].state, "qh", None)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        trace = trace_from(headers.get("traceparent"))
-        scope.setdefault("state", {})["trace"] = trace
-        started = time.perf_counter()
-        status = [0]
-
-        async def send_traced(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                extra = [(b"traceparent", trace.header().encode())]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        limit = state.settings.api.max_body_bytes if state else 0
-        if state:
-            state.metrics.in_flight.inc()
-        try:
-            body = await self._body(headers, receive, limit, send_traced) if state else None
-            if body is None and state:
-                return  # answered (413 or 400), or the client went away
-            replay = _replay(body or b"", receive)
-            await self.app(scope, replay, send_traced)
-        finally:
-            if state:
-                state.metrics.in_flight.dec()
-                self._record(state, scope, trace, status[0], time.perf_counter() - started)
-
-    async def _body(
-        self, headers: dict[str, str], receive: Receive, limit: int, send: Send
-    ) -> bytes | None:
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await _answer(send, 400, {"error": "Content-Length is not a number"})
-                return None
-            if int(declared) > limit:
-                await _answer(send, 413, _too_large(limit))
-                return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _answer(send, 413, _too_large(limit))
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    @staticmethod
-    def _record(
-        state: ApiState, scope: Scope, trace: TraceContext, status: int, seconds: float
-    ) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        state.metrics.requests.labels(method, path, str(status)).inc()
-        state.metrics.latency.labels(method, path).observe(seconds)
-        tenant = scope.get("state", {}).get("tenant", "-")
-        log.info(
-            "%s %s -> %d in %.1f ms tenant=%s trace=%s",
-            method,
-            path,
-            status,
-            seconds * 1000,
-            tenant,
-            trace.trace_id,
-        )
-
-
-def _too_large(limit: int) -> dict[str, str]:
-    return {"error": f"the request body is over the limit of {limit} bytes (api.max_body_bytes)"}
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
-    response = JSONResponse(body, status_code=status, headers={"Connection": "close"})
-    await response({"type": "http"}, _nothing, send)
-
-
-async def _nothing() -> Message:
-    return {"type": "http.disconnect"}
+    bodies: BodyBudget
 
 
 def _state(request: Request) -> ApiState:
@@ -201,7 +86,7 @@ def _state(request: Request) -> ApiState:
     return state
 
 
-def tenant_of(request: Request) -> str:
+async def tenant_of(request: Request) -> str:
     """The caller's tenant (401 without a valid token), within its rate (429 over it)."""
     state = _state(request)
     tenant = state.tenants.identify(request.headers.get("authorization"))
@@ -216,12 +101,43 @@ def tenant_of(request: Request) -> str:
     return tenant
 
 
-async def raw_body(request: Request) -> bytes:
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
+async def raw_body(request: Request, _: Tenant) -> bytes:
+    """The body, read (within the gate's limits) only once the caller is let in."""
     return await request.body()
 
 
-Tenant = Annotated[str, Depends(tenant_of)]
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+async def solve_budget(
+    request: Request,
+    _: Tenant,
+    timeout_s: Annotated[
+        float, Query(gt=0, description="The time budget in seconds (api.max_solve_timeout_s)")
+    ] = 10.0,
+) -> AsyncIterator[Budget]:
+    """The solve's budget, from its request's arrival, and its place in the solve lane for
+    the request's life (429 when there is none)."""
+    longest = _state(request).settings.api.max_solve_timeout_s
+    if not timeout_s <= longest:  # a setting, so not in the schema; NaN fails too
+        raise invalid("query", "timeout_s", f"must be more than 0 and at most {longest:g}")
+    budget = Budget.from_start(timeout_s, request.state.arrived)
+    with _state(request).service.lane.admit(budget.deadline):
+        yield budget
+
+
+SolveBudget = Annotated[Budget, Depends(solve_budget)]
+
+
+async def solve_body(request: Request, _: SolveBudget) -> bytes:
+    """A solve's body, read once it has its place in the lane."""
+    return await request.body()
+
+
+SolveBody = Annotated[bytes, Depends(solve_body)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -236,33 +152,34 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with ExitStack() as stack:
-            deps = stack.enter_context(open_deps(settings))
-            solver = SyncSolver(deps, settings.api.solve_workers)
-            ready = threading.Event()
-            app.state.qh = ApiState(
-                settings=settings,
-                deps=deps,
-                service=Service(deps, solver),
-                tenants=tenants,
-                limiter=RateLimiter.from_settings(settings.api),
-                metrics=Metrics(deps, solver.take_summaries),
-                ready=ready,
-            )
-            if settings.api.warm_up:
-                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="qhopper-warm-"))
-                _warm_up(settings, deps, Path(scratch), ready)
-            else:
-                ready.set()
-            if not tenants:
-                log.warning("no [api.tenants] configured: every /v1 request will be refused")
-            yield
+        api = settings.api
+        with open_deps(settings) as deps:
+            workers = WorkerPool(settings, deps.backend_spec, api.solve_workers)
+            try:
+                app.state.qh = ApiState(
+                    settings=settings,
+                    deps=deps,
+                    service=Service(deps, SolveLane(api.solve_workers, api.solve_queue), workers),
+                    tenants=tenants,
+                    limiter=RateLimiter.from_settings(api),
+                    metrics=Metrics(deps, workers.take_summaries, workers.states),
+                    bodies=BodyBudget(api.max_body_bytes_in_flight),
+                )
+                if not tenants:
+                    log.warning("no [api.tenants] configured: every /v1 request will be refused")
+                if api.warm_up:
+                    await anyio.to_thread.run_sync(_warm_reads, deps)
+                yield
+            finally:
+                workers.close()
 
     app = FastAPI(
         title="qhopper",
         version="1",
         summary="Submit optimisation problems, solve small ones synchronously, read results.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api.docs else None,
+        redoc_url="/redoc" if settings.api.docs else None,
     )
     app.add_middleware(Gate)
 
@@ -307,25 +224,23 @@ def create_app(settings: Settings) -> FastAPI:
         return _state(request).service.problem(tenant, problem_id)
 
     @app.post("/v1/solve", openapi_extra=PROBLEMS_BODY)
-    def solve(
+    async def solve(
         request: Request,
         tenant: Tenant,
-        body: RawBody,
+        budget: SolveBudget,
+        body: SolveBody,
         idempotency_key: IdempotencyKey = None,
-        timeout_s: Annotated[float, Query(description="The time budget in seconds")] = 10.0,
     ) -> JSONResponse:
-        """One problem answered within ``timeout_s`` (200), labelled; or its state and why
-        not (202: it stays queued and the interval flow answers it)."""
-        state = _state(request)
-        longest = state.settings.api.max_solve_timeout_s
-        if not math.isfinite(timeout_s) or not 0 < timeout_s <= longest:
-            raise invalid("query", "timeout_s", f"must be more than 0 and at most {longest:g}")
-        specs = _problems(request, body)
+        """One problem answered within ``timeout_s`` of the request's arrival (200),
+        labelled; or its state and why not (202: it stays queued and the interval flow
+        answers it). Runs in the solve lane: 429 when every worker and queue place is taken."""
+        service = _state(request).service
+        specs = await service.lane.call(_problems, request, body)
         if len(specs) != 1:
             raise invalid("body", "", "takes exactly one problem; submit more with /v1/problems")
         spec = scoped(specs[0], tenant, check_idempotency_key(idempotency_key))
         trace: TraceContext = request.state.trace
-        answer = state.service.solve(tenant, spec, timeout_s, trace.trace_id)
+        answer = await service.solve(tenant, spec, budget, trace.trace_id)
         return JSONResponse(answer.as_json(), status_code=200 if answer.result else 202)
 
     @app.get("/v1/results")
@@ -342,20 +257,21 @@ def create_app(settings: Settings) -> FastAPI:
         return _state(request).service.results(tenant, parse_since(since), cursor, limit)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, bool]:
+    async def healthz() -> dict[str, bool]:
         """The process answers."""
         return {"ok": True}
 
     @app.get("/readyz")
     def readyz(request: Request) -> JSONResponse:
-        """Ready: warmed up and the intake database answers."""
+        """Ready: the solve workers warm (with ``[api] warm_up``) and the intake answers."""
         state = _state(request)
-        if not state.ready.is_set():
-            return JSONResponse({"ready": False, "why": "warming up"}, status_code=503)
+        if state.settings.api.warm_up and not state.service.workers.warm.is_set():
+            return JSONResponse({"ready": False}, status_code=503)
         try:
             check_connection(state.deps.intake.engine)
-        except Exception as exc:
-            return JSONResponse({"ready": False, "why": str(exc)}, status_code=503)
+        except Exception as exc:  # the cause names the database: for the log, not the caller
+            log.warning("not ready: %s: %s", type(exc).__name__, exc)
+            return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True})
 
     @app.get("/metrics")
@@ -366,33 +282,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _warm_up(settings: Settings, deps: RunDeps, scratch: Path, ready: threading.Event) -> None:
-    """Import the engine and compile its kernels on throwaway problems in a scratch home,
-    so the first caller's solve costs what every later one does. Never on a paid QPU.
+def _warm_reads(deps: RunDeps) -> None:
+    """Load what reading results takes here (DuckDB, Arrow) before serving, so the first
+    caller's read costs what every later one does; the workers warm up the solving."""
+    import pyarrow.compute  # noqa: F401  (result rows are filtered with it)
 
-    Before serving, not on a background thread beside the starting server: that way the
-    first solve afterwards segfaulted in ``PackedTemplate.pack`` (pickling a qiskit
-    circuit), every time, with this lock's qiskit; run before serving, it never did.
-    """
-    try:
-        if deps.backend().solver_path == "qpu":
-            return
-        from pipeline.model import spec_from_record
-
-        warm = settings.model_copy(
-            update={
-                "home": scratch,
-                "intake": settings.intake.model_copy(update={"database_url": None}),
-            }
-        )
-        with open_deps(warm, backend_spec=deps.backend_spec) as scratch_deps:
-            solver = SyncSolver(scratch_deps)
-            for n in (10, 12):
-                edges = [[i, (i + 1) % n] for i in range(n)] + [[0, n // 2]]
-                spec = spec_from_record({"kind": "maxcut", "n": n, "edges": edges})
-                outcome = scratch_deps.intake.submit([(spec, "warm-up")])[0]
-                solver.answers([outcome.id], [outcome.key], 30.0, time.monotonic())
-    except Exception as exc:  # a failed warm-up costs the first caller time, nothing else
-        log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
-    finally:
-        ready.set()
+    query(deps.settings.results_location, "SELECT count(*) FROM problems")

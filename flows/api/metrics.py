@@ -5,8 +5,8 @@ Two sources, so a scrape is cheap and still covers runs ``serve`` made in anothe
   by solver path and status, fallback rate, first-attempt success;
 - read from the result Parquet (DuckDB, cached for ``RESULTS_TTL_S``): per-stage latency
   histograms of every answered problem, and what they cost;
-- counted in this process: HTTP requests, their latency and how many are in flight, and
-  the stage times of this service's own synchronous runs.
+- counted in this process: HTTP requests, their latency and how many are in flight, the
+  stage times of this service's own synchronous runs, and its solve workers' states.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,7 +42,12 @@ RUN_STAGES = ("recover", "collect", "plan", "compile", "cluster_wait", "execute"
 class Metrics:
     """The service's registry: its own counters plus the intake and result collectors."""
 
-    def __init__(self, deps: RunDeps, summaries: Callable[[], list[RunSummary]]) -> None:
+    def __init__(
+        self,
+        deps: RunDeps,
+        summaries: Callable[[], list[RunSummary]],
+        workers: Callable[[], Mapping[str, int]],
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "qhopper_http_requests",
@@ -72,12 +77,28 @@ class Metrics:
         self._summaries = summaries
         self.registry.register(_IntakeCollector(deps))
         self.registry.register(_ResultCollector(deps))
+        self.registry.register(_WorkerCollector(workers))
 
     def render(self) -> bytes:
         for summary in self._summaries():
             for stage in RUN_STAGES:
                 self.solve_stages.labels(stage).observe(getattr(summary, f"t_{stage}_s"))
         return generate_latest(self.registry)
+
+
+class _WorkerCollector(Collector):
+    """The solve worker processes, warm or still warming (a spare after a kill, say)."""
+
+    def __init__(self, states: Callable[[], Mapping[str, int]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "qhopper_solve_workers", "Solve worker processes, by state", labels=["state"]
+        )
+        for state, count in sorted(self.states().items()):
+            family.add_metric([state], count)
+        yield family
 
 
 class _IntakeCollector(Collector):

@@ -11,13 +11,16 @@ import dataclasses
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.api.solve import Answer, SyncSolver, jsonable, result_row, with_deadline
+from flows.api.errors import ApiError, error, invalid
+from flows.api.lane import SolveLane
+from flows.api.solve import Answer, Budget, jsonable, read_answers, result_row, with_deadline
+from flows.api.workers import WorkerPool
 from flows.deps import RunDeps
 from pipeline.errors import KeyConflict
+from pipeline.intake import SubmitOutcome
 from pipeline.kinds.base import KEY_MAX_LENGTH
 from pipeline.model import ProblemSpec, idempotency_key
 from pipeline.readers import read_bytes
@@ -28,27 +31,11 @@ log = logging.getLogger("qhopper.api")
 MAX_PAGE = 1000
 
 
-@dataclass
-class ApiError(Exception):
-    """A 4xx (or 503) answer: its status, JSON body and headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error(status: int, message: str, **headers: str) -> ApiError:
-    return ApiError(status, {"error": message}, dict(headers))
-
-
-def invalid(record: str, field_name: str, message: str) -> ApiError:
-    return ApiError(422, {"errors": [{"record": record, "field": field_name, "message": message}]})
-
-
 def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[ProblemSpec]:
     """The body's problems, validated exactly as ``qhopper submit`` validates a file.
 
-    400 when the body is not JSON at all; 422 naming every record and field otherwise.
+    400 when the body is not JSON at all; 422 otherwise, naming the record and field of the
+    first issues (``readers.MAX_ISSUES``) and counting the rest (``more_errors``).
     """
     name = "body.jsonl" if json_lines else "body.json"
     if not json_lines:
@@ -67,7 +54,8 @@ def parse_problems(raw: bytes, deps: RunDeps, json_lines: bool = False) -> list[
     issues = [issue for record in records for issue in record.issues]
     if issues:
         errors = [{"record": i.record, "field": i.field, "message": i.message} for i in issues]
-        raise ApiError(422, {"errors": errors})
+        more = sum(record.more_issues for record in records)
+        raise ApiError(422, {"errors": errors, **({"more_errors": more} if more else {})})
     return [record.spec for record in records if record.spec is not None]
 
 
@@ -118,9 +106,10 @@ def check_idempotency_key(value: str | None) -> str | None:
 class Service:
     """The operations behind the routes, on one warm set of run dependencies."""
 
-    def __init__(self, deps: RunDeps, solver: SyncSolver) -> None:
+    def __init__(self, deps: RunDeps, lane: SolveLane, workers: WorkerPool) -> None:
         self.deps = deps
-        self.solver = solver
+        self.lane = lane
+        self.workers = workers
 
     def submit(self, tenant: str, specs: list[ProblemSpec], trace_id: str) -> list[dict[str, Any]]:
         outcomes = self.deps.intake.submit([(spec, "api", trace_id) for spec in specs])
@@ -153,26 +142,46 @@ class Service:
             "result": _public(tenant, result_row(self.deps.settings, problem_id, row)),
         }
 
-    def solve(self, tenant: str, spec: ProblemSpec, timeout_s: float, trace_id: str) -> Answer:
-        import time
-
-        started = time.monotonic()
-        spec = with_deadline(spec, timeout_s)
-        outcome = self.deps.intake.submit([(spec, "api solve", trace_id)])[0]
+    async def solve(self, tenant: str, spec: ProblemSpec, budget: Budget, trace_id: str) -> Answer:
+        """Submit ``spec`` and answer it within ``budget``: run on a solve worker as soon as
+        one is free, else (or if the run overruns) its state and why not."""
+        outcome = await self.lane.call(self._submit_solve, spec, budget, trace_id)
         log.info(
-            "solve %s tenant=%s trace=%s budget=%.2fs", outcome.id, tenant, trace_id, timeout_s
+            "solve %s tenant=%s trace=%s budget=%.2fs left=%.2fs",
+            outcome.id,
+            tenant,
+            trace_id,
+            budget.timeout_s,
+            budget.left(),
         )
-        answer = self.solver.answers([outcome.id], [outcome.key], timeout_s, started)[0]
-        answer = dataclasses.replace(answer, result=_public(tenant, answer.result))
+        why = await self._run([outcome.id], budget)
+        [answer] = await self.lane.call(
+            read_answers, self.deps, [outcome.id], [outcome.key], budget, why
+        )
         log.info(
-            "solved %s trace=%s state=%s in %.3fs%s",
+            "solved %s trace=%s state=%s with %.3fs left%s",
             outcome.id,
             trace_id,
             answer.state,
-            time.monotonic() - started,
+            budget.left(),
             f" ({answer.error})" if answer.error else "",
         )
-        return answer
+        return dataclasses.replace(answer, result=_public(tenant, answer.result))
+
+    def _submit_solve(self, spec: ProblemSpec, budget: Budget, trace_id: str) -> SubmitOutcome:
+        spec = with_deadline(spec, budget.left())
+        return self.deps.intake.submit([(spec, "api solve", trace_id)])[0]
+
+    async def _run(self, ids: list[str], budget: Budget) -> str | None:
+        """Run ``ids`` on a worker within the budget; None once run, else why not."""
+        if budget.left() <= 0:
+            return "the time budget was spent reading, checking and queueing the problem"
+        if not await self.lane.take_worker(budget.deadline):
+            return "every solve worker stayed busy for the whole time budget"
+        try:
+            return await self.lane.call(self.workers.run, ids, budget.deadline)
+        finally:
+            self.lane.give_worker()
 
     def results(
         self, tenant: str, since: datetime | None, cursor: str | None, limit: int

@@ -1,13 +1,15 @@
 """The synchronous solve that ``POST /v1/solve`` and ``qhopper solve`` share.
 
-A caller gives a time budget T. The problems are submitted with ``deadline = now + T`` (so
-routing and the backend call policy know the budget: the quantum path is taken only when
-it can finish, and a quantum attempt that cannot is stopped and answered by CP-SAT,
-labelled ``degraded`` with its ``fallback_reason``), then the run core runs them at once
-(``run_once(deps, only=ids)``) in this process. The caller waits at most T plus a small
-margin, whatever happens: the run goes on a daemon thread, so a run that overruns is left
-to finish (or, if this process ends, to be re-claimed by the next run) and the caller gets
-the problem's state and a clear error instead of a hang.
+A caller gives a time budget T, counted from its request's arrival (or the command's start).
+The problems are submitted with ``deadline = now + what is left of T`` (so routing and the
+backend call policy know the budget: the quantum path is taken only when it can finish, and
+a quantum attempt that cannot is stopped and answered by CP-SAT, labelled ``degraded`` with
+its ``fallback_reason``), then the run core runs them at once (``run_once(deps, only=ids)``
+on :func:`solve_deps`). The caller waits at most T plus a small margin, whatever happens:
+the service runs it in a worker process that is killed at the budget
+(:mod:`flows.api.workers`), the command on a daemon thread left behind
+(:func:`run_in_thread`); either way the caller gets the problem's state and a clear error
+instead of a hang, and the queue keeps the problem for the next run.
 """
 
 from __future__ import annotations
@@ -28,12 +30,28 @@ from flows.run import run_once
 from pipeline.config import Settings
 from pipeline.intake import FINAL_STATES
 from pipeline.model import ProblemSpec
-from pipeline.results import RunSummary, query
+from pipeline.results import query
 
 log = logging.getLogger("qhopper.api")
 
 MARGIN_S = 0.5  # what a caller may wait beyond its budget: row reading, HTTP, scheduling
 POLL_S = 0.02  # while another run holds the problem
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A solve's time budget: ``timeout_s`` from its start (``time.monotonic``), so reading,
+    validating and queueing count against it as much as solving does."""
+
+    timeout_s: float
+    deadline: float
+
+    @classmethod
+    def from_start(cls, timeout_s: float, started: float) -> Budget:
+        return cls(timeout_s, started + timeout_s)
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -70,90 +88,63 @@ def solve_settings(settings: Settings, timeout_s: float) -> Settings:
     return settings.model_copy(update={"classical": classical, "dask": dask})
 
 
-class SyncSolver:
-    """Runs synchronous solves on ``deps``, at most ``workers`` at a time, each bounded."""
+def solve_deps(deps: RunDeps, timeout_s: float) -> RunDeps:
+    """``deps`` for one synchronous run within ``timeout_s``: small, in this process, never
+    a cluster to start."""
+    return dataclasses.replace(
+        deps,
+        settings=solve_settings(deps.settings, timeout_s),
+        compute=ComputeChoice(None, 1, math.inf, deps.settings.dask.start_timeout_s),
+    )
 
-    def __init__(self, deps: RunDeps, workers: int = 1) -> None:
-        self.deps = deps
-        self._slots = threading.BoundedSemaphore(workers)
-        self.summaries: list[RunSummary] = []  # for metrics; drained by the reader
-        self._lock = threading.Lock()
 
-    def run(self, ids: Sequence[str], timeout_s: float) -> str | None:
-        """Run ``ids`` now, in this process; None when the run finished within the budget,
-        else why not (the run may still be going on its own thread)."""
-        deps = dataclasses.replace(
-            self.deps,
-            settings=solve_settings(self.deps.settings, timeout_s),
-            # A synchronous solve is small: in this process, never a cluster to start.
-            compute=ComputeChoice(None, 1, math.inf, self.deps.settings.dask.start_timeout_s),
-        )
-        started = time.monotonic()
-        done = threading.Event()
-        failure: list[str] = []
+def run_in_thread(deps: RunDeps, ids: Sequence[str], budget: Budget) -> str | None:
+    """Run ``ids`` now on a daemon thread; None when the run finished within the budget, else
+    why not (the run may still be going: a thread cannot be stopped, so this is for a command
+    that ends when it has answered; the service kills a worker process instead)."""
+    done = threading.Event()
+    failure: list[str] = []
 
-        def work() -> None:
-            try:
-                if not self._slots.acquire(
-                    timeout=max(0.0, timeout_s - (time.monotonic() - started))
-                ):
-                    failure.append("every solve slot stayed busy for the whole time budget")
-                    return
-                try:
-                    summary = run_once(deps, only=list(ids))
-                    with self._lock:
-                        self.summaries.append(summary)
-                finally:
-                    self._slots.release()
-            except Exception as exc:  # reported to the caller; the queue keeps the problem
-                log.error(
-                    "synchronous run of %s failed: %s: %s", ",".join(ids), type(exc).__name__, exc
-                )
-                failure.append(f"the run failed: {type(exc).__name__}: {exc}")
-            finally:
-                done.set()
+    def work() -> None:
+        try:
+            run_once(solve_deps(deps, budget.left()), only=list(ids))
+        except Exception as exc:  # reported to the caller; the queue keeps the problem
+            log.error(
+                "synchronous run of %s failed: %s: %s", ",".join(ids), type(exc).__name__, exc
+            )
+            failure.append(f"the run failed: {type(exc).__name__}: {exc}")
+        finally:
+            done.set()
 
-        threading.Thread(target=work, name="qhopper-solve", daemon=True).start()
-        if not done.wait(timeout_s + MARGIN_S / 2):
-            return f"not answered within {timeout_s:g} s"
-        return failure[0] if failure else None
+    threading.Thread(target=work, name="qhopper-solve", daemon=True).start()
+    if not done.wait(budget.left() + MARGIN_S / 2):
+        return f"not answered within {budget.timeout_s:g} s"
+    return failure[0] if failure else None
 
-    def take_summaries(self) -> list[RunSummary]:
-        with self._lock:
-            taken, self.summaries = self.summaries, []
-        return taken
 
-    def answers(
-        self, ids: Sequence[str], keys: Sequence[str], timeout_s: float, started: float
-    ) -> list[Answer]:
-        """Run ``ids`` and read back each one's state and result row, all within the budget.
-
-        A problem another run holds (``serve`` claimed it first) is waited for, by polling
-        the intake, until the budget is spent.
-        """
-        intake = self.deps.intake
-        why = self.run(ids, max(0.05, timeout_s - (time.monotonic() - started)))
-        answers: list[Answer] = []
-        for problem_id, key in zip(ids, keys, strict=True):
-            row = intake.get(problem_id)
-            while (
-                row is not None
-                and row["state"] not in FINAL_STATES
-                and time.monotonic() - started < timeout_s
-            ):
-                time.sleep(POLL_S)
-                row = intake.get(problem_id)
-            state = row["state"] if row else "unknown"
-            result = result_row(self.deps.settings, problem_id, row) if row else None
-            error = None
-            if result is None:
-                error = (
-                    f"{why or f'not answered within {timeout_s:g} s'}; the problem stays in "
-                    f"the queue ({state}) and the interval flow will answer it: "
-                    f"GET /v1/problems/{problem_id}"
-                )
-            answers.append(Answer(problem_id, key, state, result, error))
-        return answers
+def read_answers(
+    deps: RunDeps, ids: Sequence[str], keys: Sequence[str], budget: Budget, why: str | None
+) -> list[Answer]:
+    """Each problem's state and result row once its run is over (``why``: why it may not have
+    answered). A problem another run holds (``serve`` claimed it first) is waited for, by
+    polling the intake, until the budget is spent."""
+    answers: list[Answer] = []
+    for problem_id, key in zip(ids, keys, strict=True):
+        row = deps.intake.get(problem_id)
+        while row is not None and row["state"] not in FINAL_STATES and budget.left() > 0:
+            time.sleep(POLL_S)
+            row = deps.intake.get(problem_id)
+        state = row["state"] if row else "unknown"
+        result = result_row(deps.settings, problem_id, row) if row else None
+        error = None
+        if result is None:
+            error = (
+                f"{why or f'not answered within {budget.timeout_s:g} s'}; the problem stays in "
+                f"the queue ({state}) and the interval flow will answer it: "
+                f"GET /v1/problems/{problem_id}"
+            )
+        answers.append(Answer(problem_id, key, state, result, error))
+    return answers
 
 
 def result_row(

@@ -6,7 +6,7 @@ service included). Failures print one line, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -117,9 +117,12 @@ def fail(message: str, code: int) -> typer.Exit:
     raise typer.Exit(code)
 
 
-def errors_found(count: int) -> str:
-    """'3 errors found': errors, not "problems", in a tool where a problem is what users submit."""
-    return f"{count} error{'' if count == 1 else 's'} found"
+def errors_found(issues: Sequence[object], more: int = 0) -> str:
+    """'3 errors found' (errors, not "problems", in a tool where a problem is what users
+    submit), saying when only the first are listed."""
+    total = len(issues) + more
+    said = f"{total} error{'' if total == 1 else 's'} found"
+    return said if not more else f"{said}, the first {len(issues)} listed"
 
 
 @contextmanager

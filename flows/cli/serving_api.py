@@ -72,6 +72,7 @@ def api(
             access_log=False,  # the service logs one line per request itself, without secrets
             log_level="info",
             timeout_graceful_shutdown=max(1, round(settings.api.drain_s)),
+            limit_concurrency=settings.api.max_connections,
             server_header=False,
         )
     )
@@ -93,8 +94,8 @@ def solve(
 ) -> None:
     """Answer small problems synchronously, labelled; never waits past the timeout."""
     started = time.monotonic()
-    budget = parse_timeout(timeout)
-    from flows.api.solve import SyncSolver, with_deadline
+    timeout_s = parse_timeout(timeout)
+    from flows.api.solve import Budget, read_answers, run_in_thread, with_deadline
     from flows.deps import open_deps
     from pipeline.readers import read_path
 
@@ -104,16 +105,16 @@ def solve(
     if issues:
         for issue in issues:
             err.print(f"[red]invalid:[/] {issue}", highlight=False)
-        fail(f"{errors_found(len(issues))}; nothing was solved.", 2)
-    specs = [with_deadline(r.spec, budget) for r in records if r.spec is not None]
+        more = sum(record.more_issues for record in records)
+        fail(f"{errors_found(issues, more)}; nothing was solved.", 2)
+    budget = Budget.from_start(timeout_s, started)
+    specs = [with_deadline(r.spec, budget.left()) for r in records if r.spec is not None]
     with clean_failures("solve"), open_deps(settings) as deps:
         outcomes = deps.intake.submit(
             [(spec, f"solve {file}:{r.record}") for spec, r in zip(specs, records, strict=True)]
         )
-        left = budget - (time.monotonic() - started)
-        answers = SyncSolver(deps).answers(
-            [o.id for o in outcomes], [o.key for o in outcomes], max(0.05, left), started
-        )
+        ids, keys = [o.id for o in outcomes], [o.key for o in outcomes]
+        answers = read_answers(deps, ids, keys, budget, run_in_thread(deps, ids, budget))
     if as_json:
         out.print_json(json.dumps([a.as_json() for a in answers]))
     else:

@@ -44,10 +44,12 @@ def submit(
         except InputRejected as exc:
             for issue in exc.issues:
                 err.print(f"[red]invalid:[/] {issue}", highlight=False)
-            err.print(f"{errors_found(len(exc.issues))}; nothing was enqueued.")
+            err.print(f"{errors_found(exc.issues, exc.more_issues)}; nothing was enqueued.")
             raise typer.Exit(2) from exc
     for issue in report.rejected:
         err.print(f"[yellow]skipped:[/] {issue}", highlight=False)
+    if report.more_rejected:
+        err.print(f"[yellow]skipped:[/] {report.more_rejected} more issue(s), not listed")
     if as_json:
         out.print_json(
             json.dumps(
