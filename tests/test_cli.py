@@ -293,12 +293,12 @@ def test_a_file_of_many_bad_records_lists_the_first_and_counts_the_rest(tmp_path
     for command in (["submit", str(bad)], ["submit", str(bad), "--skip-invalid"]):
         result = runner.invoke(app, [*command, *home])
         assert result.exit_code == 2 and result.stderr.count("self-loop") == MAX_ISSUES
-    assert "130 problem(s) found, the first 100 listed; nothing was enqueued" in " ".join(
+    assert "130 errors found, the first 100 listed; nothing was enqueued" in " ".join(
         runner.invoke(app, ["submit", str(bad), *home]).stderr.split()
     )
     assert "30 more issue(s), not listed" in result.stderr  # --skip-invalid
     solved = runner.invoke(app, ["solve", str(bad), *home])
-    assert solved.exit_code == 2 and "130 problem(s) found, the first 100 listed" in solved.stderr
+    assert solved.exit_code == 2 and "130 errors found, the first 100 listed" in solved.stderr
 
 
 def test_bad_sql_exits_2(tmp_path: Path) -> None:
