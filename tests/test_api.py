@@ -39,7 +39,7 @@ from api_server import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.intake import IntakeStore
+from pipeline.intake import IntakeStore, ProblemOutcome
 from pipeline.model import spec_from_record
 
 
@@ -96,6 +96,7 @@ def test_submit_is_idempotent_per_key_and_the_tenant_is_the_tokens(server: Serve
         ("GET", "/v1/problems/p-1"),
         ("POST", "/v1/solve"),
         ("GET", "/v1/results"),
+        ("POST", "/v1/problems/p-1/requeue"),
     ],
 )
 def test_every_v1_route_wants_a_valid_token(server: Server, method: str, path: str) -> None:
@@ -104,6 +105,30 @@ def test_every_v1_route_wants_a_valid_token(server: Server, method: str, path: s
             answer = client.request(method, path, json=maxcut(4), headers=headers)
             assert answer.status_code == 401, headers
             assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_tenant_requeues_its_own_failed_problem(server: Server) -> None:
+    """POST /v1/problems/{id}/requeue: 202 for the tenant's failed problem, which goes back to
+    the queue with a fresh budget; 409 while it is not failed; 404 for another tenant."""
+    with server.client() as client:
+        (made,) = client.post("/v1/problems", json=maxcut(9), headers=ALPHA).json()["problems"]
+        url = f"/v1/problems/{made['id']}/requeue"
+        assert client.post(url, headers=ALPHA).status_code == 409  # queued, not failed
+        store = IntakeStore.open(f"sqlite:///{server.home / 'intake.db'}")
+        try:
+            store.claim("a-run", 1, 60, only=[made["id"]])
+            store.journal.begin_batch("a-run", "b-failed", [made["id"]], "/r/b-failed.parquet")
+            failed = ProblemOutcome(made["id"], "failed", None, None, "no answer")
+            store.journal.finish_batch("b-failed", [failed])
+        finally:
+            store.close()
+        assert client.post(url, headers=BETA).status_code == 404
+        answer = client.post(url, headers=ALPHA)
+        assert answer.status_code == 202 and answer.json() == {"id": made["id"], "state": "queued"}
+        seen = client.get(f"/v1/problems/{made['id']}", headers=ALPHA).json()
+        assert seen["state"] == "queued"
+        assert seen["history"][-1]["detail"].startswith("requeued by api tenant alpha")
+        assert client.post(url, headers=ALPHA).status_code == 409  # once is enough
 
 
 def test_invalid_problems_name_record_and_field_and_enqueue_nothing(server: Server) -> None:

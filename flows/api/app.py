@@ -223,6 +223,12 @@ def create_app(settings: Settings) -> FastAPI:
         """A problem's state, history and (once answered) its result row."""
         return _state(request).service.problem(tenant, problem_id)
 
+    @app.post("/v1/problems/{problem_id}/requeue", status_code=202)
+    def requeue(request: Request, tenant: Tenant, problem_id: str) -> dict[str, Any]:
+        """Put one of the tenant's failed problems back in the queue with a fresh attempt
+        budget (recorded in its history); its next answer replaces the failed one."""
+        return _state(request).service.requeue(tenant, problem_id)
+
     @app.post("/v1/solve", openapi_extra=PROBLEMS_BODY)
     async def solve(
         request: Request,

@@ -20,7 +20,7 @@ from flows.api.solve import Answer, Budget, jsonable, read_answers, result_row, 
 from flows.api.workers import WorkerPool
 from flows.deps import RunDeps
 from pipeline.errors import KeyConflict
-from pipeline.intake import SubmitOutcome
+from pipeline.intake import RequeueSelection, SubmitOutcome
 from pipeline.kinds.base import KEY_MAX_LENGTH
 from pipeline.model import ProblemSpec, idempotency_key
 from pipeline.readers import read_bytes
@@ -141,6 +141,19 @@ class Service:
             "history": history,
             "result": _public(tenant, result_row(self.deps.settings, problem_id, row)),
         }
+
+    def requeue(self, tenant: str, problem_id: str) -> dict[str, Any]:
+        """Put the tenant's failed problem back in the queue with a fresh attempt budget:
+        404 when it is not the tenant's, 409 when it is not failed."""
+        selection = RequeueSelection([problem_id], tenant=tenant)
+        outcome = self.deps.intake.requeue(selection, f"api tenant {tenant}")
+        why = outcome.refused.get(problem_id)
+        if why is not None and why.startswith("no such problem"):
+            raise error(404, "no such problem")
+        if why is not None:
+            raise error(409, f"not requeued: {why}")
+        log.info("requeued %s tenant=%s", problem_id, tenant)
+        return {"id": problem_id, "state": "queued"}
 
     async def solve(self, tenant: str, spec: ProblemSpec, budget: Budget, trace_id: str) -> Answer:
         """Submit ``spec`` and answer it within ``budget``: run on a solve worker as soon as
