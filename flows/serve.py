@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from flows.signals import stop_on_sigterm
+from flows.signals import stop_on_signals
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailable
 from pipeline.private import make_folder, open_log
@@ -99,7 +99,7 @@ def serve_forever(
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings.home, log_level="INFO")
-    stop_on_sigterm()  # once Prefect's runner serves, it takes SIGTERM over itself
+    stop_on_signals()  # once Prefect's runner serves, it takes SIGTERM over itself
     try:
         with ExitStack() as stack:
             stack.enter_context(prefect_api(settings.home, console))

@@ -123,12 +123,34 @@ def assert_answered_once(home: Home, records: dict[str, dict[str, Any]]) -> list
     return rows
 
 
+def classical(count: int, prefix: str) -> list[dict[str, Any]]:
+    """16-node weighted rings with chords on the classical route: CP-SAT solves them (too
+    large to enumerate), in the run's own process when it runs inline."""
+    rng = random.Random(prefix)
+    records = []
+    for i in range(count):
+        edges = [[j, (j + 1) % 16, rng.randint(1, 5)] for j in range(16)]
+        edges += [[j, j + 8, rng.randint(1, 5)] for j in range(0, 8, 3)]
+        records.append(
+            {
+                "kind": "maxcut",
+                "n": 16,
+                "edges": edges,
+                "route": "classical",
+                "key": f"{prefix}-c{i}",
+            }
+        )
+    return records
+
+
 def test_interrupted_runs_spend_no_attempts_and_every_run_leaves_its_row(tmp_path: Path) -> None:
     """Four runs stopped mid-way (two Ctrl-Cs, two SIGTERMs), then one clean run, with the
     default limit of 3 attempts: every problem completed, five runs/ rows. Before, each
-    hand-back counted as an attempt and the problems claimed by all five runs ended failed."""
+    hand-back counted as an attempt and the problems claimed by all five runs ended failed;
+    and once CP-SAT had solved in the run's process, SIGINT killed it outright (CP-SAT left
+    the default action in place of Python's handler)."""
     home = Home(tmp_path)
-    records = home.submit(rings(24, "stop"))
+    records = home.submit(classical(2, "stop") + rings(24, "stop"))
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
         said = home.interrupted_run(signum)
         assert "run interrupted" in said and "Traceback" not in said, said[-2000:]

@@ -33,7 +33,7 @@ from flows.cli.common import (
     settings_for,
 )
 from flows.progress import Eta, LogProgress, ProgressSink
-from flows.signals import stop_on_sigterm
+from flows.signals import stop_on_signals
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def run(
     loaded = settings_for(
         home, config, **{"quantum.backend": backend, "dask.address": dask_address}
     )
-    stop_on_sigterm()
+    stop_on_signals()
     with clean_failures("run"), _interruptible():
         summary = _run_with_progress(loaded.settings, loaded.config_file)
     if as_json:

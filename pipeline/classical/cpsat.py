@@ -167,10 +167,7 @@ def solve_classical(
                 model.add_hint(v, int(b))
             for pair, y in pair_vars.items():
                 model.add_hint(y, hint_pairs[pair])
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(until - time.perf_counter(), 1e-3)
-        solver.parameters.num_workers = int(workers)
-        solver.parameters.random_seed = int(seed)
+        solver = _solver(max(until - time.perf_counter(), 1e-3), workers, seed)
         clock = _Clock()
         bounds: list[float] = []
         solver.best_bound_callback = bounds.append
@@ -240,10 +237,7 @@ def solve_plain(
         raise ValueError("time_limit_s must be positive and workers at least 1")
     started = time.perf_counter()
     model, x, _, unit = _model(formulation)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(started + time_limit_s - time.perf_counter(), 1e-3)
-    solver.parameters.num_workers = int(workers)
-    solver.parameters.random_seed = int(seed)
+    solver = _solver(max(started + time_limit_s - time.perf_counter(), 1e-3), workers, seed)
     clock = _Clock()
     status = solver.solve(model, clock)
     proven = status == cp_model.OPTIMAL and unit is not None
@@ -333,3 +327,16 @@ def _integers(coefficients: list[Decimal], exact: bool) -> tuple[list[int], Deci
     floats = [float(c) for c in coefficients]
     largest = max(abs(c) for c in floats) or 1.0
     return [round(c * ROUNDED_SCALE / largest) for c in floats], None
+
+
+def _solver(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
+    """A CP-SAT solver within its limits. It must leave SIGINT alone: by default it catches
+    Ctrl-C while solving and afterwards leaves the default action (terminate) in place of
+    Python's handler, so a later Ctrl-C or ``kill -INT`` killed the run on the spot instead
+    of stopping it cleanly."""
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.num_workers = int(workers)
+    solver.parameters.random_seed = int(seed)
+    solver.parameters.catch_sigint_signal = False
+    return solver
