@@ -23,13 +23,13 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from batching.records import Batch, PlannedProblem, RoutingNumbers
+from batching.batches import Batch, PlannedProblem, RoutingNumbers
 from pipeline.backends import Backend, Workload
 from pipeline.config import Settings
-from pipeline.engine.evaluators import uses_fast_path
-from pipeline.engine.memory import fast_path_bytes
-from pipeline.engine.shapes import ShapeKey
 from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
+from pipeline.memory import fast_path_bytes
+from pipeline.qaoa.evaluators import uses_fast_path
+from pipeline.qaoa.shapes import ShapeKey
 
 GRID_SETS = 64  # the engine's depth-1 (gamma, beta) grid
 # Evaluations per problem a batch typically takes (the pilots' grid shared, warm starts and

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from batching.batches import Batch
 from batching.economics import classical_seconds, workload
-from batching.records import Batch
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.durations import duration
-from pipeline.engine.evaluators import uses_fast_path
+from pipeline.qaoa.evaluators import uses_fast_path
 
 
 @dataclass(frozen=True)

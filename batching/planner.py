@@ -4,7 +4,7 @@ Pure functions over plain data, so the invariants (every problem in exactly one 
 no batch over the limit, one shape per quantum batch) are easy to test.
 
 Where the backend is simulated exactly, problems of one kind, size and depth share a
-pool shape whatever their graphs (:func:`~pipeline.engine.shapes.batch_shape`); within a
+pool shape whatever their graphs (:func:`~pipeline.qaoa.shapes.batch_shape`); within a
 pool, problems of one angle class (degree sequence) are kept together, so a batch of one
 class starts from that class's angles.
 """
@@ -17,10 +17,10 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from batching.records import Batch, PlannedProblem
+from batching.batches import Batch, PlannedProblem
 from batching.routing import RouteDecision, route_problem
-from pipeline.engine.angles import degree_sequence
-from pipeline.engine.shapes import ShapeKey, batch_shape
+from pipeline.qaoa.angles import degree_sequence
+from pipeline.qaoa.shapes import ShapeKey, batch_shape
 
 Member = tuple[PlannedProblem, RouteDecision]
 

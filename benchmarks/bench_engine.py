@@ -40,16 +40,16 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import get_backend
-from pipeline.engine.angle_store import AngleLibrary, plan_for, record_batch
-from pipeline.engine.angles import DEFAULT_WARM_PILOTS
-from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
-from pipeline.engine.lockstep import optimise_batch
-from pipeline.engine.shapes import shape_of
-from pipeline.engine.starts import PILOTS
-from pipeline.engine.templates import CompiledTemplate, compile_template
 from pipeline.formulation import Formulation, formulate
 from pipeline.intake import IntakeStore
 from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec
+from pipeline.qaoa.angle_store import AngleLibrary, plan_for, record_batch
+from pipeline.qaoa.angles import DEFAULT_WARM_PILOTS
+from pipeline.qaoa.evaluators import BatchProblem, DiagonalEvaluator, PrimitiveEvaluator
+from pipeline.qaoa.lockstep import optimise_batch
+from pipeline.qaoa.shapes import shape_of
+from pipeline.qaoa.starts import PILOTS
+from pipeline.qaoa.templates import CompiledTemplate, compile_template
 
 BACKEND = get_backend("aer", 24)
 
@@ -362,7 +362,7 @@ def library_run(
     )
 
 
-ECONOMY = 1  # warm pilots in the economy setting (see pipeline.engine.angles)
+ECONOMY = 1  # warm pilots in the economy setting (see pipeline.qaoa.angles)
 
 
 def library_workload(

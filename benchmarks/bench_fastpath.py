@@ -12,7 +12,7 @@ two ways, each in a fresh Python process, single-threaded as a Dask worker is
   normalised weights), one angle set per call; the first call, which also builds the
   problem's diagonal, is timed apart ("first call"), then the median of the repeats
   ("ms/eval"); then the shots are drawn from the exact final state
-  (``pipeline.engine.sampling.draw``, ``default_shots`` shots), the engine's last step;
+  (``pipeline.qaoa.sampling.draw``, ``default_shots`` shots), the engine's last step;
 * QOKit's CPU simulator from its own environment (``make .venv-qokit``) via
   ``qokit_eval.py``: building the simulator (it precomputes the cost diagonal) is
   "setup", then the median of ``simulate_qaoa`` + ``get_expectation``. It is QOKit's
@@ -28,7 +28,7 @@ high-water mark (``VmHWM`` in /proc/self/status) after resetting it
 (``/proc/self/clear_refs``) once imports, kernels and template are loaded and before the
 problem's data exist: what the problem itself costs a worker (the same method as
 bench_memory.py); "eval peak" once the evaluations are done, "peak" after the draw too.
-Beside it ``fast_path_bytes(n, 1)`` (pipeline.engine.memory), the estimate the router
+Beside it ``fast_path_bytes(n, 1)`` (pipeline.memory), the estimate the router
 checks against ``routing.simulator_memory_bytes`` (it assumes no flip symmetry, the
 worst case); peak/estimate above 1 means the estimate does not hold. "one problem s" is
 the first call, ``TYPICAL_EVALUATIONS - 1`` (batching.economics) more evaluations and the
@@ -105,14 +105,14 @@ def fast_child(n: int, reps: int, repeats: int) -> dict[str, float]:
 
     from pipeline.backends import get_backend
     from pipeline.config import Settings
-    from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, as_caller
-    from pipeline.engine.fast_sim import warm_up
-    from pipeline.engine.memory import fast_path_bytes
-    from pipeline.engine.sampling import draw
-    from pipeline.engine.shapes import shape_of
-    from pipeline.engine.templates import compile_template
     from pipeline.formulation import formulate
+    from pipeline.memory import fast_path_bytes
     from pipeline.model import MaxCutSpec
+    from pipeline.qaoa.evaluators import BatchProblem, DiagonalEvaluator, as_caller
+    from pipeline.qaoa.fast_sim import warm_up
+    from pipeline.qaoa.sampling import draw
+    from pipeline.qaoa.shapes import shape_of
+    from pipeline.qaoa.templates import compile_template
 
     backend = get_backend("aer", n)
     edges = maxcut_edges(n)

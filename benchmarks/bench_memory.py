@@ -7,7 +7,7 @@ case: a linear field, so no flip symmetry; random real weights, so every problem
 its 8-byte diagonal; a penalised QUBO, so the true objective is measured apart at the
 end), loads the kernels and the template as a warm worker has them, records its RSS
 (the baseline), resets the kernel's peak-RSS mark (``/proc/self/clear_refs``) and runs
-``pipeline.engine.chunk.run_quantum_chunk`` on Aer: the fast path evaluates and draws the
+``pipeline.workers.quantum.run_quantum_chunk`` on Aer: the fast path evaluates and draws the
 shots from the exact final state.
 The table shows ``fast_path_bytes(n, problems)``, the peak above the baseline, their
 ratio (measured / estimate: at most 1 when the estimate holds) and, apart, the peak of
@@ -60,14 +60,14 @@ def child(n: int, problems: int) -> dict[str, float]:
     import numpy as np
 
     from pipeline.backends import CallPolicy, get_backend
-    from pipeline.engine import starts
-    from pipeline.engine.chunk import run_quantum_chunk
-    from pipeline.engine.fast_sim import fast_path_bytes, warm_up
-    from pipeline.engine.shapes import shape_of
-    from pipeline.engine.templates import PackedTemplate, compile_template
     from pipeline.formulation import formulate
     from pipeline.model import PortfolioSpec
+    from pipeline.qaoa import starts
+    from pipeline.qaoa.fast_sim import fast_path_bytes, warm_up
+    from pipeline.qaoa.shapes import shape_of
+    from pipeline.qaoa.templates import PackedTemplate, compile_template
     from pipeline.tasks import QuantumChunkTask, WorkItem
+    from pipeline.workers.quantum import run_quantum_chunk
 
     starts.GRID_GAMMAS = np.array([0.3, 0.9])
     starts.GRID_BETAS = np.array([-0.4, 0.4])

@@ -44,20 +44,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from batching.batches import PlannedProblem
 from batching.planner import plan_batches
-from batching.records import PlannedProblem
 from flows.compute import local_cluster
 from flows.prefect_env import configure_prefect
 from flows.serve import prefect_api
 from pipeline.backends import get_backend
 from pipeline.classical import solve_classical
 from pipeline.config import Settings
-from pipeline.engine.evaluators import BatchProblem, uses_fast_path
-from pipeline.engine.fast_sim import warm_up
-from pipeline.engine.lockstep import optimise_batch
-from pipeline.engine.templates import TemplateStore, load_transpiler_plugins
 from pipeline.formulation import formulate
 from pipeline.model import ProblemSpec, spec_from_record
+from pipeline.qaoa.evaluators import BatchProblem, uses_fast_path
+from pipeline.qaoa.fast_sim import warm_up
+from pipeline.qaoa.lockstep import optimise_batch
+from pipeline.qaoa.templates import TemplateStore, load_transpiler_plugins
 from pipeline.results import query
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")

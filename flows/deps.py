@@ -24,7 +24,7 @@ from pipeline.results import ResultStore
 
 if TYPE_CHECKING:
     from pipeline.backends import Backend
-    from pipeline.engine.templates import TemplateStore
+    from pipeline.qaoa.templates import TemplateStore
 
 
 def open_intake_to_read(settings: Settings) -> IntakeStore:
@@ -80,7 +80,7 @@ def open_deps(
 
 
 def _template_store(settings: Settings) -> TemplateStore:
-    from pipeline.engine.templates import TemplateStore
+    from pipeline.qaoa.templates import TemplateStore
 
     return TemplateStore(settings.artifacts_dir)
 

@@ -24,22 +24,22 @@ from concurrent.futures import Future as LocalFuture
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from batching.batches import Batch, PlannedProblem
 from batching.economics import chunk_count, classical_seconds
-from batching.records import Batch, PlannedProblem
 from flows.compute import Compute, TaskFuture
 from pipeline.backends import Backend, CallPolicy
-from pipeline.classical import run_classical_chunk
 from pipeline.config import Settings
-from pipeline.engine.angle_store import AngleLibrary, plan_for
-from pipeline.engine.angles import AnglePlan
-from pipeline.engine.chunk import run_quantum_chunk
-from pipeline.engine.evaluators import uses_fast_path
-from pipeline.engine.shapes import ShapeKey
-from pipeline.engine.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.errors import RunTimeout
 from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
+from pipeline.qaoa.angle_store import AngleLibrary, plan_for
+from pipeline.qaoa.angles import AnglePlan
+from pipeline.qaoa.evaluators import uses_fast_path
+from pipeline.qaoa.shapes import ShapeKey
+from pipeline.qaoa.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
+from pipeline.workers.classical import run_classical_chunk
+from pipeline.workers.quantum import run_quantum_chunk
 
 log = logging.getLogger("qhopper.dispatch")
 RESULT_FETCH_TIMEOUT_S = 120.0

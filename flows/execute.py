@@ -15,21 +15,21 @@ from datetime import UTC, datetime
 from functools import partial
 
 from batching import estimate_run, new_batch_id, plan_batches, route_batches
+from batching.batches import Batch, PlannedProblem
 from batching.economics import Budgets
 from batching.estimate import RunEstimate
-from batching.records import Batch, PlannedProblem
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
 from flows.deps import Clock, RunDeps
 from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
 from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
 from pipeline.backends import Backend
 from pipeline.config import Settings
-from pipeline.engine.angle_store import AngleLibrary, record_batch
-from pipeline.engine.evaluators import uses_fast_path
-from pipeline.engine.templates import artifact_key
 from pipeline.formulation import formulate
 from pipeline.intake import FAILED, ClaimedProblem
 from pipeline.model import spec_from_record
+from pipeline.qaoa.angle_store import AngleLibrary, record_batch
+from pipeline.qaoa.evaluators import uses_fast_path
+from pipeline.qaoa.templates import artifact_key
 from pipeline.results import BatchRow, ProblemRow
 
 log = logging.getLogger("qhopper.run")

@@ -21,18 +21,18 @@ from typing import Any
 from flows.deps import open_intake_to_read
 from flows.dispatch import split_chunks
 from pipeline.backends import Backend, CallPolicy, get_backend
-from pipeline.classical import run_classical_task
 from pipeline.config import Settings
-from pipeline.engine.evaluators import uses_fast_path
-from pipeline.engine.replay import ReplayTask, replay_chunk
-from pipeline.engine.shapes import ShapeKey, batch_shape, is_pool_label
-from pipeline.engine.templates import PackedTemplate, TemplateStore
 from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
 from pipeline.intake import new_id
 from pipeline.model import spec_from_record
-from pipeline.results import DriftRow, ResultsLocation, query, to_table
+from pipeline.qaoa.evaluators import uses_fast_path
+from pipeline.qaoa.shapes import ShapeKey, batch_shape, is_pool_label
+from pipeline.qaoa.templates import PackedTemplate, TemplateStore
+from pipeline.results import DriftRow, ResultsLocation, open_files, query, to_table
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, WorkItem
+from pipeline.workers.classical import run_classical_task
+from pipeline.workers.rerun import ReplayTask, replay_chunk
 
 TOLERANCE = 1e-9  # relative: objectives are recomputed from the bits, so they match exactly
 
@@ -157,7 +157,7 @@ def measure_drift(settings: Settings, backend_spec: str, sample: int, seed: int)
         )
         for r in chosen
     ]
-    files = settings.results_location.files()
+    files = open_files(settings.results_location)
     files.write(files.key("drift", now.date(), drift_id), to_table(drift, DriftRow))
     return DriftSample(drift, len(rows), len(fitting))
 
@@ -211,7 +211,7 @@ def _execute(fn: Callable[[Any], ChunkResult], tasks: Sequence[Any]) -> list[Ans
 
 def _batch_rows(location: ResultsLocation, batch_id: str) -> list[dict[str, Any]]:
     """The batch's problem rows in their stored order (the order its chunks were cut in)."""
-    files = location.files()
+    files = open_files(location)
     keys = files.find("problems", batch_id)
     if not keys:
         raise NothingToReplay(f"no stored batch {batch_id!r} under {location}")

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batching.records import Batch, PlannedProblem
+from batching.batches import Batch, PlannedProblem
 from flows.dispatch import FinishedBatch
 from pipeline.config import Settings
-from pipeline.engine.shapes import shape_of
 from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
+from pipeline.qaoa.shapes import shape_of
 from pipeline.quality import objective_scale
 from pipeline.reference import Reference, exhaustive, known_instance
 from pipeline.results import BatchRow, ProblemRow

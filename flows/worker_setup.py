@@ -15,8 +15,8 @@ from typing import Any
 def dask_setup(worker: Any) -> None:
     """Called by Dask in each worker process before it takes work."""
     import pipeline.classical
-    import pipeline.engine.chunk
-    from pipeline.engine.fast_sim import warm_up
+    import pipeline.workers.quantum
+    from pipeline.qaoa.fast_sim import warm_up
 
     warm_up()
     pipeline.classical.warm_up()  # the tabu search's compiled kernels

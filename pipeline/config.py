@@ -9,9 +9,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -25,9 +26,6 @@ from pydantic import (
 from pipeline.errors import ConfigError
 from pipeline.redact import masked_options, redact_text
 from pipeline.timebounds import LONGEST_DURATION_S
-
-if TYPE_CHECKING:
-    from pipeline.results.location import ResultsLocation
 
 DEFAULT_HOME = Path(".qhopper")
 
@@ -228,9 +226,7 @@ class Settings(_Section):
 
     @property
     def results_location(self) -> ResultsLocation:
-        """The results folder or URL; imported here so reading settings stays cheap."""
-        from pipeline.results.location import ResultsLocation
-
+        """The results folder or URL."""
         if self.results.url:
             return ResultsLocation(self.results.url, self.results.storage_options)
         return ResultsLocation(str(self.home / "results"))
@@ -361,3 +357,30 @@ def _one_line(path: Path | None, exc: ValidationError) -> str:
         location = ".".join(str(p) for p in error["loc"])
         parts.append(f"{location}: {error['msg']}")
     return f"{where}: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class ResultsLocation:
+    """A results URL or path, and the fsspec storage options for a URL."""
+
+    url: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # credentials
+
+    @classmethod
+    def of(cls, where: ResultsLocation | Path | str) -> ResultsLocation:
+        """A location from a location, a local path, or a URL as ``[results] url`` takes it."""
+        return where if isinstance(where, ResultsLocation) else cls(str(where))
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url or self.url.startswith("file://")
+
+    @property
+    def path(self) -> Path:
+        """The local folder; a URL with another scheme has none."""
+        if not self.is_local:
+            raise ValueError(f"{self.url} is not a local folder")
+        return Path(self.url.removeprefix("file://"))
+
+    def __str__(self) -> str:
+        return str(self.path.resolve()) if self.is_local else redact_text(self.url.rstrip("/"))

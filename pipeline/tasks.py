@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.backends.calls import CallPolicy
-from pipeline.engine.angles import AnglePlan
-from pipeline.engine.templates import PackedTemplate
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
+from pipeline.qaoa.angles import AnglePlan
+from pipeline.qaoa.templates import PackedTemplate
 
 __all__ = ["Answer", "ChunkResult", "ClassicalTask", "Fallback", "QuantumChunkTask", "WorkItem"]
 

@@ -15,8 +15,11 @@ import sqlalchemy as sa
 import truth
 
 from pipeline.backends import CallPolicy, get_backend
-from pipeline.engine.angle_store import AngleLibrary, angle_library, plan_for, record_batch
-from pipeline.engine.angles import (
+from pipeline.formulation import Formulation, formulate
+from pipeline.intake import IntakeStore
+from pipeline.model import MaxCutSpec, QuboSpec
+from pipeline.qaoa.angle_store import AngleLibrary, angle_library, plan_for, record_batch
+from pipeline.qaoa.angles import (
     DEFAULT_WARM_PILOTS,
     AngleClass,
     AnglePlan,
@@ -28,15 +31,12 @@ from pipeline.engine.angles import (
     plan,
     usable,
 )
-from pipeline.engine.chunk import run_quantum_chunk
-from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, normalised_weights
-from pipeline.engine.lockstep import optimise_batch
-from pipeline.engine.shapes import shape_of
-from pipeline.engine.templates import PackedTemplate, compile_template
-from pipeline.formulation import Formulation, formulate
-from pipeline.intake import IntakeStore
-from pipeline.model import MaxCutSpec, QuboSpec
+from pipeline.qaoa.evaluators import BatchProblem, DiagonalEvaluator, normalised_weights
+from pipeline.qaoa.lockstep import optimise_batch
+from pipeline.qaoa.shapes import shape_of
+from pipeline.qaoa.templates import PackedTemplate, compile_template
 from pipeline.tasks import QuantumChunkTask, WorkItem
+from pipeline.workers.quantum import run_quantum_chunk
 
 BACKEND = get_backend("aer", 16)
 

@@ -46,7 +46,6 @@ from pipeline.backends import base as backend_base
 from pipeline.backends.faulty import ProviderHTTPError
 from pipeline.backends.ibm import Credentials
 from pipeline.config import load_settings
-from pipeline.engine.evaluators import uses_fast_path
 from pipeline.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -58,6 +57,7 @@ from pipeline.errors import (
 )
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec
+from pipeline.qaoa.evaluators import uses_fast_path
 
 FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005)
 

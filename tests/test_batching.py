@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching.batches import PlannedProblem
 from batching.economics import classical_seconds
 from batching.estimate import estimate_run
 from batching.planner import plan_batches
-from batching.records import PlannedProblem
 from batching.routing import route_problem
 from flows.progress import Eta
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
 from pipeline.durations import duration
-from pipeline.engine.shapes import shape_of
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec, QuboSpec
+from pipeline.qaoa.shapes import shape_of
 
 NOW = datetime(2026, 1, 1)
 
@@ -127,7 +127,7 @@ def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
     import math
 
     from batching.economics import chunk_count
-    from pipeline.engine.memory import fast_path_bytes
+    from pipeline.memory import fast_path_bytes
 
     memory = 64 * 2**20
     count = chunk_count(size, n, workers=2, exact=True, memory_bytes=memory)

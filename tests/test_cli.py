@@ -465,11 +465,11 @@ LONG_ID = "p-4ae4c0ffee0123456789abcdef"
 
 def test_tables_off_a_terminal_print_every_cell_whole(tmp_path: Path) -> None:
     """Piped, rich used to cut cells to the terminal's width ('p-4ae4…')."""
-    from pipeline.engine.angle_store import AngleLibrary
-    from pipeline.engine.angles import class_of
-    from pipeline.engine.shapes import shape_of
     from pipeline.formulation import formulate
     from pipeline.model import spec_from_record
+    from pipeline.qaoa.angle_store import AngleLibrary
+    from pipeline.qaoa.angles import class_of
+    from pipeline.qaoa.shapes import shape_of
 
     narrow = {"COLUMNS": "40"}
     sql = f"SELECT '{LONG_ID}' AS problem_id, '{'01' * 30}' AS solution"

@@ -11,7 +11,14 @@ import pytest
 from flows.compute import ComputeChoice, InlineCompute, LocalClusterCompute, connect
 from pipeline.errors import ServiceUnavailable
 
-WARMED = ("qiskit", "qiskit_aer", "ortools", "numba", "pipeline.engine.chunk", "pipeline.classical")
+WARMED = (
+    "qiskit",
+    "qiskit_aer",
+    "ortools",
+    "numba",
+    "pipeline.workers.quantum",
+    "pipeline.classical",
+)
 
 
 def _loaded_modules() -> list[str]:

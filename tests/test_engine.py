@@ -20,26 +20,26 @@ from qiskit.primitives import BitArray
 
 from pipeline.backends import CallPolicy, get_backend
 from pipeline.config import PriceSettings
-from pipeline.engine.chunk import run_quantum_chunk
-from pipeline.engine.evaluators import (
+from pipeline.formulation import Formulation, formulate, portfolio_penalty
+from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
+from pipeline.qaoa.evaluators import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
     normalised_weights,
 )
-from pipeline.engine.lockstep import optimise_batch
-from pipeline.engine.sampling import outcomes_as_integers
-from pipeline.engine.shapes import shape_of
-from pipeline.engine.templates import (
+from pipeline.qaoa.lockstep import optimise_batch
+from pipeline.qaoa.sampling import outcomes_as_integers
+from pipeline.qaoa.shapes import shape_of
+from pipeline.qaoa.templates import (
     CompiledTemplate,
     PackedTemplate,
     TemplateStore,
     build_ansatz,
     compile_template,
 )
-from pipeline.formulation import Formulation, formulate, portfolio_penalty
-from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.tasks import QuantumChunkTask, WorkItem
+from pipeline.workers.quantum import run_quantum_chunk
 
 BACKEND = get_backend("aer", 16)
 SPECS = {"maxcut": MaxCutSpec, "qubo": QuboSpec, "portfolio": PortfolioSpec}
@@ -717,7 +717,7 @@ def test_a_flip_symmetric_state_observes_any_bit_count() -> None:
 def test_an_estimators_constrained_expectation_comes_from_its_feasible_shots() -> None:
     """On a backend's primitive the feasible part cannot be measured as one observable: the
     shots at the final angles estimate it, with no call of its own."""
-    from pipeline.engine.sampling import Shots, expectations, feasible_mean
+    from pipeline.qaoa.sampling import Shots, expectations, feasible_mean
 
     record = constrained_cases()["rich"]
     formulation = formulated(record)
@@ -770,7 +770,7 @@ def dense_problems(n: int, count: int, linear: bool) -> list[BatchProblem]:
 
 
 def test_a_diagonal_is_filled_without_a_spins_matrix() -> None:
-    from pipeline.engine.fast_sim import spin_energies
+    from pipeline.qaoa.fast_sim import spin_energies
 
     n = 18
     rng = np.random.default_rng(0)
@@ -791,7 +791,7 @@ def test_a_diagonal_is_filled_without_a_spins_matrix() -> None:
 def test_fast_path_allocates_within_its_estimate(linear: bool) -> None:
     """Evaluating a chunk (the grid, Newton steps, the final objectives) stays within
     fast_path_bytes; problems' data are built when first evaluated and released after."""
-    from pipeline.engine.fast_sim import fast_path_bytes, warm_up
+    from pipeline.qaoa.fast_sim import fast_path_bytes, warm_up
 
     warm_up()  # as workers do: loading the compiled kernels is not the chunk's memory
     n, count = 16, 4
@@ -821,7 +821,7 @@ def test_fast_path_allocates_within_its_estimate(linear: bool) -> None:
 
 def test_aer_costs_state_the_fast_path_memory() -> None:
     from pipeline.backends import Workload
-    from pipeline.engine.fast_sim import fast_path_bytes
+    from pipeline.qaoa.fast_sim import fast_path_bytes
 
     prices = PriceSettings()
     for n, problems in [(10, 1), (21, 8), (24, 3)]:

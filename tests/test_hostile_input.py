@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import pipeline.intake.submit
+import pipeline.intake.enqueue
 from flows.cli import app
 from pipeline.config import LimitSettings
 from pipeline.intake import IntakeStore, problems
@@ -574,7 +574,7 @@ def test_a_failure_inside_the_submit_transaction_enqueues_nothing(
 
     store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
     specs = [(MaxCutSpec.model_validate(MAXCUT | {"key": f"k{i}"}), f"f:{i}") for i in range(1200)]
-    real = pipeline.intake.submit._insert_ignore
+    real = pipeline.intake.enqueue._insert_ignore
     calls = {"n": 0}
 
     def flaky(*args: Any) -> Any:
@@ -583,10 +583,10 @@ def test_a_failure_inside_the_submit_transaction_enqueues_nothing(
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
         return real(*args)
 
-    monkeypatch.setattr(pipeline.intake.submit, "_insert_ignore", flaky)
+    monkeypatch.setattr(pipeline.intake.enqueue, "_insert_ignore", flaky)
     with pytest.raises(sa.exc.OperationalError):
         store.submit(specs)
-    monkeypatch.setattr(pipeline.intake.submit, "_insert_ignore", real)
+    monkeypatch.setattr(pipeline.intake.enqueue, "_insert_ignore", real)
     assert sum(store.counts().values()) == 0
     assert len(store.submit(specs)) == 1200 and store.counts()["queued"] == 1200
     store.close()

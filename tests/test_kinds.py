@@ -18,11 +18,11 @@ from truth import brute_force, feasible
 from truth import objective as true_objective
 
 import pipeline.kinds
-from pipeline.classical import run_classical_task
 from pipeline.formulation import formulate
 from pipeline.kinds import KINDS, ProblemSpec, UnknownKindError, get, kind_of
 from pipeline.model import spec_from_record
 from pipeline.tasks import ClassicalTask
+from pipeline.workers.classical import run_classical_task
 
 KNOWN = {"maxcut", "qubo", "portfolio"}
 

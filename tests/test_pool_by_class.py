@@ -12,24 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from batching.batches import PlannedProblem
 from batching.planner import plan_batches
-from batching.records import PlannedProblem
 from flows.deps import open_deps
 from flows.replay import replay_batch
 from flows.run import run_once
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
-from pipeline.engine.angle_store import plan_for
-from pipeline.engine.evaluators import (
+from pipeline.formulation import Formulation, formulate
+from pipeline.model import MaxCutSpec, ProblemSpec, spec_from_record
+from pipeline.qaoa.angle_store import plan_for
+from pipeline.qaoa.evaluators import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
     normalised_weights,
 )
-from pipeline.engine.shapes import is_pool_label, pool_of, shape_of
-from pipeline.engine.templates import compile_template
-from pipeline.formulation import Formulation, formulate
-from pipeline.model import MaxCutSpec, ProblemSpec, spec_from_record
+from pipeline.qaoa.shapes import is_pool_label, pool_of, shape_of
+from pipeline.qaoa.templates import compile_template
 from pipeline.results import query
 from pipeline.submit import submit_files
 

@@ -22,7 +22,7 @@ from s3_stand_in import S3
 from pipeline.config import flatten, load_settings
 from pipeline.errors import ConfigError
 from pipeline.intake import ACTIVE_STATES, QUEUED, IntakeStore
-from pipeline.results import ResultsLocation, RunSummary, query, to_table
+from pipeline.results import RunSummary, open_files, query, to_table
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
 TIMEOUT_S = 300
@@ -211,7 +211,7 @@ def test_memory_url_commits_and_reads_through_the_same_seam() -> None:
     from datetime import UTC, date, datetime
 
     url = "memory://qhopper-test/results"
-    files = ResultsLocation(url).files()
+    files = open_files(url)
     row = RunSummary(
         run_id="r-1",
         backend="aer",

@@ -174,7 +174,7 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
     """The second line of defence behind validation: a NaN objective is never an answer."""
     from datetime import UTC, datetime
 
-    from batching.records import Batch, PlannedProblem
+    from batching.batches import Batch, PlannedProblem
     from flows.dispatch import FinishedBatch
     from flows.rows import RowContext, batch_rows
     from pipeline.fallback import EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback

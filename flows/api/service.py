@@ -16,7 +16,7 @@ from typing import Any
 
 from flows.api.errors import ApiError, error, invalid
 from flows.api.lane import SolveLane
-from flows.api.solve import Answer, Budget, jsonable, read_answers, result_row, with_deadline
+from flows.api.solve import Budget, SolveAnswer, jsonable, read_answers, result_row, with_deadline
 from flows.api.workers import WorkerPool
 from flows.deps import RunDeps
 from pipeline.errors import KeyConflict
@@ -155,7 +155,9 @@ class Service:
         log.info("requeued %s tenant=%s", problem_id, tenant)
         return {"id": problem_id, "state": "queued"}
 
-    async def solve(self, tenant: str, spec: ProblemSpec, budget: Budget, trace_id: str) -> Answer:
+    async def solve(
+        self, tenant: str, spec: ProblemSpec, budget: Budget, trace_id: str
+    ) -> SolveAnswer:
         """Submit ``spec`` and answer it within ``budget``: run on a solve worker as soon as
         one is free, else (or if the run overruns) its state and why not."""
         outcome = await self.lane.call(self._submit_solve, spec, budget, trace_id)

@@ -30,7 +30,7 @@ from flows.run import run_once
 from pipeline.config import Settings
 from pipeline.intake import FINAL_STATES
 from pipeline.model import ProblemSpec
-from pipeline.results import query
+from pipeline.results import open_files, query
 
 log = logging.getLogger("qhopper.api")
 
@@ -55,7 +55,7 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Answer:
+class SolveAnswer:
     """One problem of a synchronous solve: its state, and its result row once answered."""
 
     id: str
@@ -124,11 +124,11 @@ def run_in_thread(deps: RunDeps, ids: Sequence[str], budget: Budget) -> str | No
 
 def read_answers(
     deps: RunDeps, ids: Sequence[str], keys: Sequence[str], budget: Budget, why: str | None
-) -> list[Answer]:
+) -> list[SolveAnswer]:
     """Each problem's state and result row once its run is over (``why``: why it may not have
     answered). A problem another run holds (``serve`` claimed it first) is waited for, by
     polling the intake, until the budget is spent."""
-    answers: list[Answer] = []
+    answers: list[SolveAnswer] = []
     for problem_id, key in zip(ids, keys, strict=True):
         row = deps.intake.get(problem_id)
         while row is not None and row["state"] not in FINAL_STATES and budget.left() > 0:
@@ -143,7 +143,7 @@ def read_answers(
                 f"the queue ({state}) and the interval flow will answer it: "
                 f"GET /v1/problems/{problem_id}"
             )
-        answers.append(Answer(problem_id, key, state, result, error))
+        answers.append(SolveAnswer(problem_id, key, state, result, error))
     return answers
 
 
@@ -172,7 +172,7 @@ def _rows_in(settings: Settings, key: str, problem_id: str) -> list[dict[str, An
     import pyarrow.compute as pc
 
     try:
-        table = settings.results_location.files().read(key)
+        table = open_files(settings.results_location).read(key)
     except (OSError, ValueError, pa.ArrowException):
         return []
     rows: list[dict[str, Any]] = table.filter(pc.field("problem_id") == problem_id).to_pylist()

@@ -39,7 +39,7 @@ from pipeline.config import Settings
 from pipeline.results import RunSummary
 
 log = logging.getLogger("qhopper.api")
-PRELOAD = ("flows.api.workers", "flows.execute", "pipeline.classical", "pipeline.engine.chunk")
+PRELOAD = ("flows.api.workers", "flows.execute", "pipeline.classical", "pipeline.workers.quantum")
 READY = "ready"
 START_S = 120.0  # the longest a worker may take to warm up before the service says ready
 JOIN_S = 5.0  # the longest a killed worker takes to be reaped
@@ -240,8 +240,8 @@ def _warm_up(settings: Settings, backend_spec: str) -> None:
     """Load the kernels and solve throwaway problems in a scratch home, so the first caller's
     solve costs what every later one does. Never on a paid QPU."""
     from pipeline.classical import warm_up as load_classical_kernels
-    from pipeline.engine.fast_sim import warm_up as load_simulator_kernels
     from pipeline.model import spec_from_record
+    from pipeline.qaoa.fast_sim import warm_up as load_simulator_kernels
 
     try:
         load_simulator_kernels()

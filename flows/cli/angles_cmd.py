@@ -35,7 +35,7 @@ def angles(
 ) -> None:
     """The angle library: each class's best angles, the expectation ratio they reached."""
     from flows.deps import open_intake_to_read
-    from pipeline.engine.angle_store import AngleEntry, AngleLibrary, describe
+    from pipeline.qaoa.angle_store import AngleEntry, AngleLibrary, describe
 
     settings = settings_to_read(home, config, uses=["intake"])
     with clean_failures("angles"):

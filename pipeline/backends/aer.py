@@ -23,7 +23,7 @@ from pipeline.backends.base import (
     CompileTarget,
     ErrorRule,
     ErrorTable,
-    Kind,
+    Primitive,
     PrimitiveRunner,
     StatevectorCosts,
 )
@@ -76,8 +76,8 @@ class AerTarget(CompileTarget):
 class AerRunner(PrimitiveRunner):
     local = True
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
-        if kind == "estimator":
+    def primitive(self, kind: Primitive, shots: int, seed: int) -> Any:
+        if kind == Primitive.ESTIMATOR:
             return EstimatorV2(
                 options={
                     "backend_options": dict(_BACKEND_OPTIONS),

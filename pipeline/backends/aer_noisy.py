@@ -24,7 +24,7 @@ from pipeline.backends.base import (
     Capabilities,
     CostModel,
     Estimate,
-    Kind,
+    Primitive,
     PrimitiveRunner,
     Workload,
 )
@@ -50,8 +50,8 @@ class NoisyRunner(PrimitiveRunner):
             "max_parallel_threads": 1,
         }
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
-        if kind == "estimator":
+    def primitive(self, kind: Primitive, shots: int, seed: int) -> Any:
+        if kind == Primitive.ESTIMATOR:
             return EstimatorV2(
                 options={"backend_options": self._options, "run_options": {"seed_simulator": seed}}
             )

@@ -26,7 +26,6 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pipeline.engine.memory import fast_path_bytes
 from pipeline.errors import (
     BackendError,
     BackendTimeout,
@@ -34,13 +33,19 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from pipeline.memory import fast_path_bytes
 
 if TYPE_CHECKING:
     from qiskit.transpiler import StagedPassManager, Target
 
     from pipeline.config import PriceSettings
 
-Kind = Literal["estimator", "sampler"]
+
+class Primitive(StrEnum):
+    """The two Qiskit primitives a backend runs: expectation values, or samples."""
+
+    ESTIMATOR = "estimator"
+    SAMPLER = "sampler"
 
 
 class JobState(StrEnum):
@@ -156,7 +161,7 @@ class JobRunner(ABC):
     local = False  # jobs run in this process: poll tightly
 
     @abstractmethod
-    def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
+    def submit(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
         """Hand one primitive call to the provider; returns at once with a job."""
 
     def poll(self, job: BackendJob) -> JobState:
@@ -204,13 +209,13 @@ class PrimitiveRunner(JobRunner):
     """Jobs from the provider's own V2 primitives, built once per (kind, shots, seed)."""
 
     def __init__(self) -> None:
-        self._primitives: dict[tuple[Kind, int, int], Any] = {}
+        self._primitives: dict[tuple[Primitive, int, int], Any] = {}
 
     @abstractmethod
-    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
+    def primitive(self, kind: Primitive, shots: int, seed: int) -> Any:
         """The provider's EstimatorV2 or SamplerV2, bound to this target."""
 
-    def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
+    def submit(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
         cache = self._primitives
         if (kind, shots, seed) not in cache:
             if len(cache) > 16:

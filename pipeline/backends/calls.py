@@ -32,7 +32,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from pipeline.backends.base import Backend, Kind
+from pipeline.backends.base import Backend, Primitive
 from pipeline.config import PriceSettings, Settings
 from pipeline.errors import (
     BackendUnavailable,
@@ -119,13 +119,13 @@ class BackendCaller:
 
     def estimate(self, pubs: Sequence[Any], seed: int = 0) -> Any:
         """One EstimatorV2 call: expectation values of every PUB."""
-        return self.call("estimator", pubs, 0, seed)
+        return self.call(Primitive.ESTIMATOR, pubs, 0, seed)
 
     def sample(self, pubs: Sequence[Any], shots: int, seed: int = 0) -> Any:
         """One SamplerV2 call (``shots`` is the default for PUBs that name none)."""
-        return self.call("sampler", pubs, shots, seed)
+        return self.call(Primitive.SAMPLER, pubs, shots, seed)
 
-    def call(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
+    def call(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> Any:
         """One primitive call, retried on transient errors within the policy's bounds."""
         policy = self.policy
         breaker = _BREAKERS.setdefault(self.name, _Breaker())
@@ -175,7 +175,7 @@ class BackendCaller:
         breaker.exhausted = 0
         return result
 
-    def _attempt(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> Any:
+    def _attempt(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> Any:
         """Submit and wait once; the provider's exceptions leave here as pipeline.errors."""
         backend, policy, ledger = self.backend, self.policy, self.ledger
         total_shots = shots * len(pubs)

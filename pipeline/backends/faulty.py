@@ -42,7 +42,7 @@ from pipeline.backends.base import (
     ErrorRule,
     Estimate,
     JobRunner,
-    Kind,
+    Primitive,
     Workload,
 )
 from pipeline.errors import ConfigError
@@ -168,7 +168,7 @@ class FaultyRunner(JobRunner):
         self.faults = faults
         self._rng = random.Random(faults.seed)
 
-    def submit(self, kind: Kind, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
+    def submit(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> BackendJob:
         faults, draw = self.faults, self._rng.random()
         if faults.down(time.time()):
             raise ProviderHTTPError(503, "service unavailable: the provider is in an outage")

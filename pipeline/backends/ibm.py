@@ -42,7 +42,7 @@ from pipeline.backends.base import (
     ErrorRule,
     ErrorTable,
     Estimate,
-    Kind,
+    Primitive,
     PrimitiveRunner,
     Workload,
 )
@@ -139,13 +139,13 @@ class RuntimeRunner(PrimitiveRunner):
 
         return Batch(backend=self.target.device)
 
-    def primitive(self, kind: Kind, shots: int, seed: int) -> Any:
+    def primitive(self, kind: Primitive, shots: int, seed: int) -> Any:
         from qiskit_ibm_runtime import EstimatorV2, SamplerV2
 
         options: dict[str, Any] = {"simulator": {"seed_simulator": seed}} if self.local else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if kind == "estimator":
+            if kind == Primitive.ESTIMATOR:
                 return EstimatorV2(
                     mode=self.batch, options={**options, "default_precision": ESTIMATOR_PRECISION}
                 )

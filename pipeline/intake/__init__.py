@@ -19,14 +19,14 @@ Every state change is also appended to ``problem_events`` with its time.
 
 Modules: ``schema`` (tables, state names), ``database`` (URL validation, engines, first
 connection), ``leases`` (host identity, process liveness, LeaseKeeper), ``queue``
-(IntakeStore), ``journal`` (ResultJournal), ``records`` (the records it takes and gives).
+(IntakeStore), ``journal`` (ResultJournal), ``enqueue`` (submission), ``requeue``, ``types``
+(the records it takes and gives).
 """
 
 from pipeline.intake.database import create_intake_engine
 from pipeline.intake.journal import BatchState, ResultJournal
 from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
 from pipeline.intake.queue import IntakeStore
-from pipeline.intake.records import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
 from pipeline.intake.requeue import RequeueOutcome, RequeueSelection
 from pipeline.intake.schema import (
     ACTIVE_STATES,
@@ -47,6 +47,7 @@ from pipeline.intake.schema import (
     result_batches,
     utcnow,
 )
+from pipeline.intake.types import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
 
 __all__ = [
     "ACTIVE_STATES",

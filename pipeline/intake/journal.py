@@ -29,7 +29,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import dead_local_owners
-from pipeline.intake.records import ProblemOutcome
 from pipeline.intake.schema import (
     ACTIVE_STATES,
     NO_LEASE,
@@ -40,6 +39,7 @@ from pipeline.intake.schema import (
     result_batches,
     update_held,
 )
+from pipeline.intake.types import ProblemOutcome
 
 
 class BatchState(StrEnum):

@@ -17,9 +17,9 @@ from pipeline.intake.database import (
     server_now,
     server_now_sql,
 )
+from pipeline.intake.enqueue import submit_specs
 from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
-from pipeline.intake.records import ClaimedProblem, Move, SubmitOutcome
 from pipeline.intake.requeue import RequeueOutcome, RequeueSelection, requeue
 from pipeline.intake.schema import (
     ACTIVE_STATES,
@@ -37,7 +37,7 @@ from pipeline.intake.schema import (
     record_events,
     update_held,
 )
-from pipeline.intake.submit import submit_specs
+from pipeline.intake.types import ClaimedProblem, Move, SubmitOutcome
 from pipeline.model import ProblemSpec
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from pipeline.quality import gap_sql, ratio_sql, size_bin_sql
-from pipeline.results import ResultsLocation, connect
+from pipeline.results import ResultsLocation, connect, open_files
 
 STAGES = ("queue", "compile", "execute", "post", "total")
 ANSWERED = ("completed", "degraded")
@@ -342,7 +342,7 @@ _FIRST = """
 
 def _drift(con: duckdb.DuckDBPyConnection, location: ResultsLocation, filtered: bool) -> Drift:
     """The drift rows when ``qhopper drift`` has written any; else why the figure is empty."""
-    if not location.files().has_data("drift"):
+    if not open_files(location).has_data("drift"):
         return Drift((), "no drift data yet: run `qhopper drift --backend SPEC` to write drift/")
     where = "WHERE problem_id IN (SELECT problem_id FROM p)" if filtered else ""
     rows = _rows(con, f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift {where} ORDER BY problem_id")

@@ -2,9 +2,9 @@
 in a local folder or on an object store (``location``)."""
 
 from pipeline.results.files import dataset_path, read_table, write_table
-from pipeline.results.location import ResultFiles, ResultsLocation
+from pipeline.results.location import ResultFiles, ResultsLocation, open_files
 from pipeline.results.query import connect, query
-from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunStatus, RunSummary
+from pipeline.results.rows import BatchRow, DriftRow, ProblemRow, RunStatus, RunSummary
 from pipeline.results.schema import SCHEMA_VERSION, schema_of, to_table
 from pipeline.results.store import ResultStore
 
@@ -20,6 +20,7 @@ __all__ = [
     "RunSummary",
     "connect",
     "dataset_path",
+    "open_files",
     "query",
     "read_table",
     "schema_of",

@@ -10,16 +10,14 @@ publishes with a server-side copy (:mod:`pipeline.results.objects`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
 
-from pipeline.redact import redact_text
+from pipeline.config import ResultsLocation
 
 
 class ResultFiles(Protocol):
@@ -81,37 +79,13 @@ class ResultFiles(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ResultsLocation:
-    """A results URL or path, and the fsspec storage options for a URL."""
+def open_files(where: ResultsLocation | Path | str) -> ResultFiles:
+    """The file operations of a results location: a local folder's, or an object store's."""
+    location = ResultsLocation.of(where)
+    if location.is_local:
+        from pipeline.results.files import LocalFiles
 
-    url: str
-    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # credentials
+        return LocalFiles(location.path)
+    from pipeline.results.objects import ObjectFiles
 
-    @classmethod
-    def of(cls, where: ResultsLocation | Path | str) -> ResultsLocation:
-        """A location from a location, a local path, or a URL as ``[results] url`` takes it."""
-        return where if isinstance(where, ResultsLocation) else cls(str(where))
-
-    @property
-    def is_local(self) -> bool:
-        return "://" not in self.url or self.url.startswith("file://")
-
-    @property
-    def path(self) -> Path:
-        """The local folder; a URL with another scheme has none."""
-        if not self.is_local:
-            raise ValueError(f"{self.url} is not a local folder")
-        return Path(self.url.removeprefix("file://"))
-
-    def files(self) -> ResultFiles:
-        if self.is_local:
-            from pipeline.results.files import LocalFiles
-
-            return LocalFiles(self.path)
-        from pipeline.results.objects import ObjectFiles
-
-        return ObjectFiles.open(self.url, self.storage_options)
-
-    def __str__(self) -> str:
-        return str(self.path.resolve()) if self.is_local else redact_text(self.url.rstrip("/"))
+    return ObjectFiles.open(location.url, location.storage_options)

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.results.location import ResultsLocation
-from pipeline.results.records import BatchRow, DriftRow, ProblemRow, RunSummary
+from pipeline.results.location import ResultsLocation, open_files
+from pipeline.results.rows import BatchRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import schema_of
 
 VIEWS: dict[str, type] = {
@@ -37,7 +37,7 @@ def connect(where: ResultsLocation | Path | str) -> duckdb.DuckDBPyConnection:
     ``where`` is a folder or any fsspec URL (``s3://bucket/results``): an object store is read
     through its fsspec filesystem, registered with the connection.
     """
-    files = ResultsLocation.of(where).files()
+    files = open_files(where)
     connection = duckdb.connect()
     root = files.attach(connection)
     for name, record in VIEWS.items():

@@ -40,8 +40,8 @@ import pyarrow as pa
 
 from pipeline.crash import fault_point
 from pipeline.intake import BatchState, ProblemOutcome
-from pipeline.results.location import ResultsLocation
-from pipeline.results.records import BatchRow, ProblemRow, RunSummary
+from pipeline.results.location import ResultsLocation, open_files
+from pipeline.results.rows import BatchRow, ProblemRow, RunSummary
 from pipeline.results.schema import to_table
 
 log = logging.getLogger("qhopper.results")
@@ -75,7 +75,7 @@ class ResultStore:
 
     def __init__(self, location: ResultsLocation | Path | str, journal: Journal) -> None:
         self.location = ResultsLocation.of(location)
-        self.files = self.location.files()
+        self.files = open_files(self.location)
         self.journal = journal
 
     def commit_batch(

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine.evaluators import Evaluator
-from pipeline.engine.refine import FD_STEP, MAX_RADIUS, newton_step, refine
+from pipeline.qaoa.evaluators import Evaluator
+from pipeline.qaoa.refine import FD_STEP, MAX_RADIUS, newton_step, refine
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -1,7 +1,7 @@
 """What the fast path allocates, stated before it runs: for cost models and chunk sizing.
 
 Kept free of numba and NumPy imports, so a cost model can ask without loading the
-simulator. The figures are those of :mod:`pipeline.engine.fast_sim` (which explains the
+simulator. The figures are those of :mod:`pipeline.qaoa.fast_sim` (which explains the
 layout) and are held to measurement by ``benchmarks/bench_memory.py``.
 """
 

@@ -30,8 +30,8 @@ from qiskit.circuit import ParameterVector
 from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginManager
 
 from pipeline.backends.base import Backend
-from pipeline.engine.shapes import ShapeKey
 from pipeline.private import make_folder
+from pipeline.qaoa.shapes import ShapeKey
 
 TEMPLATE_VERSION = 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine.evaluators import Evaluator
+from pipeline.qaoa.evaluators import Evaluator
 
 FloatArray = npt.NDArray[np.float64]
 

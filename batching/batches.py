@@ -8,11 +8,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from pipeline.engine.angles import degree_sequence
-from pipeline.engine.shapes import ShapeKey, shape_of
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
 from pipeline.model import ProblemSpec
+from pipeline.qaoa.angles import degree_sequence
+from pipeline.qaoa.shapes import ShapeKey, shape_of
 
 
 @dataclass(frozen=True, eq=False)

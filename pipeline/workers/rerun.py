@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
-from pipeline.engine.evaluators import BatchProblem, choose_evaluator
-from pipeline.engine.sampling import best_sample, draw, expectations
-from pipeline.engine.templates import PackedTemplate
+from pipeline.qaoa.evaluators import BatchProblem, choose_evaluator
+from pipeline.qaoa.sampling import best_sample, draw, expectations
+from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
 
 

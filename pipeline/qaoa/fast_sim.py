@@ -8,7 +8,7 @@ It computes what the template circuit computes (the tests hold it to Aer's expec
 within 1e-9); Aer stays the reference and the path for anything noisy.
 
 Memory is what bounds the fast path at 20+ qubits, so it is spent deliberately and
-:func:`fast_path_bytes` (pipeline.engine.memory) states it before a chunk runs:
+:func:`fast_path_bytes` (pipeline.memory) states it before a chunk runs:
 
 * a diagonal is filled in place, qubit by qubit (``E(x | 2^k) = E(x) - 2 f_k(x)``, with
   ``f_k`` the field on qubit k from the qubits below it): 8 bytes a state, no
@@ -36,8 +36,8 @@ import numpy.typing as npt
 from numba import njit
 from numpy.random import Generator
 
-from pipeline.engine.energies import count_levels, fill_energies, index_levels, spin_energies
-from pipeline.engine.memory import MAX_LEVELS, MAX_QUBITS, fast_path_bytes, kept_states
+from pipeline.memory import MAX_LEVELS, MAX_QUBITS, fast_path_bytes, kept_states
+from pipeline.qaoa.energies import count_levels, fill_energies, index_levels, spin_energies
 
 __all__ = ["MAX_LEVELS", "MAX_QUBITS", "DiagonalQAOA", "fast_path_bytes"]
 __all__ += ["fill_energies", "kept_states", "spin_energies", "warm_up"]

@@ -2,7 +2,7 @@
 
 One table of its own, ``angle_library``, beside the intake's tables (created on the same
 engine, idempotently, the way the intake creates its own): one row per recorded batch,
-keyed by its class (:class:`pipeline.engine.angles.AngleClass`), with the refined angles
+keyed by its class (:class:`pipeline.qaoa.angles.AngleClass`), with the refined angles
 (the median over the batch's problems, in the engine's convention: weights divided by
 their RMS), the mean expectation ratio they reached, and what that cost. Workers never
 touch it: the run core looks a batch's plan up before dispatch (:func:`plan_for`) and
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import quality
-from pipeline.engine.angles import (
+from pipeline.qaoa.angles import (
     DEFAULT_MIN_DEPTH_GAIN,
     DEFAULT_TRANSFER_TOLERANCE,
     DEFAULT_WARM_PILOTS,
@@ -35,7 +35,7 @@ from pipeline.engine.angles import (
     plan,
     usable,
 )
-from pipeline.engine.shapes import ShapeKey
+from pipeline.qaoa.shapes import ShapeKey
 
 log = logging.getLogger("qhopper.angles")
 KEEP_PER_CLASS = 20  # rows kept per class: the best by ratio, then the newest
@@ -238,7 +238,7 @@ def plan_for(
 
     ``min_depth_gain``: the least rise of expectation ratio an extra layer must have shown
     (``None``: always the shape's depth); ``transfer_tolerance`` and ``warm_pilots``: see
-    :data:`~pipeline.engine.angles.DEFAULT_TRANSFER_TOLERANCE` and ``DEFAULT_WARM_PILOTS``
+    :data:`~pipeline.qaoa.angles.DEFAULT_TRANSFER_TOLERANCE` and ``DEFAULT_WARM_PILOTS``
     (``warm_pilots=1``: the economy setting).
     """
     angle_class = class_of(kind, shape)

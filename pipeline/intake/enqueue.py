@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import Conflict, ConflictReason, KeyConflict
 from pipeline.intake.database import server_now
-from pipeline.intake.records import SubmitOutcome
 from pipeline.intake.schema import QUEUED, chunks, new_id, problem_events, problems
+from pipeline.intake.types import SubmitOutcome
 from pipeline.model import ProblemSpec, content_hash, idempotency_key, n_variables, spec_to_record
 
 # A submit that creates this many problems, and more than this share of the rows PostgreSQL's

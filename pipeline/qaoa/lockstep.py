@@ -3,18 +3,18 @@
 Each optimiser step gathers the angle sets of every problem still improving into one
 evaluation call: on a backend, one Estimator call (a V2 PUB with a (problems, sets,
 parameters) array and one observable per problem); on a backend that declares an exact
-statevector, the same numbers from the diagonal simulator (pipeline.engine.evaluators).
+statevector, the same numbers from the diagonal simulator (pipeline.qaoa.evaluators).
 The optimiser:
 
 1. divides each problem's Ising weights by their RMS, so one set of angles suits a class
    of problems whatever their weights (Sureshbabu et al. 2024);
-2. starts from the batch's :class:`~pipeline.engine.angles.AnglePlan` when it has one
+2. starts from the batch's :class:`~pipeline.qaoa.angles.AnglePlan` when it has one
    (the angle library's best entry for the class, the published fixed angles), else
    scans a coarse grid of (gamma, beta) ramps, for a few pilot problems in one call;
 3. refines the pilots with trust-region Newton steps from finite differences of the
    exact expectation, each problem stopping on its own when a step no longer pays;
 4. starts every other problem of the batch from the pilots' optima (parameter transfer)
-   and spends on them only what the pilots show transfer loses (pipeline.engine.starts).
+   and spends on them only what the pilots show transfer loses (pipeline.qaoa.starts).
 
 The answer is the best sampled bitstring under the problem's true objective, feasible
 samples first; ``expected_objective`` is the exact expectation of that true objective (in
@@ -33,17 +33,17 @@ import numpy.typing as npt
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.angles import (
+from pipeline.qaoa.angles import (
     DEFAULT_TRANSFER_TOLERANCE,
     DEFAULT_WARM_PILOTS,
     AnglePlan,
     usable,
 )
-from pipeline.engine.evaluators import BatchProblem, as_caller, choose_evaluator
-from pipeline.engine.refine import refine
-from pipeline.engine.sampling import best_sample, draw, expectations
-from pipeline.engine.starts import PILOTS, cold_start, warm_start
-from pipeline.engine.templates import CompiledTemplate
+from pipeline.qaoa.evaluators import BatchProblem, as_caller, choose_evaluator
+from pipeline.qaoa.refine import refine
+from pipeline.qaoa.sampling import best_sample, draw, expectations
+from pipeline.qaoa.starts import PILOTS, cold_start, warm_start
+from pipeline.qaoa.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
 

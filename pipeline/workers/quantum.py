@@ -17,8 +17,6 @@ import time
 
 from pipeline.backends.calls import BackendCaller, Ledger
 from pipeline.backends.registry import get_backend
-from pipeline.engine.evaluators import BatchProblem
-from pipeline.engine.lockstep import QuantumAnswer, optimise_batch
 from pipeline.errors import (
     BackendError,
     BackendUnavailable,
@@ -28,6 +26,8 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from pipeline.qaoa.evaluators import BatchProblem
+from pipeline.qaoa.lockstep import QuantumAnswer, optimise_batch
 from pipeline.tasks import Answer, ChunkResult, Fallback, QuantumChunkTask
 
 # Most specific first: BackendUnavailable is a TransientBackendError.

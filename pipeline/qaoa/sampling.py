@@ -19,8 +19,8 @@ import numpy.typing as npt
 from qiskit.primitives import BitArray
 
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.evaluators import BatchProblem, DiagonalEvaluator, Evaluator
 from pipeline.formulation import Formulation, bits_to_string
+from pipeline.qaoa.evaluators import BatchProblem, DiagonalEvaluator, Evaluator
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -2,12 +2,12 @@
 
 Two evaluators compute the same numbers: the backend's own Estimator on the compiled
 template (one metered call per optimiser step, through a :class:`BackendCaller`), and
-the engine's exact diagonal simulator (pipeline.engine.fast_sim), which may stand in
+the engine's exact diagonal simulator (pipeline.qaoa.fast_sim), which may stand in
 only where the backend declares ``exact_statevector``: then it reproduces the backend
 to 1e-9 at a fraction of the cost. A fake provider or a noisy simulator never declares
 it, so what the optimiser sees there is what that backend does. One number only the fast
 path knows exactly: a constrained problem's expectation over its feasible outcomes, which
-the primitive's shots estimate instead (pipeline.engine.sampling).
+the primitive's shots estimate instead (pipeline.qaoa.sampling).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from qiskit.quantum_info import SparsePauliOp
 
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
-from pipeline.engine.fast_sim import MAX_QUBITS, DiagonalQAOA
-from pipeline.engine.templates import CompiledTemplate
 from pipeline.formulation import Formulation, Ising
+from pipeline.qaoa.fast_sim import MAX_QUBITS, DiagonalQAOA
+from pipeline.qaoa.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -121,7 +121,7 @@ class Evaluator(ABC):
         problem (portfolio: sum x = k) has its expectation over the feasible outcomes only,
         the distribution renormalised over them (an infeasible outcome is no answer, and its
         unconstrained objective may lie above the optimum): NaN here where this evaluator
-        cannot know it, for :func:`pipeline.engine.sampling.expectations` to take from the
+        cannot know it, for :func:`pipeline.qaoa.sampling.expectations` to take from the
         shots, or where no feasible outcome has any probability.
         """
         out = np.empty(len(self.problems))
@@ -206,7 +206,7 @@ class PrimitiveEvaluator(Evaluator):
 
 
 class DiagonalEvaluator(Evaluator):
-    """The same expectations from the fast diagonal simulator (see pipeline.engine.fast_sim)."""
+    """The same expectations from the fast diagonal simulator (see pipeline.qaoa.fast_sim)."""
 
     name = "fast"
 

@@ -7,7 +7,7 @@ field is present. Optimal QAOA angles concentrate across the instances of a clas
 problem's weights are divided by their root mean square (Sureshbabu et al., Quantum 8,
 1231, 2024), which is how the engine normalises them. So a batch starts from, in order:
 
-1. the best entry the angle library (:mod:`pipeline.engine.angle_store`) holds for its
+1. the best entry the angle library (:mod:`pipeline.qaoa.angle_store`) holds for its
    class: the angles an earlier batch of the class refined to, and the expectation ratio
    they reached;
 2. the published fixed angles for regular MaxCut (Wurtz & Lykov 2021; ``data/angles/``),
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine.shapes import ShapeKey
+from pipeline.qaoa.shapes import ShapeKey
 
 FIXED_ANGLES = (
     Path(__file__).resolve().parents[2] / "data" / "angles" / "fixed_angles_regular_maxcut.csv"
@@ -59,7 +59,7 @@ class AngleClass:
     kind: str
     n_qubits: int
     # The degree sequence, e.g. "3^12", or "5^2,3^8" (degree^count, descending); "any" for
-    # a pool of mixed graphs (pipeline.engine.shapes).
+    # a pool of mixed graphs (pipeline.qaoa.shapes).
     structure: str
     reps: int
     linear: bool

@@ -2,7 +2,7 @@
 
 ``E(x | 2^k) = E(x) - 2 f_k(x)``, qubit by qubit: 8 bytes a state, no ``(2^n, n)`` spin
 matrix. Few distinct energies (integer-weighted MaxCut) are kept as a 2-byte level index
-per state. Split from :mod:`pipeline.engine.fast_sim`, which evolves states with them.
+per state. Split from :mod:`pipeline.qaoa.fast_sim`, which evolves states with them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from pipeline.engine.memory import MAX_QUBITS
+from pipeline.memory import MAX_QUBITS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
