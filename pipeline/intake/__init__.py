@@ -29,13 +29,11 @@ from pipeline.intake.leases import LeaseKeeper, host_identity, process_alive
 from pipeline.intake.queue import IntakeStore
 from pipeline.intake.requeue import RequeueOutcome, RequeueSelection
 from pipeline.intake.schema import (
-    ACTIVE_STATES,
     CLAIMED,
     COMPILED,
     COMPLETED,
     DEGRADED,
     FAILED,
-    FINAL_STATES,
     QUEUED,
     RUNNING,
     STATES,
@@ -48,6 +46,7 @@ from pipeline.intake.schema import (
     utcnow,
 )
 from pipeline.intake.types import ClaimedProblem, Move, ProblemOutcome, SubmitOutcome
+from pipeline.vocabulary import ACTIVE_STATES, FINAL_STATES
 
 __all__ = [
     "ACTIVE_STATES",

@@ -30,7 +30,6 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import dead_local_owners
 from pipeline.intake.schema import (
-    ACTIVE_STATES,
     NO_LEASE,
     batch_problems,
     chunks,
@@ -40,6 +39,7 @@ from pipeline.intake.schema import (
     update_held,
 )
 from pipeline.intake.types import ProblemOutcome
+from pipeline.vocabulary import ACTIVE_STATES
 
 
 class BatchState(StrEnum):

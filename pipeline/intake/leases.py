@@ -15,7 +15,8 @@ import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipeline.intake.schema import ACTIVE_STATES, problems
+from pipeline.intake.schema import problems
+from pipeline.vocabulary import ACTIVE_STATES
 
 log = logging.getLogger("qhopper.intake")
 

@@ -22,7 +22,6 @@ from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
 from pipeline.intake.requeue import RequeueOutcome, RequeueSelection, requeue
 from pipeline.intake.schema import (
-    ACTIVE_STATES,
     CLAIMED,
     COMPILED,
     NO_LEASE,
@@ -39,6 +38,7 @@ from pipeline.intake.schema import (
 )
 from pipeline.intake.types import ClaimedProblem, Move, SubmitOutcome
 from pipeline.model import ProblemSpec
+from pipeline.vocabulary import ACTIVE_STATES
 
 
 class IntakeStore:
@@ -329,7 +329,7 @@ class IntakeStore:
             rows = connection.execute(
                 sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)
             ).all()
-        counted = {state: 0 for state in STATES}
+        counted: dict[str, int] = {str(state): 0 for state in STATES}
         counted.update({state: int(count) for state, count in rows})
         return counted
 

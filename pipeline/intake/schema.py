@@ -11,17 +11,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline.vocabulary import FINAL_STATES, State
+
+# The lifecycle's states by their short names, as the intake's statements use them.
 QUEUED, CLAIMED, COMPILED, SUBMITTED, RUNNING = (
-    "queued",
-    "claimed",
-    "compiled",
-    "submitted",
-    "running",
+    State.QUEUED,
+    State.CLAIMED,
+    State.COMPILED,
+    State.SUBMITTED,
+    State.RUNNING,
 )
-COMPLETED, DEGRADED, FAILED = "completed", "degraded", "failed"
-ACTIVE_STATES = (CLAIMED, COMPILED, SUBMITTED, RUNNING)
-FINAL_STATES = (COMPLETED, DEGRADED, FAILED)
-STATES = (QUEUED, *ACTIVE_STATES, *FINAL_STATES)
+COMPLETED, DEGRADED, FAILED = State.COMPLETED, State.DEGRADED, State.FAILED
+STATES = tuple(State)
 
 metadata = sa.MetaData()
 
