@@ -26,7 +26,7 @@ from datetime import datetime
 from batching.batches import Batch, PlannedProblem, RoutingNumbers
 from pipeline.backends import Backend, Workload
 from pipeline.config import Settings
-from pipeline.fallback import BACKEND_UNFIT, ROUTE_BUDGET, ROUTE_DEADLINE, ROUTE_QUOTA, Fallback
+from pipeline.fallback import Fallback, FallbackCode
 from pipeline.memory import fast_path_bytes
 from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey
@@ -167,10 +167,12 @@ def route_batches(
         latency = queue_s + compile_s + execute_s
         cost = estimate.cost_usd
         why_not = estimate.reason or backend.target.why_not(batch.shape.n_qubits)
-        refusal: Fallback | None = Fallback(BACKEND_UNFIT, why_not) if why_not else None
+        refusal: Fallback | None = (
+            Fallback(FallbackCode.BACKEND_UNFIT, why_not) if why_not else None
+        )
         if refusal is None and slack is not None and latency > slack:
             refusal = Fallback(
-                ROUTE_DEADLINE,
+                FallbackCode.ROUTE_DEADLINE,
                 f"deadline: quantum needs ~{latency:.1f}s (queue {queue_s:.1f}, compile "
                 f"{compile_s:.1f}, execute {execute_s:.1f}) but the earliest deadline is in "
                 f"{slack:.1f}s",
@@ -219,13 +221,13 @@ class Budgets:
     def refusal(self, batch: Batch, cost: float, per_problem: float) -> Fallback | None:
         if cost / batch.size > per_problem:
             return Fallback(
-                ROUTE_BUDGET,
+                FallbackCode.ROUTE_BUDGET,
                 f"budget: quantum costs ~{cost / batch.size:.6f} USD per problem, over the "
                 f"per-problem budget of {per_problem:.6f} USD",
             )
         if cost > self.run_left:
             return Fallback(
-                ROUTE_BUDGET,
+                FallbackCode.ROUTE_BUDGET,
                 f"budget: quantum costs ~{cost:.6f} USD, {self.run_left:.6f} USD left of the "
                 "run budget",
             )
@@ -233,7 +235,7 @@ class Budgets:
             share = cost * _count(batch, tenant) / batch.size
             if tenant in self.tenant_left and share > self.tenant_left[tenant]:
                 return Fallback(
-                    ROUTE_QUOTA,
+                    FallbackCode.ROUTE_QUOTA,
                     f"quota: tenant {tenant!r} would spend ~{share:.6f} USD, "
                     f"{self.tenant_left[tenant]:.6f} USD left of its quota",
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.fallback import QUBIT_LIMIT, Fallback
+from pipeline.fallback import Fallback, FallbackCode
 
 RouteName = Literal["quantum", "classical"]
 
@@ -29,6 +29,6 @@ def route_problem(
     if requested == "classical":
         return RouteDecision("classical", "classical route requested by the submitter", None)
     if why_not is not None:
-        fallback = Fallback(QUBIT_LIMIT, why_not) if requested == "quantum" else None
+        fallback = Fallback(FallbackCode.QUBIT_LIMIT, why_not) if requested == "quantum" else None
         return RouteDecision("classical", why_not, fallback)
     return RouteDecision("quantum", f"fits {backend} ({n_qubits} qubits)", None)

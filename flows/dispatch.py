@@ -30,7 +30,7 @@ from flows.compute import Compute, TaskFuture
 from pipeline.backends import Backend, CallPolicy
 from pipeline.config import Settings
 from pipeline.errors import RunTimeout
-from pipeline.fallback import EXECUTION_ERROR, NO_FEASIBLE_SAMPLE, Fallback
+from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import AnglePlan
@@ -328,7 +328,8 @@ class Dispatcher:
                 extra={"fields": fields},
             )
             error = Fallback(
-                EXECUTION_ERROR, f"{role} execution failed: {type(exc).__name__}: {exc}"[:500]
+                FallbackCode.EXECUTION_ERROR,
+                f"{role} execution failed: {type(exc).__name__}: {exc}"[:500],
             )
             if role == "quantum":
                 self._fall_back(tracker, problem_ids, error)
@@ -362,7 +363,9 @@ class Dispatcher:
         if infeasible:
             shots = {p.problem_id: p.shots for p in tracker.batch.problems}
             for pid in infeasible:
-                reason = Fallback(NO_FEASIBLE_SAMPLE, f"no feasible sample in {shots[pid]} shots")
+                reason = Fallback(
+                    FallbackCode.NO_FEASIBLE_SAMPLE, f"no feasible sample in {shots[pid]} shots"
+                )
                 self._fall_back(tracker, (pid,), reason)
 
     def _fall_back(self, tracker: _Tracker, problem_ids: tuple[str, ...], why: Fallback) -> None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from batching.batches import Batch, PlannedProblem
 from flows.dispatch import FinishedBatch
 from pipeline.config import Settings
-from pipeline.fallback import ATTEMPT_LIMIT, EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
+from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
 from pipeline.qaoa.shapes import shape_of
@@ -84,7 +84,7 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]
             message = (
                 f"{error.message if error else 'no answer'} (attempt {problem.attempts} of {limit})"
             )
-            why = Fallback(error.code if error else EXECUTION_ERROR, message)
+            why = Fallback(error.code if error else FallbackCode.EXECUTION_ERROR, message)
             rows.append(_failed_row(context, problem, batch, why, completed_at))
     return [_finite_or_failed(row) for row in rows]
 
@@ -102,7 +102,7 @@ def _finite_or_failed(row: ProblemRow) -> ProblemRow:
     return dataclasses.replace(
         row,
         status=FAILED,
-        fallback_code=NON_FINITE_OBJECTIVE,
+        fallback_code=FallbackCode.NON_FINITE_OBJECTIVE,
         fallback_reason=reason,
         solution=None,
         objective=None,
@@ -166,7 +166,7 @@ def exhausted_rows(
     for claim in claims:
         spec = spec_from_record(json.loads(claim.spec_json))
         why = Fallback(
-            ATTEMPT_LIMIT,
+            FallbackCode.ATTEMPT_LIMIT,
             f"attempt limit reached: claimed {claim.attempts - 1} times (limit {limit}) "
             "without finishing",
         )

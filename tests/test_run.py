@@ -177,7 +177,7 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
     from batching.batches import Batch, PlannedProblem
     from flows.dispatch import FinishedBatch
     from flows.rows import RowContext, batch_rows
-    from pipeline.fallback import EXECUTION_ERROR, NON_FINITE_OBJECTIVE, Fallback
+    from pipeline.fallback import Fallback, FallbackCode
     from pipeline.formulation import formulate
     from pipeline.model import spec_from_record
     from pipeline.tasks import Answer, ChunkResult
@@ -190,7 +190,7 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
         Answer("p-1", "010", objective, True, True, 0.1, 0.0),
         Answer("p-2", "010", 2.0, True, True, 0.1, 0.0),
     )
-    why = {"p-1": Fallback(EXECUTION_ERROR, fallback)} if fallback else {}
+    why = {"p-1": Fallback(FallbackCode.EXECUTION_ERROR, fallback)} if fallback else {}
     finished = FinishedBatch(
         batch=Batch("b-1", "classical", None, (problem, finite), "test"),
         template=None,
@@ -205,7 +205,7 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
     bad, good = batch_rows(finished, context)
     assert (bad.status, bad.fallback_code, bad.objective, bad.solution) == (
         "failed",
-        NON_FINITE_OBJECTIVE,
+        FallbackCode.NON_FINITE_OBJECTIVE,
         None,
         None,
     )

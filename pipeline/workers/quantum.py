@@ -26,19 +26,20 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from pipeline.fallback import FallbackCode
 from pipeline.qaoa.evaluators import BatchProblem
 from pipeline.qaoa.lockstep import QuantumAnswer, optimise_batch
 from pipeline.tasks import Answer, ChunkResult, Fallback, QuantumChunkTask
 
 # Most specific first: BackendUnavailable is a TransientBackendError.
-_FALLBACK_CODES: tuple[tuple[type[Exception], str], ...] = (
-    (BackendUnavailable, "backend_unavailable"),
-    (TransientBackendError, "backend_transient"),
-    (PermanentBackendError, "backend_permanent"),
-    (BudgetExhausted, "budget_exhausted"),
-    (DeadlineExceeded, "deadline_exceeded"),
-    (BackendError, "backend_error"),
-    (FallbackRequired, "fallback_required"),
+_FALLBACK_CODES: tuple[tuple[type[Exception], FallbackCode], ...] = (
+    (BackendUnavailable, FallbackCode.BACKEND_UNAVAILABLE),
+    (TransientBackendError, FallbackCode.BACKEND_TRANSIENT),
+    (PermanentBackendError, FallbackCode.BACKEND_PERMANENT),
+    (BudgetExhausted, FallbackCode.BUDGET_EXHAUSTED),
+    (DeadlineExceeded, FallbackCode.DEADLINE_EXCEEDED),
+    (BackendError, FallbackCode.BACKEND_ERROR),
+    (FallbackRequired, FallbackCode.FALLBACK_REQUIRED),
 )
 
 
