@@ -1,20 +1,30 @@
-"""Grouping of planned problems into batches, and routing: rule and economics."""
+"""Planning and routing: problems grouped into batches by circuit shape (``planner``), cut
+for the workers (``sizing``), routed by an ordered list of rules (``rules``) on the numbers
+of ``economics``, and the run's estimate said before it computes (``estimate``)."""
 
-from batching.batches import Batch, PlannedProblem, RoutingNumbers
-from batching.economics import route_batches
+from batching.batches import (
+    Batch,
+    FinishedBatch,
+    PlannedBatch,
+    PlannedProblem,
+    RoutingNumbers,
+    TemplateUse,
+)
+from batching.economics import Budgets, route_batches
 from batching.estimate import RunEstimate, estimate_run
 from batching.planner import new_batch_id, plan_batches
-from batching.routing import RouteDecision, route_problem
 
 __all__ = [
     "Batch",
+    "Budgets",
+    "FinishedBatch",
+    "PlannedBatch",
     "PlannedProblem",
-    "RouteDecision",
     "RoutingNumbers",
     "RunEstimate",
+    "TemplateUse",
     "estimate_run",
     "new_batch_id",
     "plan_batches",
     "route_batches",
-    "route_problem",
 ]

@@ -20,35 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from batching.batches import Batch, PlannedProblem, RoutingNumbers
+from batching.batches import Batch, PlannedBatch, PlannedProblem, RoutingNumbers
+from batching.rules import QuantumEstimate, Refusal, batch_refusal
+from batching.sizing import chunk_count, classical_seconds
 from pipeline.backends import Backend, Workload
+from pipeline.backends.base import Estimate as BackendEstimate
 from pipeline.config import Settings
-from pipeline.fallback import Fallback, FallbackCode
-from pipeline.memory import fast_path_bytes
 from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey
+from pipeline.vocabulary import Route, SolverPath
 
 GRID_SETS = 64  # the engine's depth-1 (gamma, beta) grid
 # Evaluations per problem a batch typically takes (the pilots' grid shared, warm starts and
 # a few Newton steps: 8-35 measured in bench_engine), for choosing in-process compute.
 TYPICAL_EVALUATIONS = 40
 RESERVE_FACTOR = 3.0  # a batch may spend up to this multiple of its estimate (retries)
-
-
-def chunk_count(size: int, n_qubits: int, workers: int, exact: bool, memory_bytes: int) -> int:
-    """How many chunks a quantum batch is cut into: one per worker with at least four
-    problems each (lockstep pays per call, not per problem), and on the fast path as many
-    more as keep each chunk within a worker's memory."""
-    chunks = max(1, min(workers, size // 4))
-    if exact:
-        per_chunk = 1
-        while per_chunk < size and fast_path_bytes(n_qubits, per_chunk * 2) <= memory_bytes:
-            per_chunk *= 2
-        chunks = max(chunks, math.ceil(size / per_chunk))
-    return chunks
 
 
 def workload(
@@ -82,27 +72,8 @@ def workload(
     )
 
 
-# CP-SAT's time to prove a problem, measured on this kind of machine (2 CP-SAT workers),
-# grows tenfold per so many quadratic terms past a base: MaxCut (one XOR per edge) 0.02 s at
-# 50 edges, 0.4 s at 80, 2-5 s at 100, unproved in 10 s past ~110 (bench_estimate's
-# workloads; MEASUREMENTS.md: 3-regular, 0.1 s at 45 nodes, 6-18 s at 100); QUBO and
-# portfolio (products) 12 ms at 66 terms, 1.0-1.4 s at 190 (dense, 12 and 20 variables).
-# Past what it can prove, CP-SAT runs to its time limit.
-CPSAT_GROWTH = {"maxcut": (0.025, 50, 25.0)}  # kind: (seconds at base, base terms, per tenfold)
-CPSAT_GROWTH_PRODUCTS = (0.012, 66, 62.0)
-
-
-def classical_seconds(problem: PlannedProblem, time_limit_s: float) -> float:
-    """CP-SAT's expected time on one problem: milliseconds when small, its whole time limit
-    once it has too many terms to prove optimality (it then uses all of it)."""
-    seconds, base, per_tenfold = CPSAT_GROWTH.get(problem.spec.kind, CPSAT_GROWTH_PRODUCTS)
-    terms = len(problem.formulation.ising.pairs)
-    exponent = min(12.0, (terms - base) / per_tenfold)
-    return min(time_limit_s, seconds * 10**exponent)
-
-
 def route_batches(
-    batches: Sequence[Batch],
+    batches: Sequence[PlannedBatch],
     backend: Backend,
     settings: Settings,
     now: datetime,
@@ -110,183 +81,208 @@ def route_batches(
     workers: int,
     budgets: Budgets | None = None,
 ) -> list[Batch]:
-    """Decide quantum or classical for every quantum-eligible batch; classical ones pass through.
+    """Decide every batch's route, once: classical where a problem rule refused quantum,
+    else quantum unless a batch rule refuses it (:mod:`batching.rules`, in order).
 
     ``budgets``: what is left of the run's budget and quotas (a fresh run's by default).
     ``compiled(shape)`` says whether the shape's template is already stored (no compile
     time to wait for); ``workers`` is how many chunks of a batch run side by side: the live
-    count of the cluster the run uses.
+    count of the cluster the run uses. Batches are decided earliest deadline first.
     """
-    budget, prices = settings.budget, settings.prices
     ledger = budgets or Budgets.for_run(settings)
-    order = sorted(range(len(batches)), key=lambda i: _urgency(batches[i]))
     decided: dict[int, Batch] = {}
-    for index in order:
+    for index in sorted(range(len(batches)), key=lambda i: _urgency(batches[i])):
         batch = batches[index]
-        classical_s = [
-            classical_seconds(p, settings.classical.time_limit_s) for p in batch.problems
-        ]
-        deadline = min(
-            (d for p in batch.problems if (d := p.spec.deadline) is not None), default=None
-        )
-        slack = (deadline - now).total_seconds() if deadline is not None else None
-        tenants = sorted({p.spec.tenant for p in batch.problems})
-        classical_only = RoutingNumbers(
-            decision="classical",
-            reason=batch.route_reason,
-            est_backend=backend.name,
-            est_quantum_feasible=False,
-            est_quantum_cost_usd=None,
-            est_quantum_queue_s=None,
-            est_quantum_compile_s=None,
-            est_quantum_execute_s=None,
-            est_quantum_latency_s=None,
-            est_quantum_memory_bytes=None,
-            est_classical_cost_usd=sum(classical_s) * prices.cpu_usd_per_core_second,
-            est_classical_latency_s=sum(classical_s) / max(1, min(workers, len(classical_s))),
-            deadline=deadline,
-            deadline_slack_s=slack,
-            budget_problem_usd=budget.per_problem_usd,
-            budget_run_left_usd=ledger.run_left,
-            budget_tenant_left_usd=ledger.quota_left(tenants),
-            budget_allotted_usd=0.0,
-        )
-        if batch.route != "quantum" or batch.shape is None:
-            decided[index] = dataclasses.replace(batch, routing=classical_only)
+        limit = settings.classical.time_limit_s
+        seconds = [classical_seconds(p, limit) for p in batch.problems]
+        base = _classical_numbers(batch, backend, settings, now, workers, ledger, seconds)
+        if batch.shape is None:
+            decided[index] = _routed(batch, base, sum(seconds))
             continue
-        exact = uses_fast_path(backend, batch.shape.n_qubits)
-        memory = settings.routing.simulator_memory_bytes
-        chunks = chunk_count(batch.size, batch.shape.n_qubits, workers, exact, memory)
-        work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
-        estimate = backend.costs.estimate(work, prices, settings.routing.simulator_memory_bytes)
-        queue_s = estimate.queue_s + (
-            settings.routing.qpu_queue_estimate_s if backend.solver_path == "qpu" else 0.0
+        chunks = chunk_count(
+            batch.size,
+            batch.shape.n_qubits,
+            workers,
+            uses_fast_path(backend, batch.shape.n_qubits),
+            settings.routing.simulator_memory_bytes,
         )
-        compile_s = 0.0 if compiled(batch.shape) else settings.routing.compile_estimate_s
-        execute_s = estimate.execute_s / (chunks if backend.solver_path == "simulator" else 1)
-        latency = queue_s + compile_s + execute_s
-        cost = estimate.cost_usd
-        why_not = estimate.reason or backend.target.why_not(batch.shape.n_qubits)
-        refusal: Fallback | None = (
-            Fallback(FallbackCode.BACKEND_UNFIT, why_not) if why_not else None
-        )
-        if refusal is None and slack is not None and latency > slack:
-            refusal = Fallback(
-                FallbackCode.ROUTE_DEADLINE,
-                f"deadline: quantum needs ~{latency:.1f}s (queue {queue_s:.1f}, compile "
-                f"{compile_s:.1f}, execute {execute_s:.1f}) but the earliest deadline is in "
-                f"{slack:.1f}s",
-            )
-        refusal = refusal or ledger.refusal(batch, cost, budget.per_problem_usd)
-        allotted = 0.0 if refusal else ledger.reserve(batch, cost, budget.per_problem_usd)
-        numbers = dataclasses.replace(
-            classical_only,
-            decision="quantum" if refusal is None else "classical",
-            reason=refusal.message
-            if refusal
-            else (
-                f"{batch.route_reason}; ~{cost:.6f} USD and ~{latency:.1f}s on {backend.name}, "
-                "within budget"
-                + (f" and {slack:.0f}s before the deadline" if slack is not None else "")
-            ),
-            est_quantum_feasible=(estimate.reason is None),
-            est_quantum_cost_usd=cost,
-            est_quantum_queue_s=queue_s,
-            est_quantum_compile_s=compile_s,
-            est_quantum_execute_s=estimate.execute_s,
-            est_quantum_latency_s=latency,
-            est_quantum_memory_bytes=estimate.memory_bytes,
-            budget_allotted_usd=allotted,
-        )
-        decided[index] = _apply(batch, numbers, refusal)
+        estimate, feasible = _quantum_estimate(batch, backend, settings, chunks, compiled, base)
+        refusal = batch_refusal(estimate, ledger)
+        allotted = 0.0 if refusal else ledger.reserve(batch, estimate.cost_usd)
+        numbers = _quantum_numbers(base, estimate, feasible, refusal, allotted, backend.name)
+        decided[index] = _routed(batch, numbers, sum(seconds), refusal, chunks)
     return [decided[i] for i in range(len(batches))]
+
+
+def _classical_numbers(
+    batch: PlannedBatch,
+    backend: Backend,
+    settings: Settings,
+    now: datetime,
+    workers: int,
+    ledger: Budgets,
+    seconds: Sequence[float],
+) -> RoutingNumbers:
+    """The batch's numbers on the classical route (``seconds``: CP-SAT's expected time on
+    each problem), and what every route shares (deadline, budgets): all a batch quantum is
+    closed to gets."""
+    deadline = min((d for p in batch.problems if (d := p.spec.deadline) is not None), default=None)
+    return RoutingNumbers(
+        decision=Route.CLASSICAL,
+        reason=batch.route_reason,
+        est_backend=backend.name,
+        est_quantum_feasible=False,
+        est_quantum_cost_usd=None,
+        est_quantum_queue_s=None,
+        est_quantum_compile_s=None,
+        est_quantum_execute_s=None,
+        est_quantum_latency_s=None,
+        est_quantum_memory_bytes=None,
+        est_classical_cost_usd=sum(seconds) * settings.prices.cpu_usd_per_core_second,
+        est_classical_latency_s=sum(seconds) / max(1, min(workers, len(seconds))),
+        deadline=deadline,
+        deadline_slack_s=(deadline - now).total_seconds() if deadline is not None else None,
+        budget_problem_usd=ledger.per_problem_usd,
+        budget_run_left_usd=ledger.run_left,
+        budget_tenant_left_usd=ledger.quota_left(sorted({p.spec.tenant for p in batch.problems})),
+        budget_allotted_usd=0.0,
+    )
+
+
+def _quantum_estimate(
+    batch: PlannedBatch,
+    backend: Backend,
+    settings: Settings,
+    chunks: int,
+    compiled: Callable[[ShapeKey], bool],
+    base: RoutingNumbers,
+) -> tuple[QuantumEstimate, BackendEstimate]:
+    """What the batch would take on the quantum backend, as the batch rules read it."""
+    assert batch.shape is not None
+    n = batch.shape.n_qubits
+    exact = uses_fast_path(backend, n)
+    work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
+    estimate = backend.costs.estimate(
+        work, settings.prices, settings.routing.simulator_memory_bytes
+    )
+    qpu = backend.solver_path == SolverPath.QPU
+    tenants = Counter(p.spec.tenant for p in batch.problems)
+    return QuantumEstimate(
+        size=batch.size,
+        cost_usd=estimate.cost_usd,
+        queue_s=estimate.queue_s + (settings.routing.qpu_queue_estimate_s if qpu else 0.0),
+        compile_s=0.0 if compiled(batch.shape) else settings.routing.compile_estimate_s,
+        execute_s=estimate.execute_s / (1 if qpu else chunks),
+        backend_refuses=estimate.reason or backend.target.why_not(n),
+        slack_s=base.deadline_slack_s,
+        tenants=dict(tenants),
+    ), estimate
+
+
+def _quantum_numbers(
+    base: RoutingNumbers,
+    estimate: QuantumEstimate,
+    backend_estimate: BackendEstimate,
+    refusal: Refusal | None,
+    allotted: float,
+    backend: str,
+) -> RoutingNumbers:
+    if refusal is not None:
+        reason = refusal.message
+    else:
+        slack = estimate.slack_s
+        reason = (
+            f"{base.reason}; ~{estimate.cost_usd:.6f} USD and ~{estimate.latency_s:.1f}s on "
+            f"{backend}, within budget"
+            + (f" and {slack:.0f}s before the deadline" if slack is not None else "")
+        )
+    return dataclasses.replace(
+        base,
+        decision=Route.QUANTUM if refusal is None else Route.CLASSICAL,
+        reason=reason,
+        est_quantum_feasible=backend_estimate.reason is None,
+        est_quantum_cost_usd=estimate.cost_usd,
+        est_quantum_queue_s=estimate.queue_s,
+        est_quantum_compile_s=estimate.compile_s,
+        est_quantum_execute_s=backend_estimate.execute_s,
+        est_quantum_latency_s=estimate.latency_s,
+        est_quantum_memory_bytes=backend_estimate.memory_bytes,
+        budget_allotted_usd=allotted,
+    )
 
 
 class Budgets:
     """What is left of the run's budget and of each tenant's quota as batches are routed;
     a run that routes in waves passes one to every wave, so they share one budget."""
 
-    def __init__(self, run_left: float, tenant_left: dict[str, float]) -> None:
+    def __init__(
+        self, per_problem_usd: float, run_left: float, tenant_left: dict[str, float]
+    ) -> None:
+        self.per_problem_usd = per_problem_usd
         self.run_left = run_left
         self.tenant_left = tenant_left
 
     @classmethod
     def for_run(cls, settings: Settings) -> Budgets:
         budget = settings.budget
-        return cls(budget.per_run_usd, dict(budget.tenant_quota_usd))
+        return cls(budget.per_problem_usd, budget.per_run_usd, dict(budget.tenant_quota_usd))
 
     def quota_left(self, tenants: Sequence[str]) -> float | None:
         return min((self.tenant_left[t] for t in tenants if t in self.tenant_left), default=None)
 
-    def refusal(self, batch: Batch, cost: float, per_problem: float) -> Fallback | None:
-        if cost / batch.size > per_problem:
-            return Fallback(
-                FallbackCode.ROUTE_BUDGET,
-                f"budget: quantum costs ~{cost / batch.size:.6f} USD per problem, over the "
-                f"per-problem budget of {per_problem:.6f} USD",
-            )
-        if cost > self.run_left:
-            return Fallback(
-                FallbackCode.ROUTE_BUDGET,
-                f"budget: quantum costs ~{cost:.6f} USD, {self.run_left:.6f} USD left of the "
-                "run budget",
-            )
-        for tenant in sorted({p.spec.tenant for p in batch.problems}):
-            share = cost * _count(batch, tenant) / batch.size
-            if tenant in self.tenant_left and share > self.tenant_left[tenant]:
-                return Fallback(
-                    FallbackCode.ROUTE_QUOTA,
-                    f"quota: tenant {tenant!r} would spend ~{share:.6f} USD, "
-                    f"{self.tenant_left[tenant]:.6f} USD left of its quota",
-                )
-        return None
-
-    def reserve(self, batch: Batch, cost: float, per_problem: float) -> float:
+    def reserve(self, batch: PlannedBatch, cost: float) -> float:
         """Allot the batch what it may spend; set aside a multiple of its estimate.
 
         It may spend up to its per-problem budgets and what is left of the run's and its
         tenants'; the run and tenants set aside ``RESERVE_FACTOR`` times the estimate.
         """
-        tenants = {p.spec.tenant for p in batch.problems}
+        tenants = Counter(p.spec.tenant for p in batch.problems)
         allotted = min(
-            per_problem * batch.size,
+            self.per_problem_usd * batch.size,
             self.run_left,
             *(
-                self.tenant_left[t] * batch.size / _count(batch, t)
-                for t in tenants
+                self.tenant_left[t] * batch.size / n
+                for t, n in tenants.items()
                 if t in self.tenant_left
             ),
         )
         reserved = min(allotted, cost * RESERVE_FACTOR)
         self.run_left -= reserved
-        for tenant in tenants:
+        for tenant, count in tenants.items():
             if tenant in self.tenant_left:
-                self.tenant_left[tenant] -= reserved * _count(batch, tenant) / batch.size
+                self.tenant_left[tenant] -= reserved * count / batch.size
         return allotted
 
 
-def _apply(batch: Batch, numbers: RoutingNumbers, refusal: Fallback | None) -> Batch:
-    if refusal is None:
-        return dataclasses.replace(batch, routing=numbers, route_reason=numbers.reason)
+def _routed(
+    batch: PlannedBatch,
+    numbers: RoutingNumbers,
+    classical_s: float,
+    refusal: Refusal | None = None,
+    chunks: int = 1,
+) -> Batch:
+    """The planned batch on its route. A quantum batch refused by a batch rule runs on
+    CP-SAT (no shape); its problems that asked for quantum are labelled with the refusal."""
     fallbacks = dict(batch.fallbacks)
-    for problem in batch.problems:
-        if problem.spec.route == "quantum":
-            fallbacks.setdefault(problem.problem_id, refusal)
-    return dataclasses.replace(
-        batch,
-        route="classical",
-        shape=None,
+    if refusal is not None and (fallback := refusal.fallback()) is not None:
+        for problem in batch.problems:
+            if problem.spec.route == Route.QUANTUM:
+                fallbacks.setdefault(problem.problem_id, fallback)
+    quantum = numbers.decision == Route.QUANTUM
+    return Batch(
+        batch_id=batch.batch_id,
+        route=numbers.decision,
+        shape=batch.shape if quantum else None,
+        problems=batch.problems,
         route_reason=numbers.reason,
         fallbacks=fallbacks,
         routing=numbers,
+        chunks=chunks if quantum else 1,
+        classical_s=classical_s,
     )
 
 
-def _count(batch: Batch, tenant: str) -> int:
-    return sum(p.spec.tenant == tenant for p in batch.problems)
-
-
-def _urgency(batch: Batch) -> tuple[float, int]:
+def _urgency(batch: PlannedBatch) -> tuple[float, int]:
     deadlines = [d.timestamp() for p in batch.problems if (d := p.spec.deadline) is not None]
     return (
         min(deadlines) if deadlines else math.inf,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from batching.batches import Batch
-from batching.economics import classical_seconds, workload
+from batching.batches import Batch, PlannedBatch
+from batching.economics import workload
+from batching.sizing import classical_seconds
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.durations import duration
@@ -76,10 +77,12 @@ class RunEstimate:
         )
 
 
-def estimate_run(batches: Sequence[Batch], backend: Backend, settings: Settings) -> RunEstimate:
-    """The estimate of ``batches`` (routed or not: a batch counts on its current route)."""
+def estimate_run(
+    batches: Sequence[Batch | PlannedBatch], backend: Backend, settings: Settings
+) -> RunEstimate:
+    """The estimate of ``batches``, planned (quantum where it is open to them) or routed."""
     limit = settings.classical.time_limit_s
-    quantum = [b for b in batches if b.route == "quantum" and b.shape is not None]
+    quantum = [b for b in batches if b.shape is not None]
     classical = [p for b in batches if b not in quantum for p in b.problems]
     seconds = [classical_seconds(p, limit) for p in classical]
     return RunEstimate(
@@ -95,7 +98,7 @@ def estimate_run(batches: Sequence[Batch], backend: Backend, settings: Settings)
     )
 
 
-def _quantum_seconds(batch: Batch, backend: Backend, settings: Settings) -> float:
+def _quantum_seconds(batch: Batch | PlannedBatch, backend: Backend, settings: Settings) -> float:
     """A quantum batch's typical core-seconds on the backend (compile excluded: a template
     compiles once per shape, on its own thread)."""
     assert batch.shape is not None

@@ -1,4 +1,5 @@
-"""Batch formation: group planned problems by route and shape, cut groups at the size limit.
+"""Batch formation: group planned problems by shape where the quantum route is open to them
+(by kind where a problem rule refused it), cut groups at the size limit.
 
 Pure functions over plain data, so the invariants (every problem in exactly one batch,
 no batch over the limit, one shape per quantum batch) are easy to test.
@@ -17,12 +18,12 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from batching.batches import Batch, PlannedProblem
-from batching.routing import RouteDecision, route_problem
+from batching.batches import PlannedBatch, PlannedProblem
+from batching.rules import ProblemFacts, Refusal, problem_refusal
 from pipeline.qaoa.angles import degree_sequence
 from pipeline.qaoa.shapes import ShapeKey, batch_shape
 
-Member = tuple[PlannedProblem, RouteDecision]
+Member = tuple[PlannedProblem, str, Refusal | None]  # the problem, why its route, refusal
 
 
 def new_batch_id() -> str:
@@ -35,46 +36,45 @@ def plan_batches(
     why_not: Callable[[int], str | None],
     max_batch_size: int,
     pooled: Callable[[int], bool] | None = None,
-) -> list[Batch]:
-    """Route each problem, group quantum ones by shape and classical ones by kind, then cut
-    each group into as few batches as the size limit allows, their sizes at most one apart.
+) -> list[PlannedBatch]:
+    """Apply the problem rules, group the problems quantum is open to by shape and the others
+    by kind, then cut each group into as few batches as the size limit allows, their sizes at
+    most one apart.
 
     ``why_not(n_qubits)`` is the backend's reason a problem of that size cannot run on it;
     ``pooled(n_qubits)`` whether the backend is simulated exactly at that size, so that
     problems of that size may share a batch whatever their graphs (``None``: never).
     """
-    groups: dict[tuple[str, ShapeKey | None, str], list[Member]] = defaultdict(list)
+    groups: dict[tuple[ShapeKey | None, str], list[Member]] = defaultdict(list)
     for problem in problems:
         ising = problem.formulation.ising
-        decision = route_problem(problem.spec.route, ising.n, backend, why_not(ising.n))
-        if decision.route == "quantum":
-            pool = pooled is not None and pooled(ising.n)
-            shape = batch_shape(ising, problem.reps, backend, pool)
-            groups[("quantum", shape, _pool_part(problem) if shape.pooled else "")].append(
-                (problem, decision)
-            )
-        else:
-            groups[("classical", None, problem.spec.kind)].append((problem, decision))
-    batches: list[Batch] = []
-    for (route, group, _), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
+        refused = problem_refusal(ProblemFacts(problem.spec.route, why_not(ising.n)))
+        if refused is not None:
+            groups[(None, problem.spec.kind)].append((problem, refused.message, refused))
+            continue
+        shape = batch_shape(ising, problem.reps, backend, pooled is not None and pooled(ising.n))
+        part = _pool_part(problem) if shape.pooled else ""
+        groups[(shape, part)].append((problem, f"fits {backend} ({ising.n} qubits)", None))
+    batches: list[PlannedBatch] = []
+    for (group, _), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
         ordered = _by_class(members) if group is not None and group.pooled else members
         count = math.ceil(len(ordered) / max_batch_size)
         bounds = [len(ordered) * k // count for k in range(count + 1)]
-        for start, end in itertools.pairwise(bounds):
-            chunk = ordered[start:end]
-            reasons = sorted({decision.reason for _, decision in chunk})
-            batches.append(
-                Batch(
-                    batch_id=new_batch_id(),
-                    route=route,
-                    shape=group,
-                    problems=tuple(problem for problem, _ in chunk),
-                    route_reason="; ".join(reasons[:3])
-                    + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""),
-                    fallbacks={p.problem_id: d.fallback for p, d in chunk if d.fallback},
-                )
-            )
+        batches += [_batch(group, ordered[a:b]) for a, b in itertools.pairwise(bounds)]
     return batches
+
+
+def _batch(shape: ShapeKey | None, members: Sequence[Member]) -> PlannedBatch:
+    reasons = sorted({reason for _, reason, _ in members})
+    more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
+    fallbacks = {p.problem_id: f for p, _, r in members if r and (f := r.fallback())}
+    return PlannedBatch(
+        batch_id=new_batch_id(),
+        shape=shape,
+        problems=tuple(problem for problem, _, _ in members),
+        route_reason="; ".join(reasons[:3]) + more,
+        fallbacks=fallbacks,
+    )
 
 
 def _pool_part(problem: PlannedProblem) -> str:
@@ -96,6 +96,8 @@ def _by_class(members: list[Member]) -> list[Member]:
     return [member for group in ordered for member in group]
 
 
-def _sort_key(key: tuple[str, ShapeKey | None, str]) -> tuple[str, str, str]:
-    route, shape, kind = key
-    return route, shape.label if shape is not None else "", kind
+def _sort_key(key: tuple[ShapeKey | None, str]) -> tuple[str, str, str]:
+    """Classical groups first, by kind; then quantum ones by shape (the order batches have
+    always been planned in)."""
+    shape, part = key
+    return ("quantum", shape.label, part) if shape is not None else ("classical", "", part)

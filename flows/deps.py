@@ -7,8 +7,6 @@ compute, the content-addressed template store).
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,22 +81,3 @@ def _template_store(settings: Settings) -> TemplateStore:
     from pipeline.qaoa.templates import TemplateStore
 
     return TemplateStore(settings.artifacts_dir)
-
-
-class Clock:
-    """Seconds per stage; a stage entered twice adds up."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - started
-
-    def total(self) -> float:
-        return time.perf_counter() - self.started

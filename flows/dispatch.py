@@ -24,8 +24,8 @@ from concurrent.futures import Future as LocalFuture
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from batching.batches import Batch, PlannedProblem
-from batching.economics import chunk_count, classical_seconds
+from batching.batches import Batch, FinishedBatch, PlannedProblem, TemplateUse
+from batching.sizing import classical_groups, split_chunks
 from flows.compute import Compute, TaskFuture
 from pipeline.backends import Backend, CallPolicy
 from pipeline.config import Settings
@@ -34,42 +34,16 @@ from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import AnglePlan
-from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
+from pipeline.vocabulary import Route, TaskRole
 from pipeline.workers.classical import run_classical_chunk
 from pipeline.workers.quantum import run_quantum_chunk
 
 log = logging.getLogger("qhopper.dispatch")
 RESULT_FETCH_TIMEOUT_S = 120.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TemplateUse:
-    """The template a quantum batch ran on, and whether this run compiled it."""
-
-    artifact_key: str
-    first: bool  # the run's first batch of this shape: the one that waited for it
-    compiled: bool  # compiled by this run (else loaded from the store)
-    compile_s: float
-
-
-@dataclass(frozen=True)
-class FinishedBatch:
-    """A batch with every task's result: planned route, fallbacks, and what raised."""
-
-    batch: Batch
-    template: TemplateUse | None
-    chunks: int
-    results: tuple[ChunkResult, ...]  # from the planned route's tasks
-    fallback_results: tuple[ChunkResult, ...]  # CP-SAT answers for quantum fallbacks
-    fallbacks: dict[str, Fallback]  # problem_id -> why its answer is not the planned one
-    errors: dict[str, Fallback]  # problem_id -> why it got no answer at all
-    execute_s: float
-    references: dict[str, Answer] = field(default_factory=dict)  # CP-SAT beside quantum
-    angle_plan: AnglePlan | None = None  # where the quantum batch's angles started
 
 
 @dataclass
@@ -174,7 +148,7 @@ class Dispatcher:
         self.backend = backend
         self.run_started_at = run_started_at  # epoch seconds
         self.record = record
-        self._done: queue.Queue[tuple[str, str, tuple[str, ...], TaskFuture]] = queue.Queue()
+        self._done: queue.Queue[tuple[str, TaskRole, tuple[str, ...], TaskFuture]] = queue.Queue()
         self._trackers: dict[str, _Tracker] = {}
         self._submitted = 0
         self._deadline = time.monotonic() + settings.dask.run_timeout_s
@@ -216,68 +190,70 @@ class Dispatcher:
     def _dispatch(self, batch: Batch, templates: TemplateCompiler) -> Move:
         ids = [p.problem_id for p in batch.problems]
         detail = f"batch={batch.batch_id}"
-        if batch.shape is None:
+        if batch.route == Route.CLASSICAL:
             tracker = self._trackers[batch.batch_id] = _Tracker(batch, None)
             small = self.settings.classical.enumerate_max_variables
-            few = [p for p in batch.problems if p.formulation.ising.n <= small]
-            if few:
-                self._classical(tracker, few, "classical")
-            for problem in batch.problems:
-                if problem.formulation.ising.n > small:
-                    self._classical(tracker, [problem], "classical")
+            for group in classical_groups(batch.problems, small):
+                self._classical(tracker, group, TaskRole.CLASSICAL)
             tracker.chunks = tracker.pending
             return Move(ids, (SUBMITTED, RUNNING), detail)
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
-        kind = batch.problems[0].spec.kind
-        assert batch.angle_shape is not None
-        plan = plan_for(
-            self.library,
-            kind,
-            batch.angle_shape,  # a pool's own class, or the one class all its problems share
-            min_depth_gain=self.settings.quantum.min_depth_gain,
-        )
-        tracker.angle_plan = plan
-        n = batch.shape.n_qubits
-        count = chunk_count(
-            batch.size,
-            n,
-            self.compute.workers,
-            uses_fast_path(self.backend, n),
-            self.settings.routing.simulator_memory_bytes,
-        )
-        chunks = split_chunks(batch.problems, count)
+        tracker.angle_plan = self._angle_plan(batch)
+        chunks = split_chunks(batch.problems, batch.chunks)
         tracker.chunks = len(chunks)
         for chunk in chunks:
-            task = QuantumChunkTask(
-                template=packed,
-                problems=tuple(WorkItem(p.problem_id, p.formulation, p.shots) for p in chunk),
-                backend_spec=self.backend.name,
-                max_qubits=self.settings.quantum.max_qubits,
-                max_iterations=self.settings.quantum.max_iterations,
-                seed=self.settings.quantum.seed,
-                policy=self._policy(batch, len(chunk)),
-                angle_plan=plan,
-            )
-            self._submit(tracker, "quantum", chunk, run_quantum_chunk, task)
-        classical = self.settings.classical
-        for problem in batch.problems:
-            n = problem.formulation.ising.n
-            if (
-                classical.reference_exhaustive_max_variables
-                < n
-                <= classical.reference_max_variables
-            ):
-                self._classical(tracker, [problem], "reference", classical.reference_time_limit_s)
+            task = self._quantum_task(batch, chunk, packed, tracker.angle_plan)
+            self._submit(tracker, TaskRole.QUANTUM, chunk, run_quantum_chunk, task)
+        self._references(tracker)
         return Move(
             ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}"
         )
+
+    def _angle_plan(self, batch: Batch) -> AnglePlan:
+        """Where the batch's angles start: its class's library entry or published angles."""
+        assert batch.angle_shape is not None
+        return plan_for(
+            self.library,
+            batch.problems[0].spec.kind,
+            batch.angle_shape,  # a pool's own class, or the one class all its problems share
+            min_depth_gain=self.settings.quantum.min_depth_gain,
+        )
+
+    def _quantum_task(
+        self,
+        batch: Batch,
+        chunk: Sequence[PlannedProblem],
+        packed: PackedTemplate,
+        plan: AnglePlan,
+    ) -> QuantumChunkTask:
+        quantum = self.settings.quantum
+        return QuantumChunkTask(
+            template=packed,
+            problems=tuple(WorkItem(p.problem_id, p.formulation, p.shots) for p in chunk),
+            backend_spec=self.backend.name,
+            max_qubits=quantum.max_qubits,
+            max_iterations=quantum.max_iterations,
+            seed=quantum.seed,
+            policy=self._policy(batch, len(chunk)),
+            angle_plan=plan,
+        )
+
+    def _references(self, tracker: _Tracker) -> None:
+        """A CP-SAT answer beside each quantum problem too large to judge exhaustively and
+        small enough to be worth it: the classical reference its row is judged by."""
+        classical = self.settings.classical
+        low, high = classical.reference_exhaustive_max_variables, classical.reference_max_variables
+        for problem in tracker.batch.problems:
+            if low < problem.formulation.ising.n <= high:
+                limit = classical.reference_time_limit_s
+                self._classical(tracker, [problem], TaskRole.REFERENCE, limit)
 
     def _classical(
         self,
         tracker: _Tracker,
         problems: Sequence[PlannedProblem],
-        role: str,
+        role: TaskRole,
         time_limit_s: float | None = None,
     ) -> None:
         classical = self.settings.classical
@@ -297,7 +273,7 @@ class Dispatcher:
     def _submit(
         self,
         tracker: _Tracker,
-        role: str,
+        role: TaskRole,
         problems: Sequence[PlannedProblem],
         fn: Callable[[Any], ChunkResult],
         task: Any,
@@ -311,42 +287,60 @@ class Dispatcher:
         future.add_done_callback(lambda done: self._done.put((batch_id, role, ids, done)))
 
     def _take(
-        self, tracker: _Tracker, role: str, problem_ids: tuple[str, ...], future: TaskFuture
+        self, tracker: _Tracker, role: TaskRole, problem_ids: tuple[str, ...], future: TaskFuture
     ) -> None:
         try:
             # Done already; a Dask result still has to be fetched from its worker.
             result: ChunkResult = future.result(timeout=RESULT_FETCH_TIMEOUT_S)
         except Exception as exc:  # a task that raised must not stop the rest of the run
-            fields: dict[str, object] = {"event": "task_failed", "role": role}
-            fields["batch_id"] = tracker.batch.batch_id
-            fields |= {"problem_ids": list(problem_ids), "error": type(exc).__name__}
-            log.warning(
-                "batch %s: %s task failed: %s",
-                tracker.batch.batch_id,
-                role,
-                exc,
-                extra={"fields": fields},
-            )
-            error = Fallback(
-                FallbackCode.EXECUTION_ERROR,
-                f"{role} execution failed: {type(exc).__name__}: {exc}"[:500],
-            )
-            if role == "quantum":
-                self._fall_back(tracker, problem_ids, error)
-            elif role != "reference":  # a missing reference costs the row its judge, no more
-                tracker.errors.update(dict.fromkeys(problem_ids, error))
+            self._failed(tracker, role, problem_ids, exc)
             return
-        if role == "reference":
-            tracker.references.update((a.problem_id, a) for a in result.answers)
-            return
-        if role == "fallback":
-            tracker.fallback_results.append(result)
-            return
+        self._handlers[role](tracker, problem_ids, result)
+
+    @property
+    def _handlers(self) -> dict[TaskRole, Callable[[_Tracker, tuple[str, ...], ChunkResult], None]]:
+        """What each role's result does to its batch."""
+        return {
+            TaskRole.QUANTUM: self._took_quantum,
+            TaskRole.CLASSICAL: lambda tracker, _, result: tracker.results.append(result),
+            TaskRole.REFERENCE: lambda tracker, _, result: tracker.references.update(
+                (a.problem_id, a) for a in result.answers
+            ),
+            TaskRole.FALLBACK: lambda tracker, _, result: tracker.fallback_results.append(result),
+        }
+
+    def _failed(
+        self, tracker: _Tracker, role: TaskRole, problem_ids: tuple[str, ...], exc: Exception
+    ) -> None:
+        """A task that raised: a quantum chunk falls back to CP-SAT; a missing reference
+        costs its rows their judge, no more; any other leaves its problems unanswered."""
+        fields: dict[str, object] = {"event": "task_failed", "role": role}
+        fields["batch_id"] = tracker.batch.batch_id
+        fields |= {"problem_ids": list(problem_ids), "error": type(exc).__name__}
+        log.warning(
+            "batch %s: %s task failed: %s",
+            tracker.batch.batch_id,
+            role,
+            exc,
+            extra={"fields": fields},
+        )
+        error = Fallback(
+            FallbackCode.EXECUTION_ERROR,
+            f"{role} execution failed: {type(exc).__name__}: {exc}"[:500],
+        )
+        if role == TaskRole.QUANTUM:
+            self._fall_back(tracker, problem_ids, error)
+        elif role != TaskRole.REFERENCE:
+            tracker.errors.update(dict.fromkeys(problem_ids, error))
+
+    def _took_quantum(
+        self, tracker: _Tracker, problem_ids: tuple[str, ...], result: ChunkResult
+    ) -> None:
+        """A quantum chunk's answers; where the backend gave up, or an answer has no feasible
+        shot, its problems go on to CP-SAT as fallbacks."""
         tracker.results.append(result)
-        if role != "quantum":
-            return
         if result.fallback is not None:
-            fields = {"event": "fallback", "batch_id": tracker.batch.batch_id}
+            fields: dict[str, object] = {"event": "fallback", "batch_id": tracker.batch.batch_id}
             fields |= {"problem_ids": list(problem_ids), "code": result.fallback.code}
             fields |= {"attempts": result.attempts, "provider_job_ids": list(result.job_ids)}
             log.warning(
@@ -359,39 +353,30 @@ class Dispatcher:
             )
             self._fall_back(tracker, problem_ids, result.fallback)
             return
-        infeasible = [a.problem_id for a in result.answers if not a.feasible]
-        if infeasible:
-            shots = {p.problem_id: p.shots for p in tracker.batch.problems}
-            for pid in infeasible:
-                reason = Fallback(
-                    FallbackCode.NO_FEASIBLE_SAMPLE, f"no feasible sample in {shots[pid]} shots"
-                )
-                self._fall_back(tracker, (pid,), reason)
+        shots = {p.problem_id: p.shots for p in tracker.batch.problems}
+        for answer in result.answers:
+            if not answer.feasible:
+                why = f"no feasible sample in {shots[answer.problem_id]} shots"
+                reason = Fallback(FallbackCode.NO_FEASIBLE_SAMPLE, why)
+                self._fall_back(tracker, (answer.problem_id,), reason)
 
     def _fall_back(self, tracker: _Tracker, problem_ids: tuple[str, ...], why: Fallback) -> None:
         by_id = {p.problem_id: p for p in tracker.batch.problems}
         for pid in problem_ids:
             tracker.fallbacks[pid] = why
-            self._classical(tracker, [by_id[pid]], "fallback")
+            self._classical(tracker, [by_id[pid]], TaskRole.FALLBACK)
 
     def _policy(self, batch: Batch, chunk_size: int) -> CallPolicy:
         """A chunk's limits: its share of the batch's budget, and a deadline early enough that
         CP-SAT can still answer the batch in time if the backend gives up."""
         routing = batch.routing
-        time_limit = self.settings.classical.time_limit_s
-        reserve = 1.0 + sum(classical_seconds(p, time_limit) for p in batch.problems)
+        reserve = 1.0 + batch.classical_s
         ends = [self.run_started_at + self.settings.dask.run_timeout_s]
         if routing is not None and routing.deadline is not None:
             ends.append(routing.deadline.timestamp())
         budget = math.inf
-        if routing is not None and routing.decision == "quantum":
+        if routing is not None and routing.decision == Route.QUANTUM:
             budget = routing.budget_allotted_usd * chunk_size / batch.size
         return CallPolicy.from_settings(
             self.settings, deadline_at=min(ends) - reserve, budget_usd=budget
         )
-
-
-def split_chunks(problems: Sequence[T], count: int) -> list[list[T]]:
-    """``count`` chunks of consecutive problems, as even as can be (replay cuts the same)."""
-    size = math.ceil(len(problems) / count)
-    return [list(problems[i : i + size]) for i in range(0, len(problems), size)]

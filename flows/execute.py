@@ -1,4 +1,5 @@
-"""A run's work once it has claims: plan, route, compile, dispatch, commit each batch.
+"""A run's work once it has claims, in the order it happens: plan, route, compile, dispatch,
+and commit each batch as it finishes, claiming the next wave while the last is out.
 
 Imported by the run core only when there is work, so an empty run never loads Qiskit,
 Dask or OR-Tools.
@@ -12,25 +13,40 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 
-from batching import estimate_run, new_batch_id, plan_batches, route_batches
-from batching.batches import Batch, PlannedProblem
-from batching.economics import Budgets
-from batching.estimate import RunEstimate
+from batching import (
+    Batch,
+    Budgets,
+    FinishedBatch,
+    PlannedBatch,
+    PlannedProblem,
+    RunEstimate,
+    estimate_run,
+    new_batch_id,
+    plan_batches,
+    route_batches,
+)
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
-from flows.deps import Clock, RunDeps
-from flows.dispatch import Dispatcher, FinishedBatch, TemplateCompiler
-from flows.rows import RowContext, batch_row, batch_rows, exhausted_batch_row, exhausted_rows
+from flows.dispatch import Dispatcher, TemplateCompiler
+from flows.tally import Run, Stage
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.formulation import formulate
-from pipeline.intake import FAILED, ClaimedProblem
+from pipeline.intake import ClaimedProblem
 from pipeline.model import spec_from_record
 from pipeline.qaoa.angle_store import AngleLibrary, record_batch
 from pipeline.qaoa.evaluators import uses_fast_path
-from pipeline.qaoa.templates import artifact_key
+from pipeline.qaoa.templates import TemplateStore, artifact_key
 from pipeline.results import BatchRow, ProblemRow
+from pipeline.results.assemble import (
+    CLASSICAL_BACKEND,
+    RowContext,
+    batch_row,
+    batch_rows,
+    exhausted_batch_row,
+    exhausted_rows,
+)
+from pipeline.vocabulary import Route, State
 
 log = logging.getLogger("qhopper.run")
 
@@ -42,108 +58,36 @@ def wave_size(settings: Settings, workers: int) -> int:
 
 
 def execute_claims(
-    deps: RunDeps,
-    run_id: str,
-    backend: Backend,
-    claims: list[ClaimedProblem],
-    clock: Clock,
-    counts: Counter[str],
-    started_at: datetime,
-    backlog: int,
-    waves: bool = True,
+    run: Run, backend: Backend, claims: list[ClaimedProblem], backlog: int, waves: bool = True
 ) -> str:
     """Plan, route, compile, dispatch and commit the claimed problems, claiming the next
     wave (unless ``waves`` is off) whenever less than half a wave is still out; returns the
     executor. ``backlog``: how many problems were claimable when the run began."""
-    settings = deps.settings
-    templates = deps.templates()
-    with clock.stage("plan"):
-        exhausted, batches = _plan(claims, backend, settings)
-    compute = deps.compute.open(estimate_run(batches, backend, settings).core_seconds)
-    context = RowContext(
-        run_id, deps.backend_spec, backend.solver_path, compute.label, settings, started_at
-    )
-    thread = compute.thread if isinstance(compute, InlineCompute) else None
-    compiler = TemplateCompiler(templates, backend, thread)
-    library = AngleLibrary(deps.intake.engine)  # shared by every process and host
-    dispatcher = Dispatcher(
-        compute,
-        settings,
-        backend,
-        started_at.timestamp(),
-        record=lambda moves: deps.intake.advance_many(run_id, moves),
-        library=library,
-    )
-    wave = wave_size(settings, compute.workers)
-    budgets = Budgets.for_run(settings)  # one run budget across all its waves
-    total = max(backlog, len(claims))
-    announced = False
+    with run.clock.stage(Stage.PLAN):
+        exhausted, planned = plan_claims(claims, backend, run.deps.settings)
+    compute = run.deps.compute.open(estimate_run(planned, backend, run.deps.settings).core_seconds)
+    work = _Work(run, backend, compute, total=max(backlog, len(claims)))
     try:
         while True:
-            with clock.stage("plan"):
-                routed = route_batches(
-                    batches,
-                    backend,
-                    settings,
-                    datetime.now(UTC),
-                    compiled=lambda shape: templates.path_for(
-                        artifact_key(shape, backend)
-                    ).exists(),
-                    workers=compute.workers,
-                    budgets=budgets,
-                )
-                routed.sort(key=lambda b: b.route != "classical")  # CP-SAT first: no compile
-            if not announced:
-                _announce(deps, run_id, estimate_run(routed, backend, settings), compute, total)
-                announced = True
-            counts["batches"] += len(routed) + bool(exhausted)
-            counts["quantum_batches"] += sum(b.route == "quantum" for b in routed)
-            counts["classical_batches"] += sum(b.route == "classical" for b in routed)
-            if exhausted:
-                _commit_exhausted(deps, context, exhausted, counts)
-            compiler.add(routed)
-            with clock.stage("execute"):
-                dispatcher.dispatch(routed, compiler)
-                for finished in dispatcher.finished(until_in_flight=wave // 2):
-                    _commit(deps, context, finished, clock, counts, library)
-            more = deps.intake.claim(run_id, wave, settings.intake.lease_seconds) if waves else []
-            if not more:
+            routed = work.route(planned)
+            work.announce(routed)
+            work.settle_exhausted(exhausted)
+            work.dispatch(routed)
+            claims = work.next_wave() if waves else []
+            if not claims:
                 break
-            counts["problems"] += len(more)
-            deps.progress.note(f"run {run_id}: claimed {len(more)} more problems")
-            with clock.stage("plan"):
-                exhausted, batches = _plan(more, backend, settings)
-        with clock.stage("execute"):
-            for finished in dispatcher.finished():
-                _commit(deps, context, finished, clock, counts, library)
+            with run.clock.stage(Stage.PLAN):
+                exhausted, planned = plan_claims(claims, backend, run.deps.settings)
+        work.drain()
     finally:
-        compiler.close()
-        if isinstance(compute, LocalClusterCompute):
-            clock.seconds["cluster_wait"] = compute.waited_s
-        compute.close()
+        work.close()
     return compute.label
 
 
-def _announce(
-    deps: RunDeps, run_id: str, estimate: RunEstimate, compute: Compute, total: int
-) -> None:
-    """Say the plan and how long it should take before computing, and start the progress
-    (its ETA starts from this estimate)."""
-    said = estimate.describe(compute.workers, total)
-    deps.progress.note(said)
-    fields = {
-        "event": "plan",
-        "run_id": run_id,
-        "estimated_s": estimate.wall_seconds(compute.workers, total),
-    }
-    log.info("run %s %s", run_id, said, extra={"fields": fields})
-    deps.progress.stage("execute", total, estimate.wall_seconds(compute.workers, total))
-
-
-def _plan(
-    claims: list[ClaimedProblem], backend: Backend, settings: Settings
-) -> tuple[list[ClaimedProblem], list[Batch]]:
-    """Claims past their attempt limit, and batches of the rest."""
+def plan_claims(
+    claims: Sequence[ClaimedProblem], backend: Backend, settings: Settings
+) -> tuple[list[ClaimedProblem], list[PlannedBatch]]:
+    """Claims past their attempt limit, and the rest planned into batches."""
     limit = settings.intake.max_attempts
     exhausted = [c for c in claims if c.attempts > limit]
     planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
@@ -157,40 +101,146 @@ def _plan(
     return exhausted, batches
 
 
-def _commit(
-    deps: RunDeps,
-    context: RowContext,
-    finished: FinishedBatch,
-    clock: Clock,
-    counts: Counter[str],
-    library: AngleLibrary,
-) -> None:
-    """A finished batch's rows, committed; its counts and timings added to the run's; its
-    refined angles written back to the angle library, so the next batch of its class starts
-    there."""
-    post = time.perf_counter()
-    rows = batch_rows(finished, context)
-    written = deps.results.commit_batch(
-        context.run_id,
-        finished.batch.batch_id,
-        rows,
-        partial(_batch_row, finished, context, post),
-        deps.settings.intake.lease_seconds,
-    )
-    _count(counts, written)
-    _log_batch(context.run_id, finished, written, deps.backend_spec)
-    _learn(library, finished, written)
-    template = finished.template
-    if template is not None and template.first:
-        clock.seconds["compile"] += template.compile_s
-        counts["templates_compiled" if template.compiled else "templates_reused"] += 1
-    deps.progress.advance(finished.batch.size)
+class _Work:
+    """The run's batches in flight: routing them, sending them out, committing them back."""
+
+    def __init__(self, run: Run, backend: Backend, compute: Compute, total: int) -> None:
+        deps, settings = run.deps, run.deps.settings
+        self.run = run
+        self.total = total  # the problems the run expects to answer: its progress's total
+        self.announced = False
+        self.backend = backend
+        self.compute = compute
+        self.templates: TemplateStore = deps.templates()
+        self.context = RowContext(
+            run.run_id,
+            deps.backend_spec,
+            backend.solver_path,
+            compute.label,
+            run.started_at,
+            settings.intake.max_attempts,
+            settings.classical,
+            settings.prices,
+        )
+        thread = compute.thread if isinstance(compute, InlineCompute) else None
+        self.compiler = TemplateCompiler(self.templates, backend, thread)
+        self.library = AngleLibrary(deps.intake.engine)  # shared by every process and host
+        self.dispatcher = Dispatcher(
+            compute,
+            settings,
+            backend,
+            run.started_at.timestamp(),
+            record=lambda moves: deps.intake.advance_many(run.run_id, moves),
+            library=self.library,
+        )
+        self.wave = wave_size(settings, compute.workers)
+        self.budgets = Budgets.for_run(settings)  # one run budget across all its waves
+
+    def announce(self, routed: Sequence[Batch]) -> None:
+        """Once, on the first wave: say the plan and how long it should take before
+        computing, and start the progress (its ETA starts from this estimate)."""
+        if self.announced:
+            return
+        self.announced = True
+        estimate = estimate_run(routed, self.backend, self.run.deps.settings)
+        _announce(self.run, estimate, self.compute.workers, self.total)
+
+    def route(self, planned: Sequence[PlannedBatch]) -> list[Batch]:
+        """Each batch's route, decided once; CP-SAT batches first (they need no template)."""
+        with self.run.clock.stage(Stage.PLAN):
+            routed = route_batches(
+                planned,
+                self.backend,
+                self.run.deps.settings,
+                datetime.now(UTC),
+                compiled=lambda shape: self.templates.path_for(
+                    artifact_key(shape, self.backend)
+                ).exists(),
+                workers=self.compute.workers,
+                budgets=self.budgets,
+            )
+        routed.sort(key=lambda b: b.route != Route.CLASSICAL)
+        self.run.tally.routed(routed)
+        return routed
+
+    def dispatch(self, routed: Sequence[Batch]) -> None:
+        """Send the batches out, and commit what finishes until half a wave is out."""
+        self.compiler.add(routed)
+        with self.run.clock.stage(Stage.EXECUTE):
+            self.dispatcher.dispatch(routed, self.compiler)
+            for finished in self.dispatcher.finished(until_in_flight=self.wave // 2):
+                self.commit(finished)
+
+    def next_wave(self) -> list[ClaimedProblem]:
+        run = self.run
+        settings = run.deps.settings
+        more = run.deps.intake.claim(run.run_id, self.wave, settings.intake.lease_seconds)
+        if more:
+            run.tally.problems += len(more)
+            run.deps.progress.note(f"run {run.run_id}: claimed {len(more)} more problems")
+        return more
+
+    def drain(self) -> None:
+        with self.run.clock.stage(Stage.EXECUTE):
+            for finished in self.dispatcher.finished():
+                self.commit(finished)
+
+    def commit(self, finished: FinishedBatch) -> None:
+        """A finished batch's rows, committed; its counts and timings added to the run's;
+        its refined angles written back to the angle library, so the next batch of its
+        class starts there."""
+        run = self.run
+        post = time.perf_counter()
+
+        def row_of_batch(kept: list[ProblemRow]) -> BatchRow:
+            return batch_row(finished, self.context, kept, time.perf_counter() - post)
+
+        rows = batch_rows(finished, self.context)
+        lease = run.deps.settings.intake.lease_seconds
+        written = run.deps.results.commit_batch(
+            run.run_id, finished.batch.batch_id, rows, row_of_batch, lease
+        )
+        run.tally.written(written)
+        _log_batch(run.run_id, finished, written, run.deps.backend_spec)
+        _learn(self.library, finished, written)
+        if finished.template is not None:
+            run.tally.template(finished.template)
+            if finished.template.first:
+                run.clock.times.add(Stage.COMPILE, finished.template.compile_s)
+        run.deps.progress.advance(finished.batch.size)
+
+    def settle_exhausted(self, claims: list[ClaimedProblem]) -> None:
+        """Problems that kept killing runs: one batch of failed rows that say so."""
+        if not claims:
+            return
+        run = self.run
+        run.tally.batches += 1
+        batch_id = new_batch_id()
+        rows = exhausted_rows(claims, batch_id, self.context)
+        attempts = max(c.attempts for c in claims)
+        written = run.deps.results.commit_batch(
+            run.run_id,
+            batch_id,
+            rows,
+            lambda kept: exhausted_batch_row(batch_id, self.context, kept, attempts),
+            run.deps.settings.intake.lease_seconds,
+        )
+        run.tally.written(written)
+
+    def close(self) -> None:
+        self.compiler.close()
+        if isinstance(self.compute, LocalClusterCompute):
+            self.run.clock.times.cluster_wait = self.compute.waited_s
+        self.compute.close()
 
 
-def _batch_row(
-    finished: FinishedBatch, context: RowContext, post_started: float, kept: list[ProblemRow]
-) -> BatchRow:
-    return batch_row(finished, context, kept, time.perf_counter() - post_started)
+def _announce(run: Run, estimate: RunEstimate, workers: int, total: int) -> None:
+    said = estimate.describe(workers, total)
+    wall = estimate.wall_seconds(workers, total)
+    run.deps.progress.note(said)
+    fields = {"event": "plan", "run_id": run.run_id, "estimated_s": wall}
+    log.info("run %s %s", run.run_id, said, extra={"fields": fields})
+    run.deps.progress.stage("execute", total, wall)
 
 
 def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[ProblemRow]) -> None:
@@ -202,7 +252,7 @@ def _learn(library: AngleLibrary, finished: FinishedBatch, written: Sequence[Pro
     quantum = [
         r
         for r in written
-        if r.route == "quantum" and r.status != FAILED and r.problem_id in answers
+        if r.route == Route.QUANTUM and r.status != State.FAILED and r.problem_id in answers
     ]
     if not quantum:
         return
@@ -227,7 +277,7 @@ def _log_batch(
         "run_id": run_id,
         "batch_id": batch.batch_id,
         "route": batch.route,
-        "backend": backend if batch.route == "quantum" else "ortools-cpsat",
+        "backend": backend if finished.quantum else CLASSICAL_BACKEND,
         "shape": batch.shape.label if batch.shape else None,
         "problem_ids": [r.problem_id for r in written],
         "statuses": dict(Counter(r.status for r in written)),
@@ -254,25 +304,3 @@ def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
         trace_id=claim.trace_id,
         supersedes=claim.supersedes,
     )
-
-
-def _commit_exhausted(
-    deps: RunDeps, context: RowContext, claims: list[ClaimedProblem], counts: Counter[str]
-) -> None:
-    batch_id = new_batch_id()
-    rows = exhausted_rows(claims, batch_id, context)
-    attempts = max(c.attempts for c in claims)
-    written = deps.results.commit_batch(
-        context.run_id,
-        batch_id,
-        rows,
-        lambda kept: exhausted_batch_row(batch_id, context, kept, attempts),
-        deps.settings.intake.lease_seconds,
-    )
-    _count(counts, written)
-
-
-def _count(counts: Counter[str], rows: Sequence[ProblemRow]) -> None:
-    for row in rows:
-        counts[row.status] += 1
-        counts["cost_micro_usd"] += round(row.cost_usd * 1e6)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from batching.sizing import split_chunks
 from flows.deps import open_intake_to_read
-from flows.dispatch import split_chunks
 from pipeline.backends import Backend, CallPolicy, get_backend
 from pipeline.config import Settings
 from pipeline.errors import QhopperError

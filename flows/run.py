@@ -9,16 +9,16 @@ returns a typed :class:`~pipeline.results.RunSummary`. The Prefect flow, ``qhopp
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from flows.deps import Clock, RunDeps
+from flows.deps import RunDeps
+from flows.tally import Run, Stage
 from pipeline.crash import fault_point
 from pipeline.errors import BackendUnavailable, QhopperError, RunTimeout
-from pipeline.intake import COMPLETED, DEGRADED, FAILED, IntakeStore, LeaseKeeper, new_id
+from pipeline.intake import IntakeStore, LeaseKeeper, new_id
 from pipeline.results import RunStatus, RunSummary
 
 if TYPE_CHECKING:
@@ -34,38 +34,27 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
     ``only`` restricts the run to those problem ids (a synchronous solve runs its own
     problem at once, whatever else is queued).
     """
-    run_id = new_id("r")
-    clock = Clock()
-    started_at = datetime.now(UTC)
-    with clock.stage("recover"):
+    run = Run(new_id("r"), deps, datetime.now(UTC))
+    with run.clock.stage(Stage.RECOVER):
         recovered = deps.results.recover()
-    counts: Counter[str] = Counter()
     executor, status, error = "none", RunStatus.COMPLETED, None
     try:
-        executor = _drain(deps, run_id, clock, counts, started_at, only)
+        executor = _drain(run, only)
     except BaseException as exc:
         status, error = _ending(exc)
         raise
     finally:
         deps.compute.discard()  # a cluster started early that no claim needed
-        if counts["problems"]:
-            counts["released"] = _release(deps.intake, run_id, status)
-        ending = (status, error)
-        summary = _summary(deps, run_id, clock, counts, started_at, executor, recovered, ending)
+        if run.tally.problems:
+            run.tally.released = _release(deps.intake, run.run_id, status)
+        summary = _summary(run, executor, recovered, (status, error))
         _record(deps, summary)
     return summary
 
 
-def _drain(
-    deps: RunDeps,
-    run_id: str,
-    clock: Clock,
-    counts: Counter[str],
-    started_at: datetime,
-    only: Sequence[str] | None,
-) -> str:
+def _drain(run: Run, only: Sequence[str] | None) -> str:
     """Claim, plan, execute and commit until nothing claimable is left; the executor used."""
-    settings = deps.settings
+    deps, settings = run.deps, run.deps.settings
     pending = deps.intake.pending() if only is None else 0
     if only is None and not pending:
         return "none"
@@ -73,31 +62,20 @@ def _drain(
     from flows.execute import execute_claims, wave_size  # Qiskit, Dask, OR-Tools: for work
 
     backend = _backend(deps)  # a bad backend fails here, before anything is claimed
-    with clock.stage("collect"):
-        lease = settings.intake.lease_seconds
-        claims = deps.intake.claim(
-            run_id, wave_size(settings, settings.dask.n_workers), lease, only
-        )
+    lease = settings.intake.lease_seconds
+    with run.clock.stage(Stage.COLLECT):
+        wave = wave_size(settings, settings.dask.n_workers)
+        claims = deps.intake.claim(run.run_id, wave, lease, only)
         fault_point("claim")
-    counts["problems"] = len(claims)
+    run.tally.problems = len(claims)
     if not claims:
         return "none"
-    deps.progress.note(f"run {run_id}: claimed {len(claims)} problems")
-    fields = {"event": "claim", "run_id": run_id, "problems": len(claims)}
-    log.info("run %s claimed %d problems", run_id, len(claims), extra={"fields": fields})
-    keeper = LeaseKeeper(deps.intake, run_id, lease).start()
+    deps.progress.note(f"run {run.run_id}: claimed {len(claims)} problems")
+    fields = {"event": "claim", "run_id": run.run_id, "problems": len(claims)}
+    log.info("run %s claimed %d problems", run.run_id, len(claims), extra={"fields": fields})
+    keeper = LeaseKeeper(deps.intake, run.run_id, lease).start()
     try:
-        return execute_claims(
-            deps,
-            run_id,
-            backend,
-            claims,
-            clock,
-            counts,
-            started_at,
-            backlog=pending,
-            waves=only is None,
-        )
+        return execute_claims(run, backend, claims, backlog=pending, waves=only is None)
     finally:
         keeper.stop()
 
@@ -113,44 +91,36 @@ def _ending(exc: BaseException) -> tuple[RunStatus, str]:
 
 
 def _summary(
-    deps: RunDeps,
-    run_id: str,
-    clock: Clock,
-    counts: Counter[str],
-    started_at: datetime,
-    executor: str,
-    recovered: int,
-    ending: tuple[RunStatus, str | None],
+    run: Run, executor: str, recovered: int, ending: tuple[RunStatus, str | None]
 ) -> RunSummary:
+    tally, times = run.tally, run.clock.times
     return RunSummary(
-        run_id=run_id,
-        backend=deps.backend_spec,
+        run_id=run.run_id,
+        backend=run.deps.backend_spec,
         executor=executor,
         status=ending[0],
         error=ending[1],
-        problems=counts["problems"],
-        completed=counts[COMPLETED],
-        degraded=counts[DEGRADED],
-        failed=counts[FAILED],
-        released=counts["released"],
-        batches=counts["batches"],
-        quantum_batches=counts["quantum_batches"],
-        classical_batches=counts["classical_batches"],
-        problems_per_batch=round(counts["problems"] / counts["batches"], 2)
-        if counts["batches"]
-        else 0.0,
-        templates_compiled=counts["templates_compiled"],
-        templates_reused=counts["templates_reused"],
+        problems=tally.problems,
+        completed=tally.completed,
+        degraded=tally.degraded,
+        failed=tally.failed,
+        released=tally.released,
+        batches=tally.batches,
+        quantum_batches=tally.quantum_batches,
+        classical_batches=tally.classical_batches,
+        problems_per_batch=tally.problems_per_batch,
+        templates_compiled=tally.templates_compiled,
+        templates_reused=tally.templates_reused,
         recovered_batches=recovered,
-        t_recover_s=clock.seconds["recover"],
-        t_collect_s=clock.seconds["collect"],
-        t_plan_s=clock.seconds["plan"],
-        t_compile_s=clock.seconds["compile"],
-        t_cluster_wait_s=clock.seconds["cluster_wait"],
-        t_execute_s=clock.seconds["execute"],
-        t_total_s=clock.total(),
-        cost_usd=counts["cost_micro_usd"] / 1e6,
-        started_at=started_at,
+        t_recover_s=times.recover,
+        t_collect_s=times.collect,
+        t_plan_s=times.plan,
+        t_compile_s=times.compile,
+        t_cluster_wait_s=times.cluster_wait,
+        t_execute_s=times.execute,
+        t_total_s=run.clock.total(),
+        cost_usd=tally.cost_micro_usd / 1e6,
+        started_at=run.started_at,
         completed_at=datetime.now(UTC),
     )
 

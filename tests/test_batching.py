@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batching.batches import PlannedProblem
-from batching.economics import classical_seconds
 from batching.estimate import estimate_run
 from batching.planner import plan_batches
-from batching.routing import route_problem
+from batching.rules import ProblemFacts, problem_refusal
+from batching.sizing import classical_seconds
 from flows.progress import Eta
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
@@ -67,9 +67,10 @@ def test_same_structure_different_weights_share_a_shape() -> None:
 )
 def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
     why_not = f"needs {n} qubits; at most 16" if n > 16 else None
-    decision = route_problem(requested, n, "aer", why_not)
-    assert decision.route == route and (decision.fallback is not None) == fallback
-    assert decision.reason
+    refusal = problem_refusal(ProblemFacts(requested, why_not))
+    assert (refusal is None) == (route == "quantum")
+    assert (refusal is not None and refusal.fallback() is not None) == fallback
+    assert refusal is None or refusal.message
 
 
 problem_lists = st.lists(
@@ -100,8 +101,7 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
     assert sorted(placed) == sorted(p.problem_id for p in problems)
     for batch in batches:
         assert 1 <= batch.size <= max_batch
-        if batch.route == "quantum":
-            assert batch.shape is not None
+        if batch.shape is not None:  # quantum is open to its problems: routing decides
             # the shape, recomputed from the raw edges: qubits, interaction pairs, depth
             assert {structure(p) for p in batch.problems} == {
                 (batch.shape.n_qubits, batch.shape.pairs, batch.shape.reps)
@@ -126,7 +126,7 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
 def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
     import math
 
-    from batching.economics import chunk_count
+    from batching.sizing import chunk_count
     from pipeline.memory import fast_path_bytes
 
     memory = 64 * 2**20

@@ -174,13 +174,13 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
     """The second line of defence behind validation: a NaN objective is never an answer."""
     from datetime import UTC, datetime
 
-    from batching.batches import Batch, PlannedProblem
-    from flows.dispatch import FinishedBatch
-    from flows.rows import RowContext, batch_rows
+    from batching.batches import Batch, FinishedBatch, PlannedProblem
     from pipeline.fallback import Fallback, FallbackCode
     from pipeline.formulation import formulate
     from pipeline.model import spec_from_record
+    from pipeline.results.assemble import RowContext, batch_rows
     from pipeline.tasks import Answer, ChunkResult
+    from pipeline.vocabulary import SolverPath
 
     spec = spec_from_record({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]})
     now = datetime(2026, 1, 1)
@@ -201,7 +201,17 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
         errors={},
         execute_s=0.1,
     )
-    context = RowContext("r-1", "aer", "simulator", "inline", load_settings(), datetime.now(UTC))
+    settings = load_settings()
+    context = RowContext(
+        "r-1",
+        "aer",
+        SolverPath.SIMULATOR,
+        "inline",
+        datetime.now(UTC),
+        settings.intake.max_attempts,
+        settings.classical,
+        settings.prices,
+    )
     bad, good = batch_rows(finished, context)
     assert (bad.status, bad.fallback_code, bad.objective, bad.solution) == (
         "failed",

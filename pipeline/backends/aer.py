@@ -28,6 +28,7 @@ from pipeline.backends.base import (
     StatevectorCosts,
 )
 from pipeline.errors import ConfigError, PermanentBackendError
+from pipeline.vocabulary import SolverPath
 
 _BACKEND_OPTIONS = {"method": "statevector", "max_parallel_threads": 1}
 
@@ -94,7 +95,7 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
         raise ConfigError(f"aer takes no argument, not {argument!r}")
     return Backend(
         name="aer",
-        solver_path="simulator",
+        solver_path=SolverPath.SIMULATOR,
         target=AerTarget("aer", max_qubits),
         runner=AerRunner(),
         costs=StatevectorCosts(),

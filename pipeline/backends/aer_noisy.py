@@ -31,6 +31,7 @@ from pipeline.backends.base import (
 from pipeline.backends.devices import DeviceTarget, fake_device
 from pipeline.config import PriceSettings
 from pipeline.errors import ConfigError
+from pipeline.vocabulary import SolverPath
 
 DENSITY_MATRIX_QUBITS = 12  # 16 * 4**12 bytes = 256 MiB per state
 
@@ -87,7 +88,7 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
     limit = min(max_qubits, device.num_qubits, DENSITY_MATRIX_QUBITS)
     return Backend(
         name=name,
-        solver_path="simulator",
+        solver_path=SolverPath.SIMULATOR,
         target=DeviceTarget(name, limit, lambda: device, f"aer-noisy-{qiskit_aer.__version__}"),
         runner=NoisyRunner(device),
         costs=DensityMatrixCosts(device.num_qubits),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import (
     BackendError,
@@ -34,6 +34,7 @@ from pipeline.errors import (
     TransientBackendError,
 )
 from pipeline.memory import fast_path_bytes
+from pipeline.vocabulary import SolverPath
 
 if TYPE_CHECKING:
     from qiskit.transpiler import StagedPassManager, Target
@@ -336,7 +337,7 @@ class Backend:
     """A place that runs circuits: ``name`` is its spec string, ``solver_path`` what results say."""
 
     name: str
-    solver_path: Literal["simulator", "qpu"]
+    solver_path: SolverPath  # SIMULATOR or QPU
     target: CompileTarget
     runner: JobRunner
     costs: CostModel

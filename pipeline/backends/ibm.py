@@ -54,6 +54,7 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from pipeline.vocabulary import SolverPath
 
 log = logging.getLogger("qhopper.backends.ibm")
 ESTIMATOR_PRECISION = 1 / 32  # ~1,024 shots per expectation value
@@ -191,7 +192,7 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
     target.max_qubits = min(max_qubits, target.device.num_qubits)  # connects to a real device
     return Backend(
         name=name,
-        solver_path="simulator" if local else "qpu",
+        solver_path=SolverPath.SIMULATOR if local else SolverPath.QPU,
         target=target,
         runner=RuntimeRunner(target, local),
         costs=RuntimeCosts(target, local),

@@ -12,7 +12,9 @@ from enum import StrEnum
 
 import pyarrow as pa
 
+from pipeline.fallback import FallbackCode
 from pipeline.results.schema import SCHEMA_VERSION, arrow
+from pipeline.vocabulary import Route, SolverPath, State
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,11 @@ class ProblemRow:
     tenant: str = "default"
     attempts: int = arrow(pa.int32(), 1)  # claims so far, this one included
     shape_key: str | None = None
-    route: str | None = None  # quantum | classical; None when it never ran
-    solver_path: str | None = None  # qpu | simulator | classical
+    route: Route | None = None  # None when it never ran
+    solver_path: SolverPath | None = None
     backend: str | None = None
-    status: str = "failed"  # completed | degraded | failed
-    fallback_code: str | None = None
+    status: State = State.FAILED  # completed | degraded | failed
+    fallback_code: FallbackCode | None = None
     fallback_reason: str | None = None
     solution: str | None = None  # '0'/'1' per variable, variable 0 first
     objective: float | None = None
@@ -77,7 +79,7 @@ class BatchRow:
 
     batch_id: str
     run_id: str
-    route: str | None
+    route: Route | None
     route_reason: str | None
     shape_key: str | None
     kind: str
@@ -85,7 +87,7 @@ class BatchRow:
     n_qubits: int | None = arrow(pa.int32(), None)
     reps: int | None = arrow(pa.int32(), None)
     backend: str | None = None
-    solver_path: str | None = None
+    solver_path: SolverPath | None = None
     executor: str | None = None  # inline | local-cluster | a scheduler address
     attempts: int = arrow(pa.int32(), 0)
     templates_compiled: int = arrow(pa.int32(), 0)

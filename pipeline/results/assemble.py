@@ -1,4 +1,4 @@
-"""Rows from results: a finished batch becomes problem rows and its batch row.
+"""Rows assembled from results: a finished batch becomes problem rows and its batch row.
 
 Each problem's row says which path produced its answer and why: the planned route's
 answer (completed), the classical fallback's (degraded, with the reason), or none. A
@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batching.batches import Batch, PlannedProblem
-from flows.dispatch import FinishedBatch
-from pipeline.config import Settings
+from batching.batches import Batch, FinishedBatch, PlannedProblem
+from pipeline.config import ClassicalSettings, PriceSettings
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
 from pipeline.qaoa.shapes import shape_of
 from pipeline.quality import objective_scale
 from pipeline.reference import Reference, exhaustive, known_instance
-from pipeline.results import BatchRow, ProblemRow
+from pipeline.results.rows import BatchRow, ProblemRow
 from pipeline.tasks import Answer, ChunkResult
+from pipeline.vocabulary import Route, SolverPath
 
 CLASSICAL_BACKEND = "ortools-cpsat"
 
@@ -37,29 +37,29 @@ class RowContext:
 
     run_id: str
     backend: str  # the quantum backend's spec
-    solver_path: str  # the quantum backend's: simulator | qpu
+    solver_path: SolverPath  # the quantum backend's: simulator | qpu
     executor: str
-    settings: Settings
     started_at: datetime
+    max_attempts: int
+    classical: ClassicalSettings  # the reference's limits
+    prices: PriceSettings
 
 
 def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]:
     """A row per problem with an answer or out of attempts; the others get none, and the
     run hands them back to the queue when it ends."""
     batch = finished.batch
-    quantum = _answers(finished.results) if batch.route == "quantum" else {}
-    classical = _answers(
-        finished.fallback_results if batch.route == "quantum" else finished.results
-    )
-    costs = _attempt_costs(finished.results) if batch.route == "quantum" else {}
+    quantum = _answers(finished.results) if finished.quantum else {}
+    classical = _answers(finished.fallback_results if finished.quantum else finished.results)
+    costs = _attempt_costs(finished.results) if finished.quantum else {}
     seconds = (
         {pid: r.seconds for r in finished.results for pid in r.problem_ids}
-        if batch.route == "quantum"
+        if finished.quantum
         else {}
     )
     completed_at = datetime.now(UTC)
     rows: list[ProblemRow] = []
-    limit = context.settings.intake.max_attempts
+    limit = context.max_attempts
     for problem in batch.problems:
         pid = problem.problem_id
         why = finished.fallbacks.get(pid)
@@ -115,7 +115,7 @@ def batch_row(
     finished: FinishedBatch, context: RowContext, rows: Sequence[ProblemRow], post_s: float
 ) -> BatchRow:
     batch = finished.batch
-    quantum = batch.route == "quantum"
+    quantum = finished.quantum
     results = finished.results if quantum else ()
     errors = [r.fallback.message for r in results if r.fallback] + [
         e.message for e in finished.errors.values()
@@ -132,7 +132,7 @@ def batch_row(
         n_qubits=batch.shape.n_qubits if batch.shape else None,
         reps=_reps_that_ran(rows) or (batch.shape.reps if batch.shape else None),
         backend=context.backend if quantum else CLASSICAL_BACKEND,
-        solver_path=context.solver_path if quantum else "classical",
+        solver_path=context.solver_path if quantum else SolverPath.CLASSICAL,
         executor=context.executor,
         attempts=max(p.attempts for p in batch.problems),
         templates_compiled=int(template is not None and template.compiled),
@@ -160,7 +160,7 @@ def exhausted_rows(
     claims: Sequence[ClaimedProblem], batch_id: str, context: RowContext
 ) -> list[ProblemRow]:
     """Problems that kept killing runs end failed, with a row that says so."""
-    limit = context.settings.intake.max_attempts
+    limit = context.max_attempts
     completed_at = datetime.now(UTC)
     rows = []
     for claim in claims:
@@ -199,7 +199,7 @@ def exhausted_rows(
 def exhausted_batch_row(
     batch_id: str, context: RowContext, rows: Sequence[ProblemRow], attempts: int
 ) -> BatchRow:
-    limit = context.settings.intake.max_attempts
+    limit = context.max_attempts
     return BatchRow(
         batch_id=batch_id,
         run_id=context.run_id,
@@ -261,7 +261,7 @@ def _common(
 
 def _reference(context: RowContext, finished: FinishedBatch, problem: PlannedProblem) -> Reference:
     """The classical answer a quantum row is judged by: exact, CP-SAT's, or none (why)."""
-    limits = context.settings.classical
+    limits = context.classical
     n = problem.formulation.ising.n
     if n <= limits.reference_exhaustive_max_variables:
         return exhaustive(problem.formulation)
@@ -289,7 +289,7 @@ def _quantum_row(
     return ProblemRow(
         **_common(context, problem, batch, completed_at),  # type: ignore[arg-type]
         shape_key=batch.shape.label,
-        route="quantum",
+        route=Route.QUANTUM,
         solver_path=context.solver_path,
         backend=context.backend,
         status=COMPLETED,
@@ -324,15 +324,15 @@ def _classical_row(
     quantum_s: float,
     completed_at: datetime,
 ) -> ProblemRow:
-    prices = context.settings.prices
+    prices = context.prices
     gap = None
     if answer.bound is not None:
         gap = abs(answer.bound - answer.objective) / max(1.0, abs(answer.objective))
     return ProblemRow(
         **_common(context, problem, finished.batch, completed_at),  # type: ignore[arg-type]
         shape_key=shape_of(problem.formulation.ising, 0, "cpsat").label,
-        route="classical",
-        solver_path="classical",
+        route=Route.CLASSICAL,
+        solver_path=SolverPath.CLASSICAL,
         backend=CLASSICAL_BACKEND,
         status=DEGRADED if why else COMPLETED,
         fallback_code=why.code if why else None,
