@@ -57,7 +57,7 @@ from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.qaoa.evaluators import BatchProblem, uses_fast_path
 from pipeline.qaoa.fast_sim import warm_up
 from pipeline.qaoa.lockstep import optimise_batch
-from pipeline.qaoa.templates import TemplateStore, load_transpiler_plugins
+from pipeline.qaoa.templates import TemplateStore
 from pipeline.results import query
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
@@ -205,7 +205,6 @@ def engine_alone(problems: list[dict], home: Path) -> float:
     """Plan, compile and optimise the same batches and chunks as the pipeline, on a pool."""
     settings = Settings(home=home)
     warm_up()  # the pool's processes fork from here: warm, as the Dask workers' preload makes them
-    load_transpiler_plugins()  # process start-up, as `qhopper run` loads them beside Prefect's
     gc.freeze()  # as the workers' preload and the flow freeze their start-up heaps
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
@@ -256,8 +255,8 @@ def engine_alone(problems: list[dict], home: Path) -> float:
 
 
 def engine_in_fresh_process(count: int, home: Path) -> float:
-    """The engine alone in a new Python process, which pays its lazy imports (Qiskit's
-    transpiler plugins among them) inside the clock as a fresh `qhopper run` does."""
+    """The engine alone in a new Python process, which pays its lazy imports (Qiskit, Aer,
+    numba's kernels) inside the clock as a fresh `qhopper run` does."""
     measured = subprocess.run(
         [sys.executable, __file__, "--problems", str(count), "--engine-home", str(home)],
         check=True,
