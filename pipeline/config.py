@@ -86,7 +86,6 @@ class PriceSettings(_Section):
     # instances at about USD 0.04-0.05 per vCPU-hour (m7i.large, us-east-1, USD 0.1008/h for
     # 2 vCPU; https://aws.amazon.com/ec2/pricing/on-demand/).
     cpu_usd_per_core_second: float = Field(default=0.04 / 3600, ge=0)
-    simulator_usd_per_shot: float = Field(default=0.0, ge=0)
     # IBM Quantum Pay-As-You-Go plan: USD 96 per minute of QPU time, billed per second
     # (https://www.ibm.com/quantum/pricing).
     qpu_usd_per_second: float = Field(default=96.0 / 60, ge=0)
