@@ -39,7 +39,7 @@ from pipeline.qaoa.angles import (
     AnglePlan,
     usable,
 )
-from pipeline.qaoa.evaluators import BatchProblem, as_caller, choose_evaluator
+from pipeline.qaoa.evaluators import BatchProblem, EvaluatorChoice, as_caller, choose_evaluator
 from pipeline.qaoa.refine import refine
 from pipeline.qaoa.sampling import best_sample, draw, expectations
 from pipeline.qaoa.starts import PILOTS, cold_start, warm_start
@@ -60,7 +60,7 @@ class QuantumAnswer:
     shots: int
     gammas: tuple[float, ...]
     betas: tuple[float, ...]
-    evaluator: str  # "fast" (exact diagonal simulator) or "estimator" (the backend's primitive)
+    evaluator: EvaluatorChoice  # FAST (the exact diagonal simulator) or ESTIMATOR
     simulated_s: float = 0.0  # its share of the fast simulator's time; backend calls bill apart
 
     @property
@@ -75,7 +75,7 @@ def optimise_batch(
     backend: Backend | BackendCaller,
     max_iterations: int,
     seed: int,
-    evaluator: str = "auto",
+    evaluator: EvaluatorChoice = EvaluatorChoice.AUTO,
     start: AnglePlan | None = None,
 ) -> list[QuantumAnswer]:
     """Optimise every problem's angles in lockstep, then sample each on the backend.
