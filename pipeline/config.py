@@ -282,37 +282,55 @@ def load_settings_with_sources(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> LoadedSettings:
-    """Like :func:`load_settings`, and say where every value came from."""
+    """Like :func:`load_settings`, and say where every value came from: each layer (the
+    file, the environment, the home, the options) over the one before."""
     home_path, home_source = _home(home)
     path, why = find_config(home_path, config_file)
-    raw: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    if path is not None:
-        raw = _read_toml(path)
-        if "home" in raw and why == "home":
-            raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
-        for section, values in raw.items():
-            for key in values if isinstance(values, dict) else [None]:
-                name = section if key is None else f"{section}.{key}"
-                sources[name] = f"file {path} ({why})"
-    for var, (section, key) in ENV_OVERRIDES.items():
-        if os.environ.get(var):
-            raw.setdefault(section, {})[key] = os.environ[var]
-            sources[f"{section}.{key}"] = f"environment {var}"
+    raw, sources = _from_file(path, why)
+    _from_environment(raw, sources)
     if home is not None or os.environ.get("QHOPPER_HOME") or "home" not in raw:
         raw["home"] = home_path
         sources["home"] = home_source
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        raw.setdefault(section, {})[key] = value
-        sources[dotted] = "command-line option"
+    _from_options(raw, sources, overrides or {})
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_one_line(path, exc)) from exc
     return LoadedSettings(settings, sources, path)
+
+
+def _from_file(path: Path | None, why: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The TOML file's values, and each one's source: the file and why it was read."""
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if path is None:
+        return raw, sources
+    raw = _read_toml(path)
+    if "home" in raw and why == "home":
+        raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
+    for section, values in raw.items():
+        for key in values if isinstance(values, dict) else [None]:
+            name = section if key is None else f"{section}.{key}"
+            sources[name] = f"file {path} ({why})"
+    return raw, sources
+
+
+def _from_environment(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    """The variables of ``ENV_OVERRIDES`` that are set, over the file."""
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if os.environ.get(var):
+            raw.setdefault(section, {})[key] = os.environ[var]
+            sources[f"{section}.{key}"] = f"environment {var}"
+
+
+def _from_options(raw: dict[str, Any], sources: dict[str, str], overrides: dict[str, Any]) -> None:
+    """Command-line options given (not None), by dotted name, over everything else."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+        sources[dotted] = "command-line option"
 
 
 def flatten(settings: Settings) -> dict[str, Any]:
