@@ -282,8 +282,7 @@ def load_settings_with_sources(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> LoadedSettings:
-    """Like :func:`load_settings`, and say where every value came from: each layer (the
-    file, the environment, the home, the options) over the one before."""
+    """Like :func:`load_settings`, and say where every value came from (layer on layer)."""
     home_path, home_source = _home(home)
     path, why = find_config(home_path, config_file)
     raw, sources = _from_file(path, why)
@@ -301,17 +300,15 @@ def load_settings_with_sources(
 
 def _from_file(path: Path | None, why: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The TOML file's values, and each one's source: the file and why it was read."""
-    raw: dict[str, Any] = {}
-    sources: dict[str, str] = {}
     if path is None:
-        return raw, sources
+        return {}, {}
     raw = _read_toml(path)
     if "home" in raw and why == "home":
         raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
+    sources = {}
     for section, values in raw.items():
         for key in values if isinstance(values, dict) else [None]:
-            name = section if key is None else f"{section}.{key}"
-            sources[name] = f"file {path} ({why})"
+            sources[section if key is None else f"{section}.{key}"] = f"file {path} ({why})"
     return raw, sources
 
 
