@@ -56,8 +56,9 @@ bench-fastpath: $(STAMP) .venv-qokit
 bench-startup: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_startup.py
 
-bench-classical: $(STAMP)
+bench-classical: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_classical.py
+	$(BIN)/python benchmarks/bench_tabu.py
 
 bench-api: $(STAMP)
 	$(BIN)/python benchmarks/bench_api.py

@@ -46,6 +46,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,13 +293,27 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(fast_child(*args.child)))
         return
-    from batching.economics import TYPICAL_EVALUATIONS
-    from pipeline.config import Settings
-
     sizes, depths = ((12, 16), (1, 2)) if args.quick else (SIZES, DEPTHS)
-    settings = Settings()
     load_before = os.getloadavg()
     started = time.perf_counter()
+    rows = _measure(sizes, depths, args.qokit_max_n, started)
+    load_after = os.getloadavg()
+    print(
+        "Fast path vs QOKit's CPU (Python) simulator: one weighted 3-regular MaxCut per cell,"
+        " single-threaded, a fresh process per side and cell"
+    )
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores; load average {load_before[0]:.2f}"
+        f" before, {load_after[0]:.2f} after; {time.perf_counter() - started:.0f} s in all"
+    )
+    _print_results(rows, sizes, depths, args.qokit_max_n, args.seconds)
+
+
+def _measure(
+    sizes: Sequence[int], depths: Sequence[int], qokit_max_n: int, started: float
+) -> list[dict[str, Any]]:
+    """Each cell: the fast path, and QOKit where it is installed (measured up to
+    ``qokit_max_n``, extrapolated above)."""
     rows: list[dict[str, Any]] = []
     for n in sizes:
         for reps in depths:
@@ -308,7 +323,7 @@ def main() -> None:
                 measured = [
                     r for r in rows if r["p"] == reps and not r["qokit"].get("extrapolated")
                 ]
-                if n <= args.qokit_max_n or not measured:
+                if n <= qokit_max_n or not measured:
                     row["qokit"] = qokit_cell(n, reps, qokit_repeats(n))
                 else:
                     row["qokit"] = extrapolated(measured[-1], n)
@@ -320,29 +335,35 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    load_after = os.getloadavg()
-    print(
-        "Fast path vs QOKit's CPU (Python) simulator: one weighted 3-regular MaxCut per cell,"
-        " single-threaded, a fresh process per side and cell"
-    )
-    print(
-        f"{platform.machine()}, {os.cpu_count()} cores; load average {load_before[0]:.2f}"
-        f" before, {load_after[0]:.2f} after; {time.perf_counter() - started:.0f} s in all"
-    )
+    return rows
+
+
+def _print_results(
+    rows: list[dict[str, Any]],
+    sizes: Sequence[int],
+    depths: Sequence[int],
+    qokit_max_n: int,
+    seconds: float,
+) -> None:
+    """The table, and the largest size each depth allows against the defaults."""
+    from batching.economics import TYPICAL_EVALUATIONS
+    from pipeline.config import Settings
+
+    settings = Settings()
     print(
         "repeats (fast, QOKit): "
         + ", ".join(f"n={n}: {repeats_for(n)}, {qokit_repeats(n)}" for n in sizes)
     )
     if not QOKIT_PYTHON.exists():
         print("QOKit not measured: run `make .venv-qokit` first")
-    elif any(n > args.qokit_max_n for n in sizes):
-        print(f"~: QOKit not run above n={args.qokit_max_n}, extrapolated (not measured)")
+    elif any(n > qokit_max_n for n in sizes):
+        print(f"~: QOKit not run above n={qokit_max_n}, extrapolated (not measured)")
     print("\n".join(table(rows, TYPICAL_EVALUATIONS)))
     budget = settings.routing.simulator_memory_bytes
     for reps in depths:
-        largest = largest_within(rows, reps, TYPICAL_EVALUATIONS, args.seconds, budget)
+        largest = largest_within(rows, reps, TYPICAL_EVALUATIONS, seconds, budget)
         print(
-            f"p={reps}: largest n with one problem <= {args.seconds:g} s and the estimate within"
+            f"p={reps}: largest n with one problem <= {seconds:g} s and the estimate within"
             f" routing.simulator_memory_bytes ({budget / MiB:.0f} MiB): {largest or 'none'}"
         )
     print(

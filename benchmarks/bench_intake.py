@@ -37,7 +37,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import sqlalchemy as sa
@@ -158,14 +160,13 @@ def _label(process: psutil.Process) -> str:
 
 
 def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
-    home = root / "home"
     config = root / "qhopper.toml"
     config.write_text(
         f"[classical]\ntime_limit_s = 5.0\n[intake]\ndatabase_url = {json.dumps(url)}\n"
     )
-    env = {**os.environ, "QHOPPER_HOME": str(home)}
+    env = {**os.environ, "QHOPPER_HOME": str(root / "home")}
     print(f"run: draining {problems} problems with `qhopper run` ...", flush=True)
-    started = time.perf_counter()
+    watch = _Watch(problems, store, time.perf_counter())
     process = subprocess.Popen(
         [QHOPPER, "run", "--json", "--config", str(config)],
         env=env,
@@ -173,10 +174,31 @@ def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
         stderr=subprocess.DEVNULL,
     )
     watched = psutil.Process(process.pid)
-    peaks: dict[int, tuple[str, int]] = {}
-    first_answer: float | None = None
-    last_report = 0.0
     while process.poll() is None:
+        current = watch.sample(watched)
+        watch.progress(current)
+        time.sleep(0.5)
+    stdout = process.stdout.read() if process.stdout else b""
+    elapsed = time.perf_counter() - watch.started
+    if process.returncode != 0:
+        raise SystemExit(f"qhopper run failed with {process.returncode}")
+    _print_run(json.loads(stdout), elapsed, store, watch)
+
+
+@dataclass
+class _Watch:
+    """What a draining run is watched for: each process's peak RSS, when the first answers
+    came, and a line of progress every 30 s."""
+
+    problems: int
+    store: IntakeStore
+    started: float
+    peaks: dict[int, tuple[str, int]] = field(default_factory=dict)
+    first_answer: float | None = None
+    last_report: float = 0.0
+
+    def sample(self, watched: psutil.Process) -> dict[int, tuple[str, int]]:
+        """The run's processes' RSS now, by pid; the peaks updated."""
         current: dict[int, tuple[str, int]] = {}
         try:
             for member in [watched, *watched.children(recursive=True)]:
@@ -184,30 +206,32 @@ def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
         except psutil.Error:
             pass
         for pid, (label, rss) in current.items():
-            if rss > peaks.get(pid, ("", 0))[1]:
-                peaks[pid] = (label, rss)
+            if rss > self.peaks.get(pid, ("", 0))[1]:
+                self.peaks[pid] = (label, rss)
+        return current
+
+    def progress(self, current: dict[int, tuple[str, int]]) -> None:
+        """Every second until the first answers, then every 30 s: count them and say so."""
         now = time.perf_counter()
-        due = now - last_report >= (30 if first_answer is not None else 1)
-        if due:
-            counts = store.counts()
-            done = counts["completed"] + counts["degraded"] + counts["failed"]
-            if done and first_answer is None:
-                first_answer = now - started
-                print(f"run: first answers written after {first_answer:.1f} s", flush=True)
-            if now - started >= 30 and int(now - started) // 30 != int(last_report - started) // 30:
-                now_mib = {pid: rss // 2**20 for pid, (_, rss) in current.items()}
-                print(
-                    f"run: {now - started:6.0f} s  {done:8d} / {problems} answered  "
-                    f"RSS now (MiB): {sorted(now_mib.values(), reverse=True)}",
-                    flush=True,
-                )
-            last_report = now
-        time.sleep(0.5)
-    stdout = process.stdout.read() if process.stdout else b""
-    elapsed = time.perf_counter() - started
-    if process.returncode != 0:
-        raise SystemExit(f"qhopper run failed with {process.returncode}")
-    summary = json.loads(stdout)
+        if now - self.last_report < (30 if self.first_answer is not None else 1):
+            return
+        counts = self.store.counts()
+        done = counts["completed"] + counts["degraded"] + counts["failed"]
+        since = now - self.started
+        if done and self.first_answer is None:
+            self.first_answer = since
+            print(f"run: first answers written after {self.first_answer:.1f} s", flush=True)
+        if since >= 30 and int(since) // 30 != int(self.last_report - self.started) // 30:
+            now_mib = {pid: rss // 2**20 for pid, (_, rss) in current.items()}
+            print(
+                f"run: {since:6.0f} s  {done:8d} / {self.problems} answered  "
+                f"RSS now (MiB): {sorted(now_mib.values(), reverse=True)}",
+                flush=True,
+            )
+        self.last_report = now
+
+
+def _print_run(summary: dict[str, Any], elapsed: float, store: IntakeStore, watch: _Watch) -> None:
     largest_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     counts = store.counts()
     print(
@@ -215,9 +239,9 @@ def bench_run(root: Path, problems: int, store: IntakeStore, url: str) -> None:
         f"({rate(summary['problems'], elapsed):.0f} problems/s end to end), "
         f"{counts['completed']} completed, {counts['degraded']} degraded, {counts['failed']} failed"
     )
-    print(f"run: first answers after {first_answer or float('nan'):.1f} s")
+    print(f"run: first answers after {watch.first_answer or float('nan'):.1f} s")
     print(f"run: peak RSS {largest_kib / 1024:.0f} MiB (largest single process, getrusage)")
-    for pid, (label, rss) in sorted(peaks.items(), key=lambda item: -item[1][1]):
+    for pid, (label, rss) in sorted(watch.peaks.items(), key=lambda item: -item[1][1]):
         print(f"run: peak RSS {rss / 2**20:6.0f} MiB  pid {pid:<7} {label}")
 
 

@@ -23,7 +23,14 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.backends import Backend
+    from pipeline.qaoa.templates import CompiledTemplate
+    from pipeline.tasks import Answer, QuantumChunkTask
 
 MiB = 2**20
 
@@ -57,17 +64,44 @@ def child(n: int, problems: int) -> dict[str, float]:
     """One measurement, in this (fresh) process."""
     import gc
 
+    from pipeline.qaoa.fast_sim import fast_path_bytes, warm_up
+    from pipeline.workers.quantum import run_quantum_chunk
+
+    task, template, backend = _chunk(n, problems)
+    warm_up()
+    task.template.unpack()
+    gc.collect()
+    baseline = _rss()
+    if not _reset_peak():
+        raise SystemExit("cannot reset the peak RSS mark (/proc/self/clear_refs)")
+    started = time.perf_counter()
+    result = run_quantum_chunk(task)
+    seconds = time.perf_counter() - started
+    peak = _peak() - baseline
+    if result.fallback is not None or len(result.answers) != problems:
+        raise SystemExit(f"the chunk did not complete: {result.fallback}")
+    return {
+        "n": n,
+        "problems": problems,
+        "estimate": fast_path_bytes(n, problems),
+        "measured": peak,
+        "aer": _aer_sampling_peak(template, backend, result.answers),
+        "seconds": seconds,
+    }
+
+
+def _chunk(n: int, problems: int) -> tuple[QuantumChunkTask, CompiledTemplate, Backend]:
+    """A chunk of ``problems`` random portfolios of ``n`` assets (a coarse 2 x 2 grid, one
+    refinement step), its template and backend."""
     import numpy as np
 
     from pipeline.backends import CallPolicy, get_backend
     from pipeline.formulation import formulate
     from pipeline.model import PortfolioSpec
     from pipeline.qaoa import starts
-    from pipeline.qaoa.fast_sim import fast_path_bytes, warm_up
     from pipeline.qaoa.shapes import shape_of
     from pipeline.qaoa.templates import PackedTemplate, compile_template
     from pipeline.tasks import QuantumChunkTask, WorkItem
-    from pipeline.workers.quantum import run_quantum_chunk
 
     starts.GRID_GAMMAS = np.array([0.3, 0.9])
     starts.GRID_BETAS = np.array([-0.4, 0.4])
@@ -95,40 +129,35 @@ def child(n: int, problems: int) -> dict[str, float]:
         seed=1,
         policy=CallPolicy(),
     )
-    warm_up()
-    task.template.unpack()
-    gc.collect()
-    baseline = _rss()
-    if not _reset_peak():
-        raise SystemExit("cannot reset the peak RSS mark (/proc/self/clear_refs)")
-    started = time.perf_counter()
-    result = run_quantum_chunk(task)
-    seconds = time.perf_counter() - started
-    peak = _peak() - baseline
-    if result.fallback is not None or len(result.answers) != problems:
-        raise SystemExit(f"the chunk did not complete: {result.fallback}")
-    # Aer's sampling alone, at the answers' angles, from the same baseline.
+    return task, template, backend
+
+
+def _aer_sampling_peak(
+    template: CompiledTemplate, backend: Backend, answers: Sequence[Answer]
+) -> int:
+    """Aer's sampling alone, at the answers' angles, from a baseline of its own."""
+    import gc
+
+    import numpy as np
+
+    from pipeline.backends.base import Primitive, PrimitiveRunner
+
+    problems = len(answers)
     values = template.bind_values(
-        np.array([[a.angles[:1]] for a in result.answers]),
-        np.array([[a.angles[1:]] for a in result.answers]),
+        np.array([[a.angles[:1]] for a in answers]),
+        np.array([[a.angles[1:]] for a in answers]),
         np.zeros((problems, len(template.shape.linear))),
         np.zeros((problems, len(template.shape.pairs))),
     )[:, 0, :]
     gc.collect()
     aer_baseline = _rss()
     _reset_peak()
-    backend.runner.primitive("sampler", 256, 1).run(
+    runner = backend.runner
+    assert isinstance(runner, PrimitiveRunner)  # Aer's: the sampler itself, no job around it
+    runner.primitive(Primitive.SAMPLER, 256, 1).run(
         [(template.sampling_circuit, values, 256)]
     ).result()
-    aer_peak = _peak() - aer_baseline
-    return {
-        "n": n,
-        "problems": problems,
-        "estimate": fast_path_bytes(n, problems),
-        "measured": peak,
-        "aer": aer_peak,
-        "seconds": seconds,
-    }
+    return _peak() - aer_baseline
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.qaoa.evaluators import BatchProblem, uses_fast_path
 from pipeline.qaoa.fast_sim import warm_up
 from pipeline.qaoa.lockstep import optimise_batch
-from pipeline.qaoa.templates import TemplateStore, load_transpiler_plugins
+from pipeline.qaoa.templates import TemplateStore
 from pipeline.results import query
 
 QHOPPER = str(Path(sys.executable).parent / "qhopper")
@@ -205,7 +205,6 @@ def engine_alone(problems: list[dict], home: Path) -> float:
     """Plan, compile and optimise the same batches and chunks as the pipeline, on a pool."""
     settings = Settings(home=home)
     warm_up()  # the pool's processes fork from here: warm, as the Dask workers' preload makes them
-    load_transpiler_plugins()  # process start-up, as `qhopper run` loads them beside Prefect's
     gc.freeze()  # as the workers' preload and the flow freeze their start-up heaps
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(_classical_chunk, [([], settings)] * 2))  # start both processes first
@@ -256,8 +255,8 @@ def engine_alone(problems: list[dict], home: Path) -> float:
 
 
 def engine_in_fresh_process(count: int, home: Path) -> float:
-    """The engine alone in a new Python process, which pays its lazy imports (Qiskit's
-    transpiler plugins among them) inside the clock as a fresh `qhopper run` does."""
+    """The engine alone in a new Python process, which pays its lazy imports (Qiskit, Aer,
+    numba's kernels) inside the clock as a fresh `qhopper run` does."""
     measured = subprocess.run(
         [sys.executable, __file__, "--problems", str(count), "--engine-home", str(home)],
         check=True,
@@ -296,6 +295,9 @@ def pipeline_run(
     return submit_s, time.perf_counter() - started, summary
 
 
+Run = tuple[float, float, dict]  # submit seconds, run wall seconds, the run's summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -316,25 +318,7 @@ def main() -> None:
     if args.engine_home:  # one engine-alone measurement, in a fresh process like `qhopper run`
         print(engine_alone(problems, args.engine_home))
         return
-    engine: list[float] = []
-    served: list[tuple[float, float, dict]] = []
-    warm: list[tuple[float, float, dict]] = []
-    cold: list[tuple[float, float, dict]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch,
-        local_cluster(2) as client,
-    ):
-        address = str(client.scheduler_info()["address"])
-        root = Path(scratch)
-        configure_prefect(root)  # the server's home, analytics off
-        path = root / "problems.jsonl"
-        path.write_text("".join(json.dumps(p) + "\n" for p in problems))
-        with prefect_api(root, Console(stderr=True)) as api_url:
-            for repeat in range(args.repeats):
-                engine.append(engine_in_fresh_process(args.problems, root / f"engine-{repeat}"))
-                served.append(pipeline_run(path, root / f"served-{repeat}", address, api_url))
-                warm.append(pipeline_run(path, root / f"warm-{repeat}", address, None))
-                cold.append(pipeline_run(path, root / f"cold-{repeat}", None, None))
+    engine, served, warm, cold = _measure(problems, args.repeats)
     print(
         f"{args.problems} mixed problems (60 % MaxCut-12, 20 % QUBO-10, 10 % portfolio-8,"
         f" 10 % MaxCut-30); medians of {args.repeats} runs each, alternating"
@@ -354,40 +338,73 @@ def main() -> None:
         ("qhopper run on a warm cluster, Prefect's temporary server", warm),
         ("qhopper run, cold (temporary server, starts its own LocalCluster)", cold),
     ):
-        summaries = [summary for _, _, summary in runs]
-        flow = [s["t_total_s"] for s in summaries]
-        wait = [s["t_cluster_wait_s"] for s in summaries]
-        own = [f - w for f, w in zip(flow, wait, strict=True)]
-        own_s = statistics.median(own)
-
-        def stage(name: str, of: list[dict] = summaries) -> float:
-            return statistics.median([s[f"t_{name}_s"] for s in of])
-
-        print(f"  {label}")
-        print(
-            f"     flow wall (t_total_s):               {statistics.median(flow):8.2f} s   {_spread(flow)}"
-        )
-        print(
-            "     plan / compile / execute:            "
-            f"{stage('plan'):.2f} / {stage('compile'):.2f} (beside execute) / {stage('execute'):.2f} s"
-        )
-        print(
-            f"     waiting for the cluster to start:    {statistics.median(wait):8.2f} s   (start-up)"
-        )
-        print(f"     flow without that start-up:          {own_s:8.2f} s   {_spread(own)}")
-        paired = statistics.median(o / e for o, e in zip(own, engine, strict=True))
-        print(
-            f"     overhead vs engine alone:            {(own_s - engine_s) / engine_s * 100:8.1f} %"
-            f"   (ratio of medians {own_s / engine_s:.3f};"
-            f" median of the per-repeat ratios {paired:.3f})"
-        )
-        print(
-            "     process start, Prefect connection or temporary server, cluster shutdown, apart: "
-            f"{statistics.median([wall - s['t_total_s'] for _, wall, s in runs]):.2f} s"
-        )
+        _print_runs(label, runs, engine)
     print(
         f"  qhopper submit ({args.problems} problems):        "
         f"{statistics.median([submit for submit, _, _ in served + warm + cold]):8.2f} s"
+    )
+
+
+def _measure(
+    problems: list[dict], repeats: int
+) -> tuple[list[float], list[Run], list[Run], list[Run]]:
+    """Each repeat, alternating: the engine alone, then qhopper run as serve runs it, on a
+    warm cluster with Prefect's temporary server, and cold."""
+    engine: list[float] = []
+    served: list[Run] = []
+    warm: list[Run] = []
+    cold: list[Run] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="qhopper-bench-") as scratch,
+        local_cluster(2) as client,
+    ):
+        address = str(client.scheduler_info()["address"])
+        root = Path(scratch)
+        configure_prefect(root)  # the server's home, analytics off
+        path = root / "problems.jsonl"
+        path.write_text("".join(json.dumps(p) + "\n" for p in problems))
+        with prefect_api(root, Console(stderr=True)) as api_url:
+            for repeat in range(repeats):
+                engine.append(engine_in_fresh_process(len(problems), root / f"engine-{repeat}"))
+                served.append(pipeline_run(path, root / f"served-{repeat}", address, api_url))
+                warm.append(pipeline_run(path, root / f"warm-{repeat}", address, None))
+                cold.append(pipeline_run(path, root / f"cold-{repeat}", None, None))
+    return engine, served, warm, cold
+
+
+def _print_runs(label: str, runs: list[Run], engine: list[float]) -> None:
+    """One way of running: the flow's wall, its stages, and its overhead over the engine."""
+    engine_s = statistics.median(engine)
+    summaries = [summary for _, _, summary in runs]
+    flow = [s["t_total_s"] for s in summaries]
+    wait = [s["t_cluster_wait_s"] for s in summaries]
+    own = [f - w for f, w in zip(flow, wait, strict=True)]
+    own_s = statistics.median(own)
+
+    def stage(name: str) -> float:
+        return statistics.median([s[f"t_{name}_s"] for s in summaries])
+
+    print(f"  {label}")
+    print(
+        f"     flow wall (t_total_s):               {statistics.median(flow):8.2f} s   {_spread(flow)}"
+    )
+    print(
+        "     plan / compile / execute:            "
+        f"{stage('plan'):.2f} / {stage('compile'):.2f} (beside execute) / {stage('execute'):.2f} s"
+    )
+    print(
+        f"     waiting for the cluster to start:    {statistics.median(wait):8.2f} s   (start-up)"
+    )
+    print(f"     flow without that start-up:          {own_s:8.2f} s   {_spread(own)}")
+    paired = statistics.median(o / e for o, e in zip(own, engine, strict=True))
+    print(
+        f"     overhead vs engine alone:            {(own_s - engine_s) / engine_s * 100:8.1f} %"
+        f"   (ratio of medians {own_s / engine_s:.3f};"
+        f" median of the per-repeat ratios {paired:.3f})"
+    )
+    print(
+        "     process start, Prefect connection or temporary server, cluster shutdown, apart: "
+        f"{statistics.median([wall - s['t_total_s'] for _, wall, s in runs]):.2f} s"
     )
 
 

@@ -214,19 +214,17 @@ class ComputeChoice:
         n_workers: int,
         inline_below_s: float,
         start_timeout_s: float,
-        prestart_problems: int = PRESTART_PROBLEMS,
     ) -> None:
         self.address = address
         self.n_workers = n_workers
         self.inline_below_s = inline_below_s
         self.start_timeout_s = start_timeout_s
-        self.prestart_problems = prestart_problems
         self._early: LocalClusterCompute | None = None
 
     def prestart(self, pending: int) -> None:
         """Start our LocalCluster now if the queue is deep enough to need it: its workers
         then import their libraries while this process imports its own and plans."""
-        if not self.address and self._early is None and pending >= self.prestart_problems:
+        if not self.address and self._early is None and pending >= PRESTART_PROBLEMS:
             self._early = LocalClusterCompute(self.n_workers, self.start_timeout_s)
 
     def discard(self) -> None:

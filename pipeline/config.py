@@ -86,7 +86,6 @@ class PriceSettings(_Section):
     # instances at about USD 0.04-0.05 per vCPU-hour (m7i.large, us-east-1, USD 0.1008/h for
     # 2 vCPU; https://aws.amazon.com/ec2/pricing/on-demand/).
     cpu_usd_per_core_second: float = Field(default=0.04 / 3600, ge=0)
-    simulator_usd_per_shot: float = Field(default=0.0, ge=0)
     # IBM Quantum Pay-As-You-Go plan: USD 96 per minute of QPU time, billed per second
     # (https://www.ibm.com/quantum/pricing).
     qpu_usd_per_second: float = Field(default=96.0 / 60, ge=0)
@@ -283,37 +282,52 @@ def load_settings_with_sources(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> LoadedSettings:
-    """Like :func:`load_settings`, and say where every value came from."""
+    """Like :func:`load_settings`, and say where every value came from (layer on layer)."""
     home_path, home_source = _home(home)
     path, why = find_config(home_path, config_file)
-    raw: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    if path is not None:
-        raw = _read_toml(path)
-        if "home" in raw and why == "home":
-            raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
-        for section, values in raw.items():
-            for key in values if isinstance(values, dict) else [None]:
-                name = section if key is None else f"{section}.{key}"
-                sources[name] = f"file {path} ({why})"
-    for var, (section, key) in ENV_OVERRIDES.items():
-        if os.environ.get(var):
-            raw.setdefault(section, {})[key] = os.environ[var]
-            sources[f"{section}.{key}"] = f"environment {var}"
+    raw, sources = _from_file(path, why)
+    _from_environment(raw, sources)
     if home is not None or os.environ.get("QHOPPER_HOME") or "home" not in raw:
         raw["home"] = home_path
         sources["home"] = home_source
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        raw.setdefault(section, {})[key] = value
-        sources[dotted] = "command-line option"
+    _from_options(raw, sources, overrides or {})
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_one_line(path, exc)) from exc
     return LoadedSettings(settings, sources, path)
+
+
+def _from_file(path: Path | None, why: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The TOML file's values, and each one's source: the file and why it was read."""
+    if path is None:
+        return {}, {}
+    raw = _read_toml(path)
+    if "home" in raw and why == "home":
+        raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
+    sources = {}
+    for section, values in raw.items():
+        for key in values if isinstance(values, dict) else [None]:
+            sources[section if key is None else f"{section}.{key}"] = f"file {path} ({why})"
+    return raw, sources
+
+
+def _from_environment(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    """The variables of ``ENV_OVERRIDES`` that are set, over the file."""
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if os.environ.get(var):
+            raw.setdefault(section, {})[key] = os.environ[var]
+            sources[f"{section}.{key}"] = f"environment {var}"
+
+
+def _from_options(raw: dict[str, Any], sources: dict[str, str], overrides: dict[str, Any]) -> None:
+    """Command-line options given (not None), by dotted name, over everything else."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+        sources[dotted] = "command-line option"
 
 
 def flatten(settings: Settings) -> dict[str, Any]:

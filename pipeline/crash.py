@@ -45,12 +45,6 @@ def _target(variable: str = "QHOPPER_CRASH_AT") -> tuple[str, int, str] | None:
     return stage, int(count), marker
 
 
-def fault_armed(stage: str) -> bool:
-    """Whether ``QHOPPER_CRASH_AT`` names ``stage``."""
-    target = _target()
-    return target is not None and target[0] == stage
-
-
 def fault_point(stage: str) -> None:
     """SIGKILL this process at the COUNT-th pass when ``QHOPPER_CRASH_AT=stage:COUNT``
     (SIGSTOP it when ``QHOPPER_PAUSE_AT=stage:COUNT``).

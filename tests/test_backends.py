@@ -45,7 +45,7 @@ from pipeline.backends import (
 from pipeline.backends import base as backend_base
 from pipeline.backends.faulty import ProviderHTTPError
 from pipeline.backends.ibm import Credentials
-from pipeline.config import load_settings
+from pipeline.config import RetrySettings, load_settings
 from pipeline.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -59,7 +59,7 @@ from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec
 from pipeline.qaoa.evaluators import uses_fast_path
 
-FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005)
+FAST = CallPolicy(retry=RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005))
 
 
 def bell() -> QuantumCircuit:
@@ -294,14 +294,14 @@ def test_a_job_running_past_the_execution_timeout_is_cancelled() -> None:
 def test_transient_errors_are_retried_up_to_the_bound_then_open_the_breaker() -> None:
     ledger = Ledger()
     caller = BackendCaller(get_backend("faulty:aer?transient=1&seed=1", 16), FAST, ledger)
-    for _ in range(FAST.breaker_threshold):
+    for _ in range(FAST.retry.breaker_threshold):
         with pytest.raises(TransientBackendError, match=r"(retries exhausted|down): 3 attempts"):
             caller.sample([bell()], 32, 1)
-    assert ledger.attempts == ledger.failures == 3 * FAST.breaker_threshold
+    assert ledger.attempts == ledger.failures == 3 * FAST.retry.breaker_threshold
     assert ledger.max_attempts_per_call == 3
     with pytest.raises(BackendUnavailable, match="circuit open"):
         caller.sample([bell()], 32, 1)
-    assert ledger.attempts == 3 * FAST.breaker_threshold  # the open breaker spent nothing
+    assert ledger.attempts == 3 * FAST.retry.breaker_threshold  # the open breaker spent nothing
 
 
 def test_one_exhausted_call_does_not_open_the_breaker() -> None:
@@ -327,7 +327,9 @@ def test_permanent_errors_are_raised_at_once() -> None:
 def test_a_flaky_call_succeeds_and_every_attempt_is_recorded() -> None:
     ledger = Ledger()
     backend = get_backend("faulty:aer?transient=0.5&seed=3", 16)
-    caller = BackendCaller(backend, CallPolicy(max_attempts=10, backoff_initial_s=0.001), ledger)
+    caller = BackendCaller(
+        backend, CallPolicy(retry=RetrySettings(max_attempts=10, backoff_initial_s=0.001)), ledger
+    )
     for _ in range(6):
         caller.sample([bell()], 16, 1)
     assert ledger.attempts == 6 + ledger.failures and ledger.failures > 0

@@ -19,7 +19,7 @@ from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
 from pipeline.backends import CallPolicy, get_backend
-from pipeline.config import PriceSettings
+from pipeline.config import PriceSettings, RetrySettings
 from pipeline.formulation import Formulation, formulate, portfolio_penalty
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.qaoa.evaluators import (
@@ -468,12 +468,14 @@ def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> No
         ("faulty:aer?permanent=1&seed=31", CallPolicy(), "backend_permanent"),
         (
             "faulty:aer?transient=1&seed=34",
-            CallPolicy(max_attempts=2, backoff_initial_s=0.001, breaker_threshold=9),
+            CallPolicy(
+                retry=RetrySettings(max_attempts=2, backoff_initial_s=0.001, breaker_threshold=9)
+            ),
             "backend_transient",
         ),
         (
             "faulty:aer?outage=1&seed=33",
-            CallPolicy(max_attempts=2, backoff_initial_s=0.001),
+            CallPolicy(retry=RetrySettings(max_attempts=2, backoff_initial_s=0.001)),
             "backend_unavailable",
         ),
         ("aer", CallPolicy(budget_usd=0.0), "budget_exhausted"),

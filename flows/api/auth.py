@@ -27,11 +27,6 @@ RESERVED = frozenset({DEFAULT_TENANT})
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def token_hash(token: str) -> str:
-    """What ``[api.tenants]`` stores for a token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Tenants:
     """The configured tenants; :meth:`identify` maps an Authorization header to one."""
 

@@ -14,16 +14,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from flows.api.bodies import BodyReader, Receive
+from flows.api.state import ApiState
 from flows.api.tracing import TraceContext, trace_from
-
-if TYPE_CHECKING:
-    from flows.api.app import ApiState
 
 log = logging.getLogger("qhopper.api")
 Scope = MutableMapping[str, Any]

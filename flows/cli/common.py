@@ -18,9 +18,11 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
+from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
 from pipeline.private import make_folder
 from pipeline.redact import redact_text
+from pipeline.timebounds import duration_issue
 
 app = typer.Typer(
     name="qhopper",
@@ -99,6 +101,19 @@ def load_checked(home: Path | None, config: Path | None, **overrides: Any) -> Lo
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
     return loaded
+
+
+def duration_option(text: str, units: Collection[str], name: str, like: str) -> float:
+    """An option's duration in seconds, or a usage error (exit 2): ``'5x' is not {like}``, or
+    ``the {name} must be ...`` for one that is no duration a run can use."""
+    try:
+        value = parse_duration(text, units)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not {like}") from None
+    issue = duration_issue(value)
+    if issue is not None:
+        raise typer.BadParameter(f"the {name} {issue}")
+    return value
 
 
 def print_table(table: Table) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -14,21 +13,15 @@ from flows.cli.common import (
     HomeOption,
     app,
     clean_failures,
+    duration_option,
     err,
     settings_for,
 )
-from pipeline.timebounds import duration_issue
 
 
 def parse_interval(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not an interval like 30s, 5m, 1h")
-    value = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    issue = duration_issue(value)
-    if issue is not None:
-        raise typer.BadParameter(f"the interval {issue}")
-    return value
+    """``--interval``: seconds, minutes, hours or days."""
+    return duration_option(text, ("s", "m", "h", "d"), "interval", "an interval like 30s, 5m, 1h")
 
 
 @app.command()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,25 +21,18 @@ from flows.cli.common import (
     JsonOption,
     app,
     clean_failures,
+    duration_option,
     err,
     errors_found,
     fail,
     out,
     settings_only,
 )
-from pipeline.timebounds import duration_issue
 
 
 def parse_timeout(text: str) -> float:
-    """``10s``, ``500ms``, ``2m`` or plain seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a time like 10s, 500ms, 2m")
-    value = float(match.group(1)) * {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}[match.group(2)]
-    issue = duration_issue(value)
-    if issue is not None:
-        raise typer.BadParameter(f"the timeout {issue}")
-    return value
+    """``--timeout``: ``10s``, ``500ms``, ``2m`` or plain seconds."""
+    return duration_option(text, ("ms", "s", "m"), "timeout", "a time like 10s, 500ms, 2m")
 
 
 @app.command()

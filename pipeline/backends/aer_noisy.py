@@ -71,9 +71,7 @@ class DensityMatrixCosts(CostModel):
         execute_s = work.calls * per_call + (work.evaluations + work.problems) * (
             8e-9 * work.gates * 4**work.n_qubits
         )
-        cost = (
-            execute_s * prices.cpu_usd_per_core_second + work.shots * prices.simulator_usd_per_shot
-        )
+        cost = execute_s * prices.cpu_usd_per_core_second
         reason = None
         if memory > memory_limit:
             reason = f"density matrix of {work.n_qubits} qubits needs {memory} bytes; limit {memory_limit}"

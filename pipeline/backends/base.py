@@ -234,7 +234,7 @@ class CostModel(ABC):
 
     def bill(self, job: BackendJob, run_s: float, shots: int, prices: PriceSettings) -> float:
         """What one attempt cost; a simulator bills the CPU time it held."""
-        return run_s * prices.cpu_usd_per_core_second + shots * prices.simulator_usd_per_shot
+        return run_s * prices.cpu_usd_per_core_second
 
 
 class StatevectorCosts(CostModel):
@@ -256,9 +256,7 @@ class StatevectorCosts(CostModel):
             execute_s += work.evaluations * 5e-10 * work.gates * 2**work.n_qubits
         else:
             execute_s = work.calls * 5e-3 + (work.evaluations + work.problems) * per_set
-        cost = (
-            execute_s * prices.cpu_usd_per_core_second + work.shots * prices.simulator_usd_per_shot
-        )
+        cost = execute_s * prices.cpu_usd_per_core_second
         reason = None
         if memory > memory_limit:
             held = work.chunk_problems or work.problems

@@ -33,7 +33,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from pipeline.backends.base import Backend, Primitive
-from pipeline.config import PriceSettings, Settings
+from pipeline.config import PriceSettings, RetrySettings, Settings, TimeoutSettings
 from pipeline.errors import (
     BackendUnavailable,
     BudgetExhausted,
@@ -46,36 +46,21 @@ log = logging.getLogger("qhopper.backends")
 
 @dataclass(frozen=True)
 class CallPolicy:
-    """Limits for the calls of one chunk; plain data, so it travels to Dask workers."""
+    """Limits for the calls of one chunk: the settings' retries, timeouts and prices (their
+    defaults unless given), this chunk's deadline and budget. Plain data, so it travels to
+    Dask workers; the defaults live in the settings alone."""
 
-    max_attempts: int = 4
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    submit_timeout_s: float = 600.0
-    execute_timeout_s: float = 900.0
-    breaker_cooldown_s: float = 60.0
-    breaker_threshold: int = 2
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
+    prices: PriceSettings = field(default_factory=PriceSettings)
     deadline_at: float | None = None  # epoch seconds; no attempt starts that cannot end by then
     budget_usd: float = math.inf  # what this chunk may spend, failed attempts included
-    prices: PriceSettings = field(default_factory=PriceSettings)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, deadline_at: float | None = None, budget_usd: float = math.inf
     ) -> CallPolicy:
-        retry, timeouts = settings.retry, settings.timeouts
-        return cls(
-            max_attempts=retry.max_attempts,
-            backoff_initial_s=retry.backoff_initial_s,
-            backoff_max_s=retry.backoff_max_s,
-            submit_timeout_s=timeouts.submit_s,
-            execute_timeout_s=timeouts.execute_s,
-            breaker_cooldown_s=retry.breaker_cooldown_s,
-            breaker_threshold=retry.breaker_threshold,
-            deadline_at=deadline_at,
-            budget_usd=budget_usd,
-            prices=settings.prices,
-        )
+        return cls(settings.retry, settings.timeouts, settings.prices, deadline_at, budget_usd)
 
 
 @dataclass
@@ -127,12 +112,12 @@ class BackendCaller:
 
     def call(self, kind: Primitive, pubs: Sequence[Any], shots: int, seed: int) -> Any:
         """One primitive call, retried on transient errors within the policy's bounds."""
-        policy = self.policy
+        policy, retry = self.policy, self.policy.retry
         breaker = _BREAKERS.setdefault(self.name, _Breaker())
         if time.time() < breaker.open_until:
             raise BackendUnavailable(
                 f"{self.name} is down: circuit open for {breaker.open_until - time.time():.0f}s "
-                f"more after {policy.breaker_threshold} calls in a row exhausted their retries"
+                f"more after {retry.breaker_threshold} calls in a row exhausted their retries"
             )
         attempts = 0
 
@@ -147,12 +132,12 @@ class BackendCaller:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientBackendError),
             stop=stop_any(
-                stop_after_attempt(policy.max_attempts), _StopAtDeadline(policy.deadline_at)
+                stop_after_attempt(retry.max_attempts), _StopAtDeadline(policy.deadline_at)
             ),
             wait=wait_exponential_jitter(
-                initial=policy.backoff_initial_s,
-                max=policy.backoff_max_s,
-                jitter=policy.backoff_initial_s,
+                initial=retry.backoff_initial_s,
+                max=retry.backoff_max_s,
+                jitter=retry.backoff_initial_s,
             ),
             before_sleep=self._log_retry,
             reraise=True,
@@ -160,13 +145,13 @@ class BackendCaller:
         try:
             result = retrying(attempt)
         except TransientBackendError as exc:
-            if attempts < policy.max_attempts:  # stopped early: the next try would end too late
+            if attempts < retry.max_attempts:  # stopped early: the next try would end too late
                 raise DeadlineExceeded(
                     f"deadline would be missed: stopped after {attempts} attempts; last error: {exc}"
                 ) from exc
             breaker.exhausted += 1
-            if breaker.exhausted >= policy.breaker_threshold:
-                breaker.exhausted, breaker.open_until = 0, time.time() + policy.breaker_cooldown_s
+            if breaker.exhausted >= retry.breaker_threshold:
+                breaker.exhausted, breaker.open_until = 0, time.time() + retry.breaker_cooldown_s
             kind_of = (
                 BackendUnavailable if isinstance(exc, BackendUnavailable) else TransientBackendError
             )
@@ -184,7 +169,7 @@ class BackendCaller:
         try:
             job = backend.runner.submit(kind, pubs, shots, seed)
             ledger.job_ids.append(job.job_id())
-            result = backend.runner.result(job, policy.submit_timeout_s, policy.execute_timeout_s)
+            result = backend.runner.result(job, policy.timeouts.submit_s, policy.timeouts.execute_s)
         except Exception as exc:
             error = backend.errors.translate(exc)
             ledger.failures += 1

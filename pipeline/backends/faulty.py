@@ -45,12 +45,13 @@ from pipeline.backends.base import (
     Primitive,
     Workload,
 )
+from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.config import PriceSettings
 
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = ("ms", "s", "m", "h")
 
 
 class ProviderHTTPError(Exception):
@@ -59,13 +60,6 @@ class ProviderHTTPError(Exception):
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(f"HTTP {status_code}: {message}")
         self.status_code = status_code
-
-
-def parse_duration(text: str) -> float:
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * _UNITS[unit]
-    return float(text)
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,7 @@ class Faults:
                 values[key] = (
                     int(raw)
                     if key == "seed"
-                    else parse_duration(raw)
+                    else parse_duration(raw, _UNITS, signed=True)
                     if key in ("latency", "queue", "period")
                     else float(raw)
                 )

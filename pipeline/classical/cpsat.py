@@ -150,81 +150,112 @@ def solve_classical(
     started = time.perf_counter()
     limit = float(time_limit_s)
     deadline = started + limit
-    spec = formulation.spec
-    kind = kind_of(spec)
-    model, x, pair_vars, unit = _model(formulation)
-    runs = _Runs()
-    start = kind_start(formulation)
-    best = _Best(formulation, start, float(formulation.objective(start)), time.perf_counter())
-
-    def cpsat(until: float, hint: BitArray | None, review_at: float | None = None) -> bool:
-        """One CP-SAT run until ``until`` (hinted with ``hint``); whether it proved. At
-        ``review_at`` it is stopped unless its gap is within ``PROOF_GAP``."""
-        model.clear_hints()
-        if hint is not None:
-            hint_x, hint_pairs = kind.cpsat_hint(hint, pair_vars)
-            for v, b in zip(x, hint_x, strict=True):
-                model.add_hint(v, int(b))
-            for pair, y in pair_vars.items():
-                model.add_hint(y, hint_pairs[pair])
-        solver = _solver(max(until - time.perf_counter(), 1e-3), workers, seed)
-        clock = _Clock()
-        bounds: list[float] = []
-        solver.best_bound_callback = bounds.append
-        review = None
-        if review_at is not None and unit is not None:
-            scale = float(unit)
-
-            def stop_unless_close() -> None:
-                if not bounds or not clock.found:
-                    solver.stop_search()
-                    return
-                incumbent = clock.found[-1][0]
-                objective = abs(float(best.value))
-                if abs(incumbent - bounds[-1]) * scale > PROOF_GAP * max(1.0, objective):
-                    solver.stop_search()
-
-            review = threading.Timer(max(review_at - time.perf_counter(), 0.0), stop_unless_close)
-            review.daemon = True
-            review.start()
-        try:
-            status = solver.solve(model, clock)
-        finally:
-            if review is not None:
-                review.cancel()
-        runs.add(formulation, solver, status, unit)
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            found = np.array([int(solver.boolean_value(v)) for v in x], dtype=np.int8)
-            best.offer(found, clock.first(solver.objective_value))
-        return status == cp_model.OPTIMAL and unit is not None
-
+    portfolio = _Portfolio.build(formulation, workers, seed)
     proven = False
     probe = min(PROBE_SHARE * limit, PROBE_MAX_S)
     if probe >= PROBE_MIN_S:  # phase 0: CP-SAT alone proves small problems in milliseconds
-        proven = cpsat(time.perf_counter() + probe, None)
+        proven = portfolio.cpsat(time.perf_counter() + probe, None)
     if not proven:  # phase 1: the heuristic, for a hint
         budget = HEURISTIC_SHARE * (deadline - time.perf_counter())
         if budget > 0 and formulation.n >= 2:
-            found = improve(formulation, best.bits, budget, seed, HINT_PATIENCE)
-            best.offer(found.bits, found.found_at)
+            portfolio.search(budget, seed, HINT_PATIENCE)
         # phase 2: CP-SAT from the heuristic's best
         review_at = started + CPSAT_END * limit
-        proven = cpsat(deadline if unit is not None else review_at, best.bits, review_at)
+        until = deadline if portfolio.unit is not None else review_at
+        proven = portfolio.cpsat(until, portfolio.best.bits, review_at)
     if not proven and formulation.n >= 2:  # phase 3: the heuristic again, to the deadline
         budget = deadline - time.perf_counter()
         if budget > 0:
-            found = improve(formulation, best.bits, budget, seed + 1, FINAL_PATIENCE)
-            best.offer(found.bits, found.found_at)
-    return ClassicalAnswer(
-        solution=bits_to_string(best.bits),
-        objective=best.value,
-        feasible=bool(formulation.feasible(best.bits)),
-        proven_optimal=bool(proven),
-        status=runs.status.name,
-        wall_s=time.perf_counter() - started,
-        bound=runs.bound,
-        found_s=best.at - started,
-    )
+            portfolio.search(budget, seed + 1, FINAL_PATIENCE)
+    best = portfolio.best
+    return _answer(best, proven, portfolio.runs.status, started, portfolio.runs.bound)
+
+
+@dataclass
+class _Portfolio:
+    """One problem's CP-SAT model, the best answer any phase found, and CP-SAT's runs."""
+
+    formulation: Formulation
+    workers: int
+    seed: int
+    model: cp_model.CpModel
+    x: list[cp_model.IntVar]
+    pair_vars: dict[Pair, cp_model.IntVar]
+    unit: Decimal | None  # what one integer unit of the model is worth (None: rounded)
+    runs: _Runs
+    best: _Best
+
+    @classmethod
+    def build(cls, formulation: Formulation, workers: int, seed: int) -> _Portfolio:
+        """The model, and the kind's cheap start as the best so far."""
+        model, x, pair_vars, unit = _model(formulation)
+        runs = _Runs()
+        start = kind_start(formulation)
+        best = _Best(formulation, start, float(formulation.objective(start)), time.perf_counter())
+        return cls(formulation, workers, seed, model, x, pair_vars, unit, runs, best)
+
+    def search(self, budget_s: float, seed: int, patience: int) -> None:
+        """The iterated tabu search from the best so far."""
+        found = improve(self.formulation, self.best.bits, budget_s, seed, patience)
+        self.best.offer(found.bits, found.found_at)
+
+    def cpsat(self, until: float, hint: BitArray | None, review_at: float | None = None) -> bool:
+        """One CP-SAT run until ``until`` (hinted with ``hint``); whether it proved. At
+        ``review_at`` it is stopped unless its gap is within ``PROOF_GAP``."""
+        self._hint(hint)
+        solver = _solver(max(until - time.perf_counter(), 1e-3), self.workers, self.seed)
+        clock = _Clock()
+        bounds: list[float] = []
+        solver.best_bound_callback = bounds.append
+        review = self._review(solver, clock, bounds, review_at)
+        try:
+            status = solver.solve(self.model, clock)
+        finally:
+            if review is not None:
+                review.cancel()
+        self.runs.add(self.formulation, solver, status, self.unit)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            found = np.array([int(solver.boolean_value(v)) for v in self.x], dtype=np.int8)
+            self.best.offer(found, clock.first(solver.objective_value))
+        return status == cp_model.OPTIMAL and self.unit is not None
+
+    def _hint(self, hint: BitArray | None) -> None:
+        """A complete hint (x and the pair variables): a partial one was seen to be dropped."""
+        self.model.clear_hints()
+        if hint is None:
+            return
+        hint_x, hint_pairs = kind_of(self.formulation.spec).cpsat_hint(hint, self.pair_vars)
+        for v, b in zip(self.x, hint_x, strict=True):
+            self.model.add_hint(v, int(b))
+        for pair, y in self.pair_vars.items():
+            self.model.add_hint(y, hint_pairs[pair])
+
+    def _review(
+        self,
+        solver: cp_model.CpSolver,
+        clock: _Clock,
+        bounds: list[float],
+        review_at: float | None,
+    ) -> threading.Timer | None:
+        """A timer that stops ``solver`` at ``review_at`` unless its bound is then within
+        ``PROOF_GAP`` of its incumbent (an exact model only: a rounded one proves nothing)."""
+        if review_at is None or self.unit is None:
+            return None
+        scale = float(self.unit)
+
+        def stop_unless_close() -> None:
+            if not bounds or not clock.found:
+                solver.stop_search()
+                return
+            incumbent = clock.found[-1][0]
+            objective = abs(float(self.best.value))
+            if abs(incumbent - bounds[-1]) * scale > PROOF_GAP * max(1.0, objective):
+                solver.stop_search()
+
+        review = threading.Timer(max(review_at - time.perf_counter(), 0.0), stop_unless_close)
+        review.daemon = True
+        review.start()
+        return review
 
 
 def solve_plain(
@@ -247,6 +278,17 @@ def solve_plain(
     else:
         bits, at = kind_start(formulation), time.perf_counter()
     best = _Best(formulation, bits, float(formulation.objective(bits)), at)
+    return _answer(best, proven, status, started, _bound(formulation, solver, status, unit))
+
+
+def _answer(
+    best: _Best,
+    proven: bool,
+    status: cp_model.CpSolverStatus,
+    started: float,
+    bound: float | None,
+) -> ClassicalAnswer:
+    formulation = best.formulation
     return ClassicalAnswer(
         solution=bits_to_string(best.bits),
         objective=best.value,
@@ -254,7 +296,7 @@ def solve_plain(
         proven_optimal=bool(proven),
         status=status.name,
         wall_s=time.perf_counter() - started,
-        bound=_bound(formulation, solver, status, unit),
+        bound=bound,
         found_s=best.at - started,
     )
 

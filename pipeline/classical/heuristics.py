@@ -81,16 +81,6 @@ def improve(
     return search(linear, matrix, bits, swap, budget_s, seed, patience)
 
 
-def tabu_search(
-    linear: FloatArray, matrix: FloatArray, bits: BitArray, swap: bool, budget_s: float, seed: int
-) -> BitArray:
-    """The best bits found minimising ``linear . x + x'Mx / 2`` from ``bits``.
-
-    ``swap`` keeps ``sum(x)`` fixed (swap moves); otherwise single flips.
-    """
-    return search(linear, matrix, bits, swap, budget_s, seed).bits
-
-
 def search(
     linear: FloatArray,
     matrix: FloatArray,
@@ -101,61 +91,94 @@ def search(
     patience: int = PATIENCE,
 ) -> Search:
     """Iterated tabu search minimising ``linear . x + x'Mx / 2`` from ``bits`` (see the
-    module docstring); deterministic for a seed unless the budget cuts it short."""
+    module docstring); ``swap`` keeps ``sum(x)`` fixed (swap moves), otherwise single flips.
+    Deterministic for a seed unless the budget cuts it short."""
     deadline = time.perf_counter() + budget_s
-    n = len(linear)
     x0 = np.asarray(bits, dtype=np.int8).copy()
-    best_x = x0.copy()
-    best = _value(linear, matrix, x0)
+    best, best_x = _value(linear, matrix, x0), x0.copy()
     k = int(x0.sum())
-    if n < 2 or (swap and k in (0, n)):
+    if len(linear) < 2 or (swap and k in (0, len(linear))):
         return Search(best_x, best, None, 0)
-    # Updates accumulate rounding: only a gain beyond it counts, or a cycle "improves" forever.
-    tol = 1e-9 * (1.0 + float(np.abs(linear).sum() + np.abs(matrix).sum() / 2.0))
-    tenure = max(1, min(20, n // 4))
-    stall = max(ROUND_STALL, 10 * n)
-    work = k * (n - k) + n if swap else 2 * n
-    steps = max(1, min(stall, _CHUNK_WORK // work))
-    kernel = _swap_steps if swap else _flip_steps
-    rng = np.random.default_rng(seed)
-    _seed(seed)
+    walk = _Walk.start(linear, matrix, swap, k, seed)
     base, base_value = x0, best
     x = x0.copy()
     found_at: float | None = None
     rounds = found_round = 0
     while time.perf_counter() < deadline:
-        # One round: tabu search from x until it goes `stall` steps without improving.
-        field = linear + matrix @ x  # change from setting x_i = 1, the others as they are
-        value = _value(linear, matrix, x)
-        round_x, round_best = x.copy(), value
-        tabu = np.zeros(n, dtype=np.int64)  # step until which a variable may not move
-        step, last = 0, 0
-        while step - last < stall and time.perf_counter() < deadline:
-            value, round_best, improved = kernel(
-                matrix, x, field, tabu, round_x, value, round_best, step, steps, tenure, tol
-            )
-            step += steps
-            last = max(last, improved)
+        round_x, round_best = walk.round(x, deadline)
         rounds += 1
-        if round_best < best - tol:
+        if round_best < best - walk.tol:
             best, best_x, found_at, found_round = (
                 round_best,
                 round_x.copy(),
                 time.perf_counter(),
                 rounds,
             )
-        if round_best <= base_value + tol:
+        if round_best <= base_value + walk.tol:
             base, base_value = round_x, round_best
         idle = rounds - found_round
         if idle >= max(patience, found_round):
             break
         if idle and idle % RESTART == 0:
-            base = _random_bits(rng, n, k if swap else None)
+            base = walk.random_bits()
             base_value = _value(linear, matrix, base)
             x = base.copy()
         else:
-            x = _perturb(rng, base, swap)
+            x = _perturb(walk.rng, base, swap)
     return Search(best_x, best, found_at, rounds)
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What every round of one search shares: the problem, its move (flip or swap), the
+    tabu rules, and the random generator that perturbs and restarts."""
+
+    linear: FloatArray
+    matrix: FloatArray
+    swap: bool
+    ones: int  # sum(x) under swap moves
+    rng: np.random.Generator
+    tol: float  # updates accumulate rounding: only a gain beyond it counts
+    stall: int  # steps without improving that end a round
+    rules: tuple[int, int, float]  # the kernel's steps per call, tabu tenure and tolerance
+
+    @classmethod
+    def start(
+        cls, linear: FloatArray, matrix: FloatArray, swap: bool, ones: int, seed: int
+    ) -> _Walk:
+        """Rules sized to the problem, and both generators seeded (numba has its own)."""
+        n = len(linear)
+        # Without the tolerance a cycle of rounding errors would "improve" forever.
+        tol = 1e-9 * (1.0 + float(np.abs(linear).sum() + np.abs(matrix).sum() / 2.0))
+        tenure = max(1, min(20, n // 4))
+        stall = max(ROUND_STALL, 10 * n)
+        work = ones * (n - ones) + n if swap else 2 * n
+        steps = max(1, min(stall, _CHUNK_WORK // work))
+        rng = np.random.default_rng(seed)
+        _seed(seed)
+        return cls(linear, matrix, swap, ones, rng, tol, stall, (steps, tenure, tol))
+
+    def round(self, x: BitArray, deadline: float) -> tuple[BitArray, float]:
+        """Tabu search from ``x`` (moved in place) until it goes ``stall`` steps without
+        improving or the deadline passes: the round's best bits and value."""
+        kernel = _swap_steps if self.swap else _flip_steps
+        field = self.linear + self.matrix @ x  # change from setting x_i = 1, the others as they are
+        value = _value(self.linear, self.matrix, x)
+        round_x, round_best = x.copy(), value
+        tabu = np.zeros(len(x), dtype=np.int64)  # step until which a variable may not move
+        state = (x, field, tabu, round_x)
+        step, last = 0, 0
+        while step - last < self.stall and time.perf_counter() < deadline:
+            value, round_best, improved = kernel(
+                self.matrix, state, value, round_best, step, self.rules
+            )
+            step += self.rules[0]
+            last = max(last, improved)
+        return round_x, round_best
+
+    def random_bits(self) -> BitArray:
+        """A fresh base: uniformly random bits, ``ones`` of them set under swap moves."""
+        return _random_bits(self.rng, len(self.linear), self.ones if self.swap else None)
 
 
 def _value(linear: FloatArray, matrix: FloatArray, x: BitArray) -> float:
@@ -205,19 +228,17 @@ def _seed(seed: int) -> None:  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _flip_steps(
     matrix: FloatArray,
-    x: BitArray,
-    field: FloatArray,
-    tabu: np.ndarray,
-    best_x: BitArray,
+    state: tuple[BitArray, FloatArray, np.ndarray, BitArray],
     value: float,
     best: float,
     first: int,
-    steps: int,
-    tenure: int,
-    tol: float,
+    rules: tuple[int, int, float],
 ) -> tuple[float, float, int]:  # pragma: no cover - compiled
-    """``steps`` single-flip tabu steps, updating the state in place; aspiration: a tabu
-    flip is allowed when it beats the best value found."""
+    """``steps`` single-flip tabu steps from step ``first``, updating the state (bits,
+    field, tabu list, best bits) in place; aspiration: a tabu flip is allowed when it beats
+    the best value found. The value, the best value, and the step of the last improvement."""
+    x, field, tabu, best_x = state
+    steps, tenure, tol = rules
     n = x.shape[0]
     last = -1  # the step of the last improvement; -1 if none
     for step in range(first, first + steps):
@@ -244,18 +265,16 @@ def _flip_steps(
 @njit(cache=True, nogil=True)
 def _swap_steps(
     matrix: FloatArray,
-    x: BitArray,
-    field: FloatArray,
-    tabu: np.ndarray,
-    best_x: BitArray,
+    state: tuple[BitArray, FloatArray, np.ndarray, BitArray],
     value: float,
     best: float,
     first: int,
-    steps: int,
-    tenure: int,
-    tol: float,
+    rules: tuple[int, int, float],
 ) -> tuple[float, float, int]:  # pragma: no cover - compiled
-    """``steps`` swap tabu steps (one chosen variable out, one unchosen in), in place."""
+    """``steps`` swap tabu steps (one chosen variable out, one unchosen in), in place, as
+    :func:`_flip_steps`."""
+    x, field, tabu, best_x = state
+    steps, tenure, tol = rules
     n = x.shape[0]
     last = -1  # the step of the last improvement; -1 if none
     for step in range(first, first + steps):

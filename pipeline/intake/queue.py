@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.crash import fault_point
+from pipeline.intake.claims import claimable, claimed, record_claims, take
 from pipeline.intake.database import (
     check_connection,
     create_intake_engine,
@@ -22,14 +22,11 @@ from pipeline.intake.journal import ResultJournal
 from pipeline.intake.leases import dead_among, dead_local_owners, host_identity
 from pipeline.intake.requeue import RequeueOutcome, RequeueSelection, requeue
 from pipeline.intake.schema import (
-    CLAIMED,
     COMPILED,
     NO_LEASE,
     QUEUED,
     RUNNING,
     STATES,
-    chunks,
-    claim_candidates,
     create_schema,
     problem_events,
     problems,
@@ -108,89 +105,12 @@ class IntakeStore:
         """
         with self.engine.begin() as tx:
             now = server_now(tx)
-            dead = dead_local_owners(tx, now)
-            lapsed = problems.c.lease_expires_at < now
-            if dead:
-                lapsed = sa.or_(lapsed, problems.c.lease_owner.in_(dead))
-            lock = self._dialect == "postgresql"
-            # Queued problems, and lapsed claims not in a journalled batch: two indexed reads
-            # (one OR over both would scan and sort the whole table), merged in claim order.
-            found = [
-                *claim_candidates(tx, problems.c.state == QUEUED, limit, only, lock),
-                *claim_candidates(
-                    tx,
-                    sa.and_(
-                        problems.c.state.in_(ACTIVE_STATES), problems.c.batch_id.is_(None), lapsed
-                    ),
-                    limit,
-                    only,
-                    lock,
-                ),
-            ]
-            found.sort(key=lambda r: (-r.priority, r.submitted_at, r.id))
-            chosen = [r.id for r in found[:limit]]
+            chosen = claimable(tx, now, limit, only, lock=self._dialect == "postgresql")
             if not chosen:
                 return []
-            statement = (
-                problems.update()
-                .where(problems.c.id.in_(sa.bindparam("ids", expanding=True)))
-                .values(
-                    state=CLAIMED,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    lease_host=host_identity(),
-                    lease_pid=os.getpid(),
-                    attempts=problems.c.attempts + 1,
-                    claim_epoch=problems.c.claim_epoch + 1,
-                    claimed_at=now,
-                    updated_at=now,
-                    batch_id=None,
-                )
-                .returning(
-                    problems.c.id,
-                    problems.c.key,
-                    problems.c.spec_json,
-                    problems.c.input_hash,
-                    problems.c.attempts,
-                    problems.c.submitted_at,
-                    problems.c.claim_epoch,
-                    problems.c.trace_id,
-                    problems.c.supersedes,
-                )
-            )
-            rows = [  # in slices: a claim may hold more ids than a statement's parameters
-                row for ids in chunks(chosen, 10_000) for row in tx.execute(statement, {"ids": ids})
-            ]
-            if rows:
-                tx.execute(
-                    problem_events.insert(),
-                    [
-                        {
-                            "problem_id": r.id,
-                            "state": CLAIMED,
-                            "at": now,
-                            "detail": f"owner={owner} attempt={r.attempts}",
-                        }
-                        for r in rows
-                    ],
-                )
-        claimed = [
-            ClaimedProblem(
-                r.id,
-                r.key,
-                r.spec_json,
-                r.input_hash,
-                r.attempts,
-                r.submitted_at,
-                now,
-                r.claim_epoch,
-                r.trace_id,
-                r.supersedes,
-            )
-            for r in rows
-        ]
-        claimed.sort(key=lambda c: c.id)
-        return claimed
+            rows = take(tx, chosen, owner, now, lease_seconds)
+            record_claims(tx, rows, owner, now)
+        return claimed(rows, now)
 
     def pending(self) -> int:
         """How many problems a claim could take right now, in one query.

@@ -45,6 +45,8 @@ __all__ += ["fill_energies", "kept_states", "spin_energies", "warm_up"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 LevelArray = npt.NDArray[np.uint16]
+# A problem's energies as the kernels take them: (values, inverse, use_levels), see _evolve.
+Diagonal = tuple[FloatArray, LevelArray, bool]
 
 
 @njit(cache=True, nogil=True)
@@ -111,18 +113,17 @@ def _evolve(
     re: FloatArray,
     im: FloatArray,
     n: int,
-    values: FloatArray,
-    inverse: LevelArray,
-    use_levels: bool,
+    diagonal: Diagonal,
     gammas: FloatArray,
     betas: FloatArray,
     symmetric: bool,
 ) -> None:  # pragma: no cover - compiled
     """The QAOA state at one angle set into (re, im), the kept amplitudes.
 
-    ``values``: the energy of every kept state, or with ``use_levels`` the distinct
-    energies, state x having ``values[inverse[x]]``.
+    ``diagonal`` (values, inverse, use_levels): ``values`` the energy of every kept state,
+    or with ``use_levels`` the distinct energies, state x having ``values[inverse[x]]``.
     """
+    values, inverse, use_levels = diagonal
     kept = n - 1 if symmetric else n
     states = 1 << kept
     re[:] = 1.0 / np.sqrt(1 << n)
@@ -156,15 +157,10 @@ def _evolve(
 
 @njit(cache=True, nogil=True)
 def _expectations(
-    n: int,
-    values: FloatArray,
-    inverse: LevelArray,
-    use_levels: bool,
-    gammas: FloatArray,
-    betas: FloatArray,
-    symmetric: bool,
+    n: int, diagonal: Diagonal, gammas: FloatArray, betas: FloatArray, symmetric: bool
 ) -> FloatArray:  # pragma: no cover - compiled
     """<E> of one problem at every angle set (rows of ``gammas``/``betas``)."""
+    values, inverse, use_levels = diagonal
     kept = n - 1 if symmetric else n
     states = 1 << kept
     re = np.empty(states)
@@ -172,7 +168,7 @@ def _expectations(
     out = np.empty(gammas.shape[0])
     weight_of_kept = 2.0 if symmetric else 1.0  # each kept state stands for itself and ~x
     for k in range(gammas.shape[0]):
-        _evolve(re, im, n, values, inverse, use_levels, gammas[k], betas[k], symmetric)
+        _evolve(re, im, n, diagonal, gammas[k], betas[k], symmetric)
         total = 0.0
         for x in range(states):
             energy = values[inverse[x]] if use_levels else values[x]
@@ -232,7 +228,7 @@ class DiagonalQAOA:
         # No linear field anywhere: E(x) == E(~x) for every problem.
         self.symmetric = n > 1 and not self.h.any()
         self.states = kept_states(n, self.symmetric)
-        self._data: dict[int, tuple[FloatArray, LevelArray, bool]] = {}
+        self._data: dict[int, Diagonal] = {}
         self._no_levels = np.zeros(0, dtype=np.uint16)
 
     @property
@@ -244,7 +240,7 @@ class DiagonalQAOA:
         """Problem ``b``'s energy at every kept state (a fresh array)."""
         return fill_energies(np.empty(self.states), self.h[b], self.pairs, self.J[b])
 
-    def _problem(self, b: int) -> tuple[FloatArray, LevelArray, bool]:
+    def _problem(self, b: int) -> Diagonal:
         if b not in self._data:
             values = self.diagonal(b)
             ordered = np.sort(values)
@@ -283,11 +279,11 @@ class DiagonalQAOA:
         self, b: int, gammas: FloatArray, betas: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         """Problem ``b``'s kept amplitudes (real, imaginary) at one angle set."""
-        values, inverse, use_levels = self._problem(b)
+        diagonal = self._problem(b)
         re, im = np.empty(self.states), np.empty(self.states)
         gammas = np.ascontiguousarray(gammas, dtype=np.float64)
         betas = np.ascontiguousarray(betas, dtype=np.float64)
-        _evolve(re, im, self.n, values, inverse, use_levels, gammas, betas, self.symmetric)
+        _evolve(re, im, self.n, diagonal, gammas, betas, self.symmetric)
         return re, im
 
     def release(self) -> None:
@@ -302,12 +298,9 @@ class DiagonalQAOA:
         out = np.empty(len(owner))
         for b in np.unique(owner):
             sets = np.flatnonzero(owner == b)
-            values, inverse, use_levels = self._problem(int(b))
             out[sets] = _expectations(
                 self.n,
-                values,
-                inverse,
-                use_levels,
+                self._problem(int(b)),
                 np.ascontiguousarray(gammas[sets]),
                 np.ascontiguousarray(betas[sets]),
                 self.symmetric,

@@ -39,10 +39,16 @@ from pipeline.qaoa.angles import (
     AnglePlan,
     usable,
 )
-from pipeline.qaoa.evaluators import BatchProblem, as_caller, choose_evaluator
+from pipeline.qaoa.evaluators import (
+    BatchProblem,
+    Evaluator,
+    EvaluatorChoice,
+    as_caller,
+    choose_evaluator,
+)
 from pipeline.qaoa.refine import refine
-from pipeline.qaoa.sampling import best_sample, draw, expectations
-from pipeline.qaoa.starts import PILOTS, cold_start, warm_start
+from pipeline.qaoa.sampling import Shots, best_sample, draw, expectations
+from pipeline.qaoa.starts import PILOTS, WarmStart, cold_start, warm_start
 from pipeline.qaoa.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
@@ -60,7 +66,7 @@ class QuantumAnswer:
     shots: int
     gammas: tuple[float, ...]
     betas: tuple[float, ...]
-    evaluator: str  # "fast" (exact diagonal simulator) or "estimator" (the backend's primitive)
+    evaluator: EvaluatorChoice  # FAST (the exact diagonal simulator) or ESTIMATOR
     simulated_s: float = 0.0  # its share of the fast simulator's time; backend calls bill apart
 
     @property
@@ -75,7 +81,7 @@ def optimise_batch(
     backend: Backend | BackendCaller,
     max_iterations: int,
     seed: int,
-    evaluator: str = "auto",
+    evaluator: EvaluatorChoice = EvaluatorChoice.AUTO,
     start: AnglePlan | None = None,
 ) -> list[QuantumAnswer]:
     """Optimise every problem's angles in lockstep, then sample each on the backend.
@@ -87,45 +93,25 @@ def optimise_batch(
     """
     if not problems:
         return []
-    reps = template.shape.reps
-    if start is not None and 1 <= start.reps <= reps:
-        reps = start.reps  # the library showed a deeper circuit does not pay for this class
-    offered = () if start is None else start.candidates
-    checked = [(c.source, usable(c, reps)) for c in offered]
-    sound = [angles for _, angles in checked if angles is not None]
-    # The first sound candidate is a library entry: an optimum of the class already.
-    refined = next((source for source, a in checked if a is not None), "") == "library"
-    tolerance = DEFAULT_TRANSFER_TOLERANCE if start is None else start.transfer_tolerance
-    warm_pilots = DEFAULT_WARM_PILOTS if start is None else start.warm_pilots
+    reps, warm = _starting_point(template, start)
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
-    if template.shape.pairs or template.shape.linear:
-        if sound:
-            gammas, betas, energy = warm_start(
-                engine,
-                len(problems),
-                reps,
-                max_iterations,
-                sound,
-                refined,
-                warm_pilots if refined else PILOTS,
-                tolerance,
-            )
-        else:
-            gammas, betas, energy, hint = cold_start(engine, len(problems), reps, max_iterations)
-            rest = np.arange(PILOTS if hint is not None else 0, len(problems))
-            gammas[rest], betas[rest], energy[rest], _ = refine(
-                engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
-            )
-    else:
-        # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
-        # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
-        gammas = np.zeros((len(problems), reps))
-        betas = np.zeros((len(problems), reps))
-        energy = np.zeros(len(problems))
+    gammas, betas, energy = _optimise(engine, template, len(problems), reps, max_iterations, warm)
     exact = engine.expected_objectives(gammas, betas, energy)
     samples = draw(engine, problems, caller, gammas, betas, seed)
     expected = expectations(exact, problems, samples)
+    return _answers(engine, problems, samples, expected, gammas, betas)
+
+
+def _answers(
+    engine: Evaluator,
+    problems: list[BatchProblem],
+    samples: list[Shots],
+    expected: list[float | None],
+    gammas: FloatArray,
+    betas: FloatArray,
+) -> list[QuantumAnswer]:
+    """Each problem's best sample under its true objective, with what it cost to find."""
     share = engine.simulated_s / max(1, int(engine.evaluations.sum()))  # per evaluation
     answers = []
     for b, problem in enumerate(problems):
@@ -138,7 +124,7 @@ def optimise_batch(
                 feasible,
                 expected[b],
                 int(engine.evaluations[b]),
-                reps,
+                gammas.shape[1],
                 problem.shots,
                 tuple(map(float, gammas[b])),
                 tuple(map(float, betas[b])),
@@ -147,3 +133,46 @@ def optimise_batch(
             )
         )
     return answers
+
+
+def _starting_point(
+    template: CompiledTemplate, start: AnglePlan | None
+) -> tuple[int, WarmStart | None]:
+    """The depth to run and, where the plan offers sound angles, where to start from them
+    (None: the grid)."""
+    reps = template.shape.reps
+    if start is not None and 1 <= start.reps <= reps:
+        reps = start.reps  # the library showed a deeper circuit does not pay for this class
+    offered = () if start is None else start.candidates
+    checked = [(c.source, usable(c, reps)) for c in offered]
+    sound = [angles for _, angles in checked if angles is not None]
+    if not sound:
+        return reps, None
+    # The first sound candidate is a library entry: an optimum of the class already.
+    refined = next((source for source, a in checked if a is not None), "") == "library"
+    tolerance = DEFAULT_TRANSFER_TOLERANCE if start is None else start.transfer_tolerance
+    warm_pilots = DEFAULT_WARM_PILOTS if start is None else start.warm_pilots
+    return reps, WarmStart(sound, refined, warm_pilots if refined else PILOTS, tolerance)
+
+
+def _optimise(
+    engine: Evaluator,
+    template: CompiledTemplate,
+    count: int,
+    reps: int,
+    max_iterations: int,
+    warm: WarmStart | None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Every problem's final angles and energy: from the plan's angles, or from the grid."""
+    if not (template.shape.pairs or template.shape.linear):
+        # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
+        # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
+        return np.zeros((count, reps)), np.zeros((count, reps)), np.zeros(count)
+    if warm is not None:
+        return warm_start(engine, count, reps, max_iterations, warm)
+    gammas, betas, energy, hint = cold_start(engine, count, reps, max_iterations)
+    rest = np.arange(PILOTS if hint is not None else 0, count)
+    gammas[rest], betas[rest], energy[rest], _ = refine(
+        engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
+    )
+    return gammas, betas, energy

@@ -7,6 +7,8 @@ Newton model promises no worthwhile decrease or its trust radius collapses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -80,56 +82,111 @@ def refine(
     model promises less than ``STEP_PAYS`` of its energy (the step no longer pays) or its
     trust radius collapses.
     """
-    batch, reps = gammas.shape  # row r of the arrays is problem problems[r]
-    theta = np.concatenate([gammas, betas], axis=1)
-    dims = theta.shape[1]
-    full = stencil(dims)
-    axes = full[: 2 * dims + 1]
-    curvature = np.zeros((batch, dims, dims))
-    measured = np.zeros(batch, dtype=bool)  # has a full (or hinted) Hessian
-    if hint is not None:
-        curvature[:] = hint
-        measured[:] = True
-    best_energy = energy.copy()
-    best_theta = theta.copy()
-    radius = np.full(batch, INITIAL_RADIUS)
-    running = np.ones(batch, dtype=bool)
+    reps = gammas.shape[1]  # row r of the arrays is problem problems[r]
+    region = _TrustRegion.start(np.concatenate([gammas, betas], axis=1), energy, hint)
+    full = stencil(2 * reps)
+    axes = full[: 4 * reps + 1]
     for _ in range(max_iterations):
-        rows = np.flatnonzero(running)
+        rows = np.flatnonzero(region.running)
         if rows.size == 0:
             break
-        for cheap in (True, False):
-            group = rows[measured[rows] == cheap]
-            if group.size == 0:
+        for cheap in (True, False):  # a Hessian already measured: the axes alone
+            group = rows[region.measured[rows] == cheap]
+            if group.size:
+                known = region.curvature[group] if cheap else None
+                centre, gradient, hessian = _measure(
+                    engine, problems[group], region.theta[group], axes if cheap else full, known
+                )
+                accepted = region.judge(group, centre)
+                region.step(group, accepted, gradient, hessian)
+        region.running[rows] &= region.radius[rows] > MIN_RADIUS
+    best = region.best_theta
+    return best[:, :reps], best[:, reps:], region.best_energy, region.curvature
+
+
+@dataclass
+class _TrustRegion:
+    """Each problem's place in the refinement, row by row: where it is evaluated next, its
+    best point so far, its trust radius, its last measured Hessian, and whether it runs."""
+
+    theta: FloatArray
+    best_theta: FloatArray
+    best_energy: FloatArray
+    radius: FloatArray
+    curvature: FloatArray
+    measured: npt.NDArray[np.bool_]  # has a full (or hinted) Hessian
+    running: npt.NDArray[np.bool_]
+    hinted: bool
+
+    @classmethod
+    def start(cls, theta: FloatArray, energy: FloatArray, hint: FloatArray | None) -> _TrustRegion:
+        batch, dims = theta.shape
+        curvature = np.zeros((batch, dims, dims))
+        measured = np.zeros(batch, dtype=bool)
+        if hint is not None:
+            curvature[:] = hint
+            measured[:] = True
+        return cls(
+            theta,
+            theta.copy(),
+            energy.copy(),
+            np.full(batch, INITIAL_RADIUS),
+            curvature,
+            measured,
+            np.ones(batch, dtype=bool),
+            hint is not None,
+        )
+
+    def judge(self, group: npt.NDArray[np.intp], centre: FloatArray) -> npt.NDArray[np.bool_]:
+        """Keep each point that lowers the energy and grow its radius; otherwise return to
+        the best point and shrink. Which were kept."""
+        accepted = centre <= self.best_energy[group]
+        self.best_energy[group] = np.where(accepted, centre, self.best_energy[group])
+        self.best_theta[group] = np.where(
+            accepted[:, None], self.theta[group], self.best_theta[group]
+        )
+        self.radius[group] = np.where(
+            accepted, np.minimum(self.radius[group] * 2, MAX_RADIUS), self.radius[group] / 4
+        )
+        self.theta[group] = self.best_theta[group]
+        return accepted
+
+    def step(
+        self,
+        group: npt.NDArray[np.intp],
+        accepted: npt.NDArray[np.bool_],
+        gradient: FloatArray,
+        hessian: FloatArray,
+    ) -> None:
+        """From each kept point, the Newton step within its radius, unless it would not pay
+        for itself (the problem stops); where the model failed, measure it afresh."""
+        for position, b in enumerate(group):
+            if not accepted[position]:
+                self.measured[b] = self.hinted  # the model failed: measure it afresh
                 continue
-            offsets = axes if cheap else full
-            points = theta[group, None, :] + offsets[None, :, :]
-            values = engine.energies(problems[group], points[:, :, :reps], points[:, :, reps:])
-            centre, gradient, hessian = derivatives(
-                values, dims, curvature[group] if cheap else None
-            )
-            accepted = centre <= best_energy[group]
-            # Rejected: return to the best point and shrink; accepted: remember it and grow.
-            best_energy[group] = np.where(accepted, centre, best_energy[group])
-            best_theta[group] = np.where(accepted[:, None], theta[group], best_theta[group])
-            radius[group] = np.where(
-                accepted, np.minimum(radius[group] * 2, MAX_RADIUS), radius[group] / 4
-            )
-            theta[group] = best_theta[group]
-            for position, b in enumerate(group):
-                if not accepted[position]:
-                    measured[b] = hint is not None  # the model failed: measure it afresh
-                    continue
-                g, H = gradient[position], hessian[position]
-                curvature[b] = H
-                measured[b] = True
-                step = newton_step(g, H, radius[b])
-                predicted = -(g @ step + 0.5 * step @ H @ step)
-                if predicted < max(DECREASE_TOLERANCE, STEP_PAYS * abs(best_energy[b])):
-                    running[b] = False  # converged: the next step would not pay for itself
-                theta[b] = best_theta[b] + step
-        running[rows] &= radius[rows] > MIN_RADIUS
-    return best_theta[:, :reps], best_theta[:, reps:], best_energy, curvature
+            g, H = gradient[position], hessian[position]
+            self.curvature[b] = H
+            self.measured[b] = True
+            step = newton_step(g, H, self.radius[b])
+            predicted = -(g @ step + 0.5 * step @ H @ step)
+            if predicted < max(DECREASE_TOLERANCE, STEP_PAYS * abs(self.best_energy[b])):
+                self.running[b] = False  # converged: the next step would not pay for itself
+            self.theta[b] = self.best_theta[b] + step
+
+
+def _measure(
+    engine: Evaluator,
+    problems: npt.NDArray[np.intp],
+    theta: FloatArray,
+    offsets: FloatArray,
+    known: FloatArray | None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Energy, gradient and Hessian of each problem at its point ``theta``, in one call: on
+    the full stencil, or on its axes with the ``known`` Hessians' mixed terms."""
+    reps = theta.shape[1] // 2
+    points = theta[:, None, :] + offsets[None, :, :]
+    values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
+    return derivatives(values, theta.shape[1], known)
 
 
 def newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> FloatArray:

@@ -12,6 +12,8 @@ et al. 2024), which is what makes transfer pay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -68,26 +70,42 @@ def cold_start(
     return all_g, all_b, all_e, curvature.mean(axis=0)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a batch starts when its plan offers sound angles."""
+
+    candidates: list[tuple[FloatArray, FloatArray]]  # best first
+    refined: bool  # the first candidate is a library entry: an optimum of the class already
+    pilots: int  # problems that try every candidate and refine
+    tolerance: float  # the transfer loss the others accept without a step (the plan's)
+
+
+@dataclass(frozen=True)
+class _Pilots:
+    """The pilots' refined angles, their curvature there, and which moved so far from their
+    start that the entry they started at looks stale."""
+
+    rows: npt.NDArray[np.intp]
+    gammas: FloatArray
+    betas: FloatArray
+    energy: FloatArray
+    curvature: FloatArray
+    stale: npt.NDArray[np.bool_]
+
+
 def warm_start(
-    engine: Evaluator,
-    count: int,
-    reps: int,
-    max_iterations: int,
-    candidates: list[tuple[FloatArray, FloatArray]],
-    refined: bool,
-    pilot_count: int,
-    tolerance: float,
+    engine: Evaluator, count: int, reps: int, max_iterations: int, warm: WarmStart
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Angles for every problem from the plan's candidates, in a handful of evaluations each.
 
-    ``pilot_count`` pilots (the plan's ``warm_pilots`` when the first candidate is a
+    ``warm.pilots`` pilots (the plan's ``warm_pilots`` when the first candidate is a
     library entry, already an optimum of the class; else ``PILOTS``) try every candidate
     and refine from the best; a pilot whose best candidate is no sound start
     (``SOUND_START``) scans the grid instead. Each pilot is then evaluated at the others'
     optima, which measures what transfer loses in this batch, and every other problem
     spends what that loss warrants:
 
-    - at most ``tolerance`` (the plan's): it tries the pilots' mean optimum (and the
+    - at most ``warm.tolerance`` (the plan's): it tries the pilots' mean optimum (and the
       library's entry) and keeps the better, 1-2 evaluations;
     - from a library entry that the pilots confirm (none moved more than ``STALE_ENTRY``)
       and a loss up to ``FAR_OFF``: one line search along its gammas from the pilots'
@@ -96,86 +114,130 @@ def warm_start(
       entry): the tries, then one Newton step each, and those whose step gained more than
       ``FAR_OFF`` refine until a step no longer pays.
     """
-    pilots = np.arange(min(count, pilot_count))
-    cand_g = np.array([g for g, _ in candidates])
-    cand_b = np.array([b for _, b in candidates])
-    values = engine.energies(
-        pilots,
-        np.ascontiguousarray(np.broadcast_to(cand_g, (len(pilots), *cand_g.shape))),
-        np.ascontiguousarray(np.broadcast_to(cand_b, (len(pilots), *cand_b.shape))),
-    )
-    best = values.argmin(axis=1)
-    gammas, betas = cand_g[best].copy(), cand_b[best].copy()
-    energy = values[np.arange(len(pilots)), best]
-    poor = np.flatnonzero(energy > -SOUND_START * _weight_sums(engine)[pilots])
+    pilots = _warm_pilots(engine, np.arange(min(count, warm.pilots)), reps, max_iterations, warm)
+    angles = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
+    _put(angles, pilots.rows, (pilots.gammas, pilots.betas, pilots.energy))
+    worst = float(np.max(_transfer_loss(engine, pilots), initial=0.0))  # before any return:
+    others = np.arange(len(pilots.rows), count)  # its evaluations count, others or none
+    if others.size == 0:
+        return angles
+    hint = pilots.curvature.mean(axis=0)
+    if warm.refined and warm.tolerance < worst <= FAR_OFF and not pilots.stale.any():
+        # The class's optimum holds for this batch, up to each problem's own scale: what
+        # is left of transfer's loss is mostly along gamma (the weights' spread after
+        # normalising), so each problem takes one line search along it (3 evaluations).
+        consensus = pilots.gammas.mean(axis=0), pilots.betas.mean(axis=0)
+        _put(angles, others, _gamma_line_search(engine, others, *consensus, hint))
+        return angles
+    _put(angles, others, _try_consensus(engine, others, pilots, warm))
+    if worst > warm.tolerance:
+        _step_where_transfer_loses(engine, others, angles, hint, max_iterations)
+    return angles
+
+
+def _warm_pilots(
+    engine: Evaluator,
+    rows: npt.NDArray[np.intp],
+    reps: int,
+    max_iterations: int,
+    warm: WarmStart,
+) -> _Pilots:
+    """Each pilot from its best candidate (the grid where that is no sound start), refined."""
+    cand_g = np.array([g for g, _ in warm.candidates])
+    cand_b = np.array([b for _, b in warm.candidates])
+    gammas, betas, energy, best = _best_of(engine, rows, cand_g, cand_b)
+    poor = np.flatnonzero(energy > -SOUND_START * _weight_sums(engine)[rows])
     if poor.size:
-        gammas[poor], betas[poor], energy[poor] = _grid_start(engine, pilots[poor], reps)
+        gammas[poor], betas[poor], energy[poor] = _grid_start(engine, rows[poor], reps)
     started = energy.copy()
     # Pilots share one basin when they start at one library entry and their landscapes
     # differ only by weights (no linear field: with one, as in QUBOs, signs and fields move
     # each problem's optimum and curvature too far for one pilot's Hessian to serve another).
     one_basin = (
-        refined
+        warm.refined
         and not poor.size
         and bool((best == best[0]).all())
-        and not bool(np.any(engine.h[pilots]))
+        and not bool(np.any(engine.h[rows]))
     )
     gammas, betas, energy, curvature = _refine_pilots(
-        engine, pilots, gammas, betas, energy, max_iterations, one_basin
+        engine, rows, gammas, betas, energy, max_iterations, one_basin
     )
     stale = (started - energy) / np.abs(energy) > STALE_ENTRY  # far from where they started
-    all_g, all_b, all_e = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
-    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
-    if len(pilots) > 1:  # each pilot at the others' optima: what transfer costs in this batch
-        cross = engine.energies(
-            pilots,
-            np.ascontiguousarray(np.broadcast_to(gammas, (len(pilots), *gammas.shape))),
-            np.ascontiguousarray(np.broadcast_to(betas, (len(pilots), *betas.shape))),
-        )
-        np.fill_diagonal(cross, np.inf)
-        loss = (cross.min(axis=1) - energy) / np.abs(energy)
-    else:  # one pilot, from a library entry: the others step only if the entry looks stale
-        loss = np.where(stale, np.inf, 0.0)
-    others = np.arange(len(pilots), count)
-    if others.size == 0:
-        return all_g, all_b, all_e
-    worst = float(np.max(loss, initial=0.0))
-    if refined and tolerance < worst <= FAR_OFF and not stale.any():
-        # The class's optimum holds for this batch, up to each problem's own scale: what
-        # is left of transfer's loss is mostly along gamma (the weights' spread after
-        # normalising), so each problem takes one line search along it (3 evaluations).
-        all_g[others], all_b[others], all_e[others] = _gamma_line_search(
-            engine, others, gammas.mean(axis=0), betas.mean(axis=0), curvature.mean(axis=0)
-        )
-        return all_g, all_b, all_e
-    # The others try the pilots' consensus (their mean optimum) and the class's entry.
-    extra = [candidates[0]] if refined else []
-    tries_g = np.array([gammas.mean(axis=0)] + [g for g, _ in extra])
-    tries_b = np.array([betas.mean(axis=0)] + [b for _, b in extra])
+    return _Pilots(rows, gammas, betas, energy, curvature, stale)
+
+
+def _best_of(
+    engine: Evaluator, rows: npt.NDArray[np.intp], sets_g: FloatArray, sets_b: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.intp]]:
+    """Every row tries the same angle sets (one call) and keeps its best: its angles, energy
+    and which set it was."""
     values = engine.energies(
-        others,
-        np.ascontiguousarray(np.broadcast_to(tries_g, (len(others), *tries_g.shape))),
-        np.ascontiguousarray(np.broadcast_to(tries_b, (len(others), *tries_b.shape))),
+        rows,
+        np.ascontiguousarray(np.broadcast_to(sets_g, (len(rows), *sets_g.shape))),
+        np.ascontiguousarray(np.broadcast_to(sets_b, (len(rows), *sets_b.shape))),
     )
     best = values.argmin(axis=1)
-    all_g[others], all_b[others] = tries_g[best], tries_b[best]
-    all_e[others] = values[np.arange(len(others)), best]
-    if worst > tolerance:
-        # Transfer loses more than a step costs: one Newton step each, on a forward-difference
-        # gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps.
-        hint = curvature.mean(axis=0)
-        before = all_e[others].copy()
-        all_g[others], all_b[others], all_e[others] = _one_step(
-            engine, others, all_g[others], all_b[others], all_e[others], hint
+    return sets_g[best].copy(), sets_b[best].copy(), values[np.arange(len(rows)), best], best
+
+
+def _transfer_loss(engine: Evaluator, pilots: _Pilots) -> FloatArray:
+    """What transfer costs in this batch: each pilot at the others' optima, relative to its
+    own. One pilot, from a library entry: nothing, unless the entry looks stale."""
+    rows, gammas, betas = pilots.rows, pilots.gammas, pilots.betas
+    if len(rows) < 2:
+        return np.where(pilots.stale, np.inf, 0.0)
+    cross = engine.energies(
+        rows,
+        np.ascontiguousarray(np.broadcast_to(gammas, (len(rows), *gammas.shape))),
+        np.ascontiguousarray(np.broadcast_to(betas, (len(rows), *betas.shape))),
+    )
+    np.fill_diagonal(cross, np.inf)
+    loss: FloatArray = (cross.min(axis=1) - pilots.energy) / np.abs(pilots.energy)
+    return loss
+
+
+def _try_consensus(
+    engine: Evaluator, others: npt.NDArray[np.intp], pilots: _Pilots, warm: WarmStart
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The others try the pilots' consensus (their mean optimum) and the class's entry."""
+    extra = [warm.candidates[0]] if warm.refined else []
+    tries_g = np.array([pilots.gammas.mean(axis=0)] + [g for g, _ in extra])
+    tries_b = np.array([pilots.betas.mean(axis=0)] + [b for _, b in extra])
+    gammas, betas, energy, _ = _best_of(engine, others, tries_g, tries_b)
+    return gammas, betas, energy
+
+
+def _step_where_transfer_loses(
+    engine: Evaluator,
+    others: npt.NDArray[np.intp],
+    angles: tuple[FloatArray, FloatArray, FloatArray],
+    hint: FloatArray,
+    max_iterations: int,
+) -> None:
+    """Transfer loses more than a step costs: one Newton step each, on a forward-difference
+    gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps; where
+    that step paid well (the transferred angles were far off), further steps may too, so
+    those problems refine until a step no longer pays. Updates ``angles`` in place."""
+    all_g, all_b, all_e = angles
+    before = all_e[others].copy()
+    all_g[others], all_b[others], all_e[others] = _one_step(
+        engine, others, all_g[others], all_b[others], all_e[others], hint
+    )
+    paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
+    if paid.size:
+        all_g[paid], all_b[paid], all_e[paid], _ = refine(
+            engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
         )
-        # Where that step paid well (the transferred angles were far off), further steps
-        # may too: those problems refine until a step no longer pays.
-        paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
-        if paid.size:
-            all_g[paid], all_b[paid], all_e[paid], _ = refine(
-                engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
-            )
-    return all_g, all_b, all_e
+
+
+def _put(
+    angles: tuple[FloatArray, FloatArray, FloatArray],
+    rows: npt.NDArray[np.intp],
+    values: tuple[FloatArray, FloatArray, FloatArray],
+) -> None:
+    """Set ``rows`` of every problem's (gammas, betas, energy)."""
+    for array, value in zip(angles, values, strict=True):
+        array[rows] = value
 
 
 def _refine_pilots(

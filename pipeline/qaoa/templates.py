@@ -27,7 +27,6 @@ import qiskit
 import qiskit_aer
 from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import ParameterVector
-from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginManager
 
 from pipeline.backends.base import Backend
 from pipeline.private import make_folder
@@ -180,15 +179,6 @@ class TemplateStore:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
-
-
-def load_transpiler_plugins() -> None:
-    """Import every installed package's transpiler stage plugins, as a pass manager does.
-
-    Qiskit loads them all (qiskit-ibm-runtime's among them: about a second) the first
-    time a process builds a preset pass manager; process start-up can pay it instead.
-    """
-    PassManagerStagePluginManager()
 
 
 def compile_template(shape: ShapeKey, backend: Backend, key: str) -> CompiledTemplate:

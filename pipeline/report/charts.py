@@ -183,30 +183,9 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
     mark = (2.5, 0.55) if points > DENSE else (4.0, 0.85)  # radius, opacity
     for i, panel in enumerate(panels):
         left = 55 + i * panel_w
-        right = left + panel_w - 65
-        xs = [x for s in panel.series for x, _, _ in s.points]
-        ys = [y for s in panel.series for _, y, _ in s.points]
-        if panel.hline is not None:
-            ys.append(panel.hline)
-        if panel.diagonal:
-            xs = ys = xs + ys
-        xscale = Linear(*span_of(xs, pad=0.06), left, right)
-        y_lo, y_hi = span_of(ys, pad=0.08)
-        yscale = Linear(0.0 if panel.y_zero else y_lo, y_hi, bottom, top)
-        for tick in nice_ticks(yscale.lo, yscale.hi, 4):
-            if yscale.lo <= tick <= yscale.hi:
-                canvas.line(left, yscale(tick), right, yscale(tick), GRID)
-                canvas.text(left - 4, yscale(tick) + 4, fmt(tick), "end", "small")
-        canvas.line(left, top, left, bottom)
-        canvas.text(left - 44, (top + bottom) / 2, panel.y_label, "middle", "small", rotate=True)
-        canvas.text((left + right) / 2, 14, panel.title, "middle")
-        canvas.x_axis(Linear(xscale.lo, xscale.hi, left, right), bottom, panel.x_label)
-        if panel.hline is not None:
-            y = yscale(panel.hline)
-            canvas.line(left, y, right, y, "#9ca3af", 1)
-        if panel.diagonal:
-            lo, hi = max(xscale.lo, yscale.lo), min(xscale.hi, yscale.hi)
-            canvas.line(xscale(lo), yscale(lo), xscale(hi), yscale(hi), "#9ca3af", 1)
+        box = _Box(left, left + panel_w - 65, top, bottom)
+        xscale, yscale = _scales(panel, box)
+        _frame(canvas, panel, box, xscale, yscale)
         for series in panel.series:
             for x, y, tip in series.points:
                 canvas.circle(xscale(x), yscale(y), series.fill, tip, *mark)
@@ -216,6 +195,49 @@ def scatter_panels(fig_id: str, title: str, panels: Sequence[Panel]) -> str:
             seen.setdefault(series.label, series.fill)
     canvas.legend(55, bottom + 54, list(seen.items()))
     return canvas.svg(fig_id, title)
+
+
+@dataclass(frozen=True)
+class _Box:
+    """Where a panel's plot area sits on the canvas."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+
+
+def _scales(panel: Panel, box: _Box) -> tuple[Linear, Linear]:
+    """Axes that hold every point, the reference line, and (for a diagonal) both ranges."""
+    xs = [x for s in panel.series for x, _, _ in s.points]
+    ys = [y for s in panel.series for _, y, _ in s.points]
+    if panel.hline is not None:
+        ys.append(panel.hline)
+    if panel.diagonal:
+        xs = ys = xs + ys
+    xscale = Linear(*span_of(xs, pad=0.06), box.left, box.right)
+    y_lo, y_hi = span_of(ys, pad=0.08)
+    yscale = Linear(0.0 if panel.y_zero else y_lo, y_hi, box.bottom, box.top)
+    return xscale, yscale
+
+
+def _frame(canvas: Canvas, panel: Panel, box: _Box, xscale: Linear, yscale: Linear) -> None:
+    """A panel's grid, axes, labels, title and reference lines, under its points."""
+    left, right, top, bottom = box.left, box.right, box.top, box.bottom
+    for tick in nice_ticks(yscale.lo, yscale.hi, 4):
+        if yscale.lo <= tick <= yscale.hi:
+            canvas.line(left, yscale(tick), right, yscale(tick), GRID)
+            canvas.text(left - 4, yscale(tick) + 4, fmt(tick), "end", "small")
+    canvas.line(left, top, left, bottom)
+    canvas.text(left - 44, (top + bottom) / 2, panel.y_label, "middle", "small", rotate=True)
+    canvas.text((left + right) / 2, 14, panel.title, "middle")
+    canvas.x_axis(Linear(xscale.lo, xscale.hi, left, right), bottom, panel.x_label)
+    if panel.hline is not None:
+        y = yscale(panel.hline)
+        canvas.line(left, y, right, y, "#9ca3af", 1)
+    if panel.diagonal:
+        lo, hi = max(xscale.lo, yscale.lo), min(xscale.hi, yscale.hi)
+        canvas.line(xscale(lo), yscale(lo), xscale(hi), yscale(hi), "#9ca3af", 1)
 
 
 def histogram(

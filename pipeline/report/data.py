@@ -20,7 +20,6 @@ from pipeline.quality import gap_sql, ratio_sql, size_bin_sql
 from pipeline.results import ResultsLocation, connect, open_files
 
 STAGES = ("queue", "compile", "execute", "post", "total")
-ANSWERED = ("completed", "degraded")
 # The replayed answers `qhopper drift` writes: the columns the drift figure reads.
 DRIFT_COLUMNS = (
     "problem_id",

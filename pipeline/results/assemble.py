@@ -51,12 +51,7 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]
     batch = finished.batch
     quantum = _answers(finished.results) if finished.quantum else {}
     classical = _answers(finished.fallback_results if finished.quantum else finished.results)
-    costs = _attempt_costs(finished.results) if finished.quantum else {}
-    seconds = (
-        {pid: r.seconds for r in finished.results for pid in r.problem_ids}
-        if finished.quantum
-        else {}
-    )
+    before = _quantum_attempts(finished) if finished.quantum else {}
     completed_at = datetime.now(UTC)
     rows: list[ProblemRow] = []
     limit = context.max_attempts
@@ -66,18 +61,10 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]
         if pid in quantum and why is None:
             rows.append(_quantum_row(context, finished, problem, quantum[pid], completed_at))
         elif pid in classical:
-            spent = costs.get(pid, 0.0)
+            spent = before.get(pid, _Attempt())
+            answer = classical[pid]
             rows.append(
-                _classical_row(
-                    context,
-                    finished,
-                    problem,
-                    classical[pid],
-                    why,
-                    spent,
-                    seconds.get(pid, 0.0),
-                    completed_at,
-                )
+                _classical_row(context, finished, problem, answer, why, spent, completed_at)
             )
         elif problem.attempts >= limit:
             error = finished.errors.get(pid) or why
@@ -225,12 +212,20 @@ def _answers(results: Sequence[ChunkResult]) -> dict[str, Answer]:
     return {a.problem_id: a for r in results for a in r.answers}
 
 
-def _attempt_costs(results: Sequence[ChunkResult]) -> dict[str, float]:
-    """Each problem's share of what failed quantum chunks spent before falling back."""
+@dataclass(frozen=True)
+class _Attempt:
+    """What a quantum attempt cost a problem that then fell back: its share of the failed
+    chunk's bill, and the chunk's time (the problem waited for it)."""
+
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+def _quantum_attempts(finished: FinishedBatch) -> dict[str, _Attempt]:
+    """Each problem's quantum attempt: a failed chunk's bill is split between its problems."""
     return {
-        pid: r.cost_usd / len(r.problem_ids)
-        for r in results
-        if r.fallback is not None
+        pid: _Attempt(r.cost_usd / len(r.problem_ids) if r.fallback is not None else 0.0, r.seconds)
+        for r in finished.results
         for pid in r.problem_ids
     }
 
@@ -320,8 +315,7 @@ def _classical_row(
     problem: PlannedProblem,
     answer: Answer,
     why: Fallback | None,
-    spent: float,
-    quantum_s: float,
+    before: _Attempt,
     completed_at: datetime,
 ) -> ProblemRow:
     prices = context.prices
@@ -344,8 +338,8 @@ def _classical_row(
         bound=answer.bound,
         gap=gap,
         reference_note=known_instance(problem.input_hash),
-        cost_usd=spent + answer.seconds * prices.cpu_usd_per_core_second,
-        t_execute_s=quantum_s + answer.seconds,
+        cost_usd=before.cost_usd + answer.seconds * prices.cpu_usd_per_core_second,
+        t_execute_s=before.seconds + answer.seconds,
     )
 
 

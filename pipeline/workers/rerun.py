@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
-from pipeline.qaoa.evaluators import BatchProblem, choose_evaluator
+from pipeline.qaoa.evaluators import BatchProblem, EvaluatorChoice, choose_evaluator
 from pipeline.qaoa.sampling import best_sample, draw, expectations
 from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
@@ -46,7 +46,7 @@ def replay_chunk(task: ReplayTask) -> ChunkResult:
     reps = len(task.angles[0]) // 2
     angles = np.asarray(task.angles, dtype=np.float64).reshape(len(problems), 2 * reps)
     gammas, betas = angles[:, :reps].copy(), angles[:, reps:].copy()
-    evaluator = choose_evaluator("auto", template, problems, caller, task.seed)
+    evaluator = choose_evaluator(EvaluatorChoice.AUTO, template, problems, caller, task.seed)
     rows = np.arange(len(problems))
     energies = evaluator.energies(rows, gammas[:, None, :], betas[:, None, :])[:, 0]
     exact = evaluator.expected_objectives(gammas, betas, energies)
