@@ -12,7 +12,7 @@ from batching.batches import (
 )
 from batching.economics import Budgets, route_batches
 from batching.estimate import RunEstimate, estimate_run
-from batching.planner import new_batch_id, plan_batches
+from batching.planner import new_batch_id, plan_batches, plan_claims
 
 __all__ = [
     "Batch",
@@ -26,5 +26,6 @@ __all__ = [
     "estimate_run",
     "new_batch_id",
     "plan_batches",
+    "plan_claims",
     "route_batches",
 ]

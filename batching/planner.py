@@ -1,5 +1,6 @@
-"""Batch formation: group planned problems by shape where the quantum route is open to them
-(by kind where a problem rule refused it), cut groups at the size limit.
+"""Planning: each claim formulated once, then grouped into batches: by shape where the
+quantum route is open to them (by kind where a problem rule refused it), cut at the size
+limit.
 
 Pure functions over plain data, so the invariants (every problem in exactly one batch,
 no batch over the limit, one shape per quantum batch) are easy to test.
@@ -13,6 +14,7 @@ class starts from that class's angles.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import secrets
 from collections import defaultdict
@@ -20,7 +22,13 @@ from collections.abc import Callable, Sequence
 
 from batching.batches import PlannedBatch, PlannedProblem
 from batching.rules import ProblemFacts, Refusal, problem_refusal
+from pipeline.backends import Backend
+from pipeline.config import Settings
+from pipeline.formulation import formulate
+from pipeline.intake.types import ClaimedProblem
+from pipeline.model import spec_from_record
 from pipeline.qaoa.angles import degree_sequence
+from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey, batch_shape
 
 Member = tuple[PlannedProblem, str, Refusal | None]  # the problem, why its route, refusal
@@ -101,3 +109,38 @@ def _sort_key(key: tuple[ShapeKey | None, str]) -> tuple[str, str, str]:
     always been planned in)."""
     shape, part = key
     return ("quantum", shape.label, part) if shape is not None else ("classical", "", part)
+
+
+def plan_claims(
+    claims: Sequence[ClaimedProblem], backend: Backend, settings: Settings
+) -> tuple[list[ClaimedProblem], list[PlannedBatch]]:
+    """Claims past their attempt limit, and the rest planned into batches."""
+    limit = settings.intake.max_attempts
+    exhausted = [c for c in claims if c.attempts > limit]
+    planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
+    batches = plan_batches(
+        planned,
+        backend.name,
+        backend.target.why_not,
+        settings.quantum.max_batch_size,
+        pooled=lambda n: uses_fast_path(backend, n),
+    )
+    return exhausted, batches
+
+
+def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
+    spec = spec_from_record(json.loads(claim.spec_json))
+    return PlannedProblem(
+        problem_id=claim.id,
+        key=claim.key,
+        spec=spec,
+        formulation=formulate(spec),
+        input_hash=claim.input_hash,
+        attempts=claim.attempts,
+        submitted_at=claim.submitted_at,
+        claimed_at=claim.claimed_at,
+        reps=spec.reps or settings.quantum.default_reps,
+        shots=spec.shots or settings.quantum.default_shots,
+        trace_id=claim.trace_id,
+        supersedes=claim.supersedes,
+    )

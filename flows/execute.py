@@ -7,9 +7,7 @@ Dask or OR-Tools.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,11 +17,9 @@ from batching import (
     Budgets,
     FinishedBatch,
     PlannedBatch,
-    PlannedProblem,
     RunEstimate,
     estimate_run,
-    new_batch_id,
-    plan_batches,
+    plan_claims,
     route_batches,
 )
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
@@ -31,20 +27,15 @@ from flows.dispatch import Dispatcher, TemplateCompiler
 from flows.tally import Run, Stage
 from pipeline.backends import Backend
 from pipeline.config import Settings
-from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
-from pipeline.model import spec_from_record
 from pipeline.qaoa.angle_store import AngleLibrary, record_batch
-from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.templates import TemplateStore, artifact_key
-from pipeline.results import BatchRow, ProblemRow
+from pipeline.results import ProblemRow
 from pipeline.results.assemble import (
     CLASSICAL_BACKEND,
     RowContext,
-    batch_row,
-    batch_rows,
-    exhausted_batch_row,
-    exhausted_rows,
+    commit_exhausted,
+    commit_finished,
 )
 from pipeline.vocabulary import Route, State
 
@@ -82,23 +73,6 @@ def execute_claims(
     finally:
         work.close()
     return compute.label
-
-
-def plan_claims(
-    claims: Sequence[ClaimedProblem], backend: Backend, settings: Settings
-) -> tuple[list[ClaimedProblem], list[PlannedBatch]]:
-    """Claims past their attempt limit, and the rest planned into batches."""
-    limit = settings.intake.max_attempts
-    exhausted = [c for c in claims if c.attempts > limit]
-    planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
-    batches = plan_batches(
-        planned,
-        backend.name,
-        backend.target.why_not,
-        settings.quantum.max_batch_size,
-        pooled=lambda n: uses_fast_path(backend, n),
-    )
-    return exhausted, batches
 
 
 class _Work:
@@ -190,16 +164,8 @@ class _Work:
         its refined angles written back to the angle library, so the next batch of its
         class starts there."""
         run = self.run
-        post = time.perf_counter()
-
-        def row_of_batch(kept: list[ProblemRow]) -> BatchRow:
-            return batch_row(finished, self.context, kept, time.perf_counter() - post)
-
-        rows = batch_rows(finished, self.context)
         lease = run.deps.settings.intake.lease_seconds
-        written = run.deps.results.commit_batch(
-            run.run_id, finished.batch.batch_id, rows, row_of_batch, lease
-        )
+        written = commit_finished(run.deps.results, finished, self.context, lease)
         run.tally.written(written)
         _log_batch(run.run_id, finished, written, run.deps.backend_spec)
         _learn(self.library, finished, written)
@@ -215,17 +181,8 @@ class _Work:
             return
         run = self.run
         run.tally.batches += 1
-        batch_id = new_batch_id()
-        rows = exhausted_rows(claims, batch_id, self.context)
-        attempts = max(c.attempts for c in claims)
-        written = run.deps.results.commit_batch(
-            run.run_id,
-            batch_id,
-            rows,
-            lambda kept: exhausted_batch_row(batch_id, self.context, kept, attempts),
-            run.deps.settings.intake.lease_seconds,
-        )
-        run.tally.written(written)
+        lease = run.deps.settings.intake.lease_seconds
+        run.tally.written(commit_exhausted(run.deps.results, claims, self.context, lease))
 
     def close(self) -> None:
         self.compiler.close()
@@ -286,21 +243,3 @@ def _log_batch(
         "t_execute_s": finished.execute_s,
     }
     log.info("batch %s committed: %d rows", batch.batch_id, len(written), extra={"fields": fields})
-
-
-def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
-    spec = spec_from_record(json.loads(claim.spec_json))
-    return PlannedProblem(
-        problem_id=claim.id,
-        key=claim.key,
-        spec=spec,
-        formulation=formulate(spec),
-        input_hash=claim.input_hash,
-        attempts=claim.attempts,
-        submitted_at=claim.submitted_at,
-        claimed_at=claim.claimed_at,
-        reps=spec.reps or settings.quantum.default_reps,
-        shots=spec.shots or settings.quantum.default_shots,
-        trace_id=claim.trace_id,
-        supersedes=claim.supersedes,
-    )

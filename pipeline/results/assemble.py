@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batching.batches import Batch, FinishedBatch, PlannedProblem
+from batching.planner import new_batch_id
 from pipeline.config import ClassicalSettings, PriceSettings
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
@@ -25,6 +27,7 @@ from pipeline.qaoa.shapes import shape_of
 from pipeline.quality import objective_scale
 from pipeline.reference import Reference, exhaustive, known_instance
 from pipeline.results.rows import BatchRow, ProblemRow
+from pipeline.results.store import ResultStore
 from pipeline.tasks import Answer, ChunkResult
 from pipeline.vocabulary import Route, SolverPath
 
@@ -355,4 +358,38 @@ def _failed_row(
         status=FAILED,
         fallback_code=why.code,
         fallback_reason=why.message,
+    )
+
+
+def commit_finished(
+    store: ResultStore, finished: FinishedBatch, context: RowContext, lease_seconds: float
+) -> list[ProblemRow]:
+    """A finished batch's rows and batch row, committed; the rows actually written (those
+    whose problems the run still holds)."""
+    post = time.perf_counter()
+
+    def row_of_batch(kept: list[ProblemRow]) -> BatchRow:
+        return batch_row(finished, context, kept, time.perf_counter() - post)
+
+    rows = batch_rows(finished, context)
+    batch_id = finished.batch.batch_id
+    return store.commit_batch(context.run_id, batch_id, rows, row_of_batch, lease_seconds)
+
+
+def commit_exhausted(
+    store: ResultStore,
+    claims: Sequence[ClaimedProblem],
+    context: RowContext,
+    lease_seconds: float,
+) -> list[ProblemRow]:
+    """Problems that kept killing runs: one batch of failed rows that say so, committed."""
+    batch_id = new_batch_id()
+    rows = exhausted_rows(claims, batch_id, context)
+    attempts = max(c.attempts for c in claims)
+    return store.commit_batch(
+        context.run_id,
+        batch_id,
+        rows,
+        lambda kept: exhausted_batch_row(batch_id, context, kept, attempts),
+        lease_seconds,
     )
