@@ -1,12 +1,13 @@
-"""Routing economics: per batch, is the quantum backend feasible, affordable and on time?
+"""Routing: each batch's route decided once, on its numbers and the rules.
 
-For every quantum-eligible batch the backend estimates what the batch's workload would
-cost and how long it would run; the router adds the queue and compile estimates, and
-compares the result with the problems' deadlines, the per-problem budget, what is left
-of the run's budget and of each tenant's quota. ``route: auto`` takes quantum whenever
-all of that holds; otherwise the batch goes to CP-SAT, and problems that asked for
-quantum explicitly are labelled degraded with the reason. Every number behind the
-decision is kept (:class:`RoutingNumbers`) and stored in the batch's Parquet row.
+For every batch the quantum route is open to, the backend estimates what the batch's
+workload would cost and how long it would run; the router adds the queue and compile
+estimates and hands them to the batch rules (:mod:`batching.rules`: the backend's fit, the
+deadline, the per-problem budget, what is left of the run's budget and of each tenant's
+quota). ``route: auto`` takes quantum unless a rule refuses it; then the batch goes to
+CP-SAT, and problems that asked for quantum explicitly are labelled degraded with the
+refusal. Every number behind the decision is kept (:class:`RoutingNumbers`) and stored in
+the batch's Parquet row.
 
 Batches are considered earliest deadline first, then by priority, so scarce budget goes
 to the work that needs it soonest. A quantum batch may spend at run time, failed
@@ -93,8 +94,7 @@ def route_batches(
     decided: dict[int, Batch] = {}
     for index in sorted(range(len(batches)), key=lambda i: _urgency(batches[i])):
         batch = batches[index]
-        limit = settings.classical.time_limit_s
-        seconds = [classical_seconds(p, limit) for p in batch.problems]
+        seconds = [classical_seconds(p, settings.classical.time_limit_s) for p in batch.problems]
         base = _classical_numbers(batch, backend, settings, now, workers, ledger, seconds)
         if batch.shape is None:
             decided[index] = _routed(batch, base, sum(seconds))
@@ -106,10 +106,10 @@ def route_batches(
             uses_fast_path(backend, batch.shape.n_qubits),
             settings.routing.simulator_memory_bytes,
         )
-        estimate, feasible = _quantum_estimate(batch, backend, settings, chunks, compiled, base)
+        estimate, costed = _quantum_estimate(batch, backend, settings, chunks, compiled, base)
         refusal = batch_refusal(estimate, ledger)
         allotted = 0.0 if refusal else ledger.reserve(batch, estimate.cost_usd)
-        numbers = _quantum_numbers(base, estimate, feasible, refusal, allotted, backend.name)
+        numbers = _quantum_numbers(base, estimate, costed, refusal, allotted, backend.name)
         decided[index] = _routed(batch, numbers, sum(seconds), refusal, chunks)
     return [decided[i] for i in range(len(batches))]
 
