@@ -1,4 +1,5 @@
-"""The backend interface, its error tables, the fault wrapper, the call policy, routing economics.
+"""The backend interface, its error tables, the fault wrapper, the call policy (routing
+economics: test_routing.py).
 
 Everything runs offline on real simulators: Aer, Aer with a fake device's noise model, and
 qiskit-ibm-runtime's local testing mode. Fault rates of 0 or 1 and millisecond latencies
@@ -8,14 +9,11 @@ make every outcome certain.
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from qiskit import QuantumCircuit
@@ -28,8 +26,6 @@ from qiskit_ibm_runtime.exceptions import (
     RuntimeJobTimeoutError,
 )
 
-from batching.economics import route_batches
-from batching.planner import PlannedProblem, plan_batches
 from pipeline.backends import (
     BackendCaller,
     CallPolicy,
@@ -45,7 +41,7 @@ from pipeline.backends import (
 from pipeline.backends import base as backend_base
 from pipeline.backends.faulty import ProviderHTTPError
 from pipeline.backends.ibm import Credentials
-from pipeline.config import RetrySettings, load_settings
+from pipeline.config import RetrySettings
 from pipeline.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -55,8 +51,6 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from pipeline.formulation import formulate
-from pipeline.model import MaxCutSpec
 from pipeline.qaoa.evaluators import uses_fast_path
 
 FAST = CallPolicy(retry=RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005))
@@ -387,121 +381,3 @@ def test_credentials_are_masked_and_required(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("QHOPPER_IBM_SECRET_BLOCK", raising=False)
     with pytest.raises(ConfigError, match="QISKIT_IBM_TOKEN"):
         Credentials.load()
-
-
-# --- routing economics --------------------------------------------------------------------
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def planned(index: int, n: int = 5, tenant: str = "default", **extra: object) -> PlannedProblem:
-    edges = [[i, (i + 1) % n, 1 + (index + i) % 3] for i in range(n)]
-    spec = MaxCutSpec.model_validate(
-        {"kind": "maxcut", "n": n, "edges": edges, "tenant": tenant, **extra}
-    )
-    naive = NOW.replace(tzinfo=None)
-    return PlannedProblem(
-        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, naive, naive, 1, 128
-    )
-
-
-def route(problems: list[PlannedProblem], backend: str = "aer", **overrides: object) -> list:
-    settings = load_settings(overrides=dict(overrides))
-    quantum = get_backend(backend, settings.quantum.max_qubits)
-    batches = plan_batches(problems, backend, quantum.target.why_not, 4)
-    return route_batches(batches, quantum, settings, NOW, compiled=lambda _: True, workers=2)
-
-
-def test_affordable_and_on_time_goes_quantum_with_its_numbers() -> None:
-    (batch,) = route([planned(i) for i in range(4)])
-    numbers = batch.routing
-    assert batch.route == "quantum" and numbers.decision == "quantum"
-    assert numbers.est_quantum_cost_usd > 0 and numbers.est_quantum_compile_s == 0.0
-    assert numbers.budget_allotted_usd >= numbers.est_quantum_cost_usd
-    assert numbers.est_quantum_latency_s == pytest.approx(numbers.est_quantum_execute_s)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "extra", "word"),
-    [
-        ({"budget.per_problem_usd": 1e-12}, {}, "per-problem budget"),
-        ({"budget.per_run_usd": 1e-12}, {}, "run budget"),
-        ({"budget.tenant_quota_usd": {"lab": 1e-12}}, {"tenant": "lab"}, "tenant 'lab'"),
-        ({}, {"deadline": (NOW + timedelta(milliseconds=1)).isoformat()}, "deadline"),
-    ],
-)
-def test_unaffordable_or_late_goes_classical_with_the_reason(
-    overrides: dict, extra: dict, word: str
-) -> None:
-    problems = [planned(i, **extra) for i in range(3)] + [planned(9, route="quantum", **extra)]
-    (batch,) = route(problems, **overrides)
-    assert batch.route == "classical" and batch.shape is None and word in batch.route_reason
-    # only the one that asked for quantum is degraded, with the route's reason
-    assert {pid: f.message for pid, f in batch.fallbacks.items()} == {"p9": batch.route_reason}
-
-
-def test_the_run_budget_goes_to_the_earliest_deadline_first() -> None:
-    later = [planned(i, n=5, deadline=(NOW + timedelta(hours=2)).isoformat()) for i in range(4)]
-    sooner = [
-        planned(10 + i, n=6, deadline=(NOW + timedelta(hours=1)).isoformat()) for i in range(4)
-    ]
-    probe = route(later + sooner)
-    cost = {b.shape.n_qubits: b.routing.est_quantum_cost_usd for b in probe}
-    budget = cost[6] * 3 + cost[5] * 0.5  # room for one batch's reservation, not both
-    routed = {
-        b.problems[0].formulation.ising.n: b
-        for b in route(later + sooner, **{"budget.per_run_usd": budget})
-    }
-    assert routed[6].route == "quantum" and routed[5].route == "classical"
-    assert "run budget" in routed[5].route_reason
-
-
-def test_too_big_for_the_simulator_memory_is_infeasible() -> None:
-    (batch,) = route(
-        [planned(i, n=12) for i in range(2)], **{"routing.simulator_memory_bytes": 1024}
-    )
-    assert batch.route == "classical" and not batch.routing.est_quantum_feasible
-    assert "statevector of 12 qubits" in batch.route_reason
-    assert math.isfinite(batch.routing.est_classical_latency_s)
-    assert np.isclose(batch.routing.budget_allotted_usd, 0.0)
-
-
-def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = readme.split("### Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    config = tmp_path / "conf" / "qhopper.toml"
-    config.parent.mkdir()
-    config.write_text(block.replace('database_url = "sqlite:///<home>/intake.db"', ""))
-    shown = load_settings(tmp_path, config)
-    defaults = load_settings(tmp_path)
-    sections = [name for name in defaults.model_dump() if name != "home"]
-    assert sections == [name for name in shown.model_dump() if name != "home"]
-    for section in sections:
-        for name, value in getattr(defaults, section).model_dump().items():
-            actual = getattr(getattr(shown, section), name)
-            if isinstance(value, float):
-                assert actual == pytest.approx(value, rel=0.01), f"{section}.{name}"
-            else:
-                assert actual == value, f"{section}.{name}"
-
-
-def test_waves_of_one_run_share_its_budget() -> None:
-    """A run routes each wave of claims separately: the run budget carries across them."""
-    from batching.economics import Budgets
-
-    settings = load_settings()
-    quantum = get_backend("aer", settings.quantum.max_qubits)
-    budgets = Budgets.for_run(settings)
-
-    def wave(first: int) -> list:
-        problems = [planned(i) for i in range(first, first + 4)]
-        batches = plan_batches(problems, "aer", quantum.target.why_not, 4)
-        return route_batches(
-            batches, quantum, settings, NOW, compiled=lambda _: True, workers=2, budgets=budgets
-        )
-
-    (one,) = wave(0)
-    left = budgets.run_left
-    assert one.route == "quantum" and left < settings.budget.per_run_usd
-    (two,) = wave(10)
-    assert two.routing.budget_run_left_usd == pytest.approx(left)  # not a fresh budget
-    assert budgets.run_left < left

@@ -12,14 +12,12 @@ from hypothesis import strategies as st
 from batching.batches import PlannedProblem
 from batching.estimate import estimate_run
 from batching.planner import plan_batches
-from batching.rules import ProblemFacts, problem_refusal
-from batching.sizing import classical_seconds
 from flows.progress import Eta
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
 from pipeline.durations import duration
 from pipeline.formulation import formulate
-from pipeline.model import MaxCutSpec, QuboSpec
+from pipeline.model import MaxCutSpec
 from pipeline.qaoa.shapes import shape_of
 
 NOW = datetime(2026, 1, 1)
@@ -53,24 +51,6 @@ def test_same_structure_different_weights_share_a_shape() -> None:
     assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer-noisy")
     c = planned(2, 5, [*path_edges(5, 1.0), [0, 4, 1.0]])
     assert shape_of(c.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer")
-
-
-@pytest.mark.parametrize(
-    ("requested", "n", "route", "fallback"),
-    [
-        ("auto", 8, "quantum", False),
-        ("auto", 20, "classical", False),
-        ("classical", 4, "classical", False),
-        ("quantum", 20, "classical", True),
-        ("quantum", 16, "quantum", False),
-    ],
-)
-def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
-    why_not = f"needs {n} qubits; at most 16" if n > 16 else None
-    refusal = problem_refusal(ProblemFacts(requested, why_not))
-    assert (refusal is None) == (route == "quantum")
-    assert (refusal is not None and refusal.fallback() is not None) == fallback
-    assert refusal is None or refusal.message
 
 
 problem_lists = st.lists(
@@ -121,58 +101,10 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
     assert len({b.batch_id for b in batches}) == len(batches)
 
 
-@pytest.mark.parametrize("n", [12, 18, 20, 22])
-@pytest.mark.parametrize("size", [1, 5, 64])
-def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
-    import math
-
-    from batching.sizing import chunk_count
-    from pipeline.memory import fast_path_bytes
-
-    memory = 64 * 2**20
-    count = chunk_count(size, n, workers=2, exact=True, memory_bytes=memory)
-    per_chunk = math.ceil(size / count)
-    assert 1 <= count <= size
-    assert per_chunk == 1 or fast_path_bytes(n, per_chunk) <= memory
-    assert count >= min(2, size // 4)  # still one chunk per worker where there is work for it
-    if count > max(1, min(2, size // 4)):  # cut further for memory: twice as big would not fit
-        assert fast_path_bytes(n, 2 * per_chunk) > memory
-
-
 # --- the run's estimate, said before it computes ------------------------------------------
 def random_graph(n: int, p: float, seed: int) -> list[list[float]]:
     rng = random.Random(seed)
     return [[i, j, 1] for i in range(n) for j in range(i + 1, n) if rng.random() < p] or [[0, 1]]
-
-
-def test_cpsat_estimate_follows_the_measured_growth_and_stops_at_the_limit() -> None:
-    """Measured here (bench_estimate, MEASUREMENTS.md): MaxCut 0.02 s at 50 edges, 0.4 s at
-    80, 2-5 s at 100, unproved in 10 s past ~110; a dense 20-variable QUBO ~1 s, unproved at
-    40. Past what it can prove, CP-SAT uses its whole limit."""
-    limit = 10.0
-
-    def maxcut(edges: int) -> float:
-        n = 60
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)][:edges]
-        return classical_seconds(planned(0, n, [[i, j, 1] for i, j in pairs]), limit)
-
-    def dense_qubo(n: int) -> float:
-        spec = QuboSpec.model_validate(
-            {
-                "kind": "qubo",
-                "n": n,
-                "quadratic": [[i, j, 1] for i in range(n) for j in range(i + 1, n)],
-            }
-        )
-        problem = PlannedProblem("q", "q", spec, formulate(spec), "h", 1, NOW, NOW, 1, 128)
-        return classical_seconds(problem, limit)
-
-    assert maxcut(30) < maxcut(50) < 0.1
-    assert 0.1 < maxcut(80) < 1
-    assert 1 < maxcut(100) < limit
-    assert maxcut(150) == limit
-    assert 0.3 < dense_qubo(20) < 5
-    assert dense_qubo(40) == limit
 
 
 def test_the_estimate_names_what_dominates_and_scales_to_the_backlog() -> None:
