@@ -1,28 +1,25 @@
 """The kind registry: exactly the known kinds, exhaustive dispatch, and each kind's
-formulation and classical answer against tests/truth.py, which shares no code with pipeline/.
+formulation against tests/truth.py, which shares no code with pipeline/ (its classical
+answer, as a worker computes it: test_workers.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
-import os
 import pkgutil
-import socket
 import typing
 from typing import Any
 
 import numpy as np
 import pytest
-from truth import brute_force, feasible
+from truth import feasible
 from truth import objective as true_objective
 
 import pipeline.kinds
 from pipeline.formulation import formulate
 from pipeline.kinds import KINDS, ProblemSpec, UnknownKindError, get, kind_of
 from pipeline.model import spec_from_record
-from pipeline.tasks import ClassicalTask
-from pipeline.workers.classical import run_classical_task
 
 KNOWN = {"maxcut", "qubo", "portfolio"}
 
@@ -143,38 +140,3 @@ def test_formulation_objective_matches_independent_truth(name: str, seed: int) -
             penalised[~allowed] > best if formulation.sense == "min" else penalised[~allowed] < best
         )
         assert worse.all()
-
-
-# --- the classical task, as a Dask worker runs it -----------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN))
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize(("enumerate_max", "status"), [(0, "OPTIMAL"), (12, "ENUMERATED")])
-def test_classical_task_answers_the_brute_force_optimum(
-    name: str, seed: int, enumerate_max: int, status: str
-) -> None:
-    rng = np.random.default_rng(100 + seed)
-    record = RANDOM[name](rng, int(rng.integers(2, 10)))
-    task = ClassicalTask(
-        problem_id=f"p-{name}-{seed}",
-        formulation=formulate(spec_from_record(record)),
-        time_limit_s=10.0,
-        workers=1,
-        seed=seed,
-        enumerate_max_variables=enumerate_max,
-    )
-    result = run_classical_task(task)
-    optimum = brute_force(record)
-    assert result.problem_ids == (task.problem_id,)
-    assert result.worker == f"{socket.gethostname()}:{os.getpid()}"
-    assert result.fallback is None and result.cost_usd == 0.0
-    (answer,) = result.answers
-    assert answer.problem_id == task.problem_id
-    assert answer.objective == pytest.approx(optimum, abs=1e-9)
-    assert answer.objective == pytest.approx(true_objective(record, answer.solution), abs=1e-9)
-    assert answer.feasible and feasible(record, answer.solution)
-    assert answer.proven_optimal and answer.solver_status == status
-    assert answer.bound == pytest.approx(optimum, abs=1e-9)
-    assert answer.cost_usd == 0.0
-    assert 0 < answer.seconds <= result.seconds

@@ -1,11 +1,11 @@
 """The quantum path: templates, Aer expectations against NumPy, answers against brute force,
-and optimised p=1 expectations against the published QAOA dataset."""
+and optimised p=1 expectations against the published QAOA dataset (a worker's quantum
+chunk around them: test_workers.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,28 +18,24 @@ import truth
 from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
-from pipeline.backends import CallPolicy, get_backend
-from pipeline.config import PriceSettings, RetrySettings
+from pipeline.backends import get_backend
+from pipeline.config import PriceSettings
 from pipeline.formulation import Formulation, formulate, portfolio_penalty
 from pipeline.model import MaxCutSpec, PortfolioSpec, QuboSpec
 from pipeline.qaoa.evaluators import (
     BatchProblem,
     DiagonalEvaluator,
     PrimitiveEvaluator,
-    normalised_weights,
 )
 from pipeline.qaoa.lockstep import optimise_batch
 from pipeline.qaoa.sampling import outcomes_as_integers
 from pipeline.qaoa.shapes import shape_of
 from pipeline.qaoa.templates import (
     CompiledTemplate,
-    PackedTemplate,
     TemplateStore,
     build_ansatz,
     compile_template,
 )
-from pipeline.tasks import QuantumChunkTask, WorkItem
-from pipeline.workers.quantum import run_quantum_chunk
 
 BACKEND = get_backend("aer", 16)
 SPECS = {"maxcut": MaxCutSpec, "qubo": QuboSpec, "portfolio": PortfolioSpec}
@@ -403,107 +399,6 @@ def test_shots_decode_to_the_integers_qiskit_counts_give() -> None:
             assert set(decoded[position].tolist()) == set(measured.get_int_counts(loc=position))
 
 
-def chunk_task(
-    specs: list[Record], reps: int, spec: str = "aer", policy: CallPolicy | None = None
-) -> QuantumChunkTask:
-    formulations = [formulated(s) for s in specs]
-    template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
-    return QuantumChunkTask(
-        template=PackedTemplate.pack(template),
-        problems=tuple(WorkItem(f"p{i}", f, 128) for i, f in enumerate(formulations)),
-        backend_spec=spec,
-        max_qubits=16,
-        max_iterations=20,
-        seed=7,
-        policy=policy or CallPolicy(),
-    )
-
-
-def test_a_chunk_answers_with_angles_that_reproduce_its_expectation() -> None:
-    rng = np.random.default_rng(5)
-    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.uniform(0.5, 2)))
-    task = chunk_task(specs, reps=2)
-    result = run_quantum_chunk(task)
-    assert result.fallback is None and result.problem_ids == ("p0", "p1", "p2", "p3", "p4")
-    assert [a.problem_id for a in result.answers] == list(result.problem_ids)
-    # On the fast path the shots come from the exact final state: no backend call at all.
-    assert result.attempts == 0 and not result.job_ids
-    assert result.worker.endswith(f":{os.getpid()}")
-    problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
-    # The angles act on the weights normalised to RMS 1, as the engine ran them.
-    scale = normalised_weights(task.template.unpack(), problems)[0]
-    for answer, item, s in zip(result.answers, task.problems, scale, strict=True):
-        assert answer.reps == 2 and len(answer.angles) == 4 and answer.evaluations > 0
-        gammas, betas = np.array(answer.angles[:2]), np.array(answer.angles[2:])
-        ising = item.formulation.ising
-        exact = ising.sign * (
-            ising.constant + s * numpy_qaoa_energy(item.formulation, gammas, betas, s)
-        )
-        assert answer.expected_objective == pytest.approx(exact, abs=1e-8)
-        assert answer.provider_job_id is None and not answer.proven_optimal  # no backend job
-
-
-def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> None:
-    rng = np.random.default_rng(5)
-    graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.uniform(0.5, 2)))
-    price = 0.5  # USD per core-second, so the bill is easy to check
-    policy = CallPolicy(prices=PriceSettings(cpu_usd_per_core_second=price))
-    result = run_quantum_chunk(chunk_task(specs, 2, policy=policy))
-    assert result.fallback is None and len(result.answers) == 6
-    # Time and bill are split evenly among the problems.
-    assert sum(a.cost_usd for a in result.answers) == pytest.approx(result.cost_usd)
-    assert sum(a.seconds for a in result.answers) == pytest.approx(result.seconds)
-    assert len({a.cost_usd for a in result.answers}) == 1
-    # Nothing reached Aer: the bill is the core-seconds the fast simulator held, shots
-    # included, which is most of the chunk's time and never more than all of it.
-    assert result.attempts == 0
-    assert 0.3 * price * result.seconds < result.cost_usd < price * result.seconds
-
-
-@pytest.mark.parametrize(
-    ("spec", "policy", "code"),
-    [
-        ("faulty:aer?permanent=1&seed=31", CallPolicy(), "backend_permanent"),
-        (
-            "faulty:aer?transient=1&seed=34",
-            CallPolicy(
-                retry=RetrySettings(max_attempts=2, backoff_initial_s=0.001, breaker_threshold=9)
-            ),
-            "backend_transient",
-        ),
-        (
-            "faulty:aer?outage=1&seed=33",
-            CallPolicy(retry=RetrySettings(max_attempts=2, backoff_initial_s=0.001)),
-            "backend_unavailable",
-        ),
-        ("aer", CallPolicy(budget_usd=0.0), "budget_exhausted"),
-        ("aer", CallPolicy(deadline_at=0.0), "deadline_exceeded"),
-    ],
-)
-def test_a_chunk_whose_backend_gives_up_returns_the_reason_and_the_bill(
-    spec: str, policy: CallPolicy, code: str
-) -> None:
-    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 3, lambda: 1.0)
-    result = run_quantum_chunk(chunk_task(specs, 1, spec, policy))
-    assert result.answers == () and result.fallback is not None
-    assert result.fallback.code == code, result.fallback
-    assert result.problem_ids == ("p0", "p1", "p2")
-    assert result.attempts == result.failures >= len(result.job_ids)
-    assert (result.cost_usd > 0) == bool(result.job_ids)  # jobs that ran are billed
-
-
-def test_a_fake_provider_is_evaluated_through_its_jobs() -> None:
-    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 2, lambda: 1.0)
-    fast = run_quantum_chunk(chunk_task(specs, 1, "aer"))
-    faked = run_quantum_chunk(chunk_task(specs, 1, "faulty:aer"))
-    assert fast.attempts == 0  # exact: not even a sampling call
-    assert faked.attempts >= 3  # grid, Newton steps and sampling, each a job
-    for a, b in zip(fast.answers, faked.answers, strict=True):
-        assert a.expected_objective == pytest.approx(b.expected_objective, abs=1e-6)
-
-
 @pytest.mark.parametrize("reps", [1, 2])
 @pytest.mark.parametrize("linear", [False, True])
 def test_aer_templates_equal_what_the_preset_pass_manager_gives(reps: int, linear: bool) -> None:
@@ -549,19 +444,6 @@ def test_a_problem_with_no_cost_terms_is_answered_exactly(name: str, evaluator: 
         assert answer.feasible and answer.evaluator == evaluator
         assert_exact_answer(record, answer.solution, answer.objective)
         exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
-        assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
-
-
-@pytest.mark.parametrize("name", list(NO_TERMS))
-def test_a_chunk_of_problems_with_no_cost_terms_completes_on_its_quantum_route(name: str) -> None:
-    record = NO_TERMS[name]
-    result = run_quantum_chunk(chunk_task([record, record], reps=1))
-    assert result.fallback is None, result.fallback
-    assert [a.problem_id for a in result.answers] == ["p0", "p1"]
-    for answer in result.answers:
-        assert answer.feasible
-        assert_exact_answer(record, answer.solution, answer.objective)
-        exact = true_qaoa_expectation(record, answer.angles[:1], answer.angles[1:])
         assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
 
 
@@ -614,15 +496,6 @@ def test_expected_objective_is_the_true_objective_expectation(case: str, evaluat
             tolerance = 5 * spread / np.sqrt(128 * p.sum())
         assert answer.expected_objective == pytest.approx(exact, abs=tolerance)
         assert min(values) - 1e-9 <= answer.expected_objective <= max(values) + 1e-9
-
-
-def test_expected_objective_of_a_chunk_is_in_the_problems_units() -> None:
-    records = expectation_cases()["portfolio"]
-    result = run_quantum_chunk(chunk_task(records, reps=1))
-    assert result.fallback is None
-    for record, answer in zip(records, result.answers, strict=True):
-        exact = true_qaoa_expectation(record, answer.angles[:1], answer.angles[1:])
-        assert answer.expected_objective == pytest.approx(exact, abs=1e-9)
 
 
 # -- a constrained kind's expectation is over its feasible outcomes (issue 23 item 4) ------
