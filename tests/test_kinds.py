@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import Kind, problem
 from truth import feasible
 from truth import objective as true_objective
 
@@ -27,50 +28,22 @@ KNOWN = {"maxcut", "qubo", "portfolio"}
 # --- random records, straight from the contract's fields ------------------------------------
 
 
-def _coefficient(rng: np.random.Generator) -> int | float:
-    return int(rng.integers(-9, 10)) if rng.random() < 0.5 else round(float(rng.uniform(-9, 9)), 3)
-
-
-def random_maxcut(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    edges: list[list[int | float]] = []
-    for u, v in itertools.combinations(range(n), 2):
-        if rng.random() < 0.6:
-            pair = [u, v] if rng.random() < 0.5 else [v, u]
-            edges.append(pair if rng.random() < 0.3 else [*pair, _coefficient(rng)])
-    return {"kind": "maxcut", "n": n, "edges": edges}
-
-
-def random_qubo(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    linear = [[i, _coefficient(rng)] for i in range(n) if rng.random() < 0.7]
-    quadratic = [
-        [i, j, _coefficient(rng)] if rng.random() < 0.5 else [j, i, _coefficient(rng)]
-        for i, j in itertools.combinations_with_replacement(range(n), 2)
-        if rng.random() < 0.5
-    ]
-    sense = "min" if rng.random() < 0.5 else "max"
-    return {
-        "kind": "qubo",
-        "n": n,
-        "linear": linear,
-        "quadratic": quadratic,
-        "offset": _coefficient(rng),
-        "sense": sense,
-    }
-
-
-def random_portfolio(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    a = rng.normal(size=(n, n))
-    sigma = (a @ a.T / n).round(3)
-    return {
-        "kind": "portfolio",
-        "mu": [float(m) for m in rng.uniform(-0.2, 1.0, n).round(3)],
-        "sigma": [[float(s) for s in row] for row in sigma],
-        "budget": int(rng.integers(0, n + 1)),
-        "risk": float(rng.choice([0.0, 0.5, 1.25])),
-    }
-
-
-RANDOM = {"maxcut": random_maxcut, "qubo": random_qubo, "portfolio": random_portfolio}
+def contract_record(kind: Kind, n: int, seed: int) -> dict[str, Any]:
+    """A random record as users may write one (tests/factories.py): pairs either way round,
+    coefficients integer or 3-decimal in [-9, 9] (a third of MaxCut's edges none), QUBO
+    diagonal terms, either QUBO sense written out."""
+    sense = {"sense": ("min", "max")[seed % 2]} if kind == "qubo" else {}
+    return problem(
+        kind,
+        n,
+        seed=seed,
+        density=0.6 if kind == "maxcut" else 0.5,
+        weights="mixed",
+        span=(-9, 9),
+        orient=True,
+        diagonal=True,
+        **sense,
+    )
 
 
 def all_solutions(n: int) -> list[str]:
@@ -110,9 +83,8 @@ def test_an_unknown_kind_raises_and_names_the_known_ones(name: Any) -> None:
 
 
 def test_dispatch_follows_the_spec_not_a_default() -> None:
-    rng = np.random.default_rng(0)
-    for name, make in RANDOM.items():
-        assert kind_of(spec_from_record(make(rng, 3))) is KINDS[name]
+    for name in sorted(KNOWN):
+        assert kind_of(spec_from_record(contract_record(name, 3, seed=0))) is KINDS[name]
 
 
 # --- formulations against independent truth -------------------------------------------------
@@ -121,8 +93,7 @@ def test_dispatch_follows_the_spec_not_a_default() -> None:
 @pytest.mark.parametrize("name", sorted(KNOWN))
 @pytest.mark.parametrize("seed", range(8))
 def test_formulation_objective_matches_independent_truth(name: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    record = RANDOM[name](rng, int(rng.integers(1, 8)))
+    record = contract_record(name, 1 + seed % 7, seed)  # 1 to 7 variables
     formulation = formulate(spec_from_record(record))
     solutions = all_solutions(formulation.n)
     bits = np.array([[int(c) for c in s] for s in solutions], dtype=np.int8)

@@ -10,7 +10,7 @@ import socket
 
 import numpy as np
 import pytest
-from test_kinds import KNOWN, RANDOM
+from test_kinds import KNOWN, contract_record
 from test_qaoa import (
     BACKEND,
     NO_TERMS,
@@ -168,8 +168,7 @@ def test_expected_objective_of_a_chunk_is_in_the_problems_units() -> None:
 def test_classical_task_answers_the_brute_force_optimum(
     name: str, seed: int, enumerate_max: int, status: str
 ) -> None:
-    rng = np.random.default_rng(100 + seed)
-    record = RANDOM[name](rng, int(rng.integers(2, 10)))
+    record = contract_record(name, 3 + 3 * seed, 100 + seed)  # 3, 6 and 9 variables
     task = ClassicalTask(
         problem_id=f"p-{name}-{seed}",
         formulation=formulate(spec_from_record(record)),
