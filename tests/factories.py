@@ -77,9 +77,11 @@ def problem(
       edges written without one), ``"int"`` (integers in ``span``, both ends included),
       ``"decimal"`` (uniform in ``span``, rounded to ``decimals``), ``"float"`` (uniform in
       ``span``, full precision), ``"normal"`` (standard normal), ``"mixed"`` (each one an
-      integer or a 3-decimal number in ``span``; a third of MaxCut's edges none), or a
+      integer or a 3-decimal number in ``span``; 30 % of MaxCut's edges none), or a
       number, every coefficient that number.
     - ``orient``: each pair written either way round, as users may.
+    - Draws interleave as in a plain loop over the pairs: keep it, which way round, its
+      weight; a QUBO's linear terms, then its pairs, then its offset.
     - QUBO: ``linear_density`` of the variables get a linear term; ``diagonal``: quadratic
       terms ``[i, i, c]`` too, each with probability ``density``.
     - Portfolio: ``sigma = A Aᵀ / n`` with A standard normal, ``mu`` uniform in
@@ -93,14 +95,13 @@ def problem(
     if kind == "portfolio":
         record = _portfolio(n, rng, decimals)
     else:
-        pairs = _pairs(n, graph, rng, density, n_edges, nonempty, diagonal and kind == "qubo")
         draw = _coefficients(weights, span, decimals, rng)
         if kind == "maxcut":
-            edges = [[*_oriented(u, v, orient, rng), *draw(unweighted=True)] for u, v in pairs]
+            edges = _terms(n, graph, rng, density, n_edges, nonempty, False, orient, draw, True)
             record = {"kind": "maxcut", "n": n, "edges": edges}
         else:
             linear = [[i, *draw()] for i in range(n) if rng.random() < linear_density]
-            quadratic = [[*_oriented(i, j, orient, rng), *draw()] for i, j in pairs]
+            quadratic = _terms(n, graph, rng, density, n_edges, nonempty, diagonal, orient, draw)
             [offset] = draw()
             record = {
                 "kind": "qubo",
@@ -135,7 +136,7 @@ def planned(
     return PlannedProblem(problem_id, key, spec, formulate(spec), "h", 1, at, at, reps, shots)
 
 
-def _pairs(
+def _terms(
     n: int,
     graph: Graph | Sequence[Sequence[int]],
     rng: np.random.Generator,
@@ -143,6 +144,31 @@ def _pairs(
     n_edges: int | None,
     nonempty: bool,
     diagonal: bool,
+    orient: bool,
+    draw: Any,
+    unweighted: bool = False,
+) -> list[list[int | float]]:
+    """The pairs as ``[u, v, coefficient?]``, each written the moment it is drawn (keep it,
+    which way round, its coefficient), as a plain loop over the pairs would draw them."""
+
+    def term(u: int, v: int) -> list[int | float]:
+        if orient and rng.random() >= 0.5:
+            u, v = v, u
+        return [u, v, *draw(unweighted)]
+
+    if graph != "random" or n_edges is not None:
+        return [term(u, v) for u, v in _pairs(n, graph, rng, n_edges)]
+    pairs = (itertools.combinations_with_replacement if diagonal else itertools.combinations)(
+        range(n), 2
+    )
+    terms = [term(u, v) for u, v in pairs if rng.random() < density]
+    if nonempty and not terms and n >= 2:
+        terms = [term(0, 1)]
+    return terms
+
+
+def _pairs(
+    n: int, graph: Graph | Sequence[Sequence[int]], rng: np.random.Generator, n_edges: int | None
 ) -> list[tuple[int, int]]:
     if not isinstance(graph, str):
         return [(int(u), int(v)) for u, v in graph]
@@ -154,18 +180,8 @@ def _pairs(
         return list(itertools.combinations(range(n), 2))
     if graph == "regular":
         return _three_regular(n, rng)
-    if n_edges is not None:
-        return _exactly(n, n_edges, rng)
-    candidates = list(
-        itertools.combinations_with_replacement(range(n), 2)
-        if diagonal
-        else itertools.combinations(range(n), 2)
-    )
-    kept = rng.random(len(candidates)) < density
-    pairs = [pair for pair, keep in zip(candidates, kept, strict=True) if keep]
-    if nonempty and not pairs and n >= 2:
-        pairs = [(0, 1)]
-    return pairs
+    assert n_edges is not None
+    return _exactly(n, n_edges, rng)
 
 
 def _exactly(n: int, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -214,7 +230,7 @@ def _coefficients(
             return [float(rng.uniform(low, high))]
         if weights == "normal":
             return [float(rng.normal())]
-        if unweighted and rng.random() < 1 / 3:  # "mixed"
+        if unweighted and rng.random() < 0.3:  # "mixed"
             return []
         if rng.random() < 0.5:
             return [int(rng.integers(int(low), int(high) + 1))]

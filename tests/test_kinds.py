@@ -30,7 +30,7 @@ KNOWN = {"maxcut", "qubo", "portfolio"}
 
 def contract_record(kind: Kind, n: int, seed: int) -> dict[str, Any]:
     """A random record as users may write one (tests/factories.py): pairs either way round,
-    coefficients integer or 3-decimal in [-9, 9] (a third of MaxCut's edges none), QUBO
+    coefficients integer or 3-decimal in [-9, 9] (30 % of MaxCut's edges none), QUBO
     diagonal terms, either QUBO sense written out."""
     sense = {"sense": ("min", "max")[seed % 2]} if kind == "qubo" else {}
     return problem(
