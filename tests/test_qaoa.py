@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import truth
+from factories import Kind, Seed, problem
 from qaoa_dataset import load_graphs
 from qiskit.primitives import BitArray
 
@@ -123,18 +124,6 @@ def qaoa_cost(record: Record) -> npt.NDArray[np.float64]:
     return np.asarray((energy - energy.mean()) / scale, dtype=np.float64)
 
 
-def random_qubo(n: int, rng: np.random.Generator, sense: str = "min") -> Record:
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [(0, 1)]
-    return {
-        "kind": "qubo",
-        "n": n,
-        "sense": sense,
-        "offset": float(rng.normal()),
-        "linear": [[i, float(rng.normal())] for i in range(n)],
-        "quadratic": [[i, j, float(rng.normal())] for i, j in pairs],
-    }
-
-
 def numpy_qaoa_energy(
     formulation: Formulation, gammas: np.ndarray, betas: np.ndarray, scale: float
 ) -> float:
@@ -168,7 +157,7 @@ def test_exact_draws_follow_the_final_state(kind: str) -> None:
     """One shot at a time under 20,000 seeds: each outcome's frequency is its probability
     in an independent statevector (within 4 standard errors), complements included."""
     rng = np.random.default_rng(3)
-    record = random_maxcut(5, rng) if kind == "maxcut" else random_qubo(5, rng)
+    record = drawn("maxcut", 5, rng) if kind == "maxcut" else drawn("qubo", 5, rng)
     formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 2, "aer"), BACKEND, "test")
     fast = DiagonalEvaluator(template, [BatchProblem("p", formulation, 1)])
@@ -189,7 +178,7 @@ def test_exact_draws_follow_the_final_state(kind: str) -> None:
 @pytest.mark.parametrize("reps", [1, 2])
 def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) -> None:
     rng = np.random.default_rng(seed)
-    formulation = formulated(random_qubo(5, rng))
+    formulation = formulated(drawn("qubo", 5, rng))
     template = compile_template(shape_of(formulation.ising, reps, "aer"), BACKEND, "test")
     evaluator = PrimitiveEvaluator(template, [BatchProblem("p", formulation, 100)], BACKEND, seed)
     gammas = rng.uniform(-1, 1, (1, 3, reps))
@@ -200,44 +189,32 @@ def test_template_expectation_matches_numpy_statevector(seed: int, reps: int) ->
         assert energies[0, s] == pytest.approx(expected, abs=1e-9)
 
 
-def random_portfolio(n: int, rng: np.random.Generator, budget: int | None = None) -> Record:
-    factors = rng.normal(0, 0.2, (n, 2))
-    sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
-    return {
-        "kind": "portfolio",
-        "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
-        "sigma": sigma.tolist(),
-        "budget": n // 2 if budget is None else budget,
-        "risk": 0.5,
-    }
-
-
-def random_maxcut(n: int, rng: np.random.Generator) -> Record:
-    edges = [
-        [i, j, float(rng.integers(1, 9))]
-        for i in range(n)
-        for j in range(i + 1, n)
-        if rng.random() < 0.4
-    ]
-    return {"kind": "maxcut", "n": n, "edges": edges or [[0, 1]]}
+def drawn(kind: Kind, n: int, rng: np.random.Generator, **fields: Any) -> Record:
+    """This module's random records (tests/factories.py), drawn from ``rng`` in turn: a QUBO's
+    coefficients standard normal, on every variable and half the pairs; MaxCut weights 1 to 8
+    on 40 % of the pairs; at least one pair each. Portfolios at low risk (0.02 on covariances
+    of order one), half the assets by default."""
+    if kind == "portfolio":
+        return problem(kind, n, seed=rng, decimals=4, **({"budget": n // 2, "risk": 0.02} | fields))
+    if kind == "qubo":
+        options = {"weights": "normal", "linear_density": 1.0, "sense": "min"}
+        return problem(kind, n, seed=rng, nonempty=True, **(options | fields))
+    return problem(kind, n, seed=rng, nonempty=True, density=0.4, span=(1, 8), **fields)
 
 
 def same_graph_maxcuts(
-    n: int, graph: list[tuple[int, int]], count: int, weight: Callable[[], float]
+    n: int, graph: list[tuple[int, int]], count: int, rng: Seed = 0, **weights: Any
 ) -> list[Record]:
-    """``count`` MaxCut problems on one graph (so one shape), each with its own weights."""
-    return [
-        {"kind": "maxcut", "n": n, "edges": [[u, v, weight()] for u, v in graph]}
-        for _ in range(count)
-    ]
+    """``count`` MaxCut problems on one graph (so one shape), each with its own weights drawn
+    from ``rng`` (options of tests/factories.problem: ``weights``, ``span``)."""
+    return [problem("maxcut", n, graph=graph, seed=rng, **weights) for _ in range(count)]
 
 
 @pytest.mark.parametrize("kind", ["maxcut", "qubo", "portfolio"])
 @pytest.mark.parametrize("reps", [1, 2, 3])
 def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
     rng = np.random.default_rng(reps * 10 + len(kind))
-    makers = {"maxcut": random_maxcut, "qubo": random_qubo, "portfolio": random_portfolio}
-    formulations = [formulated(makers[kind](7, rng)) for _ in range(1)]
+    formulations = [formulated(drawn(kind, 7, rng)) for _ in range(1)]
     template = compile_template(shape_of(formulations[0].ising, reps, "aer"), BACKEND, "test")
     problems = [BatchProblem("p", f, 100) for f in formulations]
     reference = PrimitiveEvaluator(template, problems, BACKEND, 0)
@@ -255,9 +232,9 @@ def test_fast_path_agrees_with_aer_to_1e9(kind: str, reps: int) -> None:
 def test_real_weighted_maxcut_has_no_linear_field_and_agrees_with_aer() -> None:
     """Rounding in the QUBO-to-Ising cancellation must not invent a field of ~1e-16."""
     rng = np.random.default_rng(5)
-    edges = [[i, (i + 1) % 9, float(rng.uniform(0.1, 1))] for i in range(9)]
-    edges += [[i, i + 4, float(rng.uniform(0.1, 1))] for i in range(5)]
-    formulation = formulated({"kind": "maxcut", "n": 9, "edges": edges})
+    graph = [(i, (i + 1) % 9) for i in range(9)] + [(i, i + 4) for i in range(5)]
+    record = problem("maxcut", 9, graph=graph, seed=rng, weights="float", span=(0.1, 1))
+    formulation = formulated(record)
     assert not formulation.ising.h.any()
     bits = rng.integers(0, 2, (50, 9))
     spins = 1 - 2 * bits
@@ -283,7 +260,7 @@ def test_real_weighted_maxcut_has_no_linear_field_and_agrees_with_aer() -> None:
 def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
     rng = np.random.default_rng(3)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.normal()))
+    specs = same_graph_maxcuts(6, graph, 5, rng, weights="normal")
     problems = [BatchProblem(f"p{i}", formulated(s), 100) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 2, "aer"), BACKEND, "test")
     gammas = rng.uniform(-1, 1, (5, 4, 2))
@@ -299,7 +276,7 @@ def test_fast_path_agrees_with_aer_across_a_batch_of_one_shape() -> None:
 def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
     rng = np.random.default_rng(21)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)]
-    specs = same_graph_maxcuts(5, graph, 5, lambda: float(rng.integers(1, 5)))
+    specs = same_graph_maxcuts(5, graph, 5, rng, span=(1, 4))
     problems = [BatchProblem(f"p{i}", formulated(s), 256) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, 30, 1, evaluator=evaluator)
@@ -315,7 +292,7 @@ def test_both_evaluators_reach_the_same_optimum(evaluator: str) -> None:
 def test_batch_answers_equal_brute_force_optima() -> None:
     rng = np.random.default_rng(11)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3), (1, 4)]
-    specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.integers(1, 6)))
+    specs = same_graph_maxcuts(6, graph, 6, rng, span=(1, 5))
     problems = [BatchProblem(f"p{i}", formulated(s), 512) for i, s in enumerate(specs)]
     template = compile_template(shape_of(problems[0].formulation.ising, 1, "aer"), BACKEND, "test")
     answers = optimise_batch(template, problems, BACKEND, max_iterations=20, seed=3)
@@ -328,7 +305,7 @@ def test_batch_answers_equal_brute_force_optima() -> None:
 @pytest.mark.parametrize("sense", ["min", "max"])
 def test_qubo_answers_respect_the_sense(sense: str) -> None:
     rng = np.random.default_rng(5)
-    record = random_qubo(6, rng, sense)
+    record = drawn("qubo", 6, rng, sense=sense)
     formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 1024)], BACKEND, 20, 1)
@@ -336,17 +313,7 @@ def test_qubo_answers_respect_the_sense(sense: str) -> None:
 
 
 def test_portfolio_answer_is_feasible_and_optimal() -> None:
-    rng = np.random.default_rng(8)
-    n = 5
-    factors = rng.normal(0, 0.2, (n, 2))
-    sigma = (factors @ factors.T + 0.01 * np.eye(n)).round(6)
-    record = {
-        "kind": "portfolio",
-        "mu": rng.uniform(0, 0.2, n).round(4).tolist(),
-        "sigma": sigma.tolist(),
-        "budget": 2,
-        "risk": 0.5,
-    }
+    record = drawn("portfolio", 5, np.random.default_rng(8), budget=2)
     formulation = formulated(record)
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     (answer,) = optimise_batch(template, [BatchProblem("p", formulation, 2048)], BACKEND, 20, 1)
@@ -375,7 +342,7 @@ def test_optimised_p1_expectation_reaches_the_published_value(graph) -> None:
 
 
 def test_template_store_compiles_once_and_reuses(tmp_path: Path) -> None:
-    formulation = formulated(random_qubo(4, np.random.default_rng(0)))
+    formulation = formulated(drawn("qubo", 4, np.random.default_rng(0)))
     shape = shape_of(formulation.ising, 2, BACKEND.target.label)
     store = TemplateStore(tmp_path)
     first = store.get(shape, BACKEND)
@@ -406,7 +373,7 @@ def test_aer_templates_equal_what_the_preset_pass_manager_gives(reps: int, linea
     from qiskit.transpiler import generate_preset_pass_manager
 
     rng = np.random.default_rng(reps)
-    spec = random_qubo(6, rng) if linear else random_maxcut(6, rng)
+    spec = drawn("qubo", 6, rng) if linear else drawn("maxcut", 6, rng)
     ansatz = build_ansatz(shape_of(formulated(spec).ising, reps, "aer"))
     measured = ansatz.copy()
     measured.measure_all()
@@ -452,7 +419,7 @@ def expectation_cases() -> dict[str, list[Record]]:
     """Two problems of one shape per case, each kind and sense."""
     rng = np.random.default_rng(17)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (1, 3)]
-    qubo = random_qubo(5, rng)
+    qubo = drawn("qubo", 5, rng)
     pairs = qubo["quadratic"]
 
     def reweighted(sense: str) -> Record:
@@ -463,13 +430,13 @@ def expectation_cases() -> dict[str, list[Record]]:
         }
 
     # Returns far above the risk: the objective is >= 0 on every portfolio, feasible or not.
-    positive = {**random_portfolio(5, rng, budget=2), "mu": [1.0, 1.5, 2.0, 2.5, 3.0]}
+    positive = {**drawn("portfolio", 5, rng, budget=2), "mu": [1.0, 1.5, 2.0, 2.5, 3.0]}
     return {
-        "maxcut": same_graph_maxcuts(5, graph, 2, lambda: float(rng.uniform(0.5, 3))),
+        "maxcut": same_graph_maxcuts(5, graph, 2, rng, weights="float", span=(0.5, 3)),
         "qubo-min": [reweighted("min"), reweighted("min")],
         "qubo-max": [reweighted("max"), reweighted("max")],
         "qubo-no-sense": [{k: v for k, v in qubo.items() if k != "sense"}],
-        "portfolio": [random_portfolio(5, rng, budget=2), random_portfolio(5, rng, budget=2)],
+        "portfolio": [drawn("portfolio", 5, rng, budget=2), drawn("portfolio", 5, rng, budget=2)],
         "portfolio-positive": [positive],
     }
 
@@ -539,8 +506,8 @@ def constrained_cases() -> dict[str, Record]:
     rng = np.random.default_rng(23)
     return {
         # High returns, low risk: more assets than the budget look better, unconstrained.
-        "rich": {**random_portfolio(5, rng, budget=1), "mu": [2.0, 2.5, 3.0, 1.5, 1.0]},
-        "plain": random_portfolio(6, rng, budget=3),
+        "rich": {**drawn("portfolio", 5, rng, budget=1), "mu": [2.0, 2.5, 3.0, 1.5, 1.0]},
+        "plain": drawn("portfolio", 6, rng, budget=3),
         "symmetric": flip_symmetric_portfolio(),
     }
 
@@ -574,7 +541,7 @@ def test_a_portfolios_expectation_is_over_its_feasible_outcomes(case: str) -> No
 def test_a_flip_symmetric_state_observes_any_bit_count() -> None:
     """The kept half stands for its complements, which have n - ones bits set: every count of
     ones, against an independent statevector (a portfolio is symmetric only when n = 2k)."""
-    formulation = formulated(random_maxcut(5, np.random.default_rng(4)))
+    formulation = formulated(drawn("maxcut", 5, np.random.default_rng(4)))
     template = compile_template(shape_of(formulation.ising, 1, "aer"), BACKEND, "test")
     fast = DiagonalEvaluator(template, [BatchProblem("p", formulation, 1)])
     assert fast.simulator.symmetric
@@ -634,7 +601,7 @@ def dense_problems(n: int, count: int, linear: bool) -> list[BatchProblem]:
     rng = np.random.default_rng(n)
     records = []
     for _ in range(count):
-        record = random_qubo(n, rng) if linear else random_maxcut(n, rng)
+        record = drawn("qubo", n, rng) if linear else drawn("maxcut", n, rng)
         pairs = [[i, j] for i in range(n) for j in range(i + 1, n)]
         if linear:
             record["quadratic"] = [[i, j, float(rng.normal())] for i, j in pairs]

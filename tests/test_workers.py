@@ -57,7 +57,7 @@ def chunk_task(
 def test_a_chunk_answers_with_angles_that_reproduce_its_expectation() -> None:
     rng = np.random.default_rng(5)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = same_graph_maxcuts(6, graph, 5, lambda: float(rng.uniform(0.5, 2)))
+    specs = same_graph_maxcuts(6, graph, 5, rng, weights="float", span=(0.5, 2))
     task = chunk_task(specs, reps=2)
     result = run_quantum_chunk(task)
     assert result.fallback is None and result.problem_ids == ("p0", "p1", "p2", "p3", "p4")
@@ -82,7 +82,7 @@ def test_a_chunk_answers_with_angles_that_reproduce_its_expectation() -> None:
 def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> None:
     rng = np.random.default_rng(5)
     graph = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
-    specs = same_graph_maxcuts(6, graph, 6, lambda: float(rng.uniform(0.5, 2)))
+    specs = same_graph_maxcuts(6, graph, 6, rng, weights="float", span=(0.5, 2))
     price = 0.5  # USD per core-second, so the bill is easy to check
     policy = CallPolicy(prices=PriceSettings(cpu_usd_per_core_second=price))
     result = run_quantum_chunk(chunk_task(specs, 2, policy=policy))
@@ -120,7 +120,7 @@ def test_a_fast_path_chunk_bills_its_simulation_beside_its_backend_calls() -> No
 def test_a_chunk_whose_backend_gives_up_returns_the_reason_and_the_bill(
     spec: str, policy: CallPolicy, code: str
 ) -> None:
-    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 3, lambda: 1.0)
+    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 3, weights=1.0)
     result = run_quantum_chunk(chunk_task(specs, 1, spec, policy))
     assert result.answers == () and result.fallback is not None
     assert result.fallback.code == code, result.fallback
@@ -130,7 +130,7 @@ def test_a_chunk_whose_backend_gives_up_returns_the_reason_and_the_bill(
 
 
 def test_a_fake_provider_is_evaluated_through_its_jobs() -> None:
-    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 2, lambda: 1.0)
+    specs = same_graph_maxcuts(4, [(0, 1), (1, 2), (2, 3)], 2, weights=1.0)
     fast = run_quantum_chunk(chunk_task(specs, 1, "aer"))
     faked = run_quantum_chunk(chunk_task(specs, 1, "faulty:aer"))
     assert fast.attempts == 0  # exact: not even a sampling call
