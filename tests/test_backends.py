@@ -39,7 +39,8 @@ from pipeline.backends import (
     known_backends,
 )
 from pipeline.backends import base as backend_base
-from pipeline.backends.faulty import ProviderHTTPError
+from pipeline.backends.devices import fake_device
+from pipeline.backends.faulty import Faults, ProviderHTTPError
 from pipeline.backends.ibm import Credentials
 from pipeline.config import RetrySettings
 from pipeline.errors import (
@@ -72,20 +73,66 @@ def test_known_backends_and_unknown_specs_name_the_known_ones() -> None:
         get_backend("aer-noisy:fake_nowhere", 16)
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        "aer",
-        "aer-noisy:fake_manila",
-        "ibm:ibm_torino",
-        "ibm:fake_manila",
-        "faulty:aer",
+GOOD_SPECS = [  # spec, solver path, target, its qubits (of max_qubits=16), faults parsed
+    ("aer", "simulator", "aer", 16, None),
+    ("aer-noisy:fake_manila", "simulator", "aer-noisy:fake_manila", 5, None),
+    ("ibm:ibm_torino", "qpu", "ibm:ibm_torino", 5, None),  # device faked below (manila: 5)
+    ("ibm:fake_manila", "simulator", "ibm:fake_manila", 5, None),
+    ("faulty:aer", "simulator", "aer", 16, Faults()),
+    (
         "faulty:aer?transient=0.3&latency=2s&seed=4",
+        "simulator",
+        "aer",
+        16,
+        Faults(transient=0.3, latency=2.0, seed=4),
+    ),
+    (
         "faulty:aer-noisy:fake_brisbane?outage=1",
-    ],
+        "simulator",
+        "aer-noisy:fake_brisbane",
+        12,  # a density matrix of 12 qubits at most, of the device's 127
+        Faults(outage=1.0),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "solver_path", "target", "qubits", "faults"),
+    GOOD_SPECS,
+    ids=[case[0] for case in GOOD_SPECS],
 )
-def test_good_specs_pass_the_check(spec: str) -> None:
-    check_backend_spec(spec)
+def test_good_specs_pass_the_check(
+    spec: str,
+    solver_path: str,
+    target: str,
+    qubits: int,
+    faults: Faults | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spec the check passes builds the backend it names: its name, what results will call
+    its path, the target it compiles for and, behind ``faulty:``, the parsed fault options."""
+    assert check_backend_spec(spec) is None
+    if spec == "ibm:ibm_torino":  # no account here: the runtime service answers with a fake
+        asked: list[str] = []
+
+        def connect(device: str) -> object:
+            asked.append(device)
+            return fake_device("fake_manila")
+
+        monkeypatch.setattr(ibm, "connect", connect)
+        backend = ibm.make("ibm_torino", 16, lambda inner: get_backend(inner, 16))
+        assert asked == ["ibm_torino"]
+    else:
+        backend = get_backend(spec, 16)
+    assert (backend.name, backend.solver_path) == (spec, solver_path)
+    assert (backend.target.name, backend.target.max_qubits) == (target, qubits)
+    if faults is None:
+        assert not spec.startswith("faulty:")
+    else:  # the inner backend's own target (same templates), the options parsed
+        inner = spec.removeprefix("faulty:").partition("?")[0]
+        assert backend.target is get_backend(inner, 16).target
+        assert backend.runner.faults == faults  # type: ignore[attr-defined]
+        assert not backend.capabilities.exact_statevector
 
 
 @pytest.mark.parametrize(
