@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import random
-from datetime import datetime
-
 import pytest
+from factories import planned, problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,20 +14,8 @@ from flows.progress import Eta
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
 from pipeline.durations import duration
-from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec
 from pipeline.qaoa.shapes import shape_of
-
-NOW = datetime(2026, 1, 1)
-
-
-def planned(
-    index: int, n: int, edges: list[list[float]], route: str = "auto", reps: int = 1
-) -> PlannedProblem:
-    spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "route": route})
-    return PlannedProblem(
-        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, NOW, NOW, reps, 128
-    )
 
 
 def structure(problem: PlannedProblem) -> tuple[int, tuple[tuple[int, int], ...], int]:
@@ -40,16 +26,20 @@ def structure(problem: PlannedProblem) -> tuple[int, tuple[tuple[int, int], ...]
     return spec.n, tuple(pairs), problem.reps
 
 
-def path_edges(n: int, weight: float) -> list[list[float]]:
-    return [[i, i + 1, weight] for i in range(n - 1)]
+def path(
+    index: int, n: int, weight: float, chord: bool = False, route: str = "auto", reps: int = 1
+) -> PlannedProblem:
+    """Problem ``index``: the ``n``-path, every edge ``weight``; ``chord``: and edge (0, n - 1)."""
+    graph = [(i, i + 1) for i in range(n - 1)] + ([(0, n - 1)] if chord else [])
+    return planned(index, problem("maxcut", n, graph=graph, weights=weight, route=route), reps=reps)
 
 
 def test_same_structure_different_weights_share_a_shape() -> None:
-    a, b = planned(0, 5, path_edges(5, 1.0)), planned(1, 5, path_edges(5, 3.5))
+    a, b = path(0, 5, 1.0), path(1, 5, 3.5)
     assert shape_of(a.formulation.ising, 1, "aer") == shape_of(b.formulation.ising, 1, "aer")
     assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 2, "aer")
     assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer-noisy")
-    c = planned(2, 5, [*path_edges(5, 1.0), [0, 4, 1.0]])
+    c = path(2, 5, 1.0, chord=True)
     assert shape_of(c.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer")
 
 
@@ -72,8 +62,7 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
 ) -> None:
     problems = []
     for index, (n, chord, route, reps, weight) in enumerate(items):
-        edges = path_edges(n, weight) + ([[0, n - 1, weight]] if chord and n > 2 else [])
-        problems.append(planned(index, n, edges, route, reps))
+        problems.append(path(index, n, weight, chord and n > 2, route=route, reps=reps))
     batches = plan_batches(
         problems, "aer", lambda n: "too large" if n > max_qubits else None, max_batch
     )
@@ -102,16 +91,19 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
 
 
 # --- the run's estimate, said before it computes ------------------------------------------
-def random_graph(n: int, p: float, seed: int) -> list[list[float]]:
-    rng = random.Random(seed)
-    return [[i, j, 1] for i in range(n) for j in range(i + 1, n) if rng.random() < p] or [[0, 1]]
-
-
 def test_the_estimate_names_what_dominates_and_scales_to_the_backlog() -> None:
     settings = load_settings(overrides={"classical.time_limit_s": 10})
     backend = get_backend("aer", settings.quantum.max_qubits)
-    small = [planned(i, 6, path_edges(6, 1)) for i in range(8)]
-    large = [planned(100 + i, 150, random_graph(150, 0.1, i), route="classical") for i in range(3)]
+    small = [path(i, 6, 1) for i in range(8)]
+    large = [
+        planned(
+            100 + i,
+            problem(
+                "maxcut", 150, seed=i, density=0.1, nonempty=True, weights=1, route="classical"
+            ),
+        )
+        for i in range(3)
+    ]
     batches = plan_batches([*small, *large], "aer", backend.target.why_not, 4)
     estimate = estimate_run(batches, backend, settings)
     assert (estimate.quantum_problems, estimate.classical_problems) == (8, 3)

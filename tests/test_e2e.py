@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import truth
+from factories import problem, rng_of
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -46,44 +46,17 @@ def published_optimum(collection: str, instance: str) -> float:
 
 
 def unseen_problems(seed: int) -> list[dict[str, Any]]:
-    """Random problems of several shapes, kinds, senses and routes."""
-    rng = random.Random(seed)
+    """Random problems of several shapes, kinds, senses and routes (tests/factories.py)."""
+    rng = rng_of(seed)
     problems: list[dict[str, Any]] = []
     for n in (5, 7):
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [
-            (0, 1)
-        ]
+        graph = [edge[:2] for edge in problem("maxcut", n, seed=rng, nonempty=True)["edges"]]
         for _ in range(3):  # same structure, new weights: one shape, one batch
-            problems.append(
-                {"kind": "maxcut", "n": n, "edges": [[i, j, rng.randint(-3, 9)] for i, j in pairs]}
-            )
+            problems.append(problem("maxcut", n, seed=rng, graph=graph, span=(-3, 9)))
     for sense in ("min", "max"):
-        problems.append(
-            {
-                "kind": "qubo",
-                "n": 6,
-                "sense": sense,
-                "offset": rng.uniform(-2, 2),
-                "linear": [[i, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-                "quadratic": [[i, (i + 1) % 6, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-            }
-        )
-    n = 5
-    sigma = [[0.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            sigma[i][j] = sigma[j][i] = round(
-                rng.uniform(0.01, 0.1) if i == j else rng.uniform(-0.03, 0.03), 4
-            )
-    problems.append(
-        {
-            "kind": "portfolio",
-            "mu": [round(rng.uniform(0, 0.3), 3) for _ in range(n)],
-            "sigma": sigma,
-            "budget": 2,
-            "risk": 0.7,
-        }
-    )
+        options = {"graph": "ring", "linear_density": 1.0, "weights": "decimal", "span": (-3, 3)}
+        problems.append(problem("qubo", 6, seed=rng, sense=sense, **options))
+    problems.append(problem("portfolio", 5, seed=rng, budget=2, risk=0.7))
     problems.append(
         {
             "kind": "maxcut",
@@ -92,14 +65,8 @@ def unseen_problems(seed: int) -> list[dict[str, Any]]:
             "route": "classical",
         }
     )
-    problems.append(
-        {
-            "kind": "maxcut",
-            "n": 18,
-            "route": "quantum",  # too big for 16 qubits: labelled fallback
-            "edges": [[i, (i + 1) % 18, rng.randint(1, 5)] for i in range(18)],
-        }
-    )
+    # too big for 16 qubits: labelled fallback
+    problems.append(problem("maxcut", 18, seed=rng, graph="ring", span=(1, 5), route="quantum"))
     return problems
 
 

@@ -599,15 +599,14 @@ def traced_peak(action: Callable[[], object]) -> int:
 def dense_problems(n: int, count: int, linear: bool) -> list[BatchProblem]:
     """Problems of one all-pairs shape with random real weights (no repeated energy levels)."""
     rng = np.random.default_rng(n)
-    records = []
-    for _ in range(count):
-        record = drawn("qubo", n, rng) if linear else drawn("maxcut", n, rng)
-        pairs = [[i, j] for i in range(n) for j in range(i + 1, n)]
-        if linear:
-            record["quadratic"] = [[i, j, float(rng.normal())] for i, j in pairs]
-        else:
-            record["edges"] = [[i, j, float(rng.uniform(0.5, 2))] for i, j in pairs]
-        records.append(record)
+    if linear:
+        options = {"weights": "normal", "linear_density": 1.0}
+        records = [problem("qubo", n, seed=rng, graph="complete", **options) for _ in range(count)]
+    else:
+        options = {"weights": "float", "span": (0.5, 2)}
+        records = [
+            problem("maxcut", n, seed=rng, graph="complete", **options) for _ in range(count)
+        ]
     return [BatchProblem(f"p{b}", formulated(r), 16) for b, r in enumerate(records)]
 
 
