@@ -17,9 +17,10 @@ Examples::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -96,12 +97,16 @@ def problem(
         record = _portfolio(n, rng, decimals)
     else:
         draw = _coefficients(weights, span, decimals, rng)
+        keep = density if graph == "random" and n_edges is None else 1.0
         if kind == "maxcut":
-            edges = _terms(n, graph, rng, density, n_edges, nonempty, False, orient, draw, True)
+            pairs = _pairs(n, graph, rng, n_edges, diagonal=False)
+            weight = functools.partial(draw, unweighted=True)  # a MaxCut edge may have none
+            edges = _terms(pairs, keep, nonempty and n >= 2, orient, weight, rng)
             record = {"kind": "maxcut", "n": n, "edges": edges}
         else:
             linear = [[i, *draw()] for i in range(n) if rng.random() < linear_density]
-            quadratic = _terms(n, graph, rng, density, n_edges, nonempty, diagonal, orient, draw)
+            pairs = _pairs(n, graph, rng, n_edges, diagonal)
+            quadratic = _terms(pairs, keep, nonempty and n >= 2, orient, draw, rng)
             [offset] = draw()
             record = {
                 "kind": "qubo",
@@ -137,51 +142,48 @@ def planned(
 
 
 def _terms(
-    n: int,
-    graph: Graph | Sequence[Sequence[int]],
-    rng: np.random.Generator,
-    density: float,
-    n_edges: int | None,
+    pairs: Iterable[tuple[int, int]],
+    keep: float,
     nonempty: bool,
-    diagonal: bool,
     orient: bool,
-    draw: Any,
-    unweighted: bool = False,
+    draw: Callable[[], list[int | float]],
+    rng: np.random.Generator,
 ) -> list[list[int | float]]:
-    """The pairs as ``[u, v, coefficient?]``, each written the moment it is drawn (keep it,
-    which way round, its coefficient), as a plain loop over the pairs would draw them."""
+    """The pairs as ``[u, v, coefficient?]``, each written the moment it is drawn (kept with
+    probability ``keep``, which way round, its coefficient), as a plain loop over the pairs
+    would draw them; ``nonempty``: pair (0, 1) if none was kept."""
 
     def term(u: int, v: int) -> list[int | float]:
         if orient and rng.random() >= 0.5:
             u, v = v, u
-        return [u, v, *draw(unweighted)]
+        return [u, v, *draw()]
 
-    if graph != "random" or n_edges is not None:
-        return [term(u, v) for u, v in _pairs(n, graph, rng, n_edges)]
-    pairs = (itertools.combinations_with_replacement if diagonal else itertools.combinations)(
-        range(n), 2
-    )
-    terms = [term(u, v) for u, v in pairs if rng.random() < density]
-    if nonempty and not terms and n >= 2:
-        terms = [term(0, 1)]
-    return terms
+    terms = [term(u, v) for u, v in pairs if keep >= 1.0 or rng.random() < keep]
+    return terms or ([term(0, 1)] if nonempty else [])
 
 
 def _pairs(
-    n: int, graph: Graph | Sequence[Sequence[int]], rng: np.random.Generator, n_edges: int | None
+    n: int,
+    graph: Graph | Sequence[Sequence[int]],
+    rng: np.random.Generator,
+    n_edges: int | None,
+    diagonal: bool,
 ) -> list[tuple[int, int]]:
+    """The candidate pairs: every pair for a random graph (``diagonal``: and each (i, i)),
+    ``n_edges`` of them drawn at once, or the graph's own."""
     if not isinstance(graph, str):
         return [(int(u), int(v)) for u, v in graph]
     if graph == "ring":
         return [(i, (i + 1) % n) for i in range(n)]
     if graph == "path":
         return [(i, i + 1) for i in range(n - 1)]
-    if graph == "complete":
-        return list(itertools.combinations(range(n), 2))
     if graph == "regular":
         return _three_regular(n, rng)
-    assert n_edges is not None
-    return _exactly(n, n_edges, rng)
+    if n_edges is not None:
+        return _exactly(n, n_edges, rng)
+    if graph == "random" and diagonal:
+        return list(itertools.combinations_with_replacement(range(n), 2))
+    return list(itertools.combinations(range(n), 2))  # "random" or "complete"
 
 
 def _exactly(n: int, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
