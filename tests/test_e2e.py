@@ -70,35 +70,23 @@ def unseen_problems(seed: int) -> list[dict[str, Any]]:
     return problems
 
 
-def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    # 16 qubits, below the default: the 18-node problem is then too big for the quantum
-    # path and the 20-variable benchmark instances go to CP-SAT (proven optimal).
-    home.mkdir()
-    (home / "qhopper.toml").write_text("[quantum]\nmax_qubits = 16\n")
-    problems_file = tmp_path / "problems.jsonl"
-    problems = unseen_problems(seed=20261125)
-    problems_file.write_text("\n".join(json.dumps(p) for p in problems) + "\n")
-    benchmark_files = [BENCHMARKS / c / i for c, i in INSTANCES.items()]
-
-    submitted = cli(
-        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
-    )
+def submit_twice(home: Path, files: list[Path], count: int) -> list[dict[str, Any]]:
+    """``qhopper submit`` the files: ``count`` problems created; the same again: none created,
+    the same ids. The first answer's items (id, created)."""
+    submitted = cli("submit", *map(str, files), "--json", "--home", str(home))
     assert submitted.exit_code == 0, submitted.output
-    ids = json.loads(submitted.stdout)
-    assert len(ids) == len(problems) + len(benchmark_files) and all(i["created"] for i in ids)
+    ids: list[dict[str, Any]] = json.loads(submitted.stdout)
+    assert len(ids) == count and all(i["created"] for i in ids)
 
-    again = cli(
-        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
-    )
+    again = cli("submit", *map(str, files), "--json", "--home", str(home))
     assert again.exit_code == 0
     assert [i["id"] for i in json.loads(again.stdout)] == [i["id"] for i in ids]
     assert not any(i["created"] for i in json.loads(again.stdout))
+    return ids
 
-    ran = cli("run", "--home", str(home))
-    assert ran.exit_code == 0, ran.output
-    assert "Time per stage" in ran.stdout
 
+def rows_by_problem(home: Path, ids: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each submitted problem's one result row (``qhopper results --json``)."""
     rows = json.loads(
         cli("results", "--json", "--sql", "SELECT * FROM problems", "--home", str(home)).stdout
     )
@@ -109,23 +97,22 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     assert all(len(found) == 1 for found in by_id.values()), (
         "a problem has more than one result row"
     )
+    return {problem_id: found[0] for problem_id, found in by_id.items()}
 
-    for record, item in zip(problems, ids, strict=False):
-        row = by_id[item["id"]][0]
-        assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]), abs=1e-9)
-        assert row["feasible"] == truth.feasible(record, row["solution"])
-        assert row["objective"] == pytest.approx(truth.brute_force(record), abs=1e-9), row
-    routes = {item["id"]: by_id[item["id"]][0] for item in ids}
-    first_quantum = routes[ids[0]["id"]]
+
+def assert_routes(rows: list[dict[str, Any]]) -> None:
+    """The unseen problems' rows, in submission order: the first answered on the quantum
+    path, the one forced classical completed there, the one too big for 16 qubits degraded."""
+    first_quantum = rows[0]
     assert (first_quantum["route"], first_quantum["solver_path"], first_quantum["status"]) == (
         "quantum",
         "simulator",
         "completed",
     )
     assert first_quantum["expected_objective"] is not None and first_quantum["evaluations"] > 0
-    forced = routes[ids[len(problems) - 2]["id"]]
+    forced = rows[-2]
     assert (forced["route"], forced["status"]) == ("classical", "completed")
-    too_big = routes[ids[len(problems) - 1]["id"]]
+    too_big = rows[-1]
     assert (too_big["route"], too_big["solver_path"], too_big["status"]) == (
         "classical",
         "classical",
@@ -133,25 +120,29 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     )
     assert "qubits" in too_big["fallback_reason"]
 
-    for (collection, instance), item in zip(INSTANCES.items(), ids[len(problems) :], strict=True):
-        row = by_id[item["id"]][0]
-        assert row["route"] == "classical" and row["proven_optimal"]
-        assert row["objective"] == pytest.approx(published_optimum(collection, instance), abs=1e-6)
 
+def assert_batches_and_states(home: Path, rows: list[dict[str, Any]]) -> None:
+    """The three 5-node problems ran in one batch; batches/ counts every row; nothing is
+    left queued or claimed."""
     # One shape, one batch, one template: the three 5-node problems ran together.
-    shapes = {routes[ids[i]["id"]]["batch_id"] for i in range(3)}
+    shapes = {row["batch_id"] for row in rows[:3]}
     assert len(shapes) == 1
     batches = json.loads(
         cli("results", "--json", "--sql", "SELECT * FROM batches", "--home", str(home)).stdout
     )
-    assert sum(b["size"] for b in batches) == len(ids)
+    assert sum(b["size"] for b in batches) == len(rows)
     status = json.loads(cli("status", "--json", "--home", str(home)).stdout)
     assert status["queued"] == 0 and status["claimed"] == 0
-    assert status["completed"] + status["degraded"] == len(ids)
+    assert status["completed"] + status["degraded"] == len(rows)
 
-    # New problems of a shape seen before: the stored template is reused, nothing compiled.
+
+def assert_a_known_shape_reuses_its_template(
+    tmp_path: Path, home: Path, record: dict[str, Any], answered: int
+) -> None:
+    """New problems of a shape seen before: the stored template is reused, nothing compiled;
+    a further run finds nothing to do and writes nothing new."""
     same_shape = tmp_path / "again.jsonl"
-    reweighted = [{**problems[0], "edges": [[u, v, w + 1] for u, v, w in problems[0]["edges"]]}]
+    reweighted = [{**record, "edges": [[u, v, w + 1] for u, v, w in record["edges"]]}]
     same_shape.write_text(json.dumps(reweighted[0]) + "\n")
     assert cli("submit", str(same_shape), "--home", str(home)).exit_code == 0
     warm = json.loads(cli("run", "--json", "--home", str(home)).stdout)
@@ -159,21 +150,40 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
 
     # A further run finds nothing to do and writes nothing new.
     assert "Nothing queued" in cli("run", "--home", str(home)).stdout
-    assert (
-        len(
-            json.loads(
-                cli(
-                    "results",
-                    "--json",
-                    "--sql",
-                    "SELECT problem_id FROM problems",
-                    "--home",
-                    str(home),
-                ).stdout
-            )
-        )
-        == len(ids) + 1
-    )
+    sql = "SELECT problem_id FROM problems"
+    written = json.loads(cli("results", "--json", "--sql", sql, "--home", str(home)).stdout)
+    assert len(written) == answered + 1
+
+
+def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # 16 qubits, below the default: the 18-node problem is then too big for the quantum
+    # path and the 20-variable benchmark instances go to CP-SAT (proven optimal).
+    home.mkdir()
+    (home / "qhopper.toml").write_text("[quantum]\nmax_qubits = 16\n")
+    problems_file = tmp_path / "problems.jsonl"
+    problems = unseen_problems(seed=20261125)
+    problems_file.write_text("\n".join(json.dumps(p) for p in problems) + "\n")
+    benchmark_files = [BENCHMARKS / c / i for c, i in INSTANCES.items()]
+    files = [problems_file, *benchmark_files]
+    ids = submit_twice(home, files, len(problems) + len(benchmark_files))
+
+    ran = cli("run", "--home", str(home))
+    assert ran.exit_code == 0, ran.output
+    assert "Time per stage" in ran.stdout
+
+    by_id = rows_by_problem(home, ids)
+    rows = [by_id[item["id"]] for item in ids]
+    for record, row in zip(problems, rows, strict=False):
+        assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]), abs=1e-9)
+        assert row["feasible"] == truth.feasible(record, row["solution"])
+        assert row["objective"] == pytest.approx(truth.brute_force(record), abs=1e-9), row
+    assert_routes(rows[: len(problems)])
+    for (collection, instance), row in zip(INSTANCES.items(), rows[len(problems) :], strict=True):
+        assert row["route"] == "classical" and row["proven_optimal"]
+        assert row["objective"] == pytest.approx(published_optimum(collection, instance), abs=1e-6)
+    assert_batches_and_states(home, rows)
+    assert_a_known_shape_reuses_its_template(tmp_path, home, problems[0], len(ids))
 
 
 def test_a_file_with_bad_records_is_rejected_whole(tmp_path: Path) -> None:
