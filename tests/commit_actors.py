@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import factories
+
 from pipeline.intake import ClaimedProblem, IntakeStore
 from pipeline.model import spec_from_record
 from pipeline.results import BatchRow, ProblemRow, ResultStore
@@ -29,7 +31,8 @@ LEASE_S = 600.0
 
 
 def ring(n: int, key: str) -> dict[str, object]:
-    return {"kind": "maxcut", "n": n, "edges": [[i, (i + 1) % n] for i in range(n)], "key": key}
+    """The unweighted ``n``-ring (tests/factories.py)."""
+    return factories.problem("maxcut", n, graph="ring", weights="unit", key=key)
 
 
 def submit_rings(store: IntakeStore, count: int, prefix: str) -> list[str]:

@@ -1,4 +1,9 @@
-"""Shared fixtures: temporary homes, intake URLs for SQLite and PostgreSQL, Prefect settings."""
+"""Shared fixtures: temporary homes, intake URLs for SQLite and PostgreSQL, Prefect settings.
+
+Beside them, as plain functions: tests/factories.py (``problem()``, the one generator of
+problem records, and ``planned()``, the one PlannedProblem factory) and tests/truth.py (the
+independent oracle: objectives and the one brute force, sharing no code with pipeline/).
+"""
 
 from __future__ import annotations
 

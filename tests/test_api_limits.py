@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ import httpx
 import psutil
 import pytest
 from api_server import ALPHA, BETA, TOKENS, Server, in_flight, poll, start_server, stop_server
+from factories import problem
 
 from pipeline.readers import MAX_ISSUES
 
@@ -324,14 +324,9 @@ def quiet(solving: Server) -> Server:
 
 
 def random_maxcut(n: int, m: int, seed: int) -> dict[str, object]:
-    """A random graph: CP-SAT proves nothing about it in seconds, so a solve takes its time."""
-    rng = random.Random(seed)
-    edges: set[tuple[int, int]] = set()
-    while len(edges) < m:
-        u, v = rng.randrange(n), rng.randrange(n)
-        if u != v:
-            edges.add((min(u, v), max(u, v)))
-    return {"kind": "maxcut", "n": n, "edges": sorted(edges), "route": "classical"}
+    """A random graph, ``m`` unweighted edges (tests/factories.py): CP-SAT proves nothing
+    about it in seconds, so a solve takes its time."""
+    return problem("maxcut", n, seed=seed, n_edges=m, weights="unit", route="classical")
 
 
 def timed(

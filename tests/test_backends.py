@@ -1,4 +1,5 @@
-"""The backend interface, its error tables, the fault wrapper, the call policy, routing economics.
+"""The backend interface, its error tables, the fault wrapper, the call policy (routing
+economics: test_routing.py).
 
 Everything runs offline on real simulators: Aer, Aer with a fake device's noise model, and
 qiskit-ibm-runtime's local testing mode. Fault rates of 0 or 1 and millisecond latencies
@@ -8,14 +9,11 @@ make every outcome certain.
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from qiskit import QuantumCircuit
@@ -28,8 +26,6 @@ from qiskit_ibm_runtime.exceptions import (
     RuntimeJobTimeoutError,
 )
 
-from batching.economics import route_batches
-from batching.planner import PlannedProblem, plan_batches
 from pipeline.backends import (
     BackendCaller,
     CallPolicy,
@@ -43,9 +39,10 @@ from pipeline.backends import (
     known_backends,
 )
 from pipeline.backends import base as backend_base
-from pipeline.backends.faulty import ProviderHTTPError
+from pipeline.backends.devices import fake_device
+from pipeline.backends.faulty import Faults, ProviderHTTPError
 from pipeline.backends.ibm import Credentials
-from pipeline.config import RetrySettings, load_settings
+from pipeline.config import RetrySettings
 from pipeline.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -55,8 +52,6 @@ from pipeline.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from pipeline.formulation import formulate
-from pipeline.model import MaxCutSpec
 from pipeline.qaoa.evaluators import uses_fast_path
 
 FAST = CallPolicy(retry=RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005))
@@ -78,20 +73,66 @@ def test_known_backends_and_unknown_specs_name_the_known_ones() -> None:
         get_backend("aer-noisy:fake_nowhere", 16)
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        "aer",
-        "aer-noisy:fake_manila",
-        "ibm:ibm_torino",
-        "ibm:fake_manila",
-        "faulty:aer",
+GOOD_SPECS = [  # spec, solver path, target, its qubits (of max_qubits=16), faults parsed
+    ("aer", "simulator", "aer", 16, None),
+    ("aer-noisy:fake_manila", "simulator", "aer-noisy:fake_manila", 5, None),
+    ("ibm:ibm_torino", "qpu", "ibm:ibm_torino", 5, None),  # device faked below (manila: 5)
+    ("ibm:fake_manila", "simulator", "ibm:fake_manila", 5, None),
+    ("faulty:aer", "simulator", "aer", 16, Faults()),
+    (
         "faulty:aer?transient=0.3&latency=2s&seed=4",
+        "simulator",
+        "aer",
+        16,
+        Faults(transient=0.3, latency=2.0, seed=4),
+    ),
+    (
         "faulty:aer-noisy:fake_brisbane?outage=1",
-    ],
+        "simulator",
+        "aer-noisy:fake_brisbane",
+        12,  # a density matrix of 12 qubits at most, of the device's 127
+        Faults(outage=1.0),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "solver_path", "target", "qubits", "faults"),
+    GOOD_SPECS,
+    ids=[case[0] for case in GOOD_SPECS],
 )
-def test_good_specs_pass_the_check(spec: str) -> None:
-    check_backend_spec(spec)
+def test_good_specs_pass_the_check(
+    spec: str,
+    solver_path: str,
+    target: str,
+    qubits: int,
+    faults: Faults | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spec the check passes builds the backend it names: its name, what results will call
+    its path, the target it compiles for and, behind ``faulty:``, the parsed fault options."""
+    assert check_backend_spec(spec) is None
+    if spec == "ibm:ibm_torino":  # no account here: the runtime service answers with a fake
+        asked: list[str] = []
+
+        def connect(device: str) -> object:
+            asked.append(device)
+            return fake_device("fake_manila")
+
+        monkeypatch.setattr(ibm, "connect", connect)
+        backend = ibm.make("ibm_torino", 16, lambda inner: get_backend(inner, 16))
+        assert asked == ["ibm_torino"]
+    else:
+        backend = get_backend(spec, 16)
+    assert (backend.name, backend.solver_path) == (spec, solver_path)
+    assert (backend.target.name, backend.target.max_qubits) == (target, qubits)
+    if faults is None:
+        assert not spec.startswith("faulty:")
+    else:  # the inner backend's own target (same templates), the options parsed
+        inner = spec.removeprefix("faulty:").partition("?")[0]
+        assert backend.target is get_backend(inner, 16).target
+        assert backend.runner.faults == faults  # type: ignore[attr-defined]
+        assert not backend.capabilities.exact_statevector
 
 
 @pytest.mark.parametrize(
@@ -387,121 +428,3 @@ def test_credentials_are_masked_and_required(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("QHOPPER_IBM_SECRET_BLOCK", raising=False)
     with pytest.raises(ConfigError, match="QISKIT_IBM_TOKEN"):
         Credentials.load()
-
-
-# --- routing economics --------------------------------------------------------------------
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def planned(index: int, n: int = 5, tenant: str = "default", **extra: object) -> PlannedProblem:
-    edges = [[i, (i + 1) % n, 1 + (index + i) % 3] for i in range(n)]
-    spec = MaxCutSpec.model_validate(
-        {"kind": "maxcut", "n": n, "edges": edges, "tenant": tenant, **extra}
-    )
-    naive = NOW.replace(tzinfo=None)
-    return PlannedProblem(
-        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, naive, naive, 1, 128
-    )
-
-
-def route(problems: list[PlannedProblem], backend: str = "aer", **overrides: object) -> list:
-    settings = load_settings(overrides=dict(overrides))
-    quantum = get_backend(backend, settings.quantum.max_qubits)
-    batches = plan_batches(problems, backend, quantum.target.why_not, 4)
-    return route_batches(batches, quantum, settings, NOW, compiled=lambda _: True, workers=2)
-
-
-def test_affordable_and_on_time_goes_quantum_with_its_numbers() -> None:
-    (batch,) = route([planned(i) for i in range(4)])
-    numbers = batch.routing
-    assert batch.route == "quantum" and numbers.decision == "quantum"
-    assert numbers.est_quantum_cost_usd > 0 and numbers.est_quantum_compile_s == 0.0
-    assert numbers.budget_allotted_usd >= numbers.est_quantum_cost_usd
-    assert numbers.est_quantum_latency_s == pytest.approx(numbers.est_quantum_execute_s)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "extra", "word"),
-    [
-        ({"budget.per_problem_usd": 1e-12}, {}, "per-problem budget"),
-        ({"budget.per_run_usd": 1e-12}, {}, "run budget"),
-        ({"budget.tenant_quota_usd": {"lab": 1e-12}}, {"tenant": "lab"}, "tenant 'lab'"),
-        ({}, {"deadline": (NOW + timedelta(milliseconds=1)).isoformat()}, "deadline"),
-    ],
-)
-def test_unaffordable_or_late_goes_classical_with_the_reason(
-    overrides: dict, extra: dict, word: str
-) -> None:
-    problems = [planned(i, **extra) for i in range(3)] + [planned(9, route="quantum", **extra)]
-    (batch,) = route(problems, **overrides)
-    assert batch.route == "classical" and batch.shape is None and word in batch.route_reason
-    # only the one that asked for quantum is degraded, with the route's reason
-    assert {pid: f.message for pid, f in batch.fallbacks.items()} == {"p9": batch.route_reason}
-
-
-def test_the_run_budget_goes_to_the_earliest_deadline_first() -> None:
-    later = [planned(i, n=5, deadline=(NOW + timedelta(hours=2)).isoformat()) for i in range(4)]
-    sooner = [
-        planned(10 + i, n=6, deadline=(NOW + timedelta(hours=1)).isoformat()) for i in range(4)
-    ]
-    probe = route(later + sooner)
-    cost = {b.shape.n_qubits: b.routing.est_quantum_cost_usd for b in probe}
-    budget = cost[6] * 3 + cost[5] * 0.5  # room for one batch's reservation, not both
-    routed = {
-        b.problems[0].formulation.ising.n: b
-        for b in route(later + sooner, **{"budget.per_run_usd": budget})
-    }
-    assert routed[6].route == "quantum" and routed[5].route == "classical"
-    assert "run budget" in routed[5].route_reason
-
-
-def test_too_big_for_the_simulator_memory_is_infeasible() -> None:
-    (batch,) = route(
-        [planned(i, n=12) for i in range(2)], **{"routing.simulator_memory_bytes": 1024}
-    )
-    assert batch.route == "classical" and not batch.routing.est_quantum_feasible
-    assert "statevector of 12 qubits" in batch.route_reason
-    assert math.isfinite(batch.routing.est_classical_latency_s)
-    assert np.isclose(batch.routing.budget_allotted_usd, 0.0)
-
-
-def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = readme.split("### Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    config = tmp_path / "conf" / "qhopper.toml"
-    config.parent.mkdir()
-    config.write_text(block.replace('database_url = "sqlite:///<home>/intake.db"', ""))
-    shown = load_settings(tmp_path, config)
-    defaults = load_settings(tmp_path)
-    sections = [name for name in defaults.model_dump() if name != "home"]
-    assert sections == [name for name in shown.model_dump() if name != "home"]
-    for section in sections:
-        for name, value in getattr(defaults, section).model_dump().items():
-            actual = getattr(getattr(shown, section), name)
-            if isinstance(value, float):
-                assert actual == pytest.approx(value, rel=0.01), f"{section}.{name}"
-            else:
-                assert actual == value, f"{section}.{name}"
-
-
-def test_waves_of_one_run_share_its_budget() -> None:
-    """A run routes each wave of claims separately: the run budget carries across them."""
-    from batching.economics import Budgets
-
-    settings = load_settings()
-    quantum = get_backend("aer", settings.quantum.max_qubits)
-    budgets = Budgets.for_run(settings)
-
-    def wave(first: int) -> list:
-        problems = [planned(i) for i in range(first, first + 4)]
-        batches = plan_batches(problems, "aer", quantum.target.why_not, 4)
-        return route_batches(
-            batches, quantum, settings, NOW, compiled=lambda _: True, workers=2, budgets=budgets
-        )
-
-    (one,) = wave(0)
-    left = budgets.run_left
-    assert one.route == "quantum" and left < settings.budget.per_run_usd
-    (two,) = wave(10)
-    assert two.routing.budget_run_left_usd == pytest.approx(left)  # not a fresh budget
-    assert budgets.run_left < left

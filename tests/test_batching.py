@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import random
-from datetime import datetime
-
 import pytest
+from factories import planned, problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batching.batches import PlannedProblem
 from batching.estimate import estimate_run
 from batching.planner import plan_batches
-from batching.rules import ProblemFacts, problem_refusal
-from batching.sizing import classical_seconds
 from flows.progress import Eta
 from pipeline.backends import get_backend
 from pipeline.config import load_settings
 from pipeline.durations import duration
-from pipeline.formulation import formulate
-from pipeline.model import MaxCutSpec, QuboSpec
+from pipeline.model import MaxCutSpec
 from pipeline.qaoa.shapes import shape_of
-
-NOW = datetime(2026, 1, 1)
-
-
-def planned(
-    index: int, n: int, edges: list[list[float]], route: str = "auto", reps: int = 1
-) -> PlannedProblem:
-    spec = MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "route": route})
-    return PlannedProblem(
-        f"p{index}", f"k{index}", spec, formulate(spec), "h", 1, NOW, NOW, reps, 128
-    )
 
 
 def structure(problem: PlannedProblem) -> tuple[int, tuple[tuple[int, int], ...], int]:
@@ -42,35 +26,21 @@ def structure(problem: PlannedProblem) -> tuple[int, tuple[tuple[int, int], ...]
     return spec.n, tuple(pairs), problem.reps
 
 
-def path_edges(n: int, weight: float) -> list[list[float]]:
-    return [[i, i + 1, weight] for i in range(n - 1)]
+def path(
+    index: int, n: int, weight: float, chord: bool = False, route: str = "auto", reps: int = 1
+) -> PlannedProblem:
+    """Problem ``index``: the ``n``-path, every edge ``weight``; ``chord``: and edge (0, n - 1)."""
+    graph = [(i, i + 1) for i in range(n - 1)] + ([(0, n - 1)] if chord else [])
+    return planned(index, problem("maxcut", n, graph=graph, weights=weight, route=route), reps=reps)
 
 
 def test_same_structure_different_weights_share_a_shape() -> None:
-    a, b = planned(0, 5, path_edges(5, 1.0)), planned(1, 5, path_edges(5, 3.5))
+    a, b = path(0, 5, 1.0), path(1, 5, 3.5)
     assert shape_of(a.formulation.ising, 1, "aer") == shape_of(b.formulation.ising, 1, "aer")
     assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 2, "aer")
     assert shape_of(a.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer-noisy")
-    c = planned(2, 5, [*path_edges(5, 1.0), [0, 4, 1.0]])
+    c = path(2, 5, 1.0, chord=True)
     assert shape_of(c.formulation.ising, 1, "aer") != shape_of(a.formulation.ising, 1, "aer")
-
-
-@pytest.mark.parametrize(
-    ("requested", "n", "route", "fallback"),
-    [
-        ("auto", 8, "quantum", False),
-        ("auto", 20, "classical", False),
-        ("classical", 4, "classical", False),
-        ("quantum", 20, "classical", True),
-        ("quantum", 16, "quantum", False),
-    ],
-)
-def test_routing_rule(requested: str, n: int, route: str, fallback: bool) -> None:
-    why_not = f"needs {n} qubits; at most 16" if n > 16 else None
-    refusal = problem_refusal(ProblemFacts(requested, why_not))
-    assert (refusal is None) == (route == "quantum")
-    assert (refusal is not None and refusal.fallback() is not None) == fallback
-    assert refusal is None or refusal.message
 
 
 problem_lists = st.lists(
@@ -92,8 +62,7 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
 ) -> None:
     problems = []
     for index, (n, chord, route, reps, weight) in enumerate(items):
-        edges = path_edges(n, weight) + ([[0, n - 1, weight]] if chord and n > 2 else [])
-        problems.append(planned(index, n, edges, route, reps))
+        problems.append(path(index, n, weight, chord and n > 2, route=route, reps=reps))
     batches = plan_batches(
         problems, "aer", lambda n: "too large" if n > max_qubits else None, max_batch
     )
@@ -121,65 +90,20 @@ def test_every_problem_lands_in_exactly_one_valid_batch(
     assert len({b.batch_id for b in batches}) == len(batches)
 
 
-@pytest.mark.parametrize("n", [12, 18, 20, 22])
-@pytest.mark.parametrize("size", [1, 5, 64])
-def test_fast_path_chunks_fit_a_workers_memory(n: int, size: int) -> None:
-    import math
-
-    from batching.sizing import chunk_count
-    from pipeline.memory import fast_path_bytes
-
-    memory = 64 * 2**20
-    count = chunk_count(size, n, workers=2, exact=True, memory_bytes=memory)
-    per_chunk = math.ceil(size / count)
-    assert 1 <= count <= size
-    assert per_chunk == 1 or fast_path_bytes(n, per_chunk) <= memory
-    assert count >= min(2, size // 4)  # still one chunk per worker where there is work for it
-    if count > max(1, min(2, size // 4)):  # cut further for memory: twice as big would not fit
-        assert fast_path_bytes(n, 2 * per_chunk) > memory
-
-
 # --- the run's estimate, said before it computes ------------------------------------------
-def random_graph(n: int, p: float, seed: int) -> list[list[float]]:
-    rng = random.Random(seed)
-    return [[i, j, 1] for i in range(n) for j in range(i + 1, n) if rng.random() < p] or [[0, 1]]
-
-
-def test_cpsat_estimate_follows_the_measured_growth_and_stops_at_the_limit() -> None:
-    """Measured here (bench_estimate, MEASUREMENTS.md): MaxCut 0.02 s at 50 edges, 0.4 s at
-    80, 2-5 s at 100, unproved in 10 s past ~110; a dense 20-variable QUBO ~1 s, unproved at
-    40. Past what it can prove, CP-SAT uses its whole limit."""
-    limit = 10.0
-
-    def maxcut(edges: int) -> float:
-        n = 60
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)][:edges]
-        return classical_seconds(planned(0, n, [[i, j, 1] for i, j in pairs]), limit)
-
-    def dense_qubo(n: int) -> float:
-        spec = QuboSpec.model_validate(
-            {
-                "kind": "qubo",
-                "n": n,
-                "quadratic": [[i, j, 1] for i in range(n) for j in range(i + 1, n)],
-            }
-        )
-        problem = PlannedProblem("q", "q", spec, formulate(spec), "h", 1, NOW, NOW, 1, 128)
-        return classical_seconds(problem, limit)
-
-    assert maxcut(30) < maxcut(50) < 0.1
-    assert 0.1 < maxcut(80) < 1
-    assert 1 < maxcut(100) < limit
-    assert maxcut(150) == limit
-    assert 0.3 < dense_qubo(20) < 5
-    assert dense_qubo(40) == limit
-
-
 def test_the_estimate_names_what_dominates_and_scales_to_the_backlog() -> None:
     settings = load_settings(overrides={"classical.time_limit_s": 10})
     backend = get_backend("aer", settings.quantum.max_qubits)
-    small = [planned(i, 6, path_edges(6, 1)) for i in range(8)]
-    large = [planned(100 + i, 150, random_graph(150, 0.1, i), route="classical") for i in range(3)]
+    small = [path(i, 6, 1) for i in range(8)]
+    large = [
+        planned(
+            100 + i,
+            problem(
+                "maxcut", 150, seed=i, density=0.1, nonempty=True, weights=1, route="classical"
+            ),
+        )
+        for i in range(3)
+    ]
     batches = plan_batches([*small, *large], "aer", backend.target.why_not, 4)
     estimate = estimate_run(batches, backend, settings)
     assert (estimate.quantum_problems, estimate.classical_problems) == (8, 3)

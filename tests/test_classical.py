@@ -1,81 +1,58 @@
 """CP-SAT path against independent brute force, published optima and tight time limits.
 
-The brute-force evaluator below reads the raw spec lists and shares no code with
+Answers are judged by tests/truth.py, which reads the raw records and shares no code with
 pipeline/: a formulation or scaling bug cannot hide behind it.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import truth
+from factories import problem
 from qaoa_dataset import load_graphs
 
 from pipeline.classical import ClassicalAnswer, solve_classical, solve_plain
 from pipeline.classical.heuristics import improve, kind_start, search, start
 from pipeline.config import LimitSettings
 from pipeline.formulation import bits_to_string, formulate
-from pipeline.model import MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec
+from pipeline.model import ProblemSpec, QuboSpec, spec_from_record
 from pipeline.readers import read_path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 WORKERS = 2
+Record = dict[str, Any]
 
 
-# --- independent truth -------------------------------------------------------------
+def record_of(spec: ProblemSpec) -> Record:
+    """A spec's own fields as a raw record, for the oracle to read."""
+    return spec.model_dump(mode="json", exclude_none=True)
 
 
-def all_bits(n: int) -> np.ndarray:
-    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=float).reshape(-1, n)
+def solved(record: Record, limit: float, **options: Any) -> ClassicalAnswer:
+    return solve_classical(formulate(spec_from_record(record)), limit, **options)
 
 
-def evaluate(spec: ProblemSpec, x: np.ndarray) -> np.ndarray:
-    """Objective of each row of ``x``, straight from the spec's lists."""
-    if isinstance(spec, MaxCutSpec):
-        value = np.zeros(len(x))
-        for edge in spec.edges:
-            weight = edge[2] if len(edge) == 3 else 1
-            value += weight * (x[:, int(edge[0])] != x[:, int(edge[1])])
-        return value
-    if isinstance(spec, QuboSpec):
-        value = np.full(len(x), float(spec.offset))
-        for i, c in spec.linear:
-            value += c * x[:, int(i)]
-        for i, j, c in spec.quadratic:
-            value += c * x[:, int(i)] * x[:, int(j)]
-        return value
-    mu, sigma = np.array(spec.mu, dtype=float), np.array(spec.sigma, dtype=float)
-    return x @ mu - spec.risk * np.einsum("ki,ij,kj->k", x, sigma, x)
-
-
-def brute_force(spec: ProblemSpec) -> float:
-    n = len(spec.mu) if isinstance(spec, PortfolioSpec) else spec.n
-    x = all_bits(n)
-    if isinstance(spec, PortfolioSpec):
-        x = x[x.sum(axis=1) == spec.budget]
-    values = evaluate(spec, x)
-    return float(
-        values.min() if isinstance(spec, QuboSpec) and spec.sense == "min" else values.max()
-    )
-
-
-def check_answer(spec: ProblemSpec, answer: ClassicalAnswer) -> None:
+def check_answer(record: Record, answer: ClassicalAnswer) -> None:
     """What every answer must satisfy, optimal or not."""
-    n = len(spec.mu) if isinstance(spec, PortfolioSpec) else spec.n
+    n = truth.variables(record)
     assert len(answer.solution) == n and set(answer.solution) <= {"0", "1"}
-    bits = np.array([[int(c) for c in answer.solution]], dtype=float)
-    assert answer.objective == pytest.approx(float(evaluate(spec, bits)[0]), rel=1e-9, abs=1e-9)
-    assert answer.objective == float(formulate(spec).objective(bits)[0])
-    if isinstance(spec, PortfolioSpec):
-        assert answer.solution.count("1") == spec.budget
-    assert answer.feasible
+    assert answer.objective == pytest.approx(
+        truth.objective(record, answer.solution), rel=1e-9, abs=1e-9
+    )
+    bits = [[int(c) for c in answer.solution]]
+    assert answer.objective == float(formulate(spec_from_record(record)).objective(bits)[0])
+    if record["kind"] == "portfolio":
+        assert answer.solution.count("1") == record["budget"]
+    assert answer.feasible and truth.feasible(record, answer.solution)
     assert answer.wall_s > 0
     if answer.bound is not None:  # CP-SAT's bound, in the problem's own sense and units
-        minimise = isinstance(spec, QuboSpec) and spec.sense == "min"
+        minimise = truth.sense(record) == "min"
         slack = 1e-9 * (1.0 + abs(answer.objective))
         assert (
             (answer.bound <= answer.objective + slack)
@@ -86,57 +63,43 @@ def check_answer(spec: ProblemSpec, answer: ClassicalAnswer) -> None:
         assert answer.bound == pytest.approx(answer.objective, rel=1e-12, abs=1e-9)
 
 
-# --- random small instances --------------------------------------------------------
+# --- random small instances (tests/factories.py), one size per seed ------------------------
 
 
-def random_maxcut(seed: int, decimals: int | None) -> MaxCutSpec:
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(2, 13))
-    edges: list[list[int | float]] = []
-    for u, v in itertools.combinations(range(n), 2):
-        if rng.random() < 0.6:
-            if decimals is None:
-                edges.append([u, v, int(rng.integers(-5, 10))])
-            else:
-                edges.append([u, v, round(float(rng.uniform(-3, 5)), decimals)])
-    if seed % 4 == 0:  # unweighted edges too
-        edges = [e[:2] for e in edges]
-    return MaxCutSpec(kind="maxcut", n=n, edges=edges)
-
-
-def random_qubo(seed: int, sense: str) -> QuboSpec:
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 13))
-    linear = [[i, int(rng.integers(-20, 20))] for i in range(n) if rng.random() < 0.7]
-    quadratic: list[list[int | float]] = [
-        [i, j, int(rng.integers(-15, 15))]
-        for i, j in itertools.combinations_with_replacement(range(n), 2)
-        if rng.random() < 0.5
-    ]
-    if seed % 3 == 0:  # decimal coefficients
-        quadratic = [[i, j, c + 0.25] for i, j, c in quadratic]
-    offset = round(float(rng.uniform(-50, 50)), 3)
-    return QuboSpec(
-        kind="qubo", n=n, linear=linear, quadratic=quadratic, offset=offset, sense=sense
+def maxcut_case(seed: int, decimals: int | None) -> Record:
+    """2-12 nodes, each pair an edge with probability 0.6; integer weights in [-5, 9] or
+    decimal ones in [-3, 5]; every fourth seed's edges unweighted."""
+    weights = "unit" if seed % 4 == 0 else "int" if decimals is None else "decimal"
+    span = (-5, 9) if decimals is None else (-3, 5)
+    return problem(
+        "maxcut",
+        2 + seed % 11,
+        seed=seed,
+        density=0.6,
+        weights=weights,
+        span=span,
+        decimals=decimals,
     )
 
 
-def random_portfolio(seed: int, decimals: int | None = 3) -> PortfolioSpec:
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 13))
-    a = rng.normal(size=(n, n))
-    sigma = a @ a.T / n
-    mu = rng.uniform(-0.2, 1.0, n)
-    risk = float(rng.choice([0.0, 0.5, 1.0, 2.5]))
-    if decimals is not None:
-        sigma, mu = sigma.round(decimals), mu.round(decimals)
-    return PortfolioSpec(
-        kind="portfolio",
-        mu=[float(m) for m in mu],
-        sigma=[[float(s) for s in row] for row in sigma],
-        budget=int(rng.integers(0, n + 1)),
-        risk=risk,
+def qubo_case(seed: int, sense: str) -> Record:
+    """1-12 variables: linear terms on 70 % of them, quadratic ones (diagonal included) on
+    half the pairs; integer coefficients in [-20, 20], 3-decimal ones every third seed."""
+    weights = "decimal" if seed % 3 == 0 else "int"
+    return problem(
+        "qubo",
+        1 + seed % 12,
+        seed=seed,
+        diagonal=True,
+        weights=weights,
+        span=(-20, 20),
+        sense=sense,
     )
+
+
+def portfolio_case(seed: int, decimals: int | None = 3) -> Record:
+    """1-12 assets, any budget from 0 to all of them; ``decimals=None``: full precision."""
+    return problem("portfolio", 1 + seed % 12, seed=seed, decimals=decimals)
 
 
 SEEDS = range(12)
@@ -145,52 +108,52 @@ SEEDS = range(12)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("decimals", [None, 2], ids=["integer", "decimal"])
 def test_maxcut_matches_brute_force(seed: int, decimals: int | None) -> None:
-    spec = random_maxcut(seed, decimals)
-    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
-    check_answer(spec, answer)
+    record = maxcut_case(seed, decimals)
+    answer = solved(record, 10.0, workers=WORKERS, seed=seed)
+    check_answer(record, answer)
     assert answer.status == "OPTIMAL" and answer.proven_optimal
-    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+    assert answer.objective == pytest.approx(truth.brute_force(record), abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("sense", ["min", "max"])
 def test_qubo_matches_brute_force(seed: int, sense: str) -> None:
-    spec = random_qubo(seed, sense)
-    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
-    check_answer(spec, answer)
+    record = qubo_case(seed, sense)
+    answer = solved(record, 10.0, workers=WORKERS, seed=seed)
+    check_answer(record, answer)
     assert answer.status == "OPTIMAL" and answer.proven_optimal
-    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+    assert answer.objective == pytest.approx(truth.brute_force(record), abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_portfolio_matches_brute_force_with_hard_budget(seed: int) -> None:
-    spec = random_portfolio(seed)
-    answer = solve_classical(formulate(spec), 10.0, workers=WORKERS, seed=seed)
-    check_answer(spec, answer)
+    record = portfolio_case(seed)
+    answer = solved(record, 10.0, workers=WORKERS, seed=seed)
+    check_answer(record, answer)
     assert answer.status == "OPTIMAL" and answer.proven_optimal
-    assert answer.objective == pytest.approx(brute_force(spec), abs=1e-9)
+    assert answer.objective == pytest.approx(truth.brute_force(record), abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_full_precision_floats_are_rounded_and_not_claimed_proven(seed: int) -> None:
     """17-digit floats cannot be scaled to exact integers: near-optimal, never 'proven'."""
-    spec = random_portfolio(100 + seed, decimals=None)
-    answer = solve_classical(formulate(spec), 2.0, workers=WORKERS)
-    check_answer(spec, answer)
+    record = portfolio_case(100 + seed, decimals=None)
+    answer = solved(record, 0.5, workers=WORKERS)
+    check_answer(record, answer)
     assert not answer.proven_optimal and answer.bound is None  # a rounded model bounds nothing
-    best = brute_force(spec)
+    best = truth.brute_force(record)
     assert answer.objective == pytest.approx(best, rel=1e-4, abs=1e-6)
 
 
 def test_seed_and_single_worker_reproduce() -> None:
-    spec = random_qubo(5, "min")
-    first = solve_classical(formulate(spec), 5.0, workers=1, seed=3)
-    second = solve_classical(formulate(spec), 5.0, workers=1, seed=3)
+    record = qubo_case(5, "min")
+    first = solved(record, 5.0, workers=1, seed=3)
+    second = solved(record, 5.0, workers=1, seed=3)
     assert (first.solution, first.objective) == (second.solution, second.objective)
 
 
 def test_rejects_bad_limits() -> None:
-    formulation = formulate(random_qubo(1, "min"))
+    formulation = formulate(spec_from_record(qubo_case(1, "min")))
     with pytest.raises(ValueError):
         solve_classical(formulation, 0.0)
     with pytest.raises(ValueError):
@@ -202,18 +165,19 @@ def test_rejects_bad_limits() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_tabu_start_finds_small_optima_and_keeps_the_budget(seed: int) -> None:
-    for spec in (random_maxcut(seed, 2), random_qubo(seed, "max"), random_portfolio(seed)):
-        formulation = formulate(spec)
+    for record in (maxcut_case(seed, 2), qubo_case(seed, "max"), portfolio_case(seed)):
+        formulation = formulate(spec_from_record(record))
         bits = start(formulation, 1.0, seed=seed)
         assert bool(formulation.feasible(bits))
-        assert float(formulation.objective(bits)) == pytest.approx(brute_force(spec), abs=1e-9)
+        assert float(formulation.objective(bits)) == pytest.approx(
+            truth.brute_force(record), abs=1e-9
+        )
 
 
 def test_tabu_search_is_reproducible_by_seed() -> None:
     """An unweighted cut has many optima: which one is found depends on the seed alone."""
-    rng = np.random.default_rng(3)
-    edges = [[u, v] for u, v in itertools.combinations(range(60), 2) if rng.random() < 0.4]
-    formulation = formulate(MaxCutSpec(kind="maxcut", n=60, edges=edges))
+    record = problem("maxcut", 60, seed=3, density=0.4, weights="unit")
+    formulation = formulate(spec_from_record(record))
     linear, matrix = formulation.objective_qubo.minimisation_form()
 
     def found_by(seed: int) -> str:
@@ -227,8 +191,8 @@ def test_tabu_search_is_reproducible_by_seed() -> None:
 
 def test_tabu_search_stops_when_it_stalls_not_at_its_budget() -> None:
     """Decimal weights too: rounding in the running value must not pass for progress."""
-    for spec in (random_qubo(3, "min"), random_portfolio(3)):
-        formulation = formulate(spec)
+    for record in (qubo_case(3, "min"), portfolio_case(3)):
+        formulation = formulate(spec_from_record(record))
         start(formulation, 0.1)  # compiled and loaded before timing
         began = time.perf_counter()
         start(formulation, 60.0)
@@ -279,7 +243,7 @@ def test_published_optimum_is_proven(folder: str, instance: str) -> None:
     spec = read_spec(folder, instance)
     assert (isinstance(spec, QuboSpec) and spec.sense == sense) or sense == "max"
     answer = solve_classical(formulate(spec), 30.0, workers=WORKERS)
-    check_answer(spec, answer)
+    check_answer(record_of(spec), answer)
     assert answer.status == "OPTIMAL" and answer.proven_optimal
     assert answer.objective == pytest.approx(optimum, rel=1e-12)
 
@@ -290,9 +254,9 @@ def test_qaoa_dataset_max_cuts() -> None:
     graphs = load_graphs(7)[::10]
     assert len(graphs) > 80
     for graph in graphs:
-        spec = MaxCutSpec(kind="maxcut", n=7, edges=[list(e) for e in graph.edges])
-        answer = solve_classical(formulate(spec), 10.0, workers=WORKERS)
-        check_answer(spec, answer)
+        record = {"kind": "maxcut", "n": 7, "edges": [list(e) for e in graph.edges]}
+        answer = solved(record, 10.0, workers=WORKERS)
+        check_answer(record, answer)
         assert answer.proven_optimal
         assert answer.objective == listed[f"Graphs/graph7c.txt:{graph.number}"][1]
 
@@ -315,7 +279,7 @@ def test_hard_instance_under_tiny_limit_is_feasible_not_proven(
     sense, optimum = optima(folder)[instance]
     spec = read_spec(folder, instance)
     answer = solve_classical(formulate(spec), limit, workers=WORKERS)
-    check_answer(spec, answer)
+    check_answer(record_of(spec), answer)
     assert not answer.proven_optimal
     assert answer.status in {"UNKNOWN", "FEASIBLE"}
     if limit < 1e-6:  # no time for CP-SAT at all: the heuristic fallback answers
@@ -328,19 +292,10 @@ def test_hard_instance_under_tiny_limit_is_feasible_not_proven(
 
 
 def test_portfolio_fallback_keeps_the_budget() -> None:
-    rng = np.random.default_rng(7)
-    n = 80
-    a = rng.normal(size=(n, n))
-    spec = PortfolioSpec(
-        kind="portfolio",
-        mu=[float(m) for m in rng.uniform(0, 1, n).round(3)],
-        sigma=[[float(s) for s in row] for row in (a @ a.T / n).round(4)],
-        budget=20,
-        risk=0.5,
-    )
-    answer = solve_classical(formulate(spec), 1e-9, workers=WORKERS)
+    record = problem("portfolio", 80, seed=7, decimals=4, budget=20, risk=0.5)
+    answer = solved(record, 1e-9, workers=WORKERS)
     assert answer.status == "UNKNOWN" and not answer.proven_optimal
-    check_answer(spec, answer)
+    check_answer(record, answer)
 
 
 # --- the portfolio against published optima (issue 14) ---------------------------------
@@ -379,7 +334,7 @@ def test_portfolio_comes_within_the_target_of_published_optima(folder: str, inst
     spec = read_spec(folder, instance)
     limit = 2.0
     answer = solve_classical(formulate(spec), limit, workers=1)
-    check_answer(spec, answer)
+    check_answer(record_of(spec), answer)
     check_bound(sense, optimum, answer)
     n = len(answer.solution)
     assert abs(answer.objective - optimum) / max(1.0, abs(optimum)) <= tolerance(n)
@@ -427,7 +382,7 @@ def test_small_problems_are_proven_before_the_heuristic_runs(
 
     monkeypatch.setattr("pipeline.classical.cpsat.improve", refuse)
     answer = solve_classical(formulate(records[0].spec), 10.0, workers=1)
-    check_answer(records[0].spec, answer)
+    check_answer(record_of(records[0].spec), answer)
     assert answer.proven_optimal and answer.wall_s < 0.5
 
 
@@ -435,5 +390,5 @@ def test_plain_cpsat_is_the_unhinted_baseline() -> None:
     _sense, optimum = optima("biqmac-qubo")["gka/gka1b.sparse"]
     spec = read_spec("biqmac-qubo", "gka/gka1b.sparse")
     answer = solve_plain(formulate(spec), 10.0)
-    check_answer(spec, answer)
+    check_answer(record_of(spec), answer)
     assert answer.proven_optimal and answer.objective == optimum

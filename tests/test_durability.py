@@ -39,6 +39,7 @@ import pytest
 import sqlalchemy as sa
 import truth
 from distributed import Client, LocalCluster
+from factories import Seed, problem, rng_of
 from faults import kill_a_worker_once
 from test_hostile_input import HOSTILE_KEYS
 from typer.testing import CliRunner
@@ -175,22 +176,21 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 
 # --- problems and checks -----------------------------------------------------------------
-def tiny_problem(rng: random.Random, quantum: bool, key: str | None = None) -> dict[str, Any]:
-    """A 4-6 node MaxCut: quantum ones are weighted rings (two shapes), classical any graph.
+def tiny_problem(seed: Seed, quantum: bool, key: str | None = None) -> dict[str, Any]:
+    """A 4-6 node MaxCut (tests/factories.py): quantum ones are rings weighted 1 to 5 (two
+    shapes), classical ones any graph (each pair an edge with probability 0.6, weights -2
+    to 6). ``seed`` may be a generator, to draw many in turn.
 
     Give a ``key`` where problems must stay distinct: tiny graphs repeat, and the same
     content under the default key is one problem.
     """
+    rng = rng_of(seed)
     if quantum:
-        n = rng.choice((4, 5))
-        edges = [[i, (i + 1) % n, rng.randint(1, 5)] for i in range(n)]
-        record = {"kind": "maxcut", "n": n, "edges": edges, "route": "quantum"}
-    else:
-        n = rng.choice((4, 5, 6))
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.6]
-        edges = [[i, j, rng.randint(-2, 6)] for i, j in pairs or [(0, 1)]]
-        record = {"kind": "maxcut", "n": n, "edges": edges, "route": "classical"}
-    return record if key is None else record | {"key": key}
+        n = 4 + int(rng.integers(2))
+        return problem("maxcut", n, seed=rng, graph="ring", span=(1, 5), route="quantum", key=key)
+    n = 4 + int(rng.integers(3))
+    options = {"density": 0.6, "nonempty": True, "span": (-2, 6)}
+    return problem("maxcut", n, seed=rng, route="classical", key=key, **options)
 
 
 def submit(home: Path, records: list[dict[str, Any]], name: str) -> list[str]:
@@ -330,7 +330,7 @@ def test_sigkill_at_every_commit_point_loses_nothing_and_duplicates_nothing(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    rng = random.Random(7)
+    rng = rng_of(7)
     records = [tiny_problem(rng, i % 2 == 0, f"crash-{i}") for i in range(PROBLEMS)]
     ids = submit(home, records, "problems")
     assert len(set(ids)) == PROBLEMS
@@ -392,7 +392,7 @@ def test_a_frozen_writer_never_publishes_a_second_row(
     database = {"QHOPPER_DATABASE_URL": intake_url}
     home = tmp_path / "home"
     home.mkdir()
-    rng = random.Random(3)
+    rng = rng_of(3)
     records = [tiny_problem(rng, i % 2 == 0, f"frozen-{i}") for i in range(12)]
     ids = submit(home, records, "problems")
     config = write_config(
@@ -435,7 +435,7 @@ def test_a_dask_worker_killed_mid_batch_costs_no_answer(
     their way to the workers), or a quantum one (taking its copy of the template)."""
     home = tmp_path / "home"
     home.mkdir()
-    rng = random.Random(11)
+    rng = rng_of(11)
     records = [tiny_problem(rng, i % 3 == 0, f"worker-{i}") for i in range(36)]
     ids = submit(home, records, "problems")
     config = write_config(
@@ -460,7 +460,7 @@ KEY_POOL = 1200
 
 
 def keyed_problem(k: int) -> dict[str, Any]:
-    record = tiny_problem(random.Random(k), quantum=False)
+    record = tiny_problem(k, quantum=False)
     return record | {"key": f"job/{k:04d}"}  # a key with a path separator, on purpose
 
 
@@ -471,9 +471,7 @@ def test_eight_submitters_and_two_runs_at_once_answer_each_key_once(
     home.mkdir()
     # Something for the first runs to claim, including keys that look like paths or SQL:
     # kept verbatim, answered like any other, and never used to name a file.
-    hostile = {
-        key: tiny_problem(random.Random(i), False, key) for i, key in enumerate(HOSTILE_KEYS)
-    }
+    hostile = {key: tiny_problem(i, False, key) for i, key in enumerate(HOSTILE_KEYS)}
     submit(home, [keyed_problem(k) for k in range(50)] + list(hostile.values()), "first")
     chosen = [random.Random(i).sample(range(KEY_POOL), PER_SUBMITTER) for i in range(SUBMITTERS)]
     files = []
@@ -583,7 +581,7 @@ def test_serve_keeps_its_interval_after_a_crashed_run_and_never_overlaps(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    rng = random.Random(5)
+    rng = rng_of(5)
     ids = submit(home, [tiny_problem(rng, False, f"a{i}") for i in range(3)], "first")
     marker = tmp_path / "crashed-once"
     env = {**rig.env, "QHOPPER_CRASH_AT": f"claim:1@{marker}", "QHOPPER_LEASE_SECONDS": "600"}
@@ -691,7 +689,7 @@ def test_a_run_shows_in_the_prefect_ui_when_a_server_is_configured(
     server records it, with the run's summary as the flow run's artifact."""
     home = tmp_path / "home"
     home.mkdir()
-    ids = submit(home, [tiny_problem(random.Random(2), False, "ui-0")], "p")
+    ids = submit(home, [tiny_problem(2, False, "ui-0")], "p")
     env = {**rig.env, "QHOPPER_HOME": str(home)}
     done = subprocess.run(
         [QHOPPER, "run", "--json", "--dask-address", rig.dask_address],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import truth
+from factories import problem, rng_of
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -46,44 +46,17 @@ def published_optimum(collection: str, instance: str) -> float:
 
 
 def unseen_problems(seed: int) -> list[dict[str, Any]]:
-    """Random problems of several shapes, kinds, senses and routes."""
-    rng = random.Random(seed)
+    """Random problems of several shapes, kinds, senses and routes (tests/factories.py)."""
+    rng = rng_of(seed)
     problems: list[dict[str, Any]] = []
     for n in (5, 7):
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.5] or [
-            (0, 1)
-        ]
+        graph = [edge[:2] for edge in problem("maxcut", n, seed=rng, nonempty=True)["edges"]]
         for _ in range(3):  # same structure, new weights: one shape, one batch
-            problems.append(
-                {"kind": "maxcut", "n": n, "edges": [[i, j, rng.randint(-3, 9)] for i, j in pairs]}
-            )
+            problems.append(problem("maxcut", n, seed=rng, graph=graph, span=(-3, 9)))
     for sense in ("min", "max"):
-        problems.append(
-            {
-                "kind": "qubo",
-                "n": 6,
-                "sense": sense,
-                "offset": rng.uniform(-2, 2),
-                "linear": [[i, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-                "quadratic": [[i, (i + 1) % 6, round(rng.uniform(-3, 3), 3)] for i in range(6)],
-            }
-        )
-    n = 5
-    sigma = [[0.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            sigma[i][j] = sigma[j][i] = round(
-                rng.uniform(0.01, 0.1) if i == j else rng.uniform(-0.03, 0.03), 4
-            )
-    problems.append(
-        {
-            "kind": "portfolio",
-            "mu": [round(rng.uniform(0, 0.3), 3) for _ in range(n)],
-            "sigma": sigma,
-            "budget": 2,
-            "risk": 0.7,
-        }
-    )
+        options = {"graph": "ring", "linear_density": 1.0, "weights": "decimal", "span": (-3, 3)}
+        problems.append(problem("qubo", 6, seed=rng, sense=sense, **options))
+    problems.append(problem("portfolio", 5, seed=rng, budget=2, risk=0.7))
     problems.append(
         {
             "kind": "maxcut",
@@ -92,15 +65,94 @@ def unseen_problems(seed: int) -> list[dict[str, Any]]:
             "route": "classical",
         }
     )
-    problems.append(
-        {
-            "kind": "maxcut",
-            "n": 18,
-            "route": "quantum",  # too big for 16 qubits: labelled fallback
-            "edges": [[i, (i + 1) % 18, rng.randint(1, 5)] for i in range(18)],
-        }
-    )
+    # too big for 16 qubits: labelled fallback
+    problems.append(problem("maxcut", 18, seed=rng, graph="ring", span=(1, 5), route="quantum"))
     return problems
+
+
+def submit_twice(home: Path, files: list[Path], count: int) -> list[dict[str, Any]]:
+    """``qhopper submit`` the files: ``count`` problems created; the same again: none created,
+    the same ids. The first answer's items (id, created)."""
+    submitted = cli("submit", *map(str, files), "--json", "--home", str(home))
+    assert submitted.exit_code == 0, submitted.output
+    ids: list[dict[str, Any]] = json.loads(submitted.stdout)
+    assert len(ids) == count and all(i["created"] for i in ids)
+
+    again = cli("submit", *map(str, files), "--json", "--home", str(home))
+    assert again.exit_code == 0
+    assert [i["id"] for i in json.loads(again.stdout)] == [i["id"] for i in ids]
+    assert not any(i["created"] for i in json.loads(again.stdout))
+    return ids
+
+
+def rows_by_problem(home: Path, ids: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each submitted problem's one result row (``qhopper results --json``)."""
+    rows = json.loads(
+        cli("results", "--json", "--sql", "SELECT * FROM problems", "--home", str(home)).stdout
+    )
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row["problem_id"], []).append(row)
+    assert sorted(by_id) == sorted(i["id"] for i in ids)
+    assert all(len(found) == 1 for found in by_id.values()), (
+        "a problem has more than one result row"
+    )
+    return {problem_id: found[0] for problem_id, found in by_id.items()}
+
+
+def assert_routes(rows: list[dict[str, Any]]) -> None:
+    """The unseen problems' rows, in submission order: the first answered on the quantum
+    path, the one forced classical completed there, the one too big for 16 qubits degraded."""
+    first_quantum = rows[0]
+    assert (first_quantum["route"], first_quantum["solver_path"], first_quantum["status"]) == (
+        "quantum",
+        "simulator",
+        "completed",
+    )
+    assert first_quantum["expected_objective"] is not None and first_quantum["evaluations"] > 0
+    forced = rows[-2]
+    assert (forced["route"], forced["status"]) == ("classical", "completed")
+    too_big = rows[-1]
+    assert (too_big["route"], too_big["solver_path"], too_big["status"]) == (
+        "classical",
+        "classical",
+        "degraded",
+    )
+    assert "qubits" in too_big["fallback_reason"]
+
+
+def assert_batches_and_states(home: Path, rows: list[dict[str, Any]]) -> None:
+    """The three 5-node problems ran in one batch; batches/ counts every row; nothing is
+    left queued or claimed."""
+    # One shape, one batch, one template: the three 5-node problems ran together.
+    shapes = {row["batch_id"] for row in rows[:3]}
+    assert len(shapes) == 1
+    batches = json.loads(
+        cli("results", "--json", "--sql", "SELECT * FROM batches", "--home", str(home)).stdout
+    )
+    assert sum(b["size"] for b in batches) == len(rows)
+    status = json.loads(cli("status", "--json", "--home", str(home)).stdout)
+    assert status["queued"] == 0 and status["claimed"] == 0
+    assert status["completed"] + status["degraded"] == len(rows)
+
+
+def assert_a_known_shape_reuses_its_template(
+    tmp_path: Path, home: Path, record: dict[str, Any], answered: int
+) -> None:
+    """New problems of a shape seen before: the stored template is reused, nothing compiled;
+    a further run finds nothing to do and writes nothing new."""
+    same_shape = tmp_path / "again.jsonl"
+    reweighted = [{**record, "edges": [[u, v, w + 1] for u, v, w in record["edges"]]}]
+    same_shape.write_text(json.dumps(reweighted[0]) + "\n")
+    assert cli("submit", str(same_shape), "--home", str(home)).exit_code == 0
+    warm = json.loads(cli("run", "--json", "--home", str(home)).stdout)
+    assert (warm["problems"], warm["templates_compiled"], warm["templates_reused"]) == (1, 0, 1)
+
+    # A further run finds nothing to do and writes nothing new.
+    assert "Nothing queued" in cli("run", "--home", str(home)).stdout
+    sql = "SELECT problem_id FROM problems"
+    written = json.loads(cli("results", "--json", "--sql", sql, "--home", str(home)).stdout)
+    assert len(written) == answered + 1
 
 
 def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
@@ -113,100 +165,25 @@ def test_submit_run_results_end_to_end(tmp_path: Path) -> None:
     problems = unseen_problems(seed=20261125)
     problems_file.write_text("\n".join(json.dumps(p) for p in problems) + "\n")
     benchmark_files = [BENCHMARKS / c / i for c, i in INSTANCES.items()]
-
-    submitted = cli(
-        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
-    )
-    assert submitted.exit_code == 0, submitted.output
-    ids = json.loads(submitted.stdout)
-    assert len(ids) == len(problems) + len(benchmark_files) and all(i["created"] for i in ids)
-
-    again = cli(
-        "submit", str(problems_file), *map(str, benchmark_files), "--json", "--home", str(home)
-    )
-    assert again.exit_code == 0
-    assert [i["id"] for i in json.loads(again.stdout)] == [i["id"] for i in ids]
-    assert not any(i["created"] for i in json.loads(again.stdout))
+    files = [problems_file, *benchmark_files]
+    ids = submit_twice(home, files, len(problems) + len(benchmark_files))
 
     ran = cli("run", "--home", str(home))
     assert ran.exit_code == 0, ran.output
     assert "Time per stage" in ran.stdout
 
-    rows = json.loads(
-        cli("results", "--json", "--sql", "SELECT * FROM problems", "--home", str(home)).stdout
-    )
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_id.setdefault(row["problem_id"], []).append(row)
-    assert sorted(by_id) == sorted(i["id"] for i in ids)
-    assert all(len(found) == 1 for found in by_id.values()), (
-        "a problem has more than one result row"
-    )
-
-    for record, item in zip(problems, ids, strict=False):
-        row = by_id[item["id"]][0]
+    by_id = rows_by_problem(home, ids)
+    rows = [by_id[item["id"]] for item in ids]
+    for record, row in zip(problems, rows, strict=False):
         assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]), abs=1e-9)
         assert row["feasible"] == truth.feasible(record, row["solution"])
         assert row["objective"] == pytest.approx(truth.brute_force(record), abs=1e-9), row
-    routes = {item["id"]: by_id[item["id"]][0] for item in ids}
-    first_quantum = routes[ids[0]["id"]]
-    assert (first_quantum["route"], first_quantum["solver_path"], first_quantum["status"]) == (
-        "quantum",
-        "simulator",
-        "completed",
-    )
-    assert first_quantum["expected_objective"] is not None and first_quantum["evaluations"] > 0
-    forced = routes[ids[len(problems) - 2]["id"]]
-    assert (forced["route"], forced["status"]) == ("classical", "completed")
-    too_big = routes[ids[len(problems) - 1]["id"]]
-    assert (too_big["route"], too_big["solver_path"], too_big["status"]) == (
-        "classical",
-        "classical",
-        "degraded",
-    )
-    assert "qubits" in too_big["fallback_reason"]
-
-    for (collection, instance), item in zip(INSTANCES.items(), ids[len(problems) :], strict=True):
-        row = by_id[item["id"]][0]
+    assert_routes(rows[: len(problems)])
+    for (collection, instance), row in zip(INSTANCES.items(), rows[len(problems) :], strict=True):
         assert row["route"] == "classical" and row["proven_optimal"]
         assert row["objective"] == pytest.approx(published_optimum(collection, instance), abs=1e-6)
-
-    # One shape, one batch, one template: the three 5-node problems ran together.
-    shapes = {routes[ids[i]["id"]]["batch_id"] for i in range(3)}
-    assert len(shapes) == 1
-    batches = json.loads(
-        cli("results", "--json", "--sql", "SELECT * FROM batches", "--home", str(home)).stdout
-    )
-    assert sum(b["size"] for b in batches) == len(ids)
-    status = json.loads(cli("status", "--json", "--home", str(home)).stdout)
-    assert status["queued"] == 0 and status["claimed"] == 0
-    assert status["completed"] + status["degraded"] == len(ids)
-
-    # New problems of a shape seen before: the stored template is reused, nothing compiled.
-    same_shape = tmp_path / "again.jsonl"
-    reweighted = [{**problems[0], "edges": [[u, v, w + 1] for u, v, w in problems[0]["edges"]]}]
-    same_shape.write_text(json.dumps(reweighted[0]) + "\n")
-    assert cli("submit", str(same_shape), "--home", str(home)).exit_code == 0
-    warm = json.loads(cli("run", "--json", "--home", str(home)).stdout)
-    assert (warm["problems"], warm["templates_compiled"], warm["templates_reused"]) == (1, 0, 1)
-
-    # A further run finds nothing to do and writes nothing new.
-    assert "Nothing queued" in cli("run", "--home", str(home)).stdout
-    assert (
-        len(
-            json.loads(
-                cli(
-                    "results",
-                    "--json",
-                    "--sql",
-                    "SELECT problem_id FROM problems",
-                    "--home",
-                    str(home),
-                ).stdout
-            )
-        )
-        == len(ids) + 1
-    )
+    assert_batches_and_states(home, rows)
+    assert_a_known_shape_reuses_its_template(tmp_path, home, problems[0], len(ids))
 
 
 def test_a_file_with_bad_records_is_rejected_whole(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import truth
+from factories import problem, rng_of
 
 from flows.compute import local_cluster
 from flows.deps import open_deps
@@ -58,13 +59,14 @@ def client() -> Iterator[str]:
 
 
 def problems(count: int, seed: int, **extra: Any) -> list[dict[str, Any]]:
-    """MaxCut rings and paths of 4 to 6 nodes: a few shapes, several problems each."""
-    records = []
-    for index in range(count):
-        n = 4 + index % 3
-        weights = [(seed * 7 + index * 3 + i) % 5 + 1 for i in range(n)]
-        edges = [[i, (i + 1) % n, weights[i]] for i in range(n)]
-        records.append({"kind": "maxcut", "n": n, "edges": edges, **extra})
+    """MaxCut rings of 4 to 6 nodes weighted 1 to 5 (tests/factories.py): a few shapes,
+    several problems each, no two the same (one content is one problem)."""
+    rng = rng_of(seed)
+    records = [
+        problem("maxcut", 4 + index % 3, seed=rng, graph="ring", span=(1, 5), **extra)
+        for index in range(count)
+    ]
+    assert len({json.dumps(r, sort_keys=True) for r in records}) == count
     return records
 
 

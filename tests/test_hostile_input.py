@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,59 @@ options: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+def _huge_weight(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    if isinstance(record["edges"], list):
+        record["edges"][0][2] = draw(huge)
+        record["edges"][n - 2][2] = draw(huge)  # the ring's last edge (or the same)
+
+
+def _huge_n(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    record["n"] = draw(huge)
+
+
+def _huge_index(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    if isinstance(record["edges"], list):
+        record["edges"].append([0, draw(st.one_of(huge, st.integers(-1, n)))])
+
+
+def _deep(draw: st.DrawFn, record: dict[str, Any], n: int) -> str:
+    """Edges nested ``depth`` lists deep: written into the text after ``json.dumps``."""
+    depth = draw(st.sampled_from([2, 50, 5_000, 200_000]))
+    record["edges"] = "@@DEEP@@"
+    return "[" * depth + "]" * depth
+
+
+def _long_string(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    record["tenant"] = "x" * draw(st.sampled_from([100, 101, 70_000]))
+
+
+def _long_key(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    record["key"] = "k" * draw(st.sampled_from([200, 201]))
+
+
+def _unknown_field(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    name = draw(keys) or "?"
+    record[f"x_{name}" if name in OPTION_FIELDS | {"kind", "n", "edges"} else name] = 1
+
+
+def _kind(draw: st.DrawFn, record: dict[str, Any], n: int) -> None:
+    record["kind"] = draw(st.one_of(keys, huge, st.none()))
+
+
+# Each attack beyond a hostile option value, as what it does to the record (and, for "deep",
+# the text that replaces the edges once the record is JSON).
+ATTACK_ON: dict[str, Callable[[st.DrawFn, dict[str, Any], int], str | None]] = {
+    "huge-weight": _huge_weight,
+    "huge-n": _huge_n,
+    "huge-index": _huge_index,
+    "deep": _deep,
+    "long-string": _long_string,
+    "long-key": _long_key,
+    "unknown-field": _unknown_field,
+    "kind": _kind,
+}
+
+
 @st.composite
 def hostile_record(draw: st.DrawFn) -> str:
     """One JSON record, valid or not, with something hostile in it; returned as text."""
@@ -163,26 +217,8 @@ def hostile_record(draw: st.DrawFn) -> str:
     for attack in draw(st.sets(st.sampled_from(ATTACKS), min_size=1, max_size=3)):
         if attack in options:
             record[attack] = draw(options[attack])
-        elif attack == "huge-weight" and isinstance(record["edges"], list):
-            record["edges"][0][2] = draw(huge)
-            record["edges"][n - 2][2] = draw(huge)  # the ring's last edge (or the same)
-        elif attack == "huge-n":
-            record["n"] = draw(huge)
-        elif attack == "huge-index" and isinstance(record["edges"], list):
-            record["edges"].append([0, draw(st.one_of(huge, st.integers(-1, n)))])
-        elif attack == "deep":
-            depth = draw(st.sampled_from([2, 50, 5_000, 200_000]))
-            deep = "[" * depth + "]" * depth
-            record["edges"] = "@@DEEP@@"
-        elif attack == "long-string":
-            record["tenant"] = "x" * draw(st.sampled_from([100, 101, 70_000]))
-        elif attack == "long-key":
-            record["key"] = "k" * draw(st.sampled_from([200, 201]))
-        elif attack == "unknown-field":
-            name = draw(keys) or "?"
-            record[f"x_{name}" if name in OPTION_FIELDS | {"kind", "n", "edges"} else name] = 1
-        elif attack == "kind":
-            record["kind"] = draw(st.one_of(keys, huge, st.none()))
+        elif attack in ATTACK_ON:
+            deep = ATTACK_ON[attack](draw, record, n) or deep
     # NaN and Infinity come out as Python's JSON extensions; non-ASCII stays unescaped,
     # but for a lone surrogate, which only an escape can carry.
     text = json.dumps(record, ensure_ascii=draw(st.booleans()))
@@ -216,17 +252,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-ATTACKS = [
-    *options,
-    "huge-weight",
-    "huge-n",
-    "huge-index",
-    "deep",
-    "long-string",
-    "long-key",
-    "unknown-field",
-    "kind",
-]
+ATTACKS = [*options, *ATTACK_ON]
 
 
 # --- the rules, written out independently of pipeline.readers and pipeline.kinds ---------

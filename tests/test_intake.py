@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from factories import problem
 
 import pipeline.intake
 from pipeline.errors import ConfigError, ConflictReason, KeyConflict, ServiceUnavailable
@@ -40,8 +41,8 @@ from pipeline.model import MaxCutSpec, content_hash, idempotency_key
 
 
 def ring(n: int, key: str | None = None, weight: float = 1.0) -> MaxCutSpec:
-    edges = [[i, (i + 1) % n, weight] for i in range(n)]
-    return MaxCutSpec.model_validate({"kind": "maxcut", "n": n, "edges": edges, "key": key})
+    """The ``n``-ring, every edge ``weight`` (tests/factories.py)."""
+    return MaxCutSpec.model_validate(problem("maxcut", n, graph="ring", weights=weight, key=key))
 
 
 @pytest.fixture

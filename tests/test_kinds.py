@@ -1,28 +1,26 @@
 """The kind registry: exactly the known kinds, exhaustive dispatch, and each kind's
-formulation and classical answer against tests/truth.py, which shares no code with pipeline/.
+formulation against tests/truth.py, which shares no code with pipeline/ (its classical
+answer, as a worker computes it: test_workers.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
-import os
 import pkgutil
-import socket
 import typing
 from typing import Any
 
 import numpy as np
 import pytest
-from truth import brute_force, feasible
+from factories import Kind, problem
+from truth import feasible
 from truth import objective as true_objective
 
 import pipeline.kinds
 from pipeline.formulation import formulate
 from pipeline.kinds import KINDS, ProblemSpec, UnknownKindError, get, kind_of
 from pipeline.model import spec_from_record
-from pipeline.tasks import ClassicalTask
-from pipeline.workers.classical import run_classical_task
 
 KNOWN = {"maxcut", "qubo", "portfolio"}
 
@@ -30,50 +28,22 @@ KNOWN = {"maxcut", "qubo", "portfolio"}
 # --- random records, straight from the contract's fields ------------------------------------
 
 
-def _coefficient(rng: np.random.Generator) -> int | float:
-    return int(rng.integers(-9, 10)) if rng.random() < 0.5 else round(float(rng.uniform(-9, 9)), 3)
-
-
-def random_maxcut(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    edges: list[list[int | float]] = []
-    for u, v in itertools.combinations(range(n), 2):
-        if rng.random() < 0.6:
-            pair = [u, v] if rng.random() < 0.5 else [v, u]
-            edges.append(pair if rng.random() < 0.3 else [*pair, _coefficient(rng)])
-    return {"kind": "maxcut", "n": n, "edges": edges}
-
-
-def random_qubo(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    linear = [[i, _coefficient(rng)] for i in range(n) if rng.random() < 0.7]
-    quadratic = [
-        [i, j, _coefficient(rng)] if rng.random() < 0.5 else [j, i, _coefficient(rng)]
-        for i, j in itertools.combinations_with_replacement(range(n), 2)
-        if rng.random() < 0.5
-    ]
-    sense = "min" if rng.random() < 0.5 else "max"
-    return {
-        "kind": "qubo",
-        "n": n,
-        "linear": linear,
-        "quadratic": quadratic,
-        "offset": _coefficient(rng),
-        "sense": sense,
-    }
-
-
-def random_portfolio(rng: np.random.Generator, n: int) -> dict[str, Any]:
-    a = rng.normal(size=(n, n))
-    sigma = (a @ a.T / n).round(3)
-    return {
-        "kind": "portfolio",
-        "mu": [float(m) for m in rng.uniform(-0.2, 1.0, n).round(3)],
-        "sigma": [[float(s) for s in row] for row in sigma],
-        "budget": int(rng.integers(0, n + 1)),
-        "risk": float(rng.choice([0.0, 0.5, 1.25])),
-    }
-
-
-RANDOM = {"maxcut": random_maxcut, "qubo": random_qubo, "portfolio": random_portfolio}
+def contract_record(kind: Kind, n: int, seed: int) -> dict[str, Any]:
+    """A random record as users may write one (tests/factories.py): pairs either way round,
+    coefficients integer or 3-decimal in [-9, 9] (30 % of MaxCut's edges none), QUBO
+    diagonal terms, either QUBO sense written out."""
+    sense = {"sense": ("min", "max")[seed % 2]} if kind == "qubo" else {}
+    return problem(
+        kind,
+        n,
+        seed=seed,
+        density=0.6 if kind == "maxcut" else 0.5,
+        weights="mixed",
+        span=(-9, 9),
+        orient=True,
+        diagonal=True,
+        **sense,
+    )
 
 
 def all_solutions(n: int) -> list[str]:
@@ -113,9 +83,8 @@ def test_an_unknown_kind_raises_and_names_the_known_ones(name: Any) -> None:
 
 
 def test_dispatch_follows_the_spec_not_a_default() -> None:
-    rng = np.random.default_rng(0)
-    for name, make in RANDOM.items():
-        assert kind_of(spec_from_record(make(rng, 3))) is KINDS[name]
+    for name in sorted(KNOWN):
+        assert kind_of(spec_from_record(contract_record(name, 3, seed=0))) is KINDS[name]
 
 
 # --- formulations against independent truth -------------------------------------------------
@@ -124,8 +93,7 @@ def test_dispatch_follows_the_spec_not_a_default() -> None:
 @pytest.mark.parametrize("name", sorted(KNOWN))
 @pytest.mark.parametrize("seed", range(8))
 def test_formulation_objective_matches_independent_truth(name: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    record = RANDOM[name](rng, int(rng.integers(1, 8)))
+    record = contract_record(name, 1 + seed % 7, seed)  # 1 to 7 variables
     formulation = formulate(spec_from_record(record))
     solutions = all_solutions(formulation.n)
     bits = np.array([[int(c) for c in s] for s in solutions], dtype=np.int8)
@@ -143,38 +111,3 @@ def test_formulation_objective_matches_independent_truth(name: str, seed: int) -
             penalised[~allowed] > best if formulation.sense == "min" else penalised[~allowed] < best
         )
         assert worse.all()
-
-
-# --- the classical task, as a Dask worker runs it -----------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN))
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize(("enumerate_max", "status"), [(0, "OPTIMAL"), (12, "ENUMERATED")])
-def test_classical_task_answers_the_brute_force_optimum(
-    name: str, seed: int, enumerate_max: int, status: str
-) -> None:
-    rng = np.random.default_rng(100 + seed)
-    record = RANDOM[name](rng, int(rng.integers(2, 10)))
-    task = ClassicalTask(
-        problem_id=f"p-{name}-{seed}",
-        formulation=formulate(spec_from_record(record)),
-        time_limit_s=10.0,
-        workers=1,
-        seed=seed,
-        enumerate_max_variables=enumerate_max,
-    )
-    result = run_classical_task(task)
-    optimum = brute_force(record)
-    assert result.problem_ids == (task.problem_id,)
-    assert result.worker == f"{socket.gethostname()}:{os.getpid()}"
-    assert result.fallback is None and result.cost_usd == 0.0
-    (answer,) = result.answers
-    assert answer.problem_id == task.problem_id
-    assert answer.objective == pytest.approx(optimum, abs=1e-9)
-    assert answer.objective == pytest.approx(true_objective(record, answer.solution), abs=1e-9)
-    assert answer.feasible and feasible(record, answer.solution)
-    assert answer.proven_optimal and answer.solver_status == status
-    assert answer.bound == pytest.approx(optimum, abs=1e-9)
-    assert answer.cost_usd == 0.0
-    assert 0 < answer.seconds <= result.seconds

@@ -1,9 +1,9 @@
 """The analyst notebooks run headless, cell by cell, on a real home and on a rich one.
 
 The real home is filled through the CLI (``qhopper submit`` and ``qhopper run``): it has no
-reference objective or drift yet, so the notebooks' "not there yet" paths run. The rich one
-(written as Parquet by ``test_report.write_rich_results``) has references, fallbacks, a
-failure and drift rows, so every plot draws. Any cell error fails the test. Without
+fallback or drift yet, so the notebooks' "not there yet" paths run. The rich one (written as
+Parquet by ``test_report.write_rich_results``) has references, fallbacks, a failure and drift
+rows, so every plot draws. Each test checks what the cells showed, not only that they ran. Any cell error fails the test. Without
 Jupyter (nbclient, nbformat, ipykernel) or matplotlib the test skips, naming what is missing.
 """
 
@@ -102,13 +102,77 @@ def execute(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str
     ]
 
 
+# What each notebook shows on each home, cell by cell: (cell, text it shows) and, after
+# "not", (cell, text it must not show). The real home (test_report.fill_home): 5 problems
+# through the CLI, 4 answered on the quantum path (each judged against its reference) and 1
+# classical, on three tenants; no fallback, no drift. The rich one (write_rich_results): 28
+# problems in two runs, 24 quantum (2 judged by gap), 2 degraded by the budget, 2 failed, six
+# drift rows, costs of 1 to 12 millionths of a dollar.
+SHOWN: dict[tuple[str, str], dict[str, list[tuple[int, str]]]] = {
+    ("fallbacks_drift", "real"): {
+        "shown": [(2, "No fallback: every answer came from its planned route."), (4, "No drift")],
+        "not": [],
+    },
+    ("fallbacks_drift", "rich"): {
+        "shown": [
+            (1, "r-one"),
+            (1, "r-two"),
+            (2, "route_budget"),
+            (2, "quantum would cost more than the budget allows"),
+            (2, "attempt_limit"),
+            (3, "b-r-two-q"),
+            (4, "aer-noisy"),
+        ],
+        "not": [(2, "No fallback"), (4, "No drift")],
+    },
+    ("latency_cost", "real"): {
+        "shown": [(1, "aer"), (1, "ortools-cpsat"), (4, "alpha"), (4, "beta"), (4, "default")],
+        "not": [(1, "(none)")],
+    },
+    ("latency_cost", "rich"): {
+        "shown": [
+            (1, "(none)"),
+            (1, "aer-noisy"),
+            (4, "$0.000036"),
+            (4, "$0.000042"),
+            (6, "$0.00010"),
+        ],
+        "not": [(4, "e-05")],
+    },
+    ("quality", "real"): {
+        "shown": [
+            (1, "4 quantum answers, 4 with a reference: 4 judged by ratio, 0 by gap; 1 classical")
+        ],
+        "not": [(1, "No reference objective yet")],
+    },
+    ("quality", "rich"): {
+        "shown": [
+            (
+                1,
+                "24 quantum answers, 24 with a reference: 22 judged by ratio, 2 by gap; 2 classical",
+            ),
+            (4, "0.3736"),
+        ],
+        "not": [(1, "No reference objective yet")],
+    },
+}
+PROBLEMS = {"real": 5, "rich": 28}
+
+
 @needs_jupyter
 @pytest.mark.parametrize("which", ["real", "rich"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebook_runs_headless(
     path: Path, which: str, homes: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    execute(path, homes[which], monkeypatch)
+    shown = execute(path, homes[which], monkeypatch)
+    results = homes[which] / "results"
+    assert f"results in {results}: {PROBLEMS[which]} problems" in shown[0], shown[0]
+    expected = SHOWN[(path.stem, which)]
+    for cell, text in expected["shown"]:
+        assert text in shown[cell], (cell, text, shown[cell][:2000])
+    for cell, text in expected["not"]:
+        assert text not in shown[cell], (cell, text, shown[cell][:2000])
 
 
 @needs_jupyter

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import truth
+from factories import problem, rng_of
 
 from pipeline.intake import COMPLETED, FAILED, IntakeStore
 from pipeline.results import query
@@ -38,13 +38,11 @@ inline_below_s = 1e9
 
 def rings(count: int, prefix: str) -> list[dict[str, Any]]:
     """Weighted 4- and 5-node rings on the quantum route (small: batches of 4 run fast)."""
-    rng = random.Random(prefix)
-    records = []
-    for i in range(count):
-        n = 4 + i % 2
-        edges = [[j, (j + 1) % n, rng.randint(1, 5)] for j in range(n)]
-        records.append({"kind": "maxcut", "n": n, "edges": edges, "key": f"{prefix}-{i}"})
-    return records
+    rng = rng_of(prefix)
+    return [
+        problem("maxcut", 4 + i % 2, seed=rng, graph="ring", span=(1, 5), key=f"{prefix}-{i}")
+        for i in range(count)
+    ]
 
 
 class Home:
@@ -126,21 +124,12 @@ def assert_answered_once(home: Home, records: dict[str, dict[str, Any]]) -> list
 def classical(count: int, prefix: str) -> list[dict[str, Any]]:
     """16-node weighted rings with chords on the classical route: CP-SAT solves them (too
     large to enumerate), in the run's own process when it runs inline."""
-    rng = random.Random(prefix)
-    records = []
-    for i in range(count):
-        edges = [[j, (j + 1) % 16, rng.randint(1, 5)] for j in range(16)]
-        edges += [[j, j + 8, rng.randint(1, 5)] for j in range(0, 8, 3)]
-        records.append(
-            {
-                "kind": "maxcut",
-                "n": 16,
-                "edges": edges,
-                "route": "classical",
-                "key": f"{prefix}-c{i}",
-            }
-        )
-    return records
+    rng = rng_of(prefix)
+    graph = [(j, (j + 1) % 16) for j in range(16)] + [(j, j + 8) for j in range(0, 8, 3)]
+    return [
+        problem("maxcut", 16, seed=rng, graph=graph, span=(1, 5), route="classical", key=key)
+        for key in (f"{prefix}-c{i}" for i in range(count))
+    ]
 
 
 def test_interrupted_runs_spend_no_attempts_and_every_run_leaves_its_row(tmp_path: Path) -> None:

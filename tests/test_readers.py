@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import truth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,17 +176,6 @@ def parse_triples(path: Path) -> tuple[int, int, list[tuple[int, int, float]]]:
     return n, m, [(int(i), int(j), float(w)) for i, j, w in rows[1:]]
 
 
-def brute_force(n: int, matrix: np.ndarray, sense: str) -> float:
-    """Optimum of x' M x (M upper triangular incl. diagonal) over all 2^n x, meet in the middle."""
-    half = n // 2
-    a = ((np.arange(2**half)[:, None] >> np.arange(half)) & 1).astype(float)
-    b = ((np.arange(2 ** (n - half))[:, None] >> np.arange(n - half)) & 1).astype(float)
-    va = np.einsum("ri,ij,rj->r", a, matrix[:half, :half], a)
-    vb = np.einsum("ri,ij,rj->r", b, matrix[half:, half:], b)
-    total = va[:, None] + vb[None, :] + a @ matrix[:half, half:] @ b.T
-    return float(total.max() if sense == "max" else total.min())
-
-
 @pytest.mark.parametrize(
     ("path", "n", "terms"),
     [(KARLOFF, 20, 90), (G05_60, 60, 885)],
@@ -209,12 +199,8 @@ def test_real_maxcut_files(path: Path, n: int, terms: int) -> None:
 def test_karloff_optimum_is_60() -> None:
     spec = read_path(KARLOFF, LimitSettings())[0].spec
     assert isinstance(spec, MaxCutSpec)
-    matrix = np.zeros((spec.n, spec.n))
-    for u, v, w in spec.edges:  # cut = sum w (x_u + x_v - 2 x_u x_v)
-        matrix[u, u] += w
-        matrix[v, v] += w
-        matrix[min(u, v), max(u, v)] -= 2 * w
-    assert brute_force(spec.n, matrix, "max") == pytest.approx(60.0)
+    record = {"kind": "maxcut", "n": spec.n, "edges": spec.edges}
+    assert truth.brute_force(record) == pytest.approx(60.0)  # every one of the 2^20 cuts
 
 
 def test_real_sparse_qubo_gka1b() -> None:
@@ -232,10 +218,13 @@ def test_real_sparse_qubo_gka1b() -> None:
     bits = rng.integers(0, 2, size=(50, n))
     np.testing.assert_allclose(objective(spec, bits), [sparse_f(q, tuple(x)) for x in bits])
     # The published optimum (Biq Mac: -133) holds only with off-diagonals counted twice.
-    matrix = np.zeros((n, n))
-    for (i, j), c in q.items():
-        matrix[i - 1, j - 1] = c if i == j else 2 * c
-    assert brute_force(n, matrix, "min") == -133
+    record = {
+        "kind": "qubo",
+        "n": n,
+        "linear": [[i - 1, c] for (i, j), c in q.items() if i == j],
+        "quadratic": [[i - 1, j - 1, 2 * c] for (i, j), c in q.items() if i != j],
+    }
+    assert truth.brute_force(record) == -133
 
 
 def test_reading_real_files_twice_gives_one_key() -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 import truth
+from factories import Kind, problem
 
 from pipeline.config import LimitSettings
 from pipeline.formulation import formulate
@@ -18,46 +17,11 @@ from pipeline.reference import exhaustive, known_instance
 REPO = Path(__file__).resolve().parent.parent
 
 
-def random_record(kind: str, rng: random.Random) -> dict[str, Any]:
-    n = rng.randint(2, 9)
-    if kind == "maxcut":
-        edges = [
-            [i, j, rng.randint(-3, 5)]
-            for i in range(n)
-            for j in range(i + 1, n)
-            if rng.random() < 0.5
-        ]
-        return {"kind": "maxcut", "n": n, "edges": edges}
-    if kind == "qubo":
-        record: dict[str, Any] = {
-            "kind": "qubo",
-            "n": n,
-            "linear": [[i, rng.randint(-5, 5)] for i in range(n) if rng.random() < 0.7],
-            "quadratic": [
-                [i, j, rng.randint(-4, 4)]
-                for i in range(n)
-                for j in range(i + 1, n)
-                if rng.random() < 0.4
-            ],
-            "offset": rng.randint(-3, 3),
-        }
-        if rng.random() < 0.5:
-            record["sense"] = rng.choice(["min", "max"])
-        return record
-    sigma = [[0.0] * n for _ in range(n)]
-    for i in range(n):
-        sigma[i][i] = round(rng.uniform(0.1, 1), 3)
-        for j in range(i + 1, n):
-            sigma[i][j] = sigma[j][i] = round(rng.uniform(-0.2, 0.2), 3)
-    mu = [round(rng.uniform(-0.5, 1), 3) for _ in range(n)]
-    return {"kind": "portfolio", "mu": mu, "sigma": sigma, "budget": rng.randint(0, n), "risk": 0.7}
-
-
 @pytest.mark.parametrize("kind", ["maxcut", "qubo", "portfolio"])
-def test_exhaustive_reference_is_the_brute_force_optimum(kind: str) -> None:
-    rng = random.Random(kind)
-    for _ in range(15):
-        record = random_record(kind, rng)
+def test_exhaustive_reference_is_the_brute_force_optimum(kind: Kind) -> None:
+    for i in range(15):  # 2 to 8 variables; a QUBO's sense left out (min), "min" or "max"
+        sense = {"sense": ("min", "max")[i % 3 - 1]} if kind == "qubo" and i % 3 else {}
+        record = problem(kind, 2 + i % 7, seed=f"{kind}-{i}", span=(-4, 5), **sense)
         reference = exhaustive(formulate(spec_from_record(record)))
         assert reference.proven and reference.solver == "exhaustive"
         assert reference.objective == pytest.approx(truth.brute_force(record))
@@ -65,14 +29,9 @@ def test_exhaustive_reference_is_the_brute_force_optimum(kind: str) -> None:
 
 def test_enumeration_crosses_its_block_boundary() -> None:
     """Past 2**16 assignments the enumeration runs in blocks: the optimum may sit in any."""
-    n = 18
-    rng = random.Random(18)
-    record = {
-        "kind": "qubo",
-        "n": n,
-        "linear": [[i, rng.randint(-9, 9)] for i in range(n)],
-        "sense": "min",
-    }
+    record = problem(
+        "qubo", 18, seed=18, graph=(), linear_density=1.0, span=(-9, 9), offset=0, sense="min"
+    )
     expected = sum(min(0, c) for _, c in record["linear"])  # each variable on its own
     assert exhaustive(formulate(spec_from_record(record))).objective == expected
 

@@ -174,9 +174,10 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
     """The second line of defence behind validation: a NaN objective is never an answer."""
     from datetime import UTC, datetime
 
-    from batching.batches import Batch, FinishedBatch, PlannedProblem
+    from factories import planned
+
+    from batching.batches import Batch, FinishedBatch
     from pipeline.fallback import Fallback, FallbackCode
-    from pipeline.formulation import formulate
     from pipeline.model import spec_from_record
     from pipeline.results.assemble import RowContext, batch_rows
     from pipeline.tasks import Answer, ChunkResult
@@ -184,8 +185,8 @@ def test_an_answer_whose_objective_is_not_finite_is_written_failed(
 
     spec = spec_from_record({"kind": "maxcut", "n": 3, "edges": [[0, 1], [1, 2]]})
     now = datetime(2026, 1, 1)
-    problem = PlannedProblem("p-1", "k", spec, formulate(spec), "h", 1, now, now, 1, 64)
-    finite = PlannedProblem("p-2", "k2", spec, formulate(spec), "h", 1, now, now, 1, 64)
+    problem = planned("p-1", spec, key="k", shots=64, at=now)
+    finite = planned("p-2", spec, key="k2", shots=64, at=now)
     answers = (
         Answer("p-1", "010", objective, True, True, 0.1, 0.0),
         Answer("p-2", "010", 2.0, True, True, 0.1, 0.0),

@@ -7,19 +7,27 @@ and the two runs share the work.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import secrets
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from distributed import Client
+from factories import problem
 from faults import kill_a_worker_once
 
 from flows.compute import SINGLE_THREAD_ENV
@@ -109,14 +117,16 @@ def test_two_runners_on_a_real_cluster_share_the_queue_and_lose_a_worker_cleanly
         "QHOPPER_DASK_ADDRESS": cluster,
     }
     env.pop("PREFECT_API_URL", None)
-    records = [
-        {
-            "kind": "maxcut",
-            "n": 4 + i % 3,
-            "edges": [[j, (j + 1) % (4 + i % 3), 1 + (i + j) % 5] for j in range(4 + i % 3)],
-            "key": f"scale-{i}",
-            **({"route": "classical"} if i % 2 else {}),
-        }
+    records = [  # 4- to 6-node rings weighted 1 to 5, every other one on the classical route
+        problem(
+            "maxcut",
+            4 + i % 3,
+            seed=i,
+            graph="ring",
+            span=(1, 5),
+            route="classical" if i % 2 else None,
+            key=f"scale-{i}",
+        )
         for i in range(PROBLEMS)
     ]
     source = tmp_path / "problems.jsonl"
@@ -179,18 +189,10 @@ def test_two_runners_on_a_real_cluster_share_the_queue_and_lose_a_worker_cleanly
     assert max(Counter(c.problem_id for c in claims).values()) <= 2  # at most a lost chunk's
 
 
-def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
-    tmp_path: Path, cluster: str, postgres_url: str
-) -> None:
-    """Prefect at scale: its server on PostgreSQL, two `qhopper serve` processes on one
-    schedule, one PostgreSQL intake: every problem answered once, runs never overlap."""
-    import secrets
-    import signal
-    import socket
-    from datetime import datetime
-
-    import httpx
-
+@contextlib.contextmanager
+def prefect_server_on_postgresql(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Prefect server of our own on a fresh PostgreSQL database, healthy: its API URL and
+    the environment its clients get; stopped and the database dropped afterwards."""
     admin = sa.create_engine(
         "postgresql+psycopg://root@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT"
     )
@@ -206,25 +208,15 @@ def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
     server_env = base | {
         "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://root@127.0.0.1:5432/{database}"
     }
+    command = [sys.executable, "-m", "prefect", "server", "start"]
     log = (tmp_path / "prefect.log").open("w")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=server_env,
         start_new_session=True,
     )
-    serves: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 180
         while True:  # a process we started: poll its health, bounded
@@ -236,74 +228,8 @@ def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
                 pass
             assert time.monotonic() < deadline, "the Prefect server did not become healthy"
             time.sleep(0.5)
-        env = base | {
-            "PREFECT_API_URL": api_url,
-            "QHOPPER_DATABASE_URL": postgres_url,
-            "QHOPPER_RESULTS_URL": str(tmp_path / "results"),
-            "QHOPPER_DASK_ADDRESS": cluster,
-        }
-        source = tmp_path / "p.jsonl"
-        source.write_text(
-            "".join(
-                json.dumps(
-                    {
-                        "kind": "maxcut",
-                        "n": 5,
-                        "edges": [[0, 1, i + 1], [1, 2, 2], [2, 3, 1], [3, 4, 3]],
-                        "key": f"serve-{i}",
-                        "route": "classical",
-                    }
-                )
-                + "\n"
-                for i in range(30)
-            )
-        )
-        subprocess.run(
-            [str(BIN / "qhopper"), "submit", str(source), "--home", str(tmp_path / "a")],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        for host in ("a", "b"):
-            serves.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "qhopper"),
-                        "serve",
-                        "--interval",
-                        "3s",
-                        "--home",
-                        str(tmp_path / host),
-                    ],
-                    stdout=(tmp_path / f"serve-{host}.log").open("w"),
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            )
-        store = IntakeStore.open(postgres_url)
-        try:
-            deadline = time.monotonic() + 300
-            while store.counts()[COMPLETED] < 30:  # polling two services' progress, bounded
-                assert all(s.poll() is None for s in serves), "a serve process died"
-                assert time.monotonic() < deadline, store.counts()
-                time.sleep(1)
-        finally:
-            store.close()
-        runs = httpx.post(
-            f"{api_url}/flow_runs/filter",
-            json={"flows": {"name": {"any_": ["qhopper-run"]}}, "sort": "START_TIME_ASC"},
-            timeout=30,
-        ).json()
+        yield api_url, base
     finally:
-        for process in serves:
-            process.send_signal(signal.SIGTERM)
-        for process in serves:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
         server.terminate()
         try:
             server.wait(timeout=30)
@@ -313,6 +239,78 @@ def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, env: dict[str, str], hosts: list[str]) -> Iterator[list[Any]]:
+    """`qhopper serve --interval 3s` once per host; SIGTERM and waited for afterwards."""
+    serves: list[subprocess.Popen[bytes]] = []
+    try:
+        for host in hosts:
+            command = [str(BIN / "qhopper"), "serve", "--interval", "3s"]
+            serves.append(
+                subprocess.Popen(
+                    [*command, "--home", str(tmp_path / host)],
+                    stdout=(tmp_path / f"serve-{host}.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        yield serves
+    finally:
+        for process in serves:
+            process.send_signal(signal.SIGTERM)
+        for process in serves:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+
+
+def wait_until_completed(postgres_url: str, serves: list[Any], count: int) -> None:
+    """Poll the intake until ``count`` problems are completed, the services alive, bounded."""
+    store = IntakeStore.open(postgres_url)
+    try:
+        deadline = time.monotonic() + 300
+        while store.counts()[COMPLETED] < count:  # polling two services' progress, bounded
+            assert all(s.poll() is None for s in serves), "a serve process died"
+            assert time.monotonic() < deadline, store.counts()
+            time.sleep(1)
+    finally:
+        store.close()
+
+
+def test_two_serve_processes_on_a_prefect_server_backed_by_postgresql(
+    tmp_path: Path, cluster: str, postgres_url: str
+) -> None:
+    """Prefect at scale: its server on PostgreSQL, two `qhopper serve` processes on one
+    schedule, one PostgreSQL intake: every problem answered once, runs never overlap."""
+    with prefect_server_on_postgresql(tmp_path) as (api_url, base):
+        env = base | {
+            "PREFECT_API_URL": api_url,
+            "QHOPPER_DATABASE_URL": postgres_url,
+            "QHOPPER_RESULTS_URL": str(tmp_path / "results"),
+            "QHOPPER_DASK_ADDRESS": cluster,
+        }
+        source = tmp_path / "p.jsonl"
+        options = {"graph": "path", "span": (1, 3), "route": "classical"}
+        records = [problem("maxcut", 5, seed=i, key=f"serve-{i}", **options) for i in range(30)]
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        subprocess.run(
+            [str(BIN / "qhopper"), "submit", str(source), "--home", str(tmp_path / "a")],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        with serving(tmp_path, env, ["a", "b"]) as serves:
+            wait_until_completed(postgres_url, serves, 30)
+            runs = httpx.post(
+                f"{api_url}/flow_runs/filter",
+                json={"flows": {"name": {"any_": ["qhopper-run"]}}, "sort": "START_TIME_ASC"},
+                timeout=30,
+            ).json()
     rows = query(tmp_path / "results", "SELECT problem_id FROM problems").to_pylist()
     assert len(rows) == 30 and len({r["problem_id"] for r in rows}) == 30
     spans = sorted(
