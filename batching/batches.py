@@ -3,11 +3,9 @@ a routed batch with its route's numbers, and a finished batch with its tasks' re
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
 
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
@@ -34,6 +32,12 @@ class PlannedProblem:
     shots: int
     trace_id: str | None = None  # the submitter's W3C trace id, carried into its row
     supersedes: str | None = None  # requeued: the batch of the row its answer replaces
+    known_instance: str | None = None  # the public instance it is, with its published optimum
+
+    @property
+    def classical_shape_key(self) -> str:
+        """The key a classical row is filed under: the problem's own shape, no circuit."""
+        return shape_of(self.formulation.ising, 0, "cpsat").label
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,6 @@ class RoutingNumbers:
     budget_run_left_usd: float
     budget_tenant_left_usd: float | None
     budget_allotted_usd: float
-
-    def columns(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("decision", "reason")
-        }
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,6 +30,7 @@ from pipeline.model import spec_from_record
 from pipeline.qaoa.angles import degree_sequence
 from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey, batch_shape
+from pipeline.reference import known_instance
 
 Member = tuple[PlannedProblem, str, Refusal | None]  # the problem, why its route, refusal
 
@@ -143,4 +144,5 @@ def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
         shots=spec.shots or settings.quantum.default_shots,
         trace_id=claim.trace_id,
         supersedes=claim.supersedes,
+        known_instance=known_instance(claim.input_hash),
     )

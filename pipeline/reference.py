@@ -8,6 +8,7 @@ the rows say when the input is a known public instance with a published optimum.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import ClassicalSettings
 from pipeline.formulation import Formulation
 from pipeline.kinds.forms import BitArray
 
@@ -28,6 +30,34 @@ class Reference:
     solver: str  # exhaustive | cpsat | none
     proven: bool
     note: str | None = None
+
+
+def judge(
+    formulation: Formulation,
+    known: str | None,
+    cpsat: tuple[float, bool] | None,
+    limits: ClassicalSettings,
+) -> Reference:
+    """The classical answer a quantum answer is judged by: exact where the problem is small
+    enough, else CP-SAT's (``cpsat``: its objective and whether proven), else none and why;
+    its note also names the known public instance it is (``known``)."""
+    reference = _solved(formulation, cpsat, limits)
+    notes = "; ".join(n for n in (reference.note, known) if n)
+    return dataclasses.replace(reference, note=notes or None)
+
+
+def _solved(
+    formulation: Formulation, cpsat: tuple[float, bool] | None, limits: ClassicalSettings
+) -> Reference:
+    n = formulation.ising.n
+    if n <= limits.reference_exhaustive_max_variables:
+        return exhaustive(formulation)
+    if cpsat is not None:
+        return Reference(cpsat[0], "cpsat", cpsat[1])
+    if n > limits.reference_max_variables:
+        note = f"no reference: {n} variables is over reference_max_variables"
+        return Reference(None, "none", False, f"{note} ({limits.reference_max_variables})")
+    return Reference(None, "none", False, "no reference: its CP-SAT task failed")
 
 
 def exhaustive(formulation: Formulation) -> Reference:

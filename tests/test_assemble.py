@@ -48,6 +48,7 @@ def quantum_batch(attempts: int = 1) -> Batch:
         planned(i, problem("maxcut", 5, seed=i, graph="ring"), reps=1) for i in range(4)
     )
     problems = (*problems[:3], dataclasses.replace(problems[3], attempts=attempts))
+    problems = tuple(dataclasses.replace(p, known_instance=f"known {p.key}") for p in problems)
     shape = shape_of(problems[0].formulation.ising, 1, "aer")
     return Batch("b-1", Route.QUANTUM, shape, problems, "fits aer", chunks=2)
 
@@ -74,7 +75,9 @@ def finished(batch: Batch, errors: dict[str, Fallback] | None = None) -> Finishe
 
 
 def test_each_problem_says_which_path_answered_it_and_why() -> None:
-    rows = {r.problem_id: r for r in batch_rows(finished(quantum_batch()), context())}
+    batch = quantum_batch()
+    assert batch.shape is not None
+    rows = {r.problem_id: r for r in batch_rows(finished(batch), context())}
     assert sorted(rows) == ["p0", "p1", "p2"]  # p3 has attempts left: back to the queue
     for pid in ("p0", "p1"):
         row = rows[pid]
@@ -85,6 +88,7 @@ def test_each_problem_says_which_path_answered_it_and_why() -> None:
         )
         assert row.t_execute_s == 2.0 and row.t_compile_s == 1.5 and row.expected_objective == 3.0
         assert row.reference_solver == "exhaustive"  # 5 variables: judged by enumeration
+        assert row.reference_note == f"known {row.key}" and row.shape_key == batch.shape.label
     fell = rows["p2"]
     assert (fell.status, fell.route, fell.fallback_code) == (
         State.DEGRADED,
@@ -95,6 +99,10 @@ def test_each_problem_says_which_path_answered_it_and_why() -> None:
     # Half the failed chunk's bill and its time, then CP-SAT's own time and core-seconds.
     assert fell.cost_usd == pytest.approx(0.03 + 0.25 * cpu)
     assert fell.t_execute_s == pytest.approx(3.0 + 0.25)
+    assert (
+        fell.reference_note == "known k2"
+        and fell.shape_key == shape_of(batch.problems[2].formulation.ising, 0, "cpsat").label
+    )
 
 
 def test_a_problem_out_of_attempts_ends_failed_with_the_reason() -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import truth
 from factories import Kind, problem
 
-from pipeline.config import LimitSettings
+from batching import plan_claims
+from pipeline.backends import get_backend
+from pipeline.config import ClassicalSettings, LimitSettings, load_settings
 from pipeline.formulation import formulate
+from pipeline.intake import ClaimedProblem
 from pipeline.model import content_hash, spec_from_record
 from pipeline.readers import read_path
-from pipeline.reference import exhaustive, known_instance
+from pipeline.reference import Reference, exhaustive, judge, known_instance
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,3 +47,35 @@ def test_a_known_public_instance_is_named_with_its_published_optimum() -> None:
     note = known_instance(content_hash(record.spec))
     assert note == "known instance biqmac-qubo/gka/gka1b.sparse: published optimum -133.0"
     assert known_instance("0" * 64) is None
+
+
+def test_judge_picks_exact_then_cpsat_then_says_why_none() -> None:
+    """The reference a quantum row is judged by, and its note (the known instance last)."""
+    limits = ClassicalSettings(reference_exhaustive_max_variables=4, reference_max_variables=6)
+    small, mid, large = (
+        formulate(spec_from_record(problem("qubo", n, seed=n, span=(-4, 5)))) for n in (4, 6, 7)
+    )
+    exact = judge(small, "known instance x: published optimum 1", (99.0, True), limits)
+    assert (exact.solver, exact.proven) == ("exhaustive", True)
+    assert exact.objective == pytest.approx(exhaustive(small).objective)
+    assert exact.note == "known instance x: published optimum 1"
+    assert judge(mid, None, (3.5, False), limits) == Reference(3.5, "cpsat", False)
+    failed = judge(mid, None, None, limits)
+    assert (failed.objective, failed.note) == (None, "no reference: its CP-SAT task failed")
+    over = judge(large, "known y", None, limits)
+    assert over.note == ("no reference: 7 variables is over reference_max_variables (6); known y")
+
+
+def test_planning_names_the_known_instance_for_every_later_row() -> None:
+    path = REPO / "data" / "benchmarks" / "biqmac-qubo" / "gka" / "gka1b.sparse"
+    [record] = read_path(path, LimitSettings())
+    assert record.spec is not None
+    now = datetime(2026, 1, 1)
+    claim = ClaimedProblem(
+        "p1", "k1", record.spec.model_dump_json(), content_hash(record.spec), 1, now, now
+    )
+    settings = load_settings()
+    backend = get_backend("aer", settings.quantum.max_qubits)
+    [[planned_problem]] = [b.problems for b in plan_claims([claim], backend, settings)[1]]
+    assert planned_problem.known_instance == known_instance(content_hash(record.spec))
+    assert planned_problem.known_instance is not None

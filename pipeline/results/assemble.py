@@ -16,16 +16,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from batching.batches import Batch, FinishedBatch, PlannedProblem
+from batching.batches import Batch, FinishedBatch, PlannedProblem, RoutingNumbers
 from batching.planner import new_batch_id
 from pipeline.config import ClassicalSettings, PriceSettings
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
 from pipeline.model import n_variables, spec_from_record
-from pipeline.qaoa.shapes import shape_of
 from pipeline.quality import objective_scale
-from pipeline.reference import Reference, exhaustive, known_instance
+from pipeline.reference import judge
 from pipeline.results.rows import BatchRow, ProblemRow
 from pipeline.results.store import ResultStore
 from pipeline.tasks import Answer, ChunkResult
@@ -142,7 +142,7 @@ def batch_row(
         fallback_reason="; ".join(dict.fromkeys(errors))[:1000] or None,
         started_at=context.started_at,
         completed_at=rows[0].completed_at if rows else None,
-        **(batch.routing.columns() if batch.routing else {}),
+        **(_routing_columns(batch.routing) if batch.routing else {}),
     )
 
 
@@ -205,6 +205,15 @@ def exhausted_batch_row(
     )
 
 
+def _routing_columns(routing: RoutingNumbers) -> dict[str, Any]:
+    """The numbers behind the route as the batch row's columns (the decision is ``route``)."""
+    return {
+        f.name: getattr(routing, f.name)
+        for f in dataclasses.fields(routing)
+        if f.name not in ("decision", "reason")
+    }
+
+
 def _reps_that_ran(rows: Sequence[ProblemRow]) -> int | None:
     """The depth most of the batch's quantum answers ran (the library may lower it)."""
     reps = Counter(r.reps for r in rows if r.reps is not None)
@@ -257,21 +266,6 @@ def _common(
     }
 
 
-def _reference(context: RowContext, finished: FinishedBatch, problem: PlannedProblem) -> Reference:
-    """The classical answer a quantum row is judged by: exact, CP-SAT's, or none (why)."""
-    limits = context.classical
-    n = problem.formulation.ising.n
-    if n <= limits.reference_exhaustive_max_variables:
-        return exhaustive(problem.formulation)
-    answer = finished.references.get(problem.problem_id)
-    if answer is not None:
-        return Reference(answer.objective, "cpsat", answer.proven_optimal)
-    if n > limits.reference_max_variables:
-        note = f"no reference: {n} variables is over reference_max_variables"
-        return Reference(None, "none", False, f"{note} ({limits.reference_max_variables})")
-    return Reference(None, "none", False, "no reference: its CP-SAT task failed")
-
-
 def _quantum_row(
     context: RowContext,
     finished: FinishedBatch,
@@ -282,8 +276,13 @@ def _quantum_row(
     batch = finished.batch
     chunk_s = next(r.seconds for r in finished.results if problem.problem_id in r.problem_ids)
     assert batch.shape is not None and finished.template is not None
-    reference = _reference(context, finished, problem)
-    notes = [reference.note, known_instance(problem.input_hash)]
+    cpsat = finished.references.get(problem.problem_id)
+    reference = judge(
+        problem.formulation,
+        problem.known_instance,
+        (cpsat.objective, cpsat.proven_optimal) if cpsat else None,
+        context.classical,
+    )
     return ProblemRow(
         **_common(context, problem, batch, completed_at),  # type: ignore[arg-type]
         shape_key=batch.shape.label,
@@ -300,7 +299,7 @@ def _quantum_row(
         reference_objective=reference.objective,
         reference_solver=reference.solver,
         reference_proven=reference.proven,
-        reference_note="; ".join(n for n in notes if n) or None,
+        reference_note=reference.note,
         reps=answer.reps,
         shots=problem.shots,
         evaluations=answer.evaluations,
@@ -327,7 +326,7 @@ def _classical_row(
         gap = abs(answer.bound - answer.objective) / max(1.0, abs(answer.objective))
     return ProblemRow(
         **_common(context, problem, finished.batch, completed_at),  # type: ignore[arg-type]
-        shape_key=shape_of(problem.formulation.ising, 0, "cpsat").label,
+        shape_key=problem.classical_shape_key,
         route=Route.CLASSICAL,
         solver_path=SolverPath.CLASSICAL,
         backend=CLASSICAL_BACKEND,
@@ -340,7 +339,7 @@ def _classical_row(
         proven_optimal=answer.proven_optimal,
         bound=answer.bound,
         gap=gap,
-        reference_note=known_instance(problem.input_hash),
+        reference_note=problem.known_instance,
         cost_usd=before.cost_usd + answer.seconds * prices.cpu_usd_per_core_second,
         t_execute_s=before.seconds + answer.seconds,
     )
