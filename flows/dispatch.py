@@ -14,10 +14,12 @@ A batch is handed back (:class:`FinishedBatch`) the moment its last task is in.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import Future as LocalFuture
@@ -27,13 +29,14 @@ from typing import Any, TypeVar
 from batching.batches import Batch, FinishedBatch, PlannedProblem, TemplateUse
 from batching.sizing import classical_groups, split_chunks
 from flows.compute import Compute, TaskFuture
+from flows.pilots import Admitted, Chunk, PilotBoard
 from pipeline.backends import Backend, CallPolicy
 from pipeline.config import Settings
 from pipeline.errors import RunTimeout
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
-from pipeline.qaoa.angles import AnglePlan
+from pipeline.qaoa.angles import AnglePlan, ClassAngles
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import PackedTemplate, TemplateLookup, TemplateStore
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
@@ -58,6 +61,7 @@ class _Tracker:
     errors: dict[str, Fallback] = field(default_factory=dict)
     references: dict[str, Answer] = field(default_factory=dict)
     angle_plan: AnglePlan | None = None
+    pilots: tuple[str, ...] = ()  # the problems of its chunk that pilots its class, if any
     started: float = field(default_factory=time.perf_counter)
 
     def finished(self) -> FinishedBatch:
@@ -141,9 +145,12 @@ class Dispatcher:
         run_started_at: float,
         record: Callable[[list[Move]], object],
         library: AngleLibrary | None = None,
+        board: PilotBoard | None = None,
     ) -> None:
         self.compute = compute
         self.library = library
+        self.board = board
+        self._held: dict[str, list[tuple[_Tracker, Chunk, PackedTemplate]]] = defaultdict(list)
         self.settings = settings
         self.backend = backend
         self.run_started_at = run_started_at  # epoch seconds
@@ -199,16 +206,46 @@ class Dispatcher:
             return Move(ids, (SUBMITTED, RUNNING), detail)
         packed, use = templates.take(batch, self.settings.dask.run_timeout_s)
         tracker = self._trackers[batch.batch_id] = _Tracker(batch, use)
-        tracker.angle_plan = self._angle_plan(batch)
-        chunks = split_chunks(batch.problems, batch.chunks)
-        tracker.chunks = len(chunks)
-        for chunk in chunks:
-            task = self._quantum_task(batch, chunk, packed, tracker.angle_plan)
-            self._submit(tracker, TaskRole.QUANTUM, chunk, run_quantum_chunk, task)
+        plan = tracker.angle_plan = self._angle_plan(batch)
+        chunks = [tuple(c) for c in split_chunks(batch.problems, batch.chunks)]
+        admitted = Admitted([(c, plan) for c in chunks], [])
+        if self.board is not None:
+            assert batch.shape is not None
+            admitted = self.board.admit(plan, batch.shape.digest, chunks)
+            if admitted.piloting:
+                tracker.pilots = tuple(p.problem_id for p in admitted.now[0][0])
+        tracker.chunks = len(admitted.now) + len(admitted.held)
+        for chunk, chunk_plan in admitted.now:
+            self._quantum(tracker, chunk, packed, chunk_plan)
+        for chunk in admitted.held:
+            tracker.pending += 1  # promised: it goes once the class's pilots are back
+            self._held[plan.class_key].append((tracker, chunk, packed))
         self._references(tracker)
         return Move(
             ids, (COMPILED, SUBMITTED, RUNNING), f"{detail} template={use.artifact_key[:16]}"
         )
+
+    def _quantum(
+        self, tracker: _Tracker, chunk: Chunk, packed: PackedTemplate, plan: AnglePlan
+    ) -> None:
+        task = self._quantum_task(tracker.batch, chunk, packed, plan)
+        self._submit(tracker, TaskRole.QUANTUM, chunk, run_quantum_chunk, task)
+
+    def _pilots_back(
+        self, tracker: _Tracker, problem_ids: tuple[str, ...], learned: ClassAngles | None
+    ) -> None:
+        """The class's pilots are in (``learned`` None: they failed): its waiting chunks go."""
+        if self.board is None or not tracker.pilots or problem_ids != tracker.pilots:
+            return
+        plan, shape = tracker.angle_plan, tracker.batch.shape
+        assert plan is not None and shape is not None
+        follow = self.board.found(plan, shape.digest, learned, len(problem_ids))
+        for waiting, chunk, packed in self._held.pop(plan.class_key, []):
+            waiting.pending -= 1  # the promise is kept: _submit counts it again
+            own = waiting.angle_plan
+            assert own is not None
+            chunk_plan = own if follow is None else dataclasses.replace(own, shared=follow.shared)
+            self._quantum(waiting, chunk, packed, chunk_plan)
 
     def _angle_plan(self, batch: Batch) -> AnglePlan:
         """Where the batch's angles start: its class's library entry or published angles."""
@@ -329,6 +366,7 @@ class Dispatcher:
             f"{role} execution failed: {type(exc).__name__}: {exc}"[:500],
         )
         if role == TaskRole.QUANTUM:
+            self._pilots_back(tracker, problem_ids, None)
             self._fall_back(tracker, problem_ids, error)
         elif role != TaskRole.REFERENCE:
             tracker.errors.update(dict.fromkeys(problem_ids, error))
@@ -339,6 +377,7 @@ class Dispatcher:
         """A quantum chunk's answers; where the backend gave up, or an answer has no feasible
         shot, its problems go on to CP-SAT as fallbacks."""
         tracker.results.append(result)
+        self._pilots_back(tracker, problem_ids, result.learned)
         if result.fallback is not None:
             fields: dict[str, object] = {"event": "fallback", "batch_id": tracker.batch.batch_id}
             fields |= {"problem_ids": list(problem_ids), "code": result.fallback.code}

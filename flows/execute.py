@@ -24,11 +24,13 @@ from batching import (
 )
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
 from flows.dispatch import Dispatcher, TemplateCompiler
+from flows.pilots import PilotBoard
 from flows.tally import Run, Stage
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.intake import ClaimedProblem
 from pipeline.qaoa.angle_store import AngleLibrary, record_batch
+from pipeline.qaoa.findings import Findings
 from pipeline.qaoa.templates import TemplateStore, artifact_key
 from pipeline.results import ProblemRow
 from pipeline.results.assemble import (
@@ -106,6 +108,9 @@ class _Work:
             run.started_at.timestamp(),
             record=lambda moves: deps.intake.advance_many(run.run_id, moves),
             library=self.library,
+            board=PilotBoard(
+                run.run_id, settings.quantum, self.library, Findings(deps.intake.engine)
+            ),
         )
         self.wave = wave_size(settings, compute.workers)
         self.budgets = Budgets.for_run(settings)  # one run budget across all its waves

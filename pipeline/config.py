@@ -26,6 +26,7 @@ from pydantic import (
 from pipeline.errors import ConfigError
 from pipeline.redact import masked_options, redact_text
 from pipeline.timebounds import LONGEST_DURATION_S
+from pipeline.vocabulary import RefineMode
 
 DEFAULT_HOME = Path(".qhopper")
 
@@ -64,6 +65,17 @@ class QuantumSettings(_Section):
     # Stay one layer shallower when the angle library shows the extra layer raised the
     # expectation ratio by less than this (None: always the requested depth).
     min_depth_gain: float | None = Field(default=0.01, ge=0)
+    # A class's pilots run once per run; the other problems of the class follow them:
+    # "auto" takes their angles with no evaluation where the pilots measured transfer losing
+    # under free_loss of the energy, "always" refines at least a line search, "never" takes
+    # the class's angles as they are.
+    refine: RefineMode = RefineMode.AUTO
+    free_loss: float = Field(default=1e-2, ge=0)  # qaoa.angles.DEFAULT_FREE_LOSS
+    # A class whose library entries hold this many problems and whose pilots measured a
+    # loss under free_loss needs one pilot a run (it checks the entry on this run's graph).
+    confirm_problems: int = Field(default=50, ge=1)
+    # How long a run waits for another run's pilots of a new class before its own.
+    pilot_wait_s: float = Field(default=60.0, ge=0)
 
 
 class ClassicalSettings(_Section):

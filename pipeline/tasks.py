@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pipeline.backends.calls import CallPolicy
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
-from pipeline.qaoa.angles import AnglePlan
+from pipeline.qaoa.angles import AnglePlan, ClassAngles
 from pipeline.qaoa.templates import PackedTemplate
 
 __all__ = ["Answer", "ChunkResult", "ClassicalTask", "Fallback", "QuantumChunkTask", "WorkItem"]
@@ -99,3 +99,4 @@ class ChunkResult:
     max_attempts_per_call: int = 0
     job_ids: tuple[str, ...] = ()
     fallback: Fallback | None = None
+    learned: ClassAngles | None = None  # what its pilots found, for the class's other chunks

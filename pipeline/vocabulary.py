@@ -51,3 +51,11 @@ class State(StrEnum):
 
 ACTIVE_STATES = (State.CLAIMED, State.COMPILED, State.SUBMITTED, State.RUNNING)
 FINAL_STATES = (State.COMPLETED, State.DEGRADED, State.FAILED)
+
+
+class RefineMode(StrEnum):
+    """How much a problem that follows its class's pilots refines (``quantum.refine``)."""
+
+    AUTO = "auto"  # nothing where the pilots showed transfer loses little, else what it warrants
+    ALWAYS = "always"  # at least a line search along the gammas
+    NEVER = "never"  # nothing: the class's angles as they are

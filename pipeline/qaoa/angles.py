@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.qaoa.shapes import ShapeKey
+from pipeline.vocabulary import RefineMode
 
 FIXED_ANGLES = (
     Path(__file__).resolve().parents[2] / "data" / "angles" / "fixed_angles_regular_maxcut.csv"
@@ -50,6 +51,10 @@ DEFAULT_TRANSFER_TOLERANCE = 2e-3
 # (each at the other's optimum); one is the economy setting: the others trust the entry
 # unless the pilot shows it stale, a class's second run in about 2.5 evaluations a problem.
 DEFAULT_WARM_PILOTS = 2
+# A problem that follows its class's pilots takes their angles with no evaluation of its own
+# when the pilots showed transfer losing less than this much of the energy (about 0.0025 of
+# expectation ratio on weighted MaxCut); above it, it refines as the loss warrants.
+DEFAULT_FREE_LOSS = 1e-2
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,23 @@ class AngleSet:
 
 
 @dataclass(frozen=True)
+class ClassAngles:
+    """What a class's pilots found, shared by every later chunk of the class in a run (and,
+    through the library, by later runs): their mean optimum, their mean curvature there
+    (the Hessian of the normalised energy, flattened; empty when not measured) and what
+    transferring one pilot's optimum to another lost (relative energy; inf: not measured)."""
+
+    gammas: tuple[float, ...]
+    betas: tuple[float, ...]
+    curvature: tuple[float, ...] = ()
+    loss: float = math.inf
+
+    @property
+    def reps(self) -> int:
+        return len(self.gammas)
+
+
+@dataclass(frozen=True)
 class AnglePlan:
     """A batch's starting angles, best first, and the depth to run (<= the template's).
 
@@ -128,6 +150,10 @@ class AnglePlan:
     ratios_by_reps: tuple[tuple[int, float], ...] = field(default=())
     transfer_tolerance: float = DEFAULT_TRANSFER_TOLERANCE
     warm_pilots: int = DEFAULT_WARM_PILOTS
+    # Set once the class's pilots have run: the chunk's problems follow them (no pilots).
+    shared: ClassAngles | None = None
+    refine: RefineMode = RefineMode.AUTO
+    free_loss: float = DEFAULT_FREE_LOSS  # AUTO: below this loss, followers take it as is
 
     @property
     def source(self) -> str:

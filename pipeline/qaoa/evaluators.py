@@ -115,6 +115,12 @@ class Evaluator(ABC):
         self.evaluations[rows] += gammas.shape[1]
         return self._energies(rows, gammas, betas)
 
+    def untuned_energies(self, rows: npt.NDArray[np.intp], angles: FloatArray) -> FloatArray:
+        """Energies at angles a problem takes without tuning (``angles``: (len(rows), 2 reps)),
+        not counted as evaluations: what sampling at them shows anyway. NaN where this
+        evaluator would have to pay a call for it (the expectation then comes from the shots)."""
+        return np.full(len(rows), np.nan)
+
     @abstractmethod
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray
@@ -230,6 +236,13 @@ class DiagonalEvaluator(Evaluator):
         used = np.flatnonzero(self.J.any(axis=0))
         pairs = [shape.pairs[k] for k in used]
         self.simulator = DiagonalQAOA(shape.n_qubits, h, pairs, self.J[:, used])
+
+    def untuned_energies(self, rows: npt.NDArray[np.intp], angles: FloatArray) -> FloatArray:
+        """Exact, from the simulator that samples the state anyway."""
+        reps = angles.shape[1] // 2
+        return self._energies(rows, angles[:, None, :reps].copy(), angles[:, None, reps:].copy())[
+            :, 0
+        ]
 
     def _energies(
         self, rows: npt.NDArray[np.intp], gammas: FloatArray, betas: FloatArray

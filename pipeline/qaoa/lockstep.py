@@ -37,6 +37,7 @@ from pipeline.qaoa.angles import (
     DEFAULT_TRANSFER_TOLERANCE,
     DEFAULT_WARM_PILOTS,
     AnglePlan,
+    ClassAngles,
     usable,
 )
 from pipeline.qaoa.evaluators import (
@@ -46,9 +47,8 @@ from pipeline.qaoa.evaluators import (
     as_caller,
     choose_evaluator,
 )
-from pipeline.qaoa.refine import refine
 from pipeline.qaoa.sampling import Shots, best_sample, draw, expectations
-from pipeline.qaoa.starts import PILOTS, WarmStart, cold_start, warm_start
+from pipeline.qaoa.starts import PILOTS, WarmStart, cold_start, follow, warm_start
 from pipeline.qaoa.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
@@ -84,7 +84,22 @@ def optimise_batch(
     evaluator: EvaluatorChoice = EvaluatorChoice.AUTO,
     start: AnglePlan | None = None,
 ) -> list[QuantumAnswer]:
-    """Optimise every problem's angles in lockstep, then sample each on the backend.
+    """Optimise every problem's angles in lockstep, then sample each on the backend: the
+    answers of :func:`optimise_chunk`."""
+    return optimise_chunk(template, problems, backend, max_iterations, seed, evaluator, start)[0]
+
+
+def optimise_chunk(
+    template: CompiledTemplate,
+    problems: list[BatchProblem],
+    backend: Backend | BackendCaller,
+    max_iterations: int,
+    seed: int,
+    evaluator: EvaluatorChoice = EvaluatorChoice.AUTO,
+    start: AnglePlan | None = None,
+) -> tuple[list[QuantumAnswer], ClassAngles | None]:
+    """Optimise every problem's angles in lockstep, then sample each on the backend; also
+    what the chunk's pilots found (None: it ran none, following ``start.shared``).
 
     Every backend call goes through ``backend`` as a :class:`BackendCaller` (a bare
     backend is called under the default policy). ``start``: the batch's starting angles
@@ -92,15 +107,17 @@ def optimise_batch(
     unsound candidate in it is ignored, so a corrupt plan costs evaluations, never answers.
     """
     if not problems:
-        return []
+        return [], None
     reps, warm = _starting_point(template, start)
     caller = as_caller(backend)
     engine = choose_evaluator(evaluator, template, problems, caller, seed)
-    gammas, betas, energy = _optimise(engine, template, len(problems), reps, max_iterations, warm)
+    (gammas, betas, energy), learned = _optimise(
+        engine, template, len(problems), (reps, max_iterations), warm, start
+    )
     exact = engine.expected_objectives(gammas, betas, energy)
     samples = draw(engine, problems, caller, gammas, betas, seed)
     expected = expectations(exact, problems, samples)
-    return _answers(engine, problems, samples, expected, gammas, betas)
+    return _answers(engine, problems, samples, expected, gammas, betas), learned
 
 
 def _answers(
@@ -159,20 +176,20 @@ def _optimise(
     engine: Evaluator,
     template: CompiledTemplate,
     count: int,
-    reps: int,
-    max_iterations: int,
+    limits: tuple[int, int],
     warm: WarmStart | None,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Every problem's final angles and energy: from the plan's angles, or from the grid."""
+    start: AnglePlan | None,
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], ClassAngles | None]:
+    """Every problem's final angles and energy: following the class's pilots where they ran
+    (``start.shared`` at this depth), else from the plan's angles or the grid with pilots of
+    its own, whose findings come back too. ``limits``: the depth and the iterations."""
+    reps, max_iterations = limits
     if not (template.shape.pairs or template.shape.linear):
         # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
         # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
-        return np.zeros((count, reps)), np.zeros((count, reps)), np.zeros(count)
+        return (np.zeros((count, reps)), np.zeros((count, reps)), np.zeros(count)), None
+    if start is not None and start.shared is not None and start.shared.reps == reps:
+        return follow(engine, count, max_iterations, start), None
     if warm is not None:
         return warm_start(engine, count, reps, max_iterations, warm)
-    gammas, betas, energy, hint = cold_start(engine, count, reps, max_iterations)
-    rest = np.arange(PILOTS if hint is not None else 0, count)
-    gammas[rest], betas[rest], energy[rest], _ = refine(
-        engine, rest, gammas[rest], betas[rest], energy[rest], max_iterations, hint
-    )
-    return gammas, betas, energy
+    return cold_start(engine, count, reps, max_iterations)

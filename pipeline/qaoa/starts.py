@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.qaoa.angles import AnglePlan, ClassAngles
 from pipeline.qaoa.evaluators import Evaluator
 from pipeline.qaoa.refine import FD_STEP, MAX_RADIUS, newton_step, refine
+from pipeline.vocabulary import RefineMode
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,36 +40,29 @@ SOUND_START = 0.05
 
 def cold_start(
     engine: Evaluator, count: int, reps: int, max_iterations: int
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
-    """Starting angles: a grid scan for a few pilot problems, transferred to the rest.
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], ClassAngles]:
+    """Angles for every problem from a grid scan of a few pilots, refined and transferred.
 
     Problems of one shape with normalised weights have nearly the same optimal angles
     (parameter concentration; Brandao et al. 2018, Galda et al. 2021), so the pilots'
-    optima are tried as warm starts for everyone else instead of a full grid each.
-    A problem whose warm start is poor still converges locally; the pilots' spread
-    (several candidates, not one) guards against transferring a bad basin. The pilots'
-    mean curvature at their optima is returned too, as the others' Hessian estimate.
+    optima are tried as warm starts for everyone else instead of a full grid each, and
+    everyone refines from the best (with the pilots' mean curvature as their Hessian's
+    mixed terms). The pilots' spread (several candidates, not one) guards against
+    transferring a bad basin. Also returns what the pilots found, for the class's followers.
     """
-    everyone = np.arange(count)
-    if count <= PILOTS:
-        return (*_grid_start(engine, everyone, reps), None)
-    pilots, others = everyone[:PILOTS], everyone[PILOTS:]
-    gammas, betas, energy = _grid_start(engine, pilots, reps)
-    gammas, betas, energy, curvature = refine(engine, pilots, gammas, betas, energy, max_iterations)
-    candidates_g = np.broadcast_to(gammas[None], (len(others), PILOTS, reps))
-    candidates_b = np.broadcast_to(betas[None], (len(others), PILOTS, reps))
-    values = engine.energies(
-        others, np.ascontiguousarray(candidates_g), np.ascontiguousarray(candidates_b)
-    )
-    best = values.argmin(axis=1)
-    all_g = np.empty((count, reps))
-    all_b = np.empty((count, reps))
-    all_e = np.empty(count)
-    all_g[pilots], all_b[pilots], all_e[pilots] = gammas, betas, energy
-    all_g[others] = gammas[best]
-    all_b[others] = betas[best]
-    all_e[others] = values[np.arange(len(others)), best]
-    return all_g, all_b, all_e, curvature.mean(axis=0)
+    rows = np.arange(min(count, PILOTS))
+    gammas, betas, energy = _grid_start(engine, rows, reps)
+    gammas, betas, energy, curvature = refine(engine, rows, gammas, betas, energy, max_iterations)
+    pilots = _Pilots(rows, gammas, betas, energy, curvature, np.zeros(len(rows), dtype=bool))
+    angles = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
+    _put(angles, rows, (gammas, betas, energy))
+    learned = _learned(pilots, _transfer_loss(engine, pilots))
+    others = np.arange(len(rows), count)
+    if others.size:
+        tried = _best_of(engine, others, gammas, betas)[:3]
+        hint = curvature.mean(axis=0)
+        _put(angles, others, refine(engine, others, *tried, max_iterations, hint)[:3])
+    return angles, learned
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ class _Pilots:
 
 def warm_start(
     engine: Evaluator, count: int, reps: int, max_iterations: int, warm: WarmStart
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], ClassAngles]:
     """Angles for every problem from the plan's candidates, in a handful of evaluations each.
 
     ``warm.pilots`` pilots (the plan's ``warm_pilots`` when the first candidate is a
@@ -113,14 +108,18 @@ def warm_start(
     - otherwise (a class whose optima do not concentrate, heavy-tailed weights, a stale
       entry): the tries, then one Newton step each, and those whose step gained more than
       ``FAR_OFF`` refine until a step no longer pays.
+
+    Also returns what the pilots found, for the class's followers.
     """
     pilots = _warm_pilots(engine, np.arange(min(count, warm.pilots)), reps, max_iterations, warm)
     angles = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
     _put(angles, pilots.rows, (pilots.gammas, pilots.betas, pilots.energy))
-    worst = float(np.max(_transfer_loss(engine, pilots), initial=0.0))  # before any return:
-    others = np.arange(len(pilots.rows), count)  # its evaluations count, others or none
+    losses = _transfer_loss(engine, pilots)  # before any return: its evaluations count
+    worst = float(np.max(losses, initial=0.0))
+    learned = _learned(pilots, losses)
+    others = np.arange(len(pilots.rows), count)
     if others.size == 0:
-        return angles
+        return angles, learned
     hint = pilots.curvature.mean(axis=0)
     if warm.refined and warm.tolerance < worst <= FAR_OFF and not pilots.stale.any():
         # The class's optimum holds for this batch, up to each problem's own scale: what
@@ -128,11 +127,54 @@ def warm_start(
         # normalising), so each problem takes one line search along it (3 evaluations).
         consensus = pilots.gammas.mean(axis=0), pilots.betas.mean(axis=0)
         _put(angles, others, _gamma_line_search(engine, others, *consensus, hint))
-        return angles
+        return angles, learned
     _put(angles, others, _try_consensus(engine, others, pilots, warm))
     if worst > warm.tolerance:
         _step_where_transfer_loses(engine, others, angles, hint, max_iterations)
-    return angles
+    return angles, learned
+
+
+def follow(
+    engine: Evaluator, count: int, max_iterations: int, plan: AnglePlan
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Angles for problems whose class's pilots already ran (``plan.shared``), each spending
+    only what the loss the pilots measured warrants:
+
+    - ``never``, or ``auto`` with the loss under ``plan.free_loss``: the shared angles as
+      they are, no evaluation (the energy there is what sampling shows anyway);
+    - otherwise, with the pilots' curvature known: one line search along the gammas, 3
+      evaluations (what is left of transfer's loss after normalising the weights is mostly
+      each problem's scale along the gammas);
+    - no curvature known: a full refinement from the shared angles.
+    """
+    shared = plan.shared
+    assert shared is not None
+    rows = np.arange(count)
+    gammas = np.tile(np.asarray(shared.gammas), (count, 1))
+    betas = np.tile(np.asarray(shared.betas), (count, 1))
+    free = plan.refine is RefineMode.NEVER or (
+        plan.refine is RefineMode.AUTO and shared.loss <= plan.free_loss
+    )
+    if free:
+        return gammas, betas, engine.untuned_energies(rows, np.hstack([gammas, betas]))
+    dims = 2 * shared.reps
+    hint = np.asarray(shared.curvature).reshape(dims, dims) if shared.curvature else None
+    if hint is not None:
+        return _gamma_line_search(engine, rows, gammas[0], betas[0], hint)
+    energy = engine.energies(rows, gammas[:, None, :].copy(), betas[:, None, :].copy())[:, 0]
+    return refine(engine, rows, gammas, betas, energy, max_iterations)[:3]
+
+
+def _learned(pilots: _Pilots, losses: FloatArray) -> ClassAngles:
+    """The pilots' mean optimum and curvature, and the mean loss transfer showed between
+    them (inf where one pilot could not measure it)."""
+    measured = len(pilots.rows) >= 2
+    return ClassAngles(
+        tuple(map(float, pilots.gammas.mean(axis=0))),
+        tuple(map(float, pilots.betas.mean(axis=0))),
+        tuple(map(float, pilots.curvature.mean(axis=0).ravel())),
+        float(np.mean(losses)) if measured else np.inf,
+    )
 
 
 def _warm_pilots(

@@ -28,7 +28,7 @@ from pipeline.errors import (
 )
 from pipeline.fallback import FallbackCode
 from pipeline.qaoa.evaluators import BatchProblem
-from pipeline.qaoa.lockstep import QuantumAnswer, optimise_batch
+from pipeline.qaoa.lockstep import QuantumAnswer, optimise_chunk
 from pipeline.tasks import Answer, ChunkResult, Fallback, QuantumChunkTask
 
 # Most specific first: BackendUnavailable is a TransientBackendError.
@@ -64,8 +64,9 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
     fallback: Fallback | None = None
     answers: list[QuantumAnswer] = []
+    learned = None
     try:
-        answers = optimise_batch(
+        answers, learned = optimise_chunk(
             task.template.unpack(),
             problems,
             caller,
@@ -109,4 +110,5 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
         max_attempts_per_call=ledger.max_attempts_per_call,
         job_ids=tuple(ledger.job_ids),
         fallback=fallback,
+        learned=learned,
     )
