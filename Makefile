@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library
 
 setup: $(STAMP)
 
@@ -55,6 +55,10 @@ bench-fastpath: $(STAMP) .venv-qokit
 
 bench-startup: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_startup.py
+
+# The angle library through run_once: evaluations a problem and quality beside the p=2 ceiling (issue 25).
+bench-library: $(STAMP)
+	cd benchmarks && ../$(BIN)/python bench_library.py
 
 bench-classical: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_classical.py

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -157,7 +158,7 @@ def main() -> None:
     for weights in WEIGHTS:
         for label, ran, top, alone in distribution(weights, args.count):
             target = TARGET_FIRST if label == "first run" else TARGET_SECOND
-            versus = ran.ratio - alone if alone == alone else float("nan")
+            versus = ran.ratio - alone if not math.isnan(alone) else float("nan")
             print(
                 f"{weights:18} {label:11} {ran.evaluations:6.2f} {target:6.1f} {ran.ratio:8.4f}"
                 f" {top:8.4f} {ran.ratio - top:+8.4f} {alone:7.4f} {versus:+9.4f}"
@@ -168,7 +169,7 @@ def main() -> None:
                 failed.append(f"{weights} {label}: {ran.evaluations:.2f} evaluations > {target}")
             if ran.ratio < top - TARGET_GAP:
                 failed.append(f"{weights} {label}: ratio {ran.ratio:.4f} below ceiling - 0.005")
-            if versus == versus and versus < -TARGET_GAP:
+            if not math.isnan(versus) and versus < -TARGET_GAP:
                 failed.append(f"{weights} {label}: {versus:+.4f} against no library")
             if ran.optimal < TARGET_OPTIMAL:
                 failed.append(f"{weights} {label}: best sample optimal on {ran.optimal:.0%}")

@@ -1,0 +1,128 @@
+"""Pilots once per class: one set per run whatever the batches, one per new class across
+concurrent runs on one intake, and answers that take a class's angles with no evaluation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import truth
+from factories import problem
+from test_qaoa import true_qaoa_expectation
+
+from flows.deps import open_deps
+from flows.pilots import PilotBoard
+from flows.run import run_once
+from pipeline.backends import get_backend
+from pipeline.config import QuantumSettings, load_settings
+from pipeline.formulation import formulate
+from pipeline.intake import IntakeStore
+from pipeline.model import spec_from_record
+from pipeline.qaoa.angle_store import AngleLibrary, plan_for
+from pipeline.qaoa.angles import ClassAngles
+from pipeline.qaoa.evaluators import BatchProblem
+from pipeline.qaoa.findings import Findings
+from pipeline.qaoa.lockstep import optimise_chunk
+from pipeline.qaoa.shapes import shape_of
+from pipeline.qaoa.templates import compile_template
+from pipeline.results import query
+from pipeline.submit import submit_files
+from pipeline.vocabulary import RefineMode
+
+BACKEND = get_backend("aer", 20)
+LINE_SEARCH = 3  # what a follower of a young class spends
+
+
+def one_graph(count: int, seed: int = 5) -> list[dict]:
+    """``count`` weighted 8-node 3-regular MaxCut problems on one graph (published angles
+    apply: a class the pilots start from them)."""
+    rng = np.random.default_rng(seed)
+    edges = problem("maxcut", 8, seed=seed, graph="regular")["edges"]
+    return [
+        {
+            "key": f"g{seed}-{i}",
+            "kind": "maxcut",
+            "n": 8,
+            "edges": [[u, v, round(float(rng.uniform(0.1, 1)), 4)] for u, v, _ in edges],
+        }
+        for i in range(count)
+    ]
+
+
+def test_the_batches_of_one_class_in_a_run_share_one_set_of_pilots(home: Path) -> None:
+    """30 problems of one class in three batches of 10: two pilots in all (published
+    angles), every other problem one line search; each answer its problem's true cut."""
+    settings = load_settings(home, overrides={"quantum.max_batch_size": 10})
+    records = one_graph(30)
+    source = home / "problems.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    submit_files(settings, [source])
+    with open_deps(settings) as deps:
+        summary = run_once(deps)
+    assert summary.completed == 30 and summary.quantum_batches == 3
+    rows = query(settings.results_location, "SELECT * FROM problems").to_pylist()
+    spent = sorted(r["evaluations"] for r in rows)
+    assert spent[:-2] == [LINE_SEARCH] * 28  # everyone but the pilots
+    assert min(spent[-2:]) > LINE_SEARCH  # the pilots refined
+    by_key = {r["key"]: r for r in records}
+    for row in rows:
+        record = by_key[row["key"]]
+        assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]))
+        assert row["objective"] <= truth.brute_force(record) + 1e-9
+
+
+@pytest.mark.postgres
+def test_concurrent_runs_pay_for_a_new_class_once(postgres_url: str) -> None:
+    """Two runs meet a new class at once: one takes the pilot lease and pilots it; the
+    other waits for that finding and sends all its chunks as followers."""
+    store = IntakeStore.open(postgres_url)
+    try:
+        findings, library = Findings(store.engine), AngleLibrary(store.engine)
+        records = one_graph(12)
+        formulation = formulate(spec_from_record(records[0]))
+        shape = shape_of(formulation.ising, 2, BACKEND.target.label)
+        plan = plan_for(library, "maxcut", shape)
+        quantum = QuantumSettings(pilot_wait_s=30)
+        first = PilotBoard("r-first", quantum, library, findings)
+        second = PilotBoard("r-second", quantum, library, findings)
+        chunks = [tuple(range(6)), tuple(range(6, 12))]  # stand-ins: only sizes are read
+        piloting = first.admit(plan, shape.digest, chunks)  # type: ignore[arg-type]
+        assert piloting.piloting and len(piloting.now) == 1 and len(piloting.held) == 2
+        waited: list = []
+        waiter = threading.Thread(
+            target=lambda: waited.append(second.admit(plan, shape.digest, chunks))  # type: ignore[arg-type]
+        )
+        waiter.start()
+        found = ClassAngles((0.2, 0.4), (0.5, 0.3), (1.0,) * 16, 0.001)
+        first.found(plan, shape.digest, found, pilots=2)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive()
+        [followed] = waited
+        assert not followed.piloting and not followed.held and len(followed.now) == 2
+        assert all(
+            p.shared is not None and p.shared.gammas == found.gammas for _, p in followed.now
+        )
+    finally:
+        store.close()
+
+
+def test_a_zero_evaluation_answer_has_its_expectation_from_the_statevector() -> None:
+    """Problems that take their class's angles as they are spend no evaluation, and their
+    expected objective is an independent statevector's at those angles."""
+    records = one_graph(4, seed=9)
+    problems = [BatchProblem(r["key"], formulate(spec_from_record(r)), 256) for r in records]
+    shape = shape_of(problems[0].formulation.ising, 2, BACKEND.target.label)
+    template = compile_template(shape, BACKEND, "test")
+    shared = ClassAngles((0.21, 0.43), (0.52, 0.27), (), 0.0)
+    plan = plan_for(None, "maxcut", shape)
+    plan = type(plan)(plan.class_key, 2, plan.candidates, shared=shared, refine=RefineMode.NEVER)
+    answers, learned = optimise_chunk(template, problems, BACKEND, 10, seed=3, start=plan)
+    assert learned is None  # it ran no pilots
+    for record, answer in zip(records, answers, strict=True):
+        assert answer.evaluations == 0
+        assert answer.gammas == shared.gammas and answer.betas == shared.betas
+        exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
+        assert answer.expected_objective == pytest.approx(exact, rel=1e-9)
