@@ -14,7 +14,6 @@ A batch is handed back (:class:`FinishedBatch`) the moment its last task is in.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import queue
@@ -239,13 +238,12 @@ class Dispatcher:
             return
         plan, shape = tracker.angle_plan, tracker.batch.shape
         assert plan is not None and shape is not None
-        follow = self.board.found(plan, shape.digest, learned, len(problem_ids))
+        self.board.found(plan, shape.digest, learned, len(problem_ids))
         for waiting, chunk, packed in self._held.pop(plan.class_key, []):
             waiting.pending -= 1  # the promise is kept: _submit counts it again
-            own = waiting.angle_plan
-            assert own is not None
-            chunk_plan = own if follow is None else dataclasses.replace(own, shared=follow.shared)
-            self._quantum(waiting, chunk, packed, chunk_plan)
+            own, own_shape = waiting.angle_plan, waiting.batch.shape
+            assert own is not None and own_shape is not None
+            self._quantum(waiting, chunk, packed, self.board.follow(own, own_shape.digest))
 
     def _angle_plan(self, batch: Batch) -> AnglePlan:
         """Where the batch's angles start: its class's library entry or published angles."""

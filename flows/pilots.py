@@ -80,11 +80,9 @@ class PilotBoard:
             return Admitted([(c, follow) for c in chunks], [])
         return self._pilot(plan, state, chunks)
 
-    def found(
-        self, plan: AnglePlan, shape: str, learned: ClassAngles | None, pilots: int
-    ) -> AnglePlan | None:
-        """The pilots are back: the plan their class's waiting chunks take (None: they
-        failed, and each waiting chunk runs its own)."""
+    def found(self, plan: AnglePlan, shape: str, learned: ClassAngles | None, pilots: int) -> bool:
+        """The pilots are back: whether the class's waiting chunks follow them (False: they
+        failed, and each waiting chunk runs pilots of its own)."""
         state = self.classes[plan.class_key]
         state.flying = False
         if learned is None:
@@ -99,8 +97,16 @@ class PilotBoard:
         if state.leased and self.findings is not None:
             self.findings.release(plan.class_key, self.run_id)
             state.leased = False
+        return state.found is not None
+
+    def follow(self, plan: AnglePlan, shape: str) -> AnglePlan:
+        """The plan of a waiting chunk of the class (its own batch's plan and shape) once
+        its pilots are back; as it is where they failed."""
+        state = self.classes[plan.class_key]
         if state.found is None:
-            return None
+            return plan
+        settings = self.settings
+        plan = dataclasses.replace(plan, refine=settings.refine, free_loss=settings.free_loss)
         return self._follower(plan, state, shape)
 
     def _pilot(self, plan: AnglePlan, state: _Class, chunks: Sequence[Chunk]) -> Admitted:

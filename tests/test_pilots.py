@@ -97,7 +97,7 @@ def test_concurrent_runs_pay_for_a_new_class_once(postgres_url: str) -> None:
         )
         waiter.start()
         found = ClassAngles((0.2, 0.4), (0.5, 0.3), (1.0,) * 16, 0.001)
-        first.found(plan, shape.digest, found, pilots=2)
+        assert first.found(plan, shape.digest, found, pilots=2)
         waiter.join(timeout=60)
         assert not waiter.is_alive()
         [followed] = waited
