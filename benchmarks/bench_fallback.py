@@ -27,7 +27,7 @@ import numpy as np
 from flows.compute import local_cluster
 from flows.deps import open_deps
 from flows.run import run_once
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.results import query
 from pipeline.submit import submit_files
 

@@ -35,7 +35,7 @@ from bench_engine import ceiling, exact_optimum, regular_graph
 
 from flows.deps import open_deps
 from flows.run import run_once
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec, ProblemSpec
 from pipeline.results import query

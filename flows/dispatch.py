@@ -8,25 +8,26 @@ worker, except small ones (``classical.enumerate_max_variables``), which are enu
 a fraction of a millisecond and travel together, one task per batch. When a quantum chunk
 comes back without answers (the backend gave up, the task raised) or with an answer no
 shot of which was feasible, its problems are sent to the classical solver as ordinary
-tasks: nothing waits on them, other batches keep finishing.
+tasks: nothing waits on them, other batches keep finishing. The chunks of an angle class
+whose pilots are still out wait for them (:mod:`flows.pilots`) and then follow them.
 A batch is handed back (:class:`FinishedBatch`) the moment its last task is in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from concurrent.futures import Future as LocalFuture
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from batching.batches import Batch, FinishedBatch, PlannedProblem, TemplateUse
 from batching.sizing import classical_groups, split_chunks
+from flows.compiler import TemplateCompiler
 from flows.compute import Compute, TaskFuture
 from flows.pilots import Admitted, Chunk, PilotBoard
 from pipeline.backends import Backend, CallPolicy
@@ -36,8 +37,7 @@ from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import AnglePlan, ClassAngles
-from pipeline.qaoa.shapes import ShapeKey
-from pipeline.qaoa.templates import PackedTemplate, TemplateLookup, TemplateStore
+from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
 from pipeline.vocabulary import Route, TaskRole
 from pipeline.workers.classical import run_classical_chunk
@@ -76,61 +76,6 @@ class _Tracker:
             self.references,
             self.angle_plan,
         )
-
-
-class TemplateCompiler:
-    """Compiles (or loads) each distinct shape's template, in dispatch order, on one thread,
-    so compiling overlaps the cluster's start and the first batches' execution.
-
-    The same thread packs each template for the workers: the run's own thread never
-    touches a circuit. An in-process run passes its task thread, so every Qiskit object of
-    the process is handled by one thread, in order.
-    """
-
-    def __init__(self, store: TemplateStore, backend: Backend, thread: Executor | None) -> None:
-        self._store = store
-        self._backend = backend
-        self._own = thread is None
-        self._pool = thread or ThreadPoolExecutor(1, thread_name_prefix="qhopper-compile")
-        self._lookups: dict[str, LocalFuture[tuple[TemplateLookup, PackedTemplate]]] = {}
-        self._taken: set[str] = set()
-
-    def add(self, batches: Sequence[Batch]) -> None:
-        """Start compiling the templates ``batches`` need that are not on their way yet."""
-        for batch in batches:
-            if batch.shape is not None and batch.shape.digest not in self._lookups:
-                self._lookups[batch.shape.digest] = self._pool.submit(
-                    _compile_and_pack, self._store, batch.shape, self._backend
-                )
-
-    def ready(self, batch: Batch) -> bool:
-        return batch.shape is None or self._lookups[batch.shape.digest].done()
-
-    def take(self, batch: Batch, timeout_s: float) -> tuple[PackedTemplate, TemplateUse]:
-        """The batch's template, packed once per run; the first batch of a shape pays for it."""
-        assert batch.shape is not None
-        digest = batch.shape.digest
-        lookup, packed = self._lookups[digest].result(timeout=timeout_s)
-        first = digest not in self._taken
-        self._taken.add(digest)
-        use = TemplateUse(
-            lookup.template.artifact_key,
-            first=first,
-            compiled=first and not lookup.reused,
-            compile_s=lookup.seconds if first else 0.0,
-        )
-        return packed, use
-
-    def close(self) -> None:
-        if self._own:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _compile_and_pack(
-    store: TemplateStore, shape: ShapeKey, backend: Backend
-) -> tuple[TemplateLookup, PackedTemplate]:
-    lookup = store.get(shape, backend)
-    return lookup, PackedTemplate.pack(lookup.template)
 
 
 class Dispatcher:

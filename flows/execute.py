@@ -22,8 +22,9 @@ from batching import (
     plan_claims,
     route_batches,
 )
+from flows.compiler import TemplateCompiler
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
-from flows.dispatch import Dispatcher, TemplateCompiler
+from flows.dispatch import Dispatcher
 from flows.pilots import PilotBoard
 from flows.tally import Run, Stage
 from pipeline.backends import Backend

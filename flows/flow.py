@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.deps import open_deps
 from flows.run import describe, run_once
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.results import RunSummary
 
 FLOW_NAME = "qhopper-run"

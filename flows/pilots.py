@@ -26,7 +26,8 @@ from pipeline.config import QuantumSettings
 from pipeline.qaoa.angle_store import AngleLibrary
 from pipeline.qaoa.angles import AnglePlan, ClassAngles
 from pipeline.qaoa.findings import Findings
-from pipeline.qaoa.starts import FAR_OFF, PILOTS
+from pipeline.qaoa.starts import PILOTS
+from pipeline.qaoa.transfer import FAR_OFF
 from pipeline.vocabulary import RefineMode
 
 log = logging.getLogger("qhopper.dispatch")

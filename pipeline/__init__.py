@@ -28,7 +28,7 @@ _EXPORTS = {
     "TransientBackendError": "pipeline.errors",
     "formulate": "pipeline.formulation",
     "idempotency_key": "pipeline.model",
-    "load_settings": "pipeline.config",
+    "load_settings": "pipeline.config_sources",
     "objective": "pipeline.formulation",
 }
 __all__ = [

@@ -527,7 +527,7 @@ def test_qhopper_angles_and_the_report_give_a_class_one_ratio(tmp_path: Path) ->
     from flows.cli import app
     from flows.deps import open_deps
     from flows.run import run_once
-    from pipeline.config import load_settings
+    from pipeline.config_sources import load_settings
     from pipeline.report.data import load
     from pipeline.submit import submit_files
 

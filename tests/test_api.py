@@ -167,7 +167,7 @@ def test_the_tenant_of_command_line_problems_cannot_be_configured_for_a_token(
     """A token for "default" would read every problem `qhopper submit` enqueued (their
     tenant when they name none), keys and file names included: refused at start-up."""
     from flows.api import create_app
-    from pipeline.config import load_settings
+    from pipeline.config_sources import load_settings
     from pipeline.errors import ConfigError
 
     digest = hashlib.sha256(b"token").hexdigest()

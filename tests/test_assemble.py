@@ -14,7 +14,7 @@ import pytest
 from factories import planned, problem
 
 from batching import Batch, FinishedBatch, TemplateUse
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.qaoa.shapes import shape_of
 from pipeline.results.assemble import RowContext, batch_row, batch_rows

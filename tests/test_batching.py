@@ -12,7 +12,7 @@ from batching.estimate import estimate_run
 from batching.planner import plan_batches
 from flows.progress import Eta
 from pipeline.backends import get_backend
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.durations import duration
 from pipeline.model import MaxCutSpec
 from pipeline.qaoa.shapes import shape_of

@@ -428,7 +428,7 @@ def test_the_run_summary_shows_answers_far_from_their_bound(
     from datetime import UTC, date, datetime
 
     from flows.cli.running import _print_large_gaps
-    from pipeline.config import load_settings
+    from pipeline.config_sources import load_settings
     from pipeline.results import ProblemRow, dataset_path, to_table, write_table
 
     settings = load_settings(tmp_path / "home")

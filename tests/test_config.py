@@ -1,4 +1,4 @@
-"""Settings (pipeline/config.py): the README's configuration block is valid and shows the
+"""Settings (pipeline/config.py, pipeline/config_sources.py): the README's configuration block is valid and shows the
 defaults. (What `qhopper config` prints and where each value came from: test_cli.py.)"""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 
 
 def test_readme_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:

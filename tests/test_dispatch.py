@@ -17,10 +17,12 @@ from factories import planned, problem
 
 import flows.dispatch
 from batching import Batch, FinishedBatch, plan_batches, route_batches
+from flows.compiler import TemplateCompiler
 from flows.compute import InlineCompute
-from flows.dispatch import Dispatcher, TemplateCompiler
+from flows.dispatch import Dispatcher
 from pipeline.backends import get_backend
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings
+from pipeline.config_sources import load_settings
 from pipeline.fallback import FallbackCode
 from pipeline.intake import Move
 from pipeline.qaoa.templates import TemplateStore

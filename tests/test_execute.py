@@ -20,7 +20,7 @@ from batching import plan_claims
 from flows.deps import open_deps
 from flows.run import run_once
 from pipeline.backends import get_backend
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.intake import ClaimedProblem
 from pipeline.model import spec_from_record
 from pipeline.results import query

@@ -25,7 +25,8 @@ from factories import problem, rng_of
 from flows.compute import local_cluster
 from flows.deps import open_deps
 from flows.run import run_once
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings
+from pipeline.config_sources import load_settings
 from pipeline.results import query
 from pipeline.submit import submit_files
 

@@ -17,7 +17,8 @@ from flows.deps import open_deps
 from flows.pilots import PilotBoard
 from flows.run import run_once
 from pipeline.backends import get_backend
-from pipeline.config import QuantumSettings, load_settings
+from pipeline.config import QuantumSettings
+from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.intake import IntakeStore
 from pipeline.model import spec_from_record

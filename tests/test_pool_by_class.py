@@ -17,7 +17,7 @@ from flows.deps import open_deps
 from flows.replay import replay_batch
 from flows.run import run_once
 from pipeline.backends import get_backend
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.formulation import Formulation, formulate
 from pipeline.model import ProblemSpec, spec_from_record
 from pipeline.qaoa.angle_store import plan_for

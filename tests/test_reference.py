@@ -11,7 +11,8 @@ from factories import Kind, problem
 
 from batching import plan_claims
 from pipeline.backends import get_backend
-from pipeline.config import ClassicalSettings, LimitSettings, load_settings
+from pipeline.config import ClassicalSettings, LimitSettings
+from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.intake import ClaimedProblem
 from pipeline.model import content_hash, spec_from_record

@@ -544,7 +544,7 @@ def test_the_run_summary_prints_cost_as_money(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from flows.cli.running import print_summary
-    from pipeline.config import load_settings
+    from pipeline.config_sources import load_settings
 
     settings = load_settings(tmp_path / "home")
     write_rich_results(settings.results_location.path)

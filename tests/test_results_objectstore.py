@@ -19,7 +19,7 @@ import pytest
 import truth
 from s3_stand_in import S3
 
-from pipeline.config import flatten, load_settings
+from pipeline.config_sources import flatten, load_settings
 from pipeline.errors import ConfigError
 from pipeline.intake import ACTIVE_STATES, QUEUED, IntakeStore
 from pipeline.results import RunSummary, open_files, query, to_table

@@ -17,7 +17,7 @@ from batching.planner import plan_batches
 from batching.rules import ProblemFacts, problem_refusal
 from batching.sizing import classical_seconds
 from pipeline.backends import get_backend
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 
 
 # --- the per-problem rule --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from flows.deps import open_deps
 from flows.run import run_once
-from pipeline.config import load_settings
+from pipeline.config_sources import load_settings
 from pipeline.intake import CLAIMED, IntakeStore, problem_events
 from pipeline.results import query
 from pipeline.submit import submit_files

@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from pipeline.config import LoadedSettings, Settings, load_settings_with_sources
+from pipeline.config import Settings
+from pipeline.config_sources import LoadedSettings, load_settings_with_sources
 from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError, KeyConflict, QhopperError, ServiceUnavailable
 from pipeline.private import make_folder

@@ -23,7 +23,7 @@ from flows.cli.common import (
     print_table,
     settings_to_read,
 )
-from pipeline.config import ENV_OVERRIDES, flatten
+from pipeline.config_sources import ENV_OVERRIDES, flatten
 
 
 @app.command()

@@ -48,8 +48,9 @@ from pipeline.qaoa.evaluators import (
     choose_evaluator,
 )
 from pipeline.qaoa.sampling import Shots, best_sample, draw, expectations
-from pipeline.qaoa.starts import PILOTS, WarmStart, cold_start, follow, warm_start
+from pipeline.qaoa.starts import PILOTS, WarmStart, cold_start, warm_start
 from pipeline.qaoa.templates import CompiledTemplate
+from pipeline.qaoa.transfer import follow
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -1,4 +1,4 @@
-"""Where a batch's lockstep optimisation starts: pilots, then transfer to everyone else.
+"""Where a batch's lockstep optimisation starts: its pilots, then transfer to everyone else.
 
 Cold (no usable plan): a few pilot problems scan a grid of (gamma, beta) ramps and refine;
 everyone else starts from the best of their optima. Warm (the angle library's entry for
@@ -7,7 +7,8 @@ transferring their optima costs in this batch, and the others take the pilots' c
 with as few evaluations as that cost allows (none beyond the transfer, one line search
 along the gammas, or Newton steps). Problems of one class with RMS-normalised weights
 have nearly the same optimal angles (Brandao et al. 2018; Galda et al. 2021; Sureshbabu
-et al. 2024), which is what makes transfer pay.
+et al. 2024), which is what makes transfer pay. What a problem spends after taking
+another's angles is :mod:`pipeline.qaoa.transfer`.
 """
 
 from __future__ import annotations
@@ -17,22 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.qaoa.angles import AnglePlan, ClassAngles
+from pipeline.qaoa.angles import ClassAngles
 from pipeline.qaoa.evaluators import Evaluator
-from pipeline.qaoa.refine import FD_STEP, MAX_RADIUS, newton_step, refine
-from pipeline.vocabulary import RefineMode
+from pipeline.qaoa.refine import refine
+from pipeline.qaoa.transfer import FAR_OFF, gamma_line_search, step_where_transfer_loses
 
 FloatArray = npt.NDArray[np.float64]
 
 PILOTS = 3  # problems per batch that scan the grid; the rest start from their optima
 GRID_GAMMAS = np.linspace(0.1, 1.5, 8)
 GRID_BETAS = np.linspace(-np.pi / 2, np.pi / 2, 8, endpoint=False) + np.pi / 16
-# Warm starts: the pilots' optima are transferred as they are unless the pilots show that
-# transfer loses more than the plan's ``transfer_tolerance`` of the energy, in which case
-# everyone takes one Newton step.
-FAR_OFF = 3e-2  # a problem whose one step gained this much refines on
 STALE_ENTRY = 2e-2  # one pilot gained this much from the library's entry: it is stale
-GAMMA_PROBE = 0.05  # relative change of the gammas that measures a problem's slope along them
 # A start is sound when its energy is below this fraction of -sum |w|: a corrupt or stale
 # library entry (random angles, the uniform state) gives about 0 and is replaced by the grid.
 SOUND_START = 0.05
@@ -126,43 +122,12 @@ def warm_start(
         # is left of transfer's loss is mostly along gamma (the weights' spread after
         # normalising), so each problem takes one line search along it (3 evaluations).
         consensus = pilots.gammas.mean(axis=0), pilots.betas.mean(axis=0)
-        _put(angles, others, _gamma_line_search(engine, others, *consensus, hint))
+        _put(angles, others, gamma_line_search(engine, others, *consensus, hint))
         return angles, learned
     _put(angles, others, _try_consensus(engine, others, pilots, warm))
     if worst > warm.tolerance:
-        _step_where_transfer_loses(engine, others, angles, hint, max_iterations)
+        step_where_transfer_loses(engine, others, angles, hint, max_iterations)
     return angles, learned
-
-
-def follow(
-    engine: Evaluator, count: int, max_iterations: int, plan: AnglePlan
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Angles for problems whose class's pilots already ran (``plan.shared``), each spending
-    only what the loss the pilots measured warrants:
-
-    - ``never``, or ``auto`` with the loss under ``plan.free_loss``: the shared angles as
-      they are, no evaluation (the energy there is what sampling shows anyway);
-    - otherwise, with the pilots' curvature known: one line search along the gammas, 3
-      evaluations (what is left of transfer's loss after normalising the weights is mostly
-      each problem's scale along the gammas);
-    - no curvature known: a full refinement from the shared angles.
-    """
-    shared = plan.shared
-    assert shared is not None
-    rows = np.arange(count)
-    gammas = np.tile(np.asarray(shared.gammas), (count, 1))
-    betas = np.tile(np.asarray(shared.betas), (count, 1))
-    free = plan.refine is RefineMode.NEVER or (
-        plan.refine is RefineMode.AUTO and shared.loss <= plan.free_loss
-    )
-    if free:
-        return gammas, betas, engine.untuned_energies(rows, np.hstack([gammas, betas]))
-    dims = 2 * shared.reps
-    hint = np.asarray(shared.curvature).reshape(dims, dims) if shared.curvature else None
-    if hint is not None:
-        return _gamma_line_search(engine, rows, gammas[0], betas[0], hint)
-    energy = engine.energies(rows, gammas[:, None, :].copy(), betas[:, None, :].copy())[:, 0]
-    return refine(engine, rows, gammas, betas, energy, max_iterations)[:3]
 
 
 def _learned(pilots: _Pilots, losses: FloatArray) -> ClassAngles:
@@ -249,29 +214,6 @@ def _try_consensus(
     return gammas, betas, energy
 
 
-def _step_where_transfer_loses(
-    engine: Evaluator,
-    others: npt.NDArray[np.intp],
-    angles: tuple[FloatArray, FloatArray, FloatArray],
-    hint: FloatArray,
-    max_iterations: int,
-) -> None:
-    """Transfer loses more than a step costs: one Newton step each, on a forward-difference
-    gradient and the pilots' curvature (2p + 1 evaluations), kept only where it helps; where
-    that step paid well (the transferred angles were far off), further steps may too, so
-    those problems refine until a step no longer pays. Updates ``angles`` in place."""
-    all_g, all_b, all_e = angles
-    before = all_e[others].copy()
-    all_g[others], all_b[others], all_e[others] = _one_step(
-        engine, others, all_g[others], all_b[others], all_e[others], hint
-    )
-    paid = others[(before - all_e[others]) / np.abs(all_e[others]) > FAR_OFF]
-    if paid.size:
-        all_g[paid], all_b[paid], all_e[paid], _ = refine(
-            engine, paid, all_g[paid], all_b[paid], all_e[paid], max_iterations, hint
-        )
-
-
 def _put(
     angles: tuple[FloatArray, FloatArray, FloatArray],
     rows: npt.NDArray[np.intp],
@@ -310,74 +252,6 @@ def _refine_pilots(
         np.concatenate([first[2], rest[2]]),
         np.concatenate([first[3], rest[3]]),
     )
-
-
-def _gamma_line_search(
-    engine: Evaluator,
-    problems: npt.NDArray[np.intp],
-    gammas: FloatArray,
-    betas: FloatArray,
-    hessian: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """From shared angles, each problem's best scale of the gammas: 3 evaluations each.
-
-    Energies at gammas scaled by 1 +- ``GAMMA_PROBE`` give the slope along the gammas; the
-    pilots' Hessian gives the curvature along them; the Newton point (at most
-    ``MAX_RADIUS`` away) is the third evaluation, and each problem keeps the best of three.
-    """
-    reps = len(gammas)
-    theta = np.concatenate([gammas, betas])
-    direction = np.concatenate([gammas, np.zeros(reps)]) / np.linalg.norm(gammas)
-    probe = GAMMA_PROBE * float(np.linalg.norm(gammas))
-    curvature = float(direction @ hessian @ direction)
-    points = theta + np.array([probe, -probe])[:, None] * direction
-    values = engine.energies(
-        problems,
-        np.ascontiguousarray(np.broadcast_to(points[:, :reps], (len(problems), 2, reps))),
-        np.ascontiguousarray(np.broadcast_to(points[:, reps:], (len(problems), 2, reps))),
-    )
-    slope = (values[:, 0] - values[:, 1]) / (2 * probe)
-    if curvature > 0:
-        moves = np.clip(-slope / curvature, -MAX_RADIUS, MAX_RADIUS)
-    else:  # no usable curvature: the third point is the shared angles themselves
-        moves = np.zeros(len(problems))
-    moved = theta + moves[:, None] * direction
-    third = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())
-    tried = np.stack(
-        [np.broadcast_to(points[0], moved.shape), np.broadcast_to(points[1], moved.shape), moved],
-        axis=1,
-    )
-    energies = np.concatenate([values, third], axis=1)
-    best = energies.argmin(axis=1)
-    index = np.arange(len(problems))
-    chosen = tried[index, best]
-    return chosen[:, :reps].copy(), chosen[:, reps:].copy(), energies[index, best]
-
-
-def _one_step(
-    engine: Evaluator,
-    problems: npt.NDArray[np.intp],
-    gammas: FloatArray,
-    betas: FloatArray,
-    energy: FloatArray,
-    hessian: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """One Newton step per problem from a forward-difference gradient and a shared Hessian."""
-    reps = gammas.shape[1]
-    theta = np.concatenate([gammas, betas], axis=1)
-    dims = theta.shape[1]
-    offsets = FD_STEP * np.eye(dims)
-    points = theta[:, None, :] + offsets[None, :, :]
-    values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
-    gradient = (values - energy[:, None]) / FD_STEP
-    steps = np.array([newton_step(g, hessian, MAX_RADIUS) for g in gradient])
-    moved = theta + steps
-    new = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[
-        :, 0
-    ]
-    better = new < energy
-    theta = np.where(better[:, None], moved, theta)
-    return theta[:, :reps], theta[:, reps:], np.where(better, new, energy)
 
 
 def _weight_sums(engine: Evaluator) -> FloatArray:
