@@ -191,14 +191,17 @@ class Dispatcher:
             self._quantum(waiting, chunk, packed, self.board.follow(own, own_shape.digest))
 
     def _angle_plan(self, batch: Batch) -> AnglePlan:
-        """Where the batch's angles start: its class's library entry or published angles."""
+        """Where the batch's angles start: its class's library entry or published angles;
+        and how much a chunk that follows the class's pilots refines."""
         assert batch.angle_shape is not None
-        return plan_for(
+        quantum = self.settings.quantum
+        plan = plan_for(
             self.library,
             batch.problems[0].spec.kind,
             batch.angle_shape,  # a pool's own class, or the one class all its problems share
-            min_depth_gain=self.settings.quantum.min_depth_gain,
+            min_depth_gain=quantum.min_depth_gain,
         )
+        return dataclasses.replace(plan, refine=quantum.refine, free_loss=quantum.free_loss)
 
     def _quantum_task(
         self,

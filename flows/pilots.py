@@ -52,6 +52,7 @@ class _Class:
     flying: bool = False
     leased: bool = False
     off: bool = False  # its pilots failed: every chunk runs pilots of its own
+    confirmed: bool | None = None  # read from the library once a run (None: not yet)
 
 
 @dataclass
@@ -67,9 +68,6 @@ class PilotBoard:
     def admit(self, plan: AnglePlan, shape: str, chunks: Sequence[Chunk]) -> Admitted:
         """Which of a batch's chunks go now, with what plan, and which wait for pilots."""
         state = self.classes[plan.class_key]
-        plan = dataclasses.replace(
-            plan, refine=self.settings.refine, free_loss=self.settings.free_loss
-        )
         if state.off:
             return Admitted([(c, plan) for c in chunks], [])
         if state.flying:
@@ -106,8 +104,6 @@ class PilotBoard:
         state = self.classes[plan.class_key]
         if state.found is None:
             return plan
-        settings = self.settings
-        plan = dataclasses.replace(plan, refine=settings.refine, free_loss=settings.free_loss)
         return self._follower(plan, state, shape)
 
     def _pilot(self, plan: AnglePlan, state: _Class, chunks: Sequence[Chunk]) -> Admitted:
@@ -127,7 +123,7 @@ class PilotBoard:
         plan's (two: enough to measure transfer); the grid its three."""
         if not plan.candidates:
             return PILOTS
-        if plan.refined and self._confirmed(plan.class_key):
+        if plan.refined and self._confirmed(plan.class_key, self.classes[plan.class_key]):
             return 1
         return plan.warm_pilots
 
@@ -135,7 +131,7 @@ class PilotBoard:
         """Angles the class may follow without pilots of this run: with ``never``, its
         library entry as it is; a class new to the library whose pilots another run is
         running: their finding, once recorded (within ``pilot_wait_s``)."""
-        if self.settings.refine is RefineMode.NEVER and plan.refined:
+        if plan.refine is RefineMode.NEVER and plan.refined:
             entry = plan.candidates[0]
             return ClassAngles(entry.gammas, entry.betas, (), 0.0)
         if plan.refined or self.findings is None:
@@ -158,18 +154,25 @@ class PilotBoard:
         refines at least a line search (a loss of ``FAR_OFF``)."""
         found = state.found
         assert found is not None
-        measured = state.shape == shape and self._confirmed(plan.class_key)
-        if not measured and self.settings.refine is not RefineMode.NEVER:
+        measured = state.shape == shape and self._confirmed(plan.class_key, state)
+        if not measured and plan.refine is not RefineMode.NEVER:
             found = dataclasses.replace(found, loss=max(found.loss, FAR_OFF))
         return dataclasses.replace(plan, shared=found)
 
-    def _confirmed(self, class_key: str) -> bool:
-        if self.library is None:
-            return False
-        problems = sum(e.problems for e in self.library.entries(class_key))
-        return problems >= self.settings.confirm_problems and (
-            self._recorded_loss(class_key) <= self.settings.free_loss
-        )
+    def _confirmed(self, class_key: str, state: _Class) -> bool:
+        """Whether the library holds ``confirm_problems`` of the class's problems and its
+        last measuring pilots found a loss under ``free_loss``: read once a run, so every
+        chunk of the class is decided alike and dispatch queries the library once."""
+        if state.confirmed is None:
+            problems = (
+                0
+                if self.library is None
+                else sum(e.problems for e in self.library.entries(class_key))
+            )
+            state.confirmed = problems >= self.settings.confirm_problems and (
+                self._recorded_loss(class_key) <= self.settings.free_loss
+            )
+        return state.confirmed
 
     def _recorded_loss(self, class_key: str) -> float:
         """The loss the class's last measuring pilots found (inf: none measured one)."""

@@ -127,3 +127,26 @@ def test_a_zero_evaluation_answer_has_its_expectation_from_the_statevector() -> 
         assert answer.gammas == shared.gammas and answer.betas == shared.betas
         exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
         assert answer.expected_objective == pytest.approx(exact, rel=1e-9)
+
+
+def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> None:
+    """``quantum.refine = "never"``: once the library knows the class, a run's problems take
+    its entry as it is (no pilots, no evaluation), and each answer is its problem's cut."""
+    settings = load_settings(home, overrides={"quantum.refine": "never"})
+    for seed in (5, 6):  # a first run fills the library; the second takes it
+        source = home / f"problems-{seed}.jsonl"
+        records = one_graph(12, seed=seed)
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        submit_files(settings, [source])
+        with open_deps(settings) as deps:
+            assert run_once(deps).completed == 12
+    rows = query(
+        settings.results_location, "SELECT * FROM problems WHERE key LIKE 'g6-%'"
+    ).to_pylist()
+    assert len(rows) == 12 and {r["evaluations"] for r in rows} == {0}
+    by_key = {r["key"]: r for r in records}
+    for row in rows:
+        assert row["objective"] == pytest.approx(
+            truth.objective(by_key[row["key"]], row["solution"])
+        )
+        assert row["expected_objective"] <= truth.brute_force(by_key[row["key"]]) + 1e-9

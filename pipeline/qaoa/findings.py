@@ -98,7 +98,8 @@ class Findings:
 
     def take_lease(self, class_key: str, run_id: str, seconds: float) -> datetime | None:
         """Take the class's pilot lease for ``seconds``: None when this run holds it now,
-        else when the other run that holds it took it (a dead run's lease expires)."""
+        else since when to look for the other run's finding (when it took the lease; a
+        dead run's lease expires)."""
         now = _now()
         until = now + timedelta(seconds=seconds)
         try:
@@ -121,7 +122,8 @@ class Findings:
             if taken:
                 return None
             row = tx.execute(sa.select(lease.taken_at).where(lease.class_key == class_key)).first()
-        return row[0] if row is not None else now
+        # Released in between: the holder is done, and its finding (if any) is the newest.
+        return row[0] if row is not None else datetime.min
 
     def release(self, class_key: str, run_id: str) -> None:
         lease = angle_pilot_leases.c
