@@ -102,6 +102,9 @@ class _Work:
         thread = compute.thread if isinstance(compute, InlineCompute) else None
         self.compiler = TemplateCompiler(self.templates, backend, thread)
         self.library = AngleLibrary(deps.intake.engine)  # shared by every process and host
+        self.board = PilotBoard(
+            run.run_id, settings.quantum, self.library, Findings(deps.intake.engine)
+        )
         self.dispatcher = Dispatcher(
             compute,
             settings,
@@ -109,9 +112,7 @@ class _Work:
             run.started_at.timestamp(),
             record=lambda moves: deps.intake.advance_many(run.run_id, moves),
             library=self.library,
-            board=PilotBoard(
-                run.run_id, settings.quantum, self.library, Findings(deps.intake.engine)
-            ),
+            board=self.board,
         )
         self.wave = wave_size(settings, compute.workers)
         self.budgets = Budgets.for_run(settings)  # one run budget across all its waves
@@ -191,6 +192,7 @@ class _Work:
         run.tally.written(commit_exhausted(run.deps.results, claims, self.context, lease))
 
     def close(self) -> None:
+        self.board.close()
         self.compiler.close()
         if isinstance(self.compute, LocalClusterCompute):
             self.run.clock.times.cluster_wait = self.compute.waited_s

@@ -106,12 +106,20 @@ class PilotBoard:
             return plan
         return self._follower(plan, state, shape)
 
+    def close(self) -> None:
+        """Give back the pilot leases this run still holds (its pilots never came back)."""
+        if self.findings is None:
+            return
+        for class_key, state in self.classes.items():
+            if state.leased:
+                self.findings.release(class_key, self.run_id)
+                state.leased = False
+
     def _pilot(self, plan: AnglePlan, state: _Class, chunks: Sequence[Chunk]) -> Admitted:
-        """This run pilots the class: its first problems alone, the rest held."""
+        """This run pilots the class: its first problems alone, the rest held (a batch no
+        larger than its pilots is all pilots, and later batches of the class follow it)."""
         problems = [p for chunk in chunks for p in chunk]
-        pilots = self._pilots(plan)
-        if len(problems) <= pilots:
-            return Admitted([(tuple(problems), plan)], [])
+        pilots = min(self._pilots(plan), len(problems))
         state.flying = True
         first = chunks[0][pilots:]
         held = [first, *chunks[1:]] if first else list(chunks[1:])

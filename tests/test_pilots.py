@@ -4,7 +4,10 @@ concurrent runs on one intake, and answers that take a class's angles with no ev
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from pipeline.model import spec_from_record
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import ClassAngles
 from pipeline.qaoa.evaluators import BatchProblem
-from pipeline.qaoa.findings import Findings
+from pipeline.qaoa.findings import Findings, angle_pilot_leases
 from pipeline.qaoa.lockstep import optimise_chunk
 from pipeline.qaoa.shapes import shape_of
 from pipeline.qaoa.templates import compile_template
@@ -150,3 +153,45 @@ def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> No
             truth.objective(by_key[row["key"]], row["solution"])
         )
         assert row["expected_objective"] <= truth.brute_force(by_key[row["key"]]) + 1e-9
+
+
+def test_a_pilot_lease_left_by_a_dead_run_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A run killed while piloting a class leaves its lease: the next run on this host sees
+    its process gone and pilots the class itself, without waiting out the lease."""
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        findings = Findings(store.engine)
+        assert findings.take_lease("c", "r-killed", seconds=3600) is None
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait(timeout=60)
+        with store.engine.begin() as tx:
+            tx.execute(angle_pilot_leases.update().values(pid=gone.pid))
+        assert findings.wait("c", datetime.min, timeout_s=10) is None  # nothing to wait for
+        assert findings.take_lease("c", "r-next", seconds=3600) is None
+        assert findings.take_lease("c", "r-third", seconds=3600) is not None  # alive: wait
+    finally:
+        store.close()
+
+
+def test_a_batch_no_larger_than_its_pilots_pilots_its_class_for_the_run(tmp_path: Path) -> None:
+    """A one-problem batch is all pilots: the class's later batches in the run follow what
+    it found, and the run's own lease never makes it wait on itself."""
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        findings, library = Findings(store.engine), AngleLibrary(store.engine)
+        formulation = formulate(spec_from_record(one_graph(1)[0]))
+        shape = shape_of(formulation.ising, 2, BACKEND.target.label)
+        plan = plan_for(library, "maxcut", shape)
+        board = PilotBoard("r-1", QuantumSettings(pilot_wait_s=30), library, findings)
+        first = board.admit(plan, shape.digest, [(0,)])  # type: ignore[list-item]
+        assert first.piloting and len(first.now) == 1 and not first.held
+        assert findings.take_lease(plan.class_key, "r-1", 30) is None  # its own: no wait
+        learned = ClassAngles((0.2, 0.4), (0.5, 0.3), (1.0,) * 16, 0.001)
+        assert board.found(plan, shape.digest, learned, pilots=1)
+        later = board.admit(plan, shape.digest, [(1,), (2,)])  # type: ignore[list-item]
+        assert not later.piloting and not later.held
+        assert all(p.shared is not None for _, p in later.now)
+        board.close()
+        assert findings.take_lease(plan.class_key, "r-2", 30) is None  # given back
+    finally:
+        store.close()

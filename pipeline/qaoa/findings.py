@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.intake.leases import host_identity, process_alive
 from pipeline.qaoa.angles import ClassAngles
 
 log = logging.getLogger("qhopper.angles")
@@ -47,6 +50,8 @@ angle_pilot_leases = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("taken_at", sa.DateTime, nullable=False),
     sa.Column("until", sa.DateTime, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),  # the holder's host identity and
+    sa.Column("pid", sa.Integer, nullable=False),  # process: a dead holder is overtaken
 )
 
 
@@ -98,32 +103,37 @@ class Findings:
 
     def take_lease(self, class_key: str, run_id: str, seconds: float) -> datetime | None:
         """Take the class's pilot lease for ``seconds``: None when this run holds it now,
-        else since when to look for the other run's finding (when it took the lease; a
-        dead run's lease expires)."""
+        else since when to look for the holder's finding. A lease past its time, or whose
+        holder is provably dead on this host, is taken over at once."""
         now = _now()
-        until = now + timedelta(seconds=seconds)
+        mine = {
+            "run_id": run_id,
+            "taken_at": now,
+            "until": now + timedelta(seconds=seconds),
+            "host": host_identity(),
+            "pid": os.getpid(),
+        }
         try:
             with self.engine.begin() as tx:
-                tx.execute(
-                    angle_pilot_leases.insert().values(
-                        class_key=class_key, run_id=run_id, taken_at=now, until=until
-                    )
-                )
+                tx.execute(angle_pilot_leases.insert().values(class_key=class_key, **mine))
             return None
         except sa.exc.IntegrityError:
             pass
+        holder = self._holder(class_key)
+        if holder is None:  # released in between: its finding (if any) is the newest
+            return datetime.min
+        if holder.run_id == run_id:
+            return None  # this run's own, from an earlier wave
+        if holder.until >= now and not _dead(holder):
+            return holder.taken_at
         lease = angle_pilot_leases.c
         with self.engine.begin() as tx:
             taken = tx.execute(
                 angle_pilot_leases.update()
-                .where(lease.class_key == class_key, lease.until < now)
-                .values(run_id=run_id, taken_at=now, until=until)
+                .where(lease.class_key == class_key, lease.run_id == holder.run_id)
+                .values(**mine)
             ).rowcount
-            if taken:
-                return None
-            row = tx.execute(sa.select(lease.taken_at).where(lease.class_key == class_key)).first()
-        # Released in between: the holder is done, and its finding (if any) is the newest.
-        return row[0] if row is not None else datetime.min
+        return None if taken else now  # another run took it over first: its pilots are new
 
     def release(self, class_key: str, run_id: str) -> None:
         lease = angle_pilot_leases.c
@@ -136,10 +146,38 @@ class Findings:
 
     def wait(self, class_key: str, since: datetime, timeout_s: float) -> ClassAngles | None:
         """The finding of the run that holds the class's lease, once it is recorded; None
-        if it is not within ``timeout_s`` (that run died or is slow: pilot it here)."""
+        where there will be none to wait for (the holder released the lease without one, or
+        died on this host) or not within ``timeout_s``: then this run pilots the class."""
         deadline = time.monotonic() + timeout_s
         while True:
             found = self.latest(class_key, since)
-            if found is not None or time.monotonic() >= deadline:
+            if found is not None:
                 return found
+            holder = self._holder(class_key)
+            if holder is None:
+                return self.latest(class_key, since)  # released: recorded just now, or none
+            if _dead(holder) or time.monotonic() >= deadline:
+                return None
             time.sleep(POLL_S)
+
+    def _holder(self, class_key: str) -> _Lease | None:
+        lease = angle_pilot_leases.c
+        query = sa.select(lease.run_id, lease.taken_at, lease.until, lease.host, lease.pid)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.where(lease.class_key == class_key)).first()
+        return None if row is None else _Lease(*row)
+
+
+@dataclass(frozen=True)
+class _Lease:
+    run_id: str
+    taken_at: datetime
+    until: datetime
+    host: str
+    pid: int
+
+
+def _dead(holder: _Lease) -> bool:
+    """Whether the lease's holder is certainly gone: a process of this host that no longer
+    exists (one on another host is trusted until its lease runs out)."""
+    return holder.host == host_identity() and not process_alive(holder.pid)
