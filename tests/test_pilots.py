@@ -56,6 +56,15 @@ def one_graph(count: int, seed: int = 5) -> list[dict]:
     ]
 
 
+def running(store: IntakeStore, *run_ids: str, lease_seconds: float = 600) -> None:
+    """Each run holds a live claim, as a run piloting a class does: how others tell it is
+    still there."""
+    for run_id in run_ids:
+        record = one_graph(1)[0] | {"key": f"held-by-{run_id}"}
+        store.submit([(spec_from_record(record), "test")])
+        assert store.claim(run_id, 1, lease_seconds)
+
+
 def test_the_batches_of_one_class_in_a_run_share_one_set_of_pilots(home: Path) -> None:
     """30 problems of one class in three batches of 10: two pilots in all (published
     angles), every other problem one line search; each answer its problem's true cut."""
@@ -85,6 +94,7 @@ def test_concurrent_runs_pay_for_a_new_class_once(postgres_url: str) -> None:
     store = IntakeStore.open(postgres_url)
     try:
         findings, library = Findings(store.engine), AngleLibrary(store.engine)
+        running(store, "r-first", "r-second")
         records = one_graph(12)
         formulation = formulate(spec_from_record(records[0]))
         shape = shape_of(formulation.ising, 2, BACKEND.target.label)
@@ -161,6 +171,7 @@ def test_a_pilot_lease_left_by_a_dead_run_is_taken_over_at_once(tmp_path: Path) 
     store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
     try:
         findings = Findings(store.engine)
+        running(store, "r-killed", "r-next", "r-third")
         assert findings.take_lease("c", "r-killed", seconds=3600) is None
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait(timeout=60)
@@ -173,12 +184,27 @@ def test_a_pilot_lease_left_by_a_dead_run_is_taken_over_at_once(tmp_path: Path) 
         store.close()
 
 
+def test_a_pilot_lease_of_a_run_whose_claims_lapsed_is_taken_over(tmp_path: Path) -> None:
+    """A run frozen (or dead on another host) stops renewing its claims: once they lapse,
+    the run that meets its pilot lease pilots the class itself instead of waiting."""
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        findings = Findings(store.engine)
+        running(store, "r-next")
+        running(store, "r-frozen", lease_seconds=1e-6)  # lapsed at once
+        assert findings.take_lease("c", "r-frozen", seconds=3600) is None
+        assert findings.take_lease("c", "r-next", seconds=3600) is None
+    finally:
+        store.close()
+
+
 def test_a_batch_no_larger_than_its_pilots_pilots_its_class_for_the_run(tmp_path: Path) -> None:
     """A one-problem batch is all pilots: the class's later batches in the run follow what
     it found, and the run's own lease never makes it wait on itself."""
     store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
     try:
         findings, library = Findings(store.engine), AngleLibrary(store.engine)
+        running(store, "r-1", "r-2")
         formulation = formulate(spec_from_record(one_graph(1)[0]))
         shape = shape_of(formulation.ising, 2, BACKEND.target.label)
         plan = plan_for(library, "maxcut", shape)

@@ -16,13 +16,16 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.intake.database import server_now
 from pipeline.intake.leases import host_identity, process_alive
+from pipeline.intake.schema import problems
 from pipeline.qaoa.angles import ClassAngles
+from pipeline.vocabulary import ACTIVE_STATES
 
 log = logging.getLogger("qhopper.angles")
 POLL_S = 0.1  # how often a waiting run looks for the finding it waits on
@@ -55,10 +58,6 @@ angle_pilot_leases = sa.Table(
 )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class Findings:
     """The two tables on an engine (the intake's)."""
 
@@ -80,7 +79,7 @@ class Findings:
                     loss=found.loss if math.isfinite(found.loss) else None,
                     pilots=pilots,
                     run_id=run_id,
-                    created_at=_now(),
+                    created_at=server_now(tx),
                 )
             )
 
@@ -103,37 +102,34 @@ class Findings:
 
     def take_lease(self, class_key: str, run_id: str, seconds: float) -> datetime | None:
         """Take the class's pilot lease for ``seconds``: None when this run holds it now,
-        else since when to look for the holder's finding. A lease past its time, or whose
-        holder is provably dead on this host, is taken over at once."""
-        now = _now()
-        mine = {
-            "run_id": run_id,
-            "taken_at": now,
-            "until": now + timedelta(seconds=seconds),
-            "host": host_identity(),
-            "pid": os.getpid(),
-        }
+        else since when to look for the holder's finding. A lease whose holder is gone
+        (:func:`_gone`) is taken over at once. Times are the database's, as the intake's."""
+        with self.engine.begin() as tx:
+            now = server_now(tx)
+            holder = _holder(tx, class_key)
+            if holder is not None and holder.run_id != run_id and not _gone(tx, holder, now):
+                return holder.taken_at
+            mine = {
+                "run_id": run_id,
+                "taken_at": now,
+                "until": now + timedelta(seconds=seconds),
+                "host": host_identity(),
+                "pid": os.getpid(),
+            }
+            lease = angle_pilot_leases.c
+            if holder is not None:  # its own, or a gone holder's: only if still theirs
+                taken = tx.execute(
+                    angle_pilot_leases.update()
+                    .where(lease.class_key == class_key, lease.run_id == holder.run_id)
+                    .values(**mine)
+                ).rowcount
+                return None if taken else now  # another run took it over first
         try:
             with self.engine.begin() as tx:
                 tx.execute(angle_pilot_leases.insert().values(class_key=class_key, **mine))
             return None
         except sa.exc.IntegrityError:
-            pass
-        holder = self._holder(class_key)
-        if holder is None:  # released in between: its finding (if any) is the newest
-            return datetime.min
-        if holder.run_id == run_id:
-            return None  # this run's own, from an earlier wave
-        if holder.until >= now and not _dead(holder):
-            return holder.taken_at
-        lease = angle_pilot_leases.c
-        with self.engine.begin() as tx:
-            taken = tx.execute(
-                angle_pilot_leases.update()
-                .where(lease.class_key == class_key, lease.run_id == holder.run_id)
-                .values(**mine)
-            ).rowcount
-        return None if taken else now  # another run took it over first: its pilots are new
+            return now  # another run took it in between: its finding will be newer
 
     def release(self, class_key: str, run_id: str) -> None:
         lease = angle_pilot_leases.c
@@ -147,25 +143,20 @@ class Findings:
     def wait(self, class_key: str, since: datetime, timeout_s: float) -> ClassAngles | None:
         """The finding of the run that holds the class's lease, once it is recorded; None
         where there will be none to wait for (the holder released the lease without one, or
-        died on this host) or not within ``timeout_s``: then this run pilots the class."""
+        is gone) or not within ``timeout_s``: then this run pilots the class."""
         deadline = time.monotonic() + timeout_s
         while True:
             found = self.latest(class_key, since)
             if found is not None:
                 return found
-            holder = self._holder(class_key)
+            with self.engine.connect() as connection:
+                holder = _holder(connection, class_key)
+                gone = holder is not None and _gone(connection, holder, server_now(connection))
             if holder is None:
                 return self.latest(class_key, since)  # released: recorded just now, or none
-            if _dead(holder) or time.monotonic() >= deadline:
+            if gone or time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_S)
-
-    def _holder(self, class_key: str) -> _Lease | None:
-        lease = angle_pilot_leases.c
-        query = sa.select(lease.run_id, lease.taken_at, lease.until, lease.host, lease.pid)
-        with self.engine.connect() as connection:
-            row = connection.execute(query.where(lease.class_key == class_key)).first()
-        return None if row is None else _Lease(*row)
 
 
 @dataclass(frozen=True)
@@ -177,7 +168,24 @@ class _Lease:
     pid: int
 
 
-def _dead(holder: _Lease) -> bool:
-    """Whether the lease's holder is certainly gone: a process of this host that no longer
-    exists (one on another host is trusted until its lease runs out)."""
-    return holder.host == host_identity() and not process_alive(holder.pid)
+def _holder(connection: sa.Connection, class_key: str) -> _Lease | None:
+    lease = angle_pilot_leases.c
+    query = sa.select(lease.run_id, lease.taken_at, lease.until, lease.host, lease.pid)
+    row = connection.execute(query.where(lease.class_key == class_key)).first()
+    return None if row is None else _Lease(*row)
+
+
+def _gone(connection: sa.Connection, holder: _Lease, now: datetime) -> bool:
+    """Whether the lease's holder will record no finding: its lease ran out, its process is
+    gone from this host, or it holds no live claim any more (a run frozen or dead on
+    another host stops renewing its claims: the intake's own sign of a lost run)."""
+    if holder.until < now:
+        return True
+    if holder.host == host_identity() and not process_alive(holder.pid):
+        return True
+    live = sa.select(problems.c.id).where(
+        problems.c.lease_owner == holder.run_id,
+        problems.c.state.in_(ACTIVE_STATES),
+        problems.c.lease_expires_at >= now,
+    )
+    return connection.execute(live.limit(1)).first() is None
