@@ -36,7 +36,7 @@ from pipeline.errors import RunTimeout
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
-from pipeline.qaoa.angles import AnglePlan, ClassAngles
+from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
 from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
 from pipeline.vocabulary import Route, TaskRole
@@ -323,7 +323,12 @@ class Dispatcher:
         """A quantum chunk's answers; where the backend gave up, or an answer has no feasible
         shot, its problems go on to CP-SAT as fallbacks."""
         tracker.results.append(result)
-        self._pilots_back(tracker, problem_ids, result.learned)
+        learned = result.learned
+        if not isinstance(learned, TransferCheck):
+            self._pilots_back(tracker, problem_ids, learned)
+        elif self.board is not None:
+            assert tracker.angle_plan is not None
+            self.board.checked(tracker.angle_plan.class_key, learned)
         if result.fallback is not None:
             fields: dict[str, object] = {"event": "fallback", "batch_id": tracker.batch.batch_id}
             fields |= {"problem_ids": list(problem_ids), "code": result.fallback.code}

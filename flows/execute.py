@@ -102,9 +102,7 @@ class _Work:
         thread = compute.thread if isinstance(compute, InlineCompute) else None
         self.compiler = TemplateCompiler(self.templates, backend, thread)
         self.library = AngleLibrary(deps.intake.engine)  # shared by every process and host
-        self.board = PilotBoard(
-            run.run_id, settings.quantum, self.library, Findings(deps.intake.engine)
-        )
+        self.board = PilotBoard(run.run_id, settings.quantum, Findings(deps.intake.engine))
         self.dispatcher = Dispatcher(
             compute,
             settings,

@@ -4,10 +4,13 @@ A batch's chunks are sized for parallelism; what its problems learn from each ot
 not depend on that. So the run's first chunk of an angle class is cut down to the class's
 pilots alone and goes first; every other chunk of the class, of this batch or a later one
 or wave, waits here until the pilots are back and then starts from what they found
-(:class:`~pipeline.qaoa.angles.ClassAngles`, set on its plan as ``shared``), spending only
-what the loss they measured warrants. A class whose library entries already hold
-``confirm_problems`` problems with a small measured loss needs one pilot (it checks the
-entry on this run's problems); ``refine = "never"`` with any entry needs none.
+(:class:`~pipeline.qaoa.angles.ClassAngles`, set on its plan as ``shared``): one Newton
+step each, and the stepped angles' spread measures what taking one problem's optimum for
+another's loses in the class (:class:`~pipeline.qaoa.angles.TransferCheck`, recorded when
+the run ends). A class confirmed by ``confirm_problems`` such measurements with a mean
+under ``free_loss`` has two pilots on each run's graph (they refine the entry there), and
+the chunks on that graph take their mean optimum with no evaluation; ``refine = "never"``
+with any entry needs no pilot at all.
 
 Across runs on one intake, the pilots of a class new to the library run in one run at a
 time: the others wait (``pilot_wait_s``) for its finding and follow it.
@@ -17,20 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from batching.batches import PlannedProblem
 from pipeline.config import QuantumSettings
-from pipeline.qaoa.angle_store import AngleLibrary
-from pipeline.qaoa.angles import AnglePlan, ClassAngles
+from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
 from pipeline.qaoa.findings import Findings
 from pipeline.qaoa.starts import PILOTS
-from pipeline.qaoa.transfer import FAR_OFF
 from pipeline.vocabulary import RefineMode
 
 log = logging.getLogger("qhopper.dispatch")
+CONFIRMED_PILOTS = 2
 Chunk = tuple[PlannedProblem, ...]
 
 
@@ -52,7 +55,9 @@ class _Class:
     flying: bool = False
     leased: bool = False
     off: bool = False  # its pilots failed: every chunk runs pilots of its own
-    confirmed: bool | None = None  # read from the library once a run (None: not yet)
+    confirmed: TransferCheck | None = None  # read once a run; None: not (yet) confirmed
+    read: bool = False  # whether ``confirmed`` was read
+    measured: TransferCheck = field(default_factory=lambda: TransferCheck(0, 0.0))
 
 
 @dataclass
@@ -61,7 +66,6 @@ class PilotBoard:
 
     run_id: str
     settings: QuantumSettings
-    library: AngleLibrary | None
     findings: Findings | None
     classes: dict[str, _Class] = field(default_factory=lambda: defaultdict(_Class))
 
@@ -87,12 +91,10 @@ class PilotBoard:
         if learned is None:
             state.off = True
         else:
-            loss = learned.loss
-            if pilots < 2:  # one pilot measures no transfer: the class's record says
-                loss = self._recorded_loss(plan.class_key)
-            state.found = dataclasses.replace(learned, loss=loss)
+            state.found = learned
             state.shape = shape
-            self._record(plan.class_key, learned, pilots)
+            if self.findings is not None:
+                self.findings.add(plan.class_key, learned, pilots, self.run_id)
         if state.leased and self.findings is not None:
             self.findings.release(plan.class_key, self.run_id)
             state.leased = False
@@ -106,11 +108,22 @@ class PilotBoard:
             return plan
         return self._follower(plan, state, shape)
 
+    def checked(self, class_key: str, check: TransferCheck) -> None:
+        """A following chunk measured what following lost: kept for the class's record."""
+        state = self.classes[class_key]
+        total = state.measured.problems + check.problems
+        mean = (state.measured.loss * state.measured.problems + check.loss * check.problems) / total
+        state.measured = TransferCheck(total, mean)
+
     def close(self) -> None:
-        """Give back the pilot leases this run still holds (its pilots never came back)."""
+        """Record what this run's followers measured; give back the pilot leases this run
+        still holds (its pilots never came back)."""
         if self.findings is None:
             return
         for class_key, state in self.classes.items():
+            if state.measured.problems:
+                self.findings.add_check(class_key, state.measured, self.run_id)
+                state.measured = TransferCheck(0, 0.0)
             if state.leased:
                 self.findings.release(class_key, self.run_id)
                 state.leased = False
@@ -127,13 +140,14 @@ class PilotBoard:
         return Admitted([(tuple(problems[:pilots]), pilot_plan)], held, piloting=True)
 
     def _pilots(self, plan: AnglePlan) -> int:
-        """One pilot checks a confirmed entry; published angles or a young entry take the
-        plan's (two: enough to measure transfer); the grid its three."""
+        """From the grid, three (their spread guards against a poor basin). From published
+        angles or a young entry, one: its followers step anyway, and their steps measure
+        the class. A confirmed class, whose followers take the pilots' mean optimum as it
+        is, two: the mean of two optima is half as far from the graph's centre as one."""
         if not plan.candidates:
             return PILOTS
-        if plan.refined and self._confirmed(plan.class_key, self.classes[plan.class_key]):
-            return 1
-        return plan.warm_pilots
+        confirmed = plan.refined and self._confirmed(plan.class_key, self.classes[plan.class_key])
+        return CONFIRMED_PILOTS if confirmed else 1
 
     def _known(self, plan: AnglePlan, state: _Class) -> ClassAngles | None:
         """Angles the class may follow without pilots of this run: with ``never``, its
@@ -156,39 +170,28 @@ class PilotBoard:
         return self.findings.wait(plan.class_key, since, self.settings.pilot_wait_s)
 
     def _follower(self, plan: AnglePlan, state: _Class, shape: str) -> AnglePlan:
-        """The plan of a chunk that follows the class's finding. ``auto`` takes it as it is
-        only for a confirmed class (an entry that is young, or transfer to another graph of
-        the class than the pilots', was not measured well enough): otherwise the chunk
-        refines at least a line search (a loss of ``FAR_OFF``)."""
+        """The plan of a chunk that follows the class's finding, with the loss following it
+        is known to cost: the class's measured loss where the class is confirmed and the
+        chunk is on the graph its pilots ran on (``auto`` then takes the angles as they are
+        if that loss is under ``free_loss``); else unknown (a young class, or another graph
+        of it than the pilots': ``auto`` steps)."""
         found = state.found
         assert found is not None
-        measured = state.shape == shape and self._confirmed(plan.class_key, state)
-        if not measured and plan.refine is not RefineMode.NEVER:
-            found = dataclasses.replace(found, loss=max(found.loss, FAR_OFF))
-        return dataclasses.replace(plan, shared=found)
+        check = self._confirmed(plan.class_key, state) if state.shape == shape else None
+        loss = math.inf if check is None else check.loss
+        return dataclasses.replace(plan, shared=dataclasses.replace(found, loss=loss))
 
-    def _confirmed(self, class_key: str, state: _Class) -> bool:
-        """Whether the library holds ``confirm_problems`` of the class's problems and its
-        last measuring pilots found a loss under ``free_loss``: read once a run, so every
-        chunk of the class is decided alike and dispatch queries the library once."""
-        if state.confirmed is None:
-            problems = (
-                0
-                if self.library is None
-                else sum(e.problems for e in self.library.entries(class_key))
-            )
-            state.confirmed = problems >= self.settings.confirm_problems and (
-                self._recorded_loss(class_key) <= self.settings.free_loss
-            )
+    def _confirmed(self, class_key: str, state: _Class) -> TransferCheck | None:
+        """The class's measured loss where ``confirm_problems`` problems measured it and
+        their mean is under ``free_loss`` (else None): read once a run, so every chunk of
+        the class is decided alike and dispatch queries the database once."""
+        if not state.read:
+            state.read = True
+            check = None if self.findings is None else self.findings.checked(class_key)
+            if (
+                check is not None
+                and check.problems >= self.settings.confirm_problems
+                and check.loss <= self.settings.free_loss
+            ):
+                state.confirmed = check
         return state.confirmed
-
-    def _recorded_loss(self, class_key: str) -> float:
-        """The loss the class's last measuring pilots found (inf: none measured one)."""
-        if self.findings is None:
-            return float("inf")
-        found = self.findings.latest(class_key)
-        return found.loss if found is not None else float("inf")
-
-    def _record(self, class_key: str, learned: ClassAngles, pilots: int) -> None:
-        if self.findings is not None and pilots >= 2:
-            self.findings.add(class_key, learned, pilots, self.run_id)

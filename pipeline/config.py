@@ -64,13 +64,14 @@ class QuantumSettings(_Section):
     # expectation ratio by less than this (None: always the requested depth).
     min_depth_gain: float | None = Field(default=0.01, ge=0)
     # A class's pilots run once per run; the other problems of the class follow them:
-    # "auto" takes their angles with no evaluation where the pilots measured transfer losing
-    # under free_loss of the energy, "always" refines at least a line search, "never" takes
+    # "auto" takes their angles with no evaluation once the class is confirmed (below) and
+    # on the pilots' graph, else one Newton step each; "always" always steps; "never" takes
     # the class's angles as they are.
     refine: RefineMode = RefineMode.AUTO
-    free_loss: float = Field(default=1e-2, ge=0)  # qaoa.angles.DEFAULT_FREE_LOSS
-    # A class whose library entries hold this many problems and whose pilots measured a
-    # loss under free_loss needs one pilot a run (it checks the entry on this run's graph).
+    # Confirmed: followers on confirm_problems problems measured transfer losing under
+    # free_loss of the energy (qaoa.angles.DEFAULT_FREE_LOSS); such a class needs two
+    # pilots a run, which move its entry to the run's graph.
+    free_loss: float = Field(default=2e-2, ge=0)
     confirm_problems: int = Field(default=50, ge=1)
     # How long a run waits for another run's pilots of a new class before its own.
     pilot_wait_s: float = Field(default=60.0, ge=0)

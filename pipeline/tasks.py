@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pipeline.backends.calls import CallPolicy
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
-from pipeline.qaoa.angles import AnglePlan, ClassAngles
+from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
 from pipeline.qaoa.templates import PackedTemplate
 
 __all__ = ["Answer", "ChunkResult", "ClassicalTask", "Fallback", "QuantumChunkTask", "WorkItem"]
@@ -99,4 +99,5 @@ class ChunkResult:
     max_attempts_per_call: int = 0
     job_ids: tuple[str, ...] = ()
     fallback: Fallback | None = None
-    learned: ClassAngles | None = None  # what its pilots found, for the class's other chunks
+    # What its pilots found, for the class's other chunks; or what following them measured.
+    learned: ClassAngles | TransferCheck | None = None

@@ -37,7 +37,7 @@ from pipeline.submit import submit_files
 from pipeline.vocabulary import RefineMode
 
 BACKEND = get_backend("aer", 20)
-LINE_SEARCH = 3  # what a follower of a young class spends
+STEP = 5  # what a follower of a young class spends at p=2: one Newton step, 2p + 1
 
 
 def one_graph(count: int, seed: int = 5) -> list[dict]:
@@ -66,8 +66,8 @@ def running(store: IntakeStore, *run_ids: str, lease_seconds: float = 600) -> No
 
 
 def test_the_batches_of_one_class_in_a_run_share_one_set_of_pilots(home: Path) -> None:
-    """30 problems of one class in three batches of 10: two pilots in all (published
-    angles), every other problem one line search; each answer its problem's true cut."""
+    """30 problems of one class in three batches of 10: one pilot in all (from the published
+    angles), every other problem one Newton step; each answer its problem's true cut."""
     settings = load_settings(home, overrides={"quantum.max_batch_size": 10})
     records = one_graph(30)
     source = home / "problems.jsonl"
@@ -78,13 +78,73 @@ def test_the_batches_of_one_class_in_a_run_share_one_set_of_pilots(home: Path) -
     assert summary.completed == 30 and summary.quantum_batches == 3
     rows = query(settings.results_location, "SELECT * FROM problems").to_pylist()
     spent = sorted(r["evaluations"] for r in rows)
-    assert spent[:-2] == [LINE_SEARCH] * 28  # everyone but the pilots
-    assert min(spent[-2:]) > LINE_SEARCH  # the pilots refined
+    assert spent[:-1] == [STEP] * 29  # everyone but the pilot
+    assert spent[-1] > STEP  # the pilot refined
     by_key = {r["key"]: r for r in records}
     for row in rows:
         record = by_key[row["key"]]
         assert row["objective"] == pytest.approx(truth.objective(record, row["solution"]))
         assert row["objective"] <= truth.brute_force(record) + 1e-9
+
+
+def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_free(
+    home: Path,
+) -> None:
+    """A young class's followers each take one Newton step, and their stepped angles
+    measure the class: twice their mean quadratic-model loss at their centre (under the
+    pilot's curvature) relative to their energy, recomputed here from an independent
+    statevector. Once that record covers ``confirm_problems`` problems under ``free_loss``,
+    the next run on another graph pilots twice and its other problems take the pilots'
+    mean optimum with no evaluation."""
+    settings = load_settings(
+        home,
+        overrides={
+            "quantum.max_batch_size": 10,
+            "quantum.confirm_problems": 20,
+            "quantum.free_loss": 1.0,
+        },
+    )
+    first, second = one_graph(30, seed=5), one_graph(30, seed=6)
+    for records in (first, second):
+        source = home / f"{records[0]['key']}.jsonl"
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        submit_files(settings, [source])
+        with open_deps(settings) as deps:
+            assert run_once(deps).completed == 30
+            formulation = formulate(spec_from_record(records[0]))
+            shape = shape_of(formulation.ising, 2, BACKEND.target.label)
+            class_key = plan_for(None, "maxcut", shape).class_key
+            findings = Findings(deps.intake.engine)
+            if records is first:
+                check, shared = findings.checked(class_key), findings.latest(class_key)
+    rows = {
+        r["key"]: r for r in query(settings.results_location, "SELECT * FROM problems").to_pylist()
+    }
+    followers = [r for r in first if rows[r["key"]]["evaluations"] == STEP]
+    assert len(followers) == 29 and check is not None and shared is not None
+    chunks: dict[str, list[tuple[list[float], float]]] = {}  # a batch here is one chunk
+    gained = []  # what each follower's step gained in expected cut
+    for record in followers:
+        ising = formulate(spec_from_record(record)).ising
+        row = rows[record["key"]]
+        final = row["angles"]
+        shifted = ising.sign * true_qaoa_expectation(record, final[:2], final[2:]) - ising.constant
+        energy = shifted / np.sqrt(np.mean(ising.J[ising.J != 0] ** 2))  # RMS weight 1
+        chunks.setdefault(row["batch_id"], []).append((final, energy))
+        at_shared = true_qaoa_expectation(record, shared.gammas, shared.betas)
+        gained.append(row["expected_objective"] - at_shared)
+    hessian = np.reshape(shared.curvature, (4, 4))
+    weighted = 0.0
+    for members in chunks.values():
+        angles = np.array([a for a, _ in members])
+        offsets = angles - angles.mean(axis=0)
+        model = [0.5 * d @ hessian @ d / abs(e) for d, (_, e) in zip(offsets, members, strict=True)]
+        weighted += 2 * np.mean(model) * len(model) / (len(model) - 1) * len(model)
+    assert check.problems == 29 and check.loss == pytest.approx(weighted / 29, rel=1e-6)
+    assert check.loss > 0  # the followers' optima differ: the class has a spread
+    assert np.mean(gained) > 0 and min(gained) > -1e-3 * max(map(abs, gained))  # steps pay
+    spent = sorted(rows[r["key"]]["evaluations"] for r in second)
+    assert spent[:-2] == [0] * 28 and min(spent[-2:]) > STEP  # two pilots, then free
 
 
 @pytest.mark.postgres
@@ -100,8 +160,8 @@ def test_concurrent_runs_pay_for_a_new_class_once(postgres_url: str) -> None:
         shape = shape_of(formulation.ising, 2, BACKEND.target.label)
         plan = plan_for(library, "maxcut", shape)
         quantum = QuantumSettings(pilot_wait_s=30)
-        first = PilotBoard("r-first", quantum, library, findings)
-        second = PilotBoard("r-second", quantum, library, findings)
+        first = PilotBoard("r-first", quantum, findings)
+        second = PilotBoard("r-second", quantum, findings)
         chunks = [tuple(range(6)), tuple(range(6, 12))]  # stand-ins: only sizes are read
         piloting = first.admit(plan, shape.digest, chunks)  # type: ignore[arg-type]
         assert piloting.piloting and len(piloting.now) == 1 and len(piloting.held) == 2
@@ -208,7 +268,7 @@ def test_a_batch_no_larger_than_its_pilots_pilots_its_class_for_the_run(tmp_path
         formulation = formulate(spec_from_record(one_graph(1)[0]))
         shape = shape_of(formulation.ising, 2, BACKEND.target.label)
         plan = plan_for(library, "maxcut", shape)
-        board = PilotBoard("r-1", QuantumSettings(pilot_wait_s=30), library, findings)
+        board = PilotBoard("r-1", QuantumSettings(pilot_wait_s=30), findings)
         first = board.admit(plan, shape.digest, [(0,)])  # type: ignore[list-item]
         assert first.piloting and len(first.now) == 1 and not first.held
         assert findings.take_lease(plan.class_key, "r-1", 30) is None  # its own: no wait

@@ -1,9 +1,11 @@
 """What a class's pilots found, kept for every run, and which run is finding it now.
 
-Two tables beside the angle library, in the intake database: ``angle_findings`` (one row
+Three tables beside the angle library, in the intake database: ``angle_findings`` (one row
 per set of pilots: their mean optimum, curvature and measured transfer loss, see
-:class:`~pipeline.qaoa.angles.ClassAngles`) and ``angle_pilot_leases`` (one row per class
-whose pilots a run is running now). A run that finds another holding a class's lease
+:class:`~pipeline.qaoa.angles.ClassAngles`), ``angle_transfer_checks`` (one row per class a
+run followed with steps: how many problems measured what following lost, and their mean,
+see :class:`~pipeline.qaoa.angles.TransferCheck`) and ``angle_pilot_leases`` (one row per
+class whose pilots a run is running now). A run that finds another holding a class's lease
 waits, within a bounded time, for that run's finding instead of paying for pilots of its
 own: across concurrent runs on one intake, one set of pilots per new class at a time.
 """
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Engine
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import host_identity, process_alive
 from pipeline.intake.schema import problems
-from pipeline.qaoa.angles import ClassAngles
+from pipeline.qaoa.angles import ClassAngles, TransferCheck
 from pipeline.vocabulary import ACTIVE_STATES
 
 log = logging.getLogger("qhopper.angles")
@@ -42,6 +44,17 @@ angle_findings = sa.Table(
     sa.Column("curvature_json", sa.Text, nullable=False),
     sa.Column("loss", sa.Float, nullable=True),  # None: not measured (one pilot)
     sa.Column("pilots", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+angle_transfer_checks = sa.Table(
+    "angle_transfer_checks",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("class_key", sa.String(300), nullable=False, index=True),
+    sa.Column("problems", sa.Integer, nullable=False),
+    sa.Column("loss", sa.Float, nullable=False),  # their mean (TransferCheck)
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
@@ -82,6 +95,30 @@ class Findings:
                     created_at=server_now(tx),
                 )
             )
+
+    def add_check(self, class_key: str, check: TransferCheck, run_id: str) -> None:
+        with self.engine.begin() as tx:
+            tx.execute(
+                angle_transfer_checks.insert().values(
+                    class_key=class_key,
+                    problems=check.problems,
+                    loss=check.loss,
+                    run_id=run_id,
+                    created_at=server_now(tx),
+                )
+            )
+
+    def checked(self, class_key: str) -> TransferCheck | None:
+        """Every check of the class together: the problems that measured and their mean loss."""
+        checks = angle_transfer_checks.c
+        query = sa.select(
+            sa.func.sum(checks.problems), sa.func.sum(checks.problems * checks.loss)
+        ).where(checks.class_key == class_key)
+        with self.engine.connect() as connection:
+            count, total = connection.execute(query).one()
+        if not count:
+            return None
+        return TransferCheck(int(count), float(total) / int(count))
 
     def latest(self, class_key: str, since: datetime | None = None) -> ClassAngles | None:
         """The class's newest finding (recorded at or after ``since``, when given)."""

@@ -38,6 +38,7 @@ from pipeline.qaoa.angles import (
     DEFAULT_WARM_PILOTS,
     AnglePlan,
     ClassAngles,
+    TransferCheck,
     usable,
 )
 from pipeline.qaoa.evaluators import (
@@ -98,9 +99,10 @@ def optimise_chunk(
     seed: int,
     evaluator: EvaluatorChoice = EvaluatorChoice.AUTO,
     start: AnglePlan | None = None,
-) -> tuple[list[QuantumAnswer], ClassAngles | None]:
+) -> tuple[list[QuantumAnswer], ClassAngles | TransferCheck | None]:
     """Optimise every problem's angles in lockstep, then sample each on the backend; also
-    what the chunk's pilots found (None: it ran none, following ``start.shared``).
+    what the chunk's pilots found, or, where it followed ``start.shared``, what following
+    measured (None: nothing).
 
     Every backend call goes through ``backend`` as a :class:`BackendCaller` (a bare
     backend is called under the default policy). ``start``: the batch's starting angles
@@ -180,17 +182,18 @@ def _optimise(
     limits: tuple[int, int],
     warm: WarmStart | None,
     start: AnglePlan | None,
-) -> tuple[tuple[FloatArray, FloatArray, FloatArray], ClassAngles | None]:
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], ClassAngles | TransferCheck | None]:
     """Every problem's final angles and energy: following the class's pilots where they ran
     (``start.shared`` at this depth), else from the plan's angles or the grid with pilots of
-    its own, whose findings come back too. ``limits``: the depth and the iterations."""
+    its own; and what the pilots found or following measured. ``limits``: the depth and
+    the iterations."""
     reps, max_iterations = limits
     if not (template.shape.pairs or template.shape.linear):
         # No cost terms (a graph with no edges, zero weights, a constant QUBO): the energy
         # is the constant whatever the angles, every bitstring is optimal, nothing to tune.
         return (np.zeros((count, reps)), np.zeros((count, reps)), np.zeros(count)), None
     if start is not None and start.shared is not None and start.shared.reps == reps:
-        return follow(engine, count, max_iterations, start), None
+        return follow(engine, count, max_iterations, start)
     if warm is not None:
         return warm_start(engine, count, reps, max_iterations, warm)
     return cold_start(engine, count, reps, max_iterations)

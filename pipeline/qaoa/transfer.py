@@ -2,8 +2,8 @@
 
 Problems of one class with RMS-normalised weights have nearly the same optimal angles, so
 a problem that starts at its class's pilots' optimum refines only as much as transfer is
-shown to lose: nothing, one line search along the gammas (what transfer leaves is mostly
-each problem's own scale after normalising), or Newton steps.
+shown to lose: nothing, or one Newton step on the pilots' curvature; within a batch that
+runs its own pilots, a line search along the gammas or Newton steps (``pipeline.qaoa.starts``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.qaoa.angles import AnglePlan
+from pipeline.qaoa.angles import AnglePlan, TransferCheck
 from pipeline.qaoa.evaluators import Evaluator
-from pipeline.qaoa.refine import FD_STEP, MAX_RADIUS, newton_step, refine
+from pipeline.qaoa.refine import FD_STEP, INITIAL_RADIUS, MAX_RADIUS, newton_step, refine
 from pipeline.vocabulary import RefineMode
 
 FloatArray = npt.NDArray[np.float64]
@@ -24,15 +24,14 @@ GAMMA_PROBE = 0.05  # relative change of the gammas that measures a problem's sl
 
 def follow(
     engine: Evaluator, count: int, max_iterations: int, plan: AnglePlan
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], TransferCheck | None]:
     """Angles for problems whose class's pilots already ran (``plan.shared``), each spending
-    only what the loss the pilots measured warrants:
+    only what the class's measured loss warrants, and what following measured:
 
     - ``never``, or ``auto`` with the loss under ``plan.free_loss``: the shared angles as
       they are, no evaluation (the energy there is what sampling shows anyway);
-    - otherwise, with the pilots' curvature known: one line search along the gammas, 3
-      evaluations (what is left of transfer's loss after normalising the weights is mostly
-      each problem's scale along the gammas);
+    - otherwise, with the pilots' curvature known: one Newton step each on a
+      forward-difference gradient, 2p + 1 evaluations (:func:`step_from_shared`);
     - no curvature known: a full refinement from the shared angles.
     """
     shared = plan.shared
@@ -44,13 +43,49 @@ def follow(
         plan.refine is RefineMode.AUTO and shared.loss <= plan.free_loss
     )
     if free:
-        return gammas, betas, engine.untuned_energies(rows, np.hstack([gammas, betas]))
+        return (gammas, betas, engine.untuned_energies(rows, np.hstack([gammas, betas]))), None
     dims = 2 * shared.reps
-    hint = np.asarray(shared.curvature).reshape(dims, dims) if shared.curvature else None
-    if hint is not None:
-        return gamma_line_search(engine, rows, gammas[0], betas[0], hint)
+    if shared.curvature:
+        hint = np.asarray(shared.curvature).reshape(dims, dims)
+        return step_from_shared(engine, rows, np.hstack([gammas, betas]), hint)
     energy = engine.energies(rows, gammas[:, None, :].copy(), betas[:, None, :].copy())[:, 0]
-    return refine(engine, rows, gammas, betas, energy, max_iterations)[:3]
+    return refine(engine, rows, gammas, betas, energy, max_iterations)[:3], None
+
+
+def step_from_shared(
+    engine: Evaluator, rows: npt.NDArray[np.intp], theta: FloatArray, hessian: FloatArray
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], TransferCheck | None]:
+    """One Newton step per problem from the shared angles ``theta`` (one row each), on a
+    forward-difference gradient and the pilots' curvature, within ``INITIAL_RADIUS``: 2p + 1
+    evaluations, the step taken unchecked. Measured on 12-node 3-regular MaxCut with
+    weights of four laws, it never lost against the shared angles and left 0.0001-0.003 of
+    expectation ratio where they lost 0.003-0.011; checking it would cost one evaluation
+    more. Where the evaluator knows the energies after the step for free (the answers'
+    expectations need them anyway), the stepped angles measure the class: :func:`spread`."""
+    reps = theta.shape[1] // 2
+    offsets = np.vstack([np.zeros(2 * reps), FD_STEP * np.eye(2 * reps)])
+    points = theta[:, None, :] + offsets[None, :, :]
+    values = engine.energies(rows, points[:, :, :reps].copy(), points[:, :, reps:].copy())
+    gradient = (values[:, 1:] - values[:, :1]) / FD_STEP
+    moved = theta + np.array([newton_step(g, hessian, INITIAL_RADIUS) for g in gradient])
+    energy = engine.untuned_energies(rows, moved)
+    known = np.isfinite(energy)
+    check = spread(moved[known], energy[known], hessian) if known.sum() >= 2 else None
+    return (moved[:, :reps].copy(), moved[:, reps:].copy(), energy), check
+
+
+def spread(angles: FloatArray, energy: FloatArray, hessian: FloatArray) -> TransferCheck:
+    """What taking one problem's optimum for another's loses in a class, from problems
+    near their optima (``angles``, at ``energy``): twice their mean quadratic-model loss
+    at their centre, relative to their energy, with the centre's own bias corrected
+    (n / (n - 1)). It reads the whole cloud, so no one pilot's luck sets it: on 12-node
+    3-regular MaxCut it gave 0.011-0.014 under uniform and integer weights (where a
+    pilot's angles lose 0.003 of expectation ratio) and 0.040 under exponential ones
+    (0.011)."""
+    count = len(angles)
+    offsets = angles - angles.mean(axis=0)
+    model = 0.5 * np.einsum("ij,jk,ik->i", offsets, hessian, offsets) / np.abs(energy)
+    return TransferCheck(count, float(2 * model.mean() * count / (count - 1)))
 
 
 def step_where_transfer_loses(
