@@ -4,6 +4,7 @@ concurrent runs on one intake, and answers that take a class's angles with no ev
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -200,6 +201,47 @@ def test_a_zero_evaluation_answer_has_its_expectation_from_the_statevector() -> 
         assert answer.gammas == shared.gammas and answer.betas == shared.betas
         exact = true_qaoa_expectation(record, answer.gammas, answer.betas)
         assert answer.expected_objective == pytest.approx(exact, rel=1e-9)
+
+
+def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
+    """QUBOs have linear fields: one pilot's curvature may mislead another problem, so each
+    follower's step is checked (2p + 2 evaluations) and kept only where it lowers the energy.
+    No answer's expectation (an independent statevector's) is worse than at the shared
+    angles (the first problem's optimum), here with a curvature far too flat for them; and
+    nothing is measured."""
+    rng = np.random.default_rng(4)
+    pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (1, 4)]
+    records = [
+        {
+            "key": f"q{i}",
+            "kind": "qubo",
+            "n": 6,
+            "sense": "min",
+            "linear": [[v, round(float(rng.normal()), 4)] for v in range(6)],
+            "quadratic": [[u, v, round(float(rng.normal()), 4)] for u, v in pairs],
+        }
+        for i in range(8)
+    ]
+    problems = [BatchProblem(r["key"], formulate(spec_from_record(r)), 256) for r in records]
+    shape = shape_of(problems[0].formulation.ising, 2, BACKEND.target.label)
+    template = compile_template(shape, BACKEND, "test")
+    [pilot] = optimise_chunk(template, problems[:1], BACKEND, 40, seed=3)[0]  # its optimum
+    flat = tuple(np.eye(4).ravel() * 1e-3)  # every step the full trust radius: some overshoot
+    shared = ClassAngles(pilot.gammas, pilot.betas, flat, math.inf)
+    plan = plan_for(None, "qubo", shape)
+    plan = type(plan)(plan.class_key, 2, plan.candidates, shared=shared, refine=RefineMode.AUTO)
+    answers, learned = optimise_chunk(template, problems, BACKEND, 10, seed=3, start=plan)
+    assert learned is None  # a step refused would make the class look tighter than it is
+    moved = 0
+    for record, answer in zip(records, answers, strict=True):
+        assert answer.evaluations == 6  # the centre, 4 forward differences, the step's check
+        before = true_qaoa_expectation(record, shared.gammas, shared.betas)
+        assert answer.expected_objective <= before + 1e-9
+        assert answer.expected_objective == pytest.approx(
+            true_qaoa_expectation(record, answer.gammas, answer.betas), rel=1e-9
+        )
+        moved += answer.gammas != shared.gammas
+    assert 0 < moved < len(records)  # some steps paid, some (the first's) were refused
 
 
 def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> None:
