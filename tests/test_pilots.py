@@ -3,6 +3,7 @@ concurrent runs on one intake, and answers that take a class's angles with no ev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -27,7 +28,7 @@ from pipeline.formulation import formulate
 from pipeline.intake import IntakeStore
 from pipeline.model import spec_from_record
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
-from pipeline.qaoa.angles import ClassAngles
+from pipeline.qaoa.angles import AngleSet, ClassAngles, TransferCheck
 from pipeline.qaoa.evaluators import BatchProblem
 from pipeline.qaoa.findings import Findings, angle_pilot_leases
 from pipeline.qaoa.lockstep import optimise_chunk
@@ -208,7 +209,7 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
     follower's step is checked (2p + 2 evaluations) and kept only where it lowers the energy.
     No answer's expectation (an independent statevector's) is worse than at the shared
     angles (the first problem's optimum), here with a curvature far too flat for them; and
-    nothing is measured."""
+    only the steps taken measure the class."""
     rng = np.random.default_rng(4)
     pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (1, 4)]
     records = [
@@ -231,7 +232,6 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
     plan = plan_for(None, "qubo", shape)
     plan = type(plan)(plan.class_key, 2, plan.candidates, shared=shared, refine=RefineMode.AUTO)
     answers, learned = optimise_chunk(template, problems, BACKEND, 10, seed=3, start=plan)
-    assert learned is None  # a step refused would make the class look tighter than it is
     moved = 0
     for record, answer in zip(records, answers, strict=True):
         assert answer.evaluations == 6  # the centre, 4 forward differences, the step's check
@@ -242,6 +242,9 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
         )
         moved += answer.gammas != shared.gammas
     assert 0 < moved < len(records)  # some steps paid, some (the first's) were refused
+    # Only the steps taken measure the class: one refused leaves its problem at the shared
+    # angles, which would make the class look tighter than it is.
+    assert isinstance(learned, TransferCheck) and learned.problems == moved
 
 
 def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> None:
@@ -321,5 +324,28 @@ def test_a_batch_no_larger_than_its_pilots_pilots_its_class_for_the_run(tmp_path
         assert all(p.shared is not None for _, p in later.now)
         board.close()
         assert findings.take_lease(plan.class_key, "r-2", 30) is None  # given back
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("fields", "pilots"), [(False, 1), (True, 3)])
+def test_a_class_with_fields_has_three_pilots_where_others_have_one(
+    tmp_path: Path, fields: bool, pilots: int
+) -> None:
+    """A young library entry: one pilot, whose followers step; with linear fields, whose
+    optima concentrate less, three, as from the grid (their mean is the followers' start)."""
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        running(store, "r-1")
+        formulation = formulate(spec_from_record(one_graph(1)[0]))
+        shape = shape_of(formulation.ising, 2, BACKEND.target.label)
+        entry = AngleSet((0.2, 0.4), (0.5, 0.3), "library", 0.8)
+        plan = dataclasses.replace(
+            plan_for(None, "maxcut", shape), candidates=(entry,), fields=fields
+        )
+        board = PilotBoard("r-1", QuantumSettings(), Findings(store.engine))
+        admitted = board.admit(plan, shape.digest, [tuple(range(10))])  # type: ignore[list-item]
+        assert admitted.piloting and len(admitted.now[0][0]) == pilots
+        assert sum(len(chunk) for chunk in admitted.held) == 10 - pilots
     finally:
         store.close()

@@ -167,6 +167,7 @@ class AnglePlan:
     shared: ClassAngles | None = None
     refine: RefineMode = RefineMode.AUTO
     free_loss: float = DEFAULT_FREE_LOSS  # AUTO: below this loss, followers take it as is
+    fields: bool = False  # the class has linear fields: its optima concentrate less
 
     @property
     def source(self) -> str:
@@ -308,4 +309,5 @@ def plan(
         tuple(sorted(ratios.items())),
         transfer_tolerance,
         max(1, warm_pilots),
+        fields=angle_class.linear,
     )
