@@ -209,7 +209,7 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
     follower's step is checked (2p + 2 evaluations) and kept only where it lowers the energy.
     No answer's expectation (an independent statevector's) is worse than at the shared
     angles (the first problem's optimum), here with a curvature far too flat for them; and
-    only the steps taken measure the class."""
+    what the steps gained is the class's measure."""
     rng = np.random.default_rng(4)
     pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (1, 4)]
     records = [
@@ -232,7 +232,7 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
     plan = plan_for(None, "qubo", shape)
     plan = type(plan)(plan.class_key, 2, plan.candidates, shared=shared, refine=RefineMode.AUTO)
     answers, learned = optimise_chunk(template, problems, BACKEND, 10, seed=3, start=plan)
-    moved = 0
+    moved, gains = 0, []
     for record, answer in zip(records, answers, strict=True):
         assert answer.evaluations == 6  # the centre, 4 forward differences, the step's check
         before = true_qaoa_expectation(record, shared.gammas, shared.betas)
@@ -241,10 +241,14 @@ def test_followers_of_a_class_with_fields_keep_only_steps_that_pay() -> None:
             true_qaoa_expectation(record, answer.gammas, answer.betas), rel=1e-9
         )
         moved += answer.gammas != shared.gammas
+        ising = formulate(spec_from_record(record)).ising  # energies up to their scale
+        shifted = ising.sign * answer.expected_objective - ising.constant
+        gains.append((ising.sign * before - ising.constant - shifted) / abs(shifted))
     assert 0 < moved < len(records)  # some steps paid, some (the first's) were refused
-    # Only the steps taken measure the class: one refused leaves its problem at the shared
-    # angles, which would make the class look tighter than it is.
-    assert isinstance(learned, TransferCheck) and learned.problems == moved
+    # The class's measure is what the steps gained, nothing where refused (the cloud of
+    # stepped angles would look tighter than the class is).
+    assert isinstance(learned, TransferCheck) and learned.problems == len(records)
+    assert learned.loss == pytest.approx(np.mean(gains), rel=1e-6) and learned.loss > 0
 
 
 def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> None:

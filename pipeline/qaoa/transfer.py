@@ -62,7 +62,8 @@ def step_from_shared(
     3-regular MaxCut with weights of four laws, the unchecked step never lost against the
     shared angles and left 0.0001-0.003 of expectation ratio where they lost 0.003-0.011.
     Where the evaluator knows the energies after the step for free (the answers'
-    expectations need them anyway), the stepped angles measure the class: :func:`spread`."""
+    expectations need them anyway), the stepped angles measure the class: :func:`spread`
+    (with fields, what the checked steps gained: :func:`_checked_step`)."""
     reps = theta.shape[1] // 2
     offsets = np.vstack([np.zeros(2 * reps), FD_STEP * np.eye(2 * reps)])
     points = theta[:, None, :] + offsets[None, :, :]
@@ -70,18 +71,32 @@ def step_from_shared(
     gradient = (values[:, 1:] - values[:, :1]) / FD_STEP
     moved = theta + np.array([newton_step(g, hessian, INITIAL_RADIUS) for g in gradient])
     if np.any(engine.h[rows]):
-        # Linear fields move each problem's optimum and curvature (see starts.warm_start):
-        # one pilot's curvature may mislead, so the step is checked (one evaluation more),
-        # and only the steps taken measure the class (a step refused leaves a problem at
-        # the shared angles, which would make the class look tighter than it is).
-        energy = engine.energies(rows, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())
-        energy = energy[:, 0]
-        known = energy < values[:, 0]
-        moved[~known], energy[~known] = theta[~known], values[~known, 0]
-    else:
-        energy = engine.untuned_energies(rows, moved)
-        known = np.isfinite(energy)
+        return _checked_step(engine, rows, theta, moved, values[:, 0])
+    energy = engine.untuned_energies(rows, moved)
+    known = np.isfinite(energy)
     check = spread(moved[known], energy[known], hessian) if known.sum() >= 2 else None
+    return (moved[:, :reps].copy(), moved[:, reps:].copy(), energy), check
+
+
+def _checked_step(
+    engine: Evaluator,
+    rows: npt.NDArray[np.intp],
+    theta: FloatArray,
+    moved: FloatArray,
+    before: FloatArray,
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], TransferCheck]:
+    """Linear fields move each problem's optimum and curvature (see starts.warm_start), so
+    one pilot's curvature may mislead: each step is checked (one evaluation more) and kept
+    only where it lowers the energy. What the steps gained (nothing where refused) is the
+    class's measure here: the cloud of stepped angles is no sign of its spread when steps
+    are refused, which leave their problems at the shared angles."""
+    reps = theta.shape[1] // 2
+    energy = engine.energies(rows, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())
+    energy = energy[:, 0]
+    refused = energy >= before
+    moved[refused], energy[refused] = theta[refused], before[refused]
+    gains = (before - energy) / np.abs(energy)
+    check = TransferCheck(len(rows), float(gains.mean()))
     return (moved[:, :reps].copy(), moved[:, reps:].copy(), energy), check
 
 
