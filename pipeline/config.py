@@ -71,7 +71,7 @@ class QuantumSettings(_Section):
     # Confirmed: followers on confirm_problems problems measured transfer losing under
     # free_loss of the energy (qaoa.angles.DEFAULT_FREE_LOSS); such a class needs two
     # pilots a run, which move its entry to the run's graph.
-    free_loss: float = Field(default=2e-2, ge=0)
+    free_loss: float = Field(default=3e-2, ge=0)
     confirm_problems: int = Field(default=50, ge=1)
     # How long a run waits for another run's pilots of a new class before its own.
     pilot_wait_s: float = Field(default=60.0, ge=0)
