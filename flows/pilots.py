@@ -5,8 +5,8 @@ not depend on that. So the run's first chunk of an angle class is cut down to th
 pilots alone and goes first; every other chunk of the class, of this batch or a later one
 or wave, waits here until the pilots are back and then starts from what they found
 (:class:`~pipeline.qaoa.angles.ClassAngles`, set on its plan as ``shared``): one Newton
-step each, and the stepped angles' spread measures what taking one problem's optimum for
-another's loses in the class (:class:`~pipeline.qaoa.angles.TransferCheck`, recorded when
+step each, and the spread of the optima the Newton model puts them at measures what
+taking one problem's optimum for another's loses in the class (:class:`~pipeline.qaoa.angles.TransferCheck`, recorded when
 the run ends). A class confirmed by ``confirm_problems`` such measurements with a mean
 under ``free_loss`` has two pilots on each run's graph (they refine the entry there), and
 the chunks on that graph take their mean optimum with no evaluation; ``refine = "never"``

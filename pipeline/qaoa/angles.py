@@ -141,7 +141,7 @@ class TransferCheck:
     """What following measured in a chunk: how many of its problems, and what taking one
     problem's optimum of the class for another's loses on average (relative energy; see
     :func:`pipeline.qaoa.transfer.spread`). Costs no evaluation: it is read off the
-    followers' stepped angles and the energies their answers need anyway."""
+    followers' Newton steps and the energies their answers need anyway."""
 
     problems: int
     loss: float
