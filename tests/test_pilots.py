@@ -97,9 +97,9 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
     """A young class's followers each take one Newton step, and the optima the Newton
     model puts them at measure the class: twice their mean quadratic-model loss at their
     centre (under the pilot's curvature) relative to their energy, recomputed here from an
-    independent statevector's energies. Once that record covers ``confirm_problems`` problems under ``free_loss``,
-    the next run on another graph pilots twice and its other problems take the pilots'
-    mean optimum with no evaluation."""
+    independent statevector's energies. Once that record covers ``confirm_problems``
+    problems under ``free_loss``, the next run on another graph pilots twice and its other
+    problems take the pilots' mean optimum with no evaluation."""
     settings = load_settings(
         home,
         overrides={
@@ -150,9 +150,11 @@ def independent_spread(followers: list[dict], rows: dict[str, dict], shared: Cla
         ising = formulate(spec_from_record(record)).ising
         scale = np.sqrt(np.mean(ising.J[ising.J != 0] ** 2))  # energies at RMS weight 1
 
-        def energy(theta: np.ndarray, record: dict = record, ising: Any = ising) -> float:
+        def energy(
+            theta: np.ndarray, record: dict = record, ising: Any = ising, scale: float = scale
+        ) -> float:
             cut = true_qaoa_expectation(record, theta[:2], theta[2:])
-            return float((ising.sign * cut - ising.constant) / scale)  # noqa: B023
+            return float((ising.sign * cut - ising.constant) / scale)
 
         at_centre = energy(centre)
         gradient = [(energy(centre + FD_STEP * e) - at_centre) / FD_STEP for e in np.eye(4)]
