@@ -40,6 +40,7 @@ from bench_engine import ceiling, exact_optimum, portfolio_specs, qubo_specs, re
 
 from flows.deps import open_deps
 from flows.run import run_once
+from pipeline.config import Settings
 from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.model import MaxCutSpec, ProblemSpec
@@ -92,17 +93,23 @@ class RunFigures:
     batches: int
 
 
-def through_run(home: Path, work: Workload) -> RunFigures:
-    """Submit the workload to ``home`` and run it as `qhopper run` does; read its rows."""
+def submit_and_run(home: Path, records: list[dict], name: str) -> tuple[Settings, float]:
+    """Submit ``records`` to ``home`` and run them as `qhopper run` does: the home's
+    settings and the run's seconds."""
     settings = load_settings(home)
-    source = home / f"{work.records[0]['key']}.jsonl"
+    source = home / f"{name}.jsonl"
     source.parent.mkdir(parents=True, exist_ok=True)
-    source.write_text("".join(json.dumps(r) + "\n" for r in work.records))
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
     submit_files(settings, [source])
     started = time.perf_counter()
     with open_deps(settings) as deps:
         run_once(deps)
-    seconds = time.perf_counter() - started
+    return settings, time.perf_counter() - started
+
+
+def through_run(home: Path, work: Workload) -> RunFigures:
+    """Submit the workload to ``home`` and run it as `qhopper run` does; read its rows."""
+    settings, seconds = submit_and_run(home, work.records, work.records[0]["key"])
     keys = [r["key"] for r in work.records]
     rows = {
         r["key"]: r
@@ -150,14 +157,8 @@ def distribution(weights: str, count: int) -> list[tuple[str, RunFigures, float,
 def kinds_run(home: Path, specs: list[ProblemSpec], prefix: str) -> tuple[float, float]:
     """``specs`` through `run_once` on ``home``: evaluations a problem and the mean
     |expected - optimum| / |optimum|."""
-    settings = load_settings(home)
     records = [s.model_dump(mode="json") | {"key": f"{prefix}-{i}"} for i, s in enumerate(specs)]
-    source = home / f"{prefix}.jsonl"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    source.write_text("".join(json.dumps(r) + "\n" for r in records))
-    submit_files(settings, [source])
-    with open_deps(settings) as deps:
-        run_once(deps)
+    settings, _ = submit_and_run(home, records, prefix)
     sql = "SELECT key, evaluations, expected_objective FROM problems WHERE key LIKE ?"
     rows = {r["key"]: r for r in query(settings.results_location, sql, [f"{prefix}-%"]).to_pylist()}
     ordered = [rows[r["key"]] for r in records]

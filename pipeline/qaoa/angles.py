@@ -123,8 +123,10 @@ class AngleSet:
 class ClassAngles:
     """What a class's pilots found, shared by every later chunk of the class in a run (and,
     through the library, by later runs): their mean optimum, their mean curvature there
-    (the Hessian of the normalised energy, flattened; empty when not measured) and what
-    transferring one pilot's optimum to another lost (relative energy; inf: not measured)."""
+    (the Hessian of the normalised energy, flattened; empty when not measured) and a loss
+    (relative energy; inf: not known). From pilots, what transferring one pilot's optimum
+    to another lost in their batch; on a following chunk's plan, what the pilot board knows
+    following costs (the class's ``TransferCheck``)."""
 
     gammas: tuple[float, ...]
     betas: tuple[float, ...]

@@ -196,5 +196,10 @@ def newton_step(gradient: FloatArray, hessian: FloatArray, radius: float) -> Flo
     step = np.asarray(
         -np.linalg.solve(hessian + shift * np.eye(len(gradient)), gradient), dtype=np.float64
     )
+    return within(step, radius)
+
+
+def within(step: FloatArray, radius: float) -> FloatArray:
+    """``step`` shortened to ``radius`` where it is longer."""
     length = float(np.linalg.norm(step))
     return step * (radius / length) if length > radius else step

@@ -52,8 +52,8 @@ def cold_start(
     pilots = _Pilots(rows, gammas, betas, energy, curvature, np.zeros(len(rows), dtype=bool))
     angles = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
     _put(angles, rows, (gammas, betas, energy))
-    learned = _learned(pilots, _transfer_loss(engine, pilots))
     others = np.arange(len(rows), count)
+    learned = _learned(pilots, _transfer_loss(engine, pilots, others))
     if others.size:
         tried = _best_of(engine, others, gammas, betas)[:3]
         hint = curvature.mean(axis=0)
@@ -110,10 +110,10 @@ def warm_start(
     pilots = _warm_pilots(engine, np.arange(min(count, warm.pilots)), reps, max_iterations, warm)
     angles = np.empty((count, reps)), np.empty((count, reps)), np.empty(count)
     _put(angles, pilots.rows, (pilots.gammas, pilots.betas, pilots.energy))
-    losses = _transfer_loss(engine, pilots)  # before any return: its evaluations count
+    others = np.arange(len(pilots.rows), count)
+    losses = _transfer_loss(engine, pilots, others)
     worst = float(np.max(losses, initial=0.0))
     learned = _learned(pilots, losses)
-    others = np.arange(len(pilots.rows), count)
     if others.size == 0:
         return angles, learned
     hint = pilots.curvature.mean(axis=0)
@@ -187,10 +187,14 @@ def _best_of(
     return sets_g[best].copy(), sets_b[best].copy(), values[np.arange(len(rows)), best], best
 
 
-def _transfer_loss(engine: Evaluator, pilots: _Pilots) -> FloatArray:
+def _transfer_loss(engine: Evaluator, pilots: _Pilots, others: npt.NDArray[np.intp]) -> FloatArray:
     """What transfer costs in this batch: each pilot at the others' optima, relative to its
-    own. One pilot, from a library entry: nothing, unless the entry looks stale."""
+    own. One pilot, from a library entry: nothing, unless the entry looks stale. Pilots
+    alone in their chunk (the class's followers are elsewhere, and their steps measure
+    the class): not measured, inf, and no evaluation spent on it."""
     rows, gammas, betas = pilots.rows, pilots.gammas, pilots.betas
+    if others.size == 0:
+        return np.full(len(rows), np.inf)
     if len(rows) < 2:
         return np.where(pilots.stale, np.inf, 0.0)
     cross = engine.energies(

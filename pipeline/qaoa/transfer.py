@@ -13,7 +13,14 @@ import numpy.typing as npt
 
 from pipeline.qaoa.angles import AnglePlan, TransferCheck
 from pipeline.qaoa.evaluators import Evaluator
-from pipeline.qaoa.refine import FD_STEP, INITIAL_RADIUS, MAX_RADIUS, newton_step, refine
+from pipeline.qaoa.refine import (
+    FD_STEP,
+    INITIAL_RADIUS,
+    MAX_RADIUS,
+    newton_step,
+    refine,
+    within,
+)
 from pipeline.vocabulary import RefineMode
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,8 +78,7 @@ def step_from_shared(
     values = engine.energies(rows, points[:, :, :reps].copy(), points[:, :, reps:].copy())
     gradient = (values[:, 1:] - values[:, :1]) / FD_STEP
     full = np.array([newton_step(g, hessian, np.inf) for g in gradient])
-    lengths = np.linalg.norm(full, axis=1, keepdims=True)
-    moved = theta + full * np.minimum(1.0, INITIAL_RADIUS / np.maximum(lengths, 1e-300))
+    moved = theta + np.array([within(step, INITIAL_RADIUS) for step in full])
     if np.any(engine.h[rows]):
         return _checked_step(engine, rows, theta, moved, values[:, 0])
     energy = engine.untuned_energies(rows, moved)
@@ -98,13 +104,25 @@ def _checked_step(
     class's measure here: the cloud of stepped angles is no sign of its spread when steps
     are refused, which leave their problems at the shared angles."""
     reps = theta.shape[1] // 2
-    energy = engine.energies(rows, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())
-    energy = energy[:, 0]
-    refused = energy >= before
-    moved[refused], energy[refused] = theta[refused], before[refused]
+    kept, energy = _keep_better(engine, rows, theta, before, moved)
     gains = (before - energy) / np.abs(energy)
     check = TransferCheck(len(rows), float(gains.mean()))
-    return (moved[:, :reps].copy(), moved[:, reps:].copy(), energy), check
+    return (kept[:, :reps].copy(), kept[:, reps:].copy(), energy), check
+
+
+def _keep_better(
+    engine: Evaluator,
+    rows: npt.NDArray[np.intp],
+    theta: FloatArray,
+    energy: FloatArray,
+    moved: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Each problem at ``moved`` where that lowers its energy below ``energy`` (its energy at
+    ``theta``), else at ``theta``, with its energy there: one evaluation each."""
+    reps = theta.shape[1] // 2
+    new = engine.energies(rows, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[:, 0]
+    better = new < energy
+    return np.where(better[:, None], moved, theta), np.where(better, new, energy)
 
 
 def spread(angles: FloatArray, energy: FloatArray, hessian: FloatArray) -> TransferCheck:
@@ -202,11 +220,6 @@ def _one_step(
     points = theta[:, None, :] + offsets[None, :, :]
     values = engine.energies(problems, points[:, :, :reps], points[:, :, reps:])
     gradient = (values - energy[:, None]) / FD_STEP
-    steps = np.array([newton_step(g, hessian, MAX_RADIUS) for g in gradient])
-    moved = theta + steps
-    new = engine.energies(problems, moved[:, None, :reps].copy(), moved[:, None, reps:].copy())[
-        :, 0
-    ]
-    better = new < energy
-    theta = np.where(better[:, None], moved, theta)
-    return theta[:, :reps], theta[:, reps:], np.where(better, new, energy)
+    moved = theta + np.array([newton_step(g, hessian, MAX_RADIUS) for g in gradient])
+    kept, energy = _keep_better(engine, problems, theta, energy, moved)
+    return kept[:, :reps], kept[:, reps:], energy
