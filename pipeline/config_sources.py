@@ -87,11 +87,18 @@ def _from_file(path: Path | None, why: str) -> tuple[dict[str, Any], dict[str, s
     raw = _read_toml(path)
     if "home" in raw and why == "home":
         raise ConfigError(f"{path}: 'home' cannot be set in the home's own {CONFIG_NAME}")
+    source = f"file {path} ({why})"
     sources = {}
     for section, values in raw.items():
         for key in values if isinstance(values, dict) else [None]:
-            sources[section if key is None else f"{section}.{key}"] = f"file {path} ({why})"
+            sources[section if key is None else f"{section}.{key}"] = source
+    for backend, limits in _tables(raw.get("backends")).items():  # [backends.<name>] tables
+        sources.update({f"backends.{backend}.{key}": source for key in _tables(limits)})
     return raw, sources
+
+
+def _tables(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _from_environment(raw: dict[str, Any], sources: dict[str, str]) -> None:
@@ -115,13 +122,17 @@ def _from_options(raw: dict[str, Any], sources: dict[str, str], overrides: dict[
 def flatten(settings: Settings) -> dict[str, Any]:
     """Every setting by dotted name, for ``qhopper config``, with no secret in it: URL
     passwords masked, storage options shown only where known to be harmless. The intake
-    URL is the effective one (the default names the SQLite file under the home)."""
+    URL is the effective one (the default names the SQLite file under the home); a
+    ``[backends.<name>]`` table shows the limits it sets."""
     flat: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if isinstance(value, dict) and name != "home":
             flat.update({f"{name}.{key}": inner for key, inner in value.items()})
         else:
             flat[name] = value
+    for backend, limits in settings.backends.items():  # only what each table sets
+        del flat[f"backends.{backend}"]
+        flat.update({f"backends.{backend}.{key}": v for key, v in limits.given().items()})
     flat["intake.database_url"] = settings.database_url
     flat = {name: redact_text(v) if isinstance(v, str) else v for name, v in flat.items()}
     flat["results.storage_options"] = masked_options(settings.results.storage_options)

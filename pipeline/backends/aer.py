@@ -27,6 +27,7 @@ from pipeline.backends.base import (
     PrimitiveRunner,
     StatevectorCosts,
 )
+from pipeline.backends.limits import LOCAL_SIMULATOR
 from pipeline.errors import ConfigError, PermanentBackendError
 from pipeline.vocabulary import SolverPath
 
@@ -101,4 +102,5 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
         costs=StatevectorCosts(),
         errors=ERRORS,
         capabilities=Capabilities(exact_statevector=True, local=True),
+        limits=LOCAL_SIMULATOR,
     )

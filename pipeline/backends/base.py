@@ -9,6 +9,8 @@
   job call is made (:mod:`pipeline.backends.calls`), by exception type, never by text.
 * The **cost model** estimates a workload before it runs and bills an attempt after.
 * **Capabilities** are flags the engine decides on (never the backend's name).
+* **Limits** are what one provider job may hold (:mod:`pipeline.backends.limits`): every
+  call is cut into jobs within them where it is made (:mod:`pipeline.backends.calls`).
 
 Wrappers (the ``faulty:`` fake provider) replace the runner, cost model and error table
 and keep the target, so templates compiled for the inner backend stay valid. Nothing
@@ -18,6 +20,7 @@ here imports qiskit at run time: the registry and the CLI's spec check stay fast
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -26,6 +29,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.backends.limits import ProviderLimits, jobs_needed
 from pipeline.errors import (
     BackendError,
     BackendTimeout,
@@ -83,6 +87,19 @@ class Workload:
     exact: bool = False
     chunk_problems: int = 0  # the most problems one worker holds at once (0: all of them)
 
+    def jobs(self, limits: ProviderLimits) -> int:
+        """Provider jobs the calls make under ``limits``: one a call, more where a call's
+        executables do not fit one job. Each chunk's last call samples its problems (one
+        executable each, their shots); the other calls share the evaluations."""
+        chunks = math.ceil(self.problems / self.chunk_problems) if self.chunk_problems else 1
+        sampling = min(chunks, self.calls)
+        estimating = self.calls - sampling
+        shots = math.ceil(self.shots / max(self.problems, 1))
+        jobs = sampling * jobs_needed(limits, math.ceil(self.problems / max(sampling, 1)), shots)
+        if estimating:
+            jobs += estimating * jobs_needed(limits, math.ceil(self.evaluations / estimating))
+        return jobs
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -110,7 +127,11 @@ class Capabilities:
 
 # -- the target ----------------------------------------------------------------------------
 class CompileTarget(ABC):
-    """What the transpiler needs; ``label`` keys every template compiled for it."""
+    """What the transpiler needs; ``label`` keys every template compiled for it. ``is_device``:
+    a device's qubits (a QPU, or a local stand-in for one), where problems may be packed side
+    by side and every optimiser step is a billed job."""
+
+    is_device = False
 
     def __init__(self, name: str, max_qubits: int) -> None:
         self.name = name
@@ -341,3 +362,4 @@ class Backend:
     costs: CostModel
     errors: ErrorTable = field(default_factory=ErrorTable)
     capabilities: Capabilities = field(default_factory=Capabilities)
+    limits: ProviderLimits = field(default_factory=ProviderLimits)  # default: none

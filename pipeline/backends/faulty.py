@@ -19,8 +19,9 @@ a queue, take time to run, fail now and then, and the service has outages. Optio
 
 Faults are raised as a provider's own exceptions (:class:`ProviderHTTPError` with a
 status code, ``ConnectionResetError``); this module's error table maps them. The wrapper
-keeps the inner backend's target (same templates) but never claims its capabilities:
-a fake provider's calls must go through its jobs, not the engine's exact simulator.
+keeps the inner backend's target (same templates) and job limits but never claims its
+capabilities: a fake provider's calls must go through its jobs, not the engine's exact
+simulator.
 This module imports no qiskit, so the CLI can check a spec's options in milliseconds.
 """
 
@@ -45,6 +46,7 @@ from pipeline.backends.base import (
     Primitive,
     Workload,
 )
+from pipeline.backends.limits import ProviderLimits
 from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError
 
@@ -183,19 +185,21 @@ class FaultyRunner(JobRunner):
 
 
 class FaultyCosts(CostModel):
-    """The inner model, times the expected attempts per call, plus queueing and latency."""
+    """The inner model, times the expected attempts per job, plus queueing and latency per job."""
 
-    def __init__(self, inner: CostModel, faults: Faults) -> None:
+    def __init__(self, inner: CostModel, faults: Faults, limits: ProviderLimits) -> None:
         self.inner = inner
         self.faults = faults
+        self.limits = limits
 
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
         inner = self.inner.estimate(work, prices, memory_limit)
-        retries = 1.0 / max(1e-9, 1.0 - self.faults.transient)  # expected attempts per call
+        retries = 1.0 / max(1e-9, 1.0 - self.faults.transient)  # expected attempts per job
+        jobs = work.jobs(self.limits)
         return Estimate(
             inner.cost_usd * retries,
-            work.calls * self.faults.queue * retries,
-            (inner.execute_s + work.calls * self.faults.latency) * retries,
+            jobs * self.faults.queue * retries,
+            (inner.execute_s + jobs * self.faults.latency) * retries,
             inner.memory_bytes,
             inner.reason,
         )
@@ -214,7 +218,8 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
         solver_path=inner.solver_path,
         target=inner.target,
         runner=FaultyRunner(inner.runner, faults),
-        costs=FaultyCosts(inner.costs, faults),
+        costs=FaultyCosts(inner.costs, faults, inner.limits),
         errors=inner.errors.extended(ErrorRule.http(ProviderHTTPError)),
         capabilities=Capabilities(exact_statevector=False, local=False),
+        limits=inner.limits,
     )

@@ -8,7 +8,8 @@ never written, masked in every repr.
 A device name starting with ``fake_`` (``ibm:fake_manila``) runs the runtime's own local
 testing mode: the same Batch, SamplerV2 and EstimatorV2 code path, executed on the fake
 provider's snapshot of that device, with no network and no credentials. Real devices are
-billed for the QPU time the runtime reports (``job.usage()``).
+billed for the QPU time the runtime reports (``job.usage()``). Either way the device's own
+qubit count bounds a problem, and calls are cut into jobs within IBM's limits.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from pipeline.backends.base import (
     Workload,
 )
 from pipeline.backends.devices import DeviceTarget, fake_device
+from pipeline.backends.limits import IBM_RUNTIME, ProviderLimits
 from pipeline.config import PriceSettings
 from pipeline.errors import (
     BackendTimeout,
@@ -154,21 +156,24 @@ class RuntimeRunner(PrimitiveRunner):
 
 
 class RuntimeCosts(CostModel):
-    """QPU seconds at the configured price; local testing mode priced as CPU."""
+    """QPU seconds at the configured price, per job the limits cut the calls into and per
+    shot; local testing mode priced as CPU."""
 
-    def __init__(self, target: DeviceTarget, local: bool) -> None:
+    def __init__(self, target: DeviceTarget, local: bool, limits: ProviderLimits) -> None:
         self.target = target
         self.local = local
+        self.limits = limits
 
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
         reason = self.target.why_not(work.n_qubits)
+        jobs = work.jobs(self.limits)
         if self.local:  # a noisy simulation on this machine, priced as CPU
-            per_call = 0.05 + 0.04 * self.target.device.num_qubits
-            execute_s = (work.calls + work.evaluations / 16) * per_call
+            per_job = 0.05 + 0.04 * self.target.device.num_qubits
+            execute_s = (jobs + work.evaluations / 16) * per_job
             cost = execute_s * prices.cpu_usd_per_core_second
             return Estimate(cost, 0.0, execute_s, 16 * 4**work.n_qubits, reason)
         shots = work.evaluations * round(ESTIMATOR_PRECISION**-2) + work.shots
-        execute_s = work.calls * prices.qpu_seconds_per_job + shots * prices.qpu_seconds_per_shot
+        execute_s = jobs * prices.qpu_seconds_per_job + shots * prices.qpu_seconds_per_shot
         return Estimate(execute_s * prices.qpu_usd_per_second, 0.0, execute_s, 0, reason)
 
     def bill(self, job: BackendJob, run_s: float, shots: int, prices: PriceSettings) -> float:
@@ -189,13 +194,16 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
     local = argument.startswith("fake_")
     name = f"ibm:{argument}"
     target = DeviceTarget(name, max_qubits, lambda: connect(argument), "ibm")
-    target.max_qubits = min(max_qubits, target.device.num_qubits)  # connects to a real device
+    # The device's own qubits, not quantum.max_qubits (the simulators' cap); connects to a
+    # real device.
+    target.max_qubits = target.device.num_qubits
     return Backend(
         name=name,
         solver_path=SolverPath.SIMULATOR if local else SolverPath.QPU,
         target=target,
         runner=RuntimeRunner(target, local),
-        costs=RuntimeCosts(target, local),
+        costs=RuntimeCosts(target, local, IBM_RUNTIME),
         errors=ERRORS,
         capabilities=Capabilities(exact_statevector=False, local=local),
+        limits=IBM_RUNTIME,
     )

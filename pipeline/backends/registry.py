@@ -37,6 +37,12 @@ def known_backends() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def backend_family(spec: str) -> str:
+    """A spec's backend name, before ':' (``aer-noisy`` of ``aer-noisy:fake_manila``): what
+    ``[backends.<name>]`` tables of limits are keyed by."""
+    return spec.partition(":")[0]
+
+
 @cache
 def get_backend(spec: str, max_qubits: int) -> Backend:
     """Backend for ``name[:argument]``; one instance per process, so pass managers are reused.
