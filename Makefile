@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library bench-devices
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ bench-startup: $(BENCH_STAMP)
 # The angle library through run_once: evaluations a problem and quality beside the p=2 ceiling (issue 25).
 bench-library: $(STAMP)
 	cd benchmarks && ../$(BIN)/python bench_library.py
+
+# Device-shaped batches on aer-noisy:fake_torino: packed against one problem a circuit (issue 24).
+bench-devices: $(STAMP)
+	cd benchmarks && ../$(BIN)/python bench_devices.py
 
 bench-classical: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_classical.py

@@ -31,6 +31,7 @@ from batching.sizing import chunk_count, classical_seconds
 from pipeline.backends import Backend, Workload
 from pipeline.backends.base import Estimate as BackendEstimate
 from pipeline.config import Settings
+from pipeline.qaoa.device import DeviceRun, device_run, problems_per_circuit
 from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.vocabulary import Route, SolverPath
@@ -73,6 +74,17 @@ def workload(
     )
 
 
+def device_workload(
+    shape: ShapeKey, problems: Sequence[PlannedProblem], run: DeviceRun, per_circuit: int
+) -> Workload:
+    """A batch on a device: one sampler call, ``max(1, evaluations)`` angle sets a problem,
+    ``per_circuit`` problems side by side on each circuit; its shots are what the chip runs."""
+    work = workload(shape, problems, 1, 0, exact=False)
+    sets = max(1, run.evaluations)
+    shots = math.ceil(sum(p.shots for p in problems) * sets / per_circuit)
+    return dataclasses.replace(work, calls=1, evaluations=0, shots=shots)
+
+
 def route_batches(
     batches: Sequence[PlannedBatch],
     backend: Backend,
@@ -91,6 +103,7 @@ def route_batches(
     count of the cluster the run uses. Batches are decided earliest deadline first.
     """
     ledger = budgets or Budgets.for_run(settings)
+    device_chunks = 0 if device_run(backend, settings.quantum) is None else 1
     decided: dict[int, Batch] = {}
     for index in sorted(range(len(batches)), key=lambda i: _urgency(batches[i])):
         batch = batches[index]
@@ -99,7 +112,8 @@ def route_batches(
         if batch.shape is None:
             decided[index] = _routed(batch, base, sum(seconds))
             continue
-        chunks = chunk_count(
+        # On a device a batch is one sampler call: its jobs hold every problem at once.
+        chunks = device_chunks or chunk_count(
             batch.size,
             batch.shape.n_qubits,
             workers,
@@ -162,6 +176,10 @@ def _quantum_estimate(
     n = batch.shape.n_qubits
     exact = uses_fast_path(backend, n)
     work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
+    run = device_run(backend, settings.quantum)
+    if run is not None:
+        per_circuit = problems_per_circuit(backend, n) if run.packing else 1
+        work = device_workload(batch.shape, batch.problems, run, per_circuit)
     estimate = backend.costs.estimate(
         work, settings.prices, settings.routing.simulator_memory_bytes
     )

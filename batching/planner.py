@@ -5,8 +5,8 @@ limit.
 Pure functions over plain data, so the invariants (every problem in exactly one batch,
 no batch over the limit, one shape per quantum batch) are easy to test.
 
-Where the backend is simulated exactly, problems of one kind, size and depth share a
-pool shape whatever their graphs (:func:`~pipeline.qaoa.shapes.batch_shape`); within a
+Where the backend is simulated exactly, or packs problems side by side on a device,
+problems of one kind, size and depth share a pool shape whatever their graphs (:func:`~pipeline.qaoa.shapes.batch_shape`); within a
 pool, problems of one angle class (degree sequence) are kept together, so a batch of one
 class starts from that class's angles.
 """
@@ -28,6 +28,7 @@ from pipeline.formulation import formulate
 from pipeline.intake.types import ClaimedProblem
 from pipeline.model import spec_from_record
 from pipeline.qaoa.angles import degree_sequence
+from pipeline.qaoa.device import device_run
 from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import ShapeKey, batch_shape
 from pipeline.reference import known_instance
@@ -119,12 +120,14 @@ def plan_claims(
     limit = settings.intake.max_attempts
     exhausted = [c for c in claims if c.attempts > limit]
     planned = [_planned(c, settings) for c in claims if c.attempts <= limit]
+    run = device_run(backend, settings.quantum)
+    packing = run is not None and run.packing  # a device packs problems of any graph together
     batches = plan_batches(
         planned,
         backend.name,
         backend.target.why_not,
         settings.quantum.max_batch_size,
-        pooled=lambda n: uses_fast_path(backend, n),
+        pooled=lambda n: packing or uses_fast_path(backend, n),
     )
     return exhausted, batches
 

@@ -37,6 +37,7 @@ from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPILED, RUNNING, SUBMITTED, Move
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
+from pipeline.qaoa.device import device_run
 from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, QuantumChunkTask, WorkItem
 from pipeline.vocabulary import Route, TaskRole
@@ -103,6 +104,7 @@ class Dispatcher:
         self._trackers: dict[str, _Tracker] = {}
         self._submitted = 0
         self._deadline = time.monotonic() + settings.dask.run_timeout_s
+        self.device = device_run(backend, settings.quantum)
 
     @property
     def in_flight(self) -> int:
@@ -153,7 +155,7 @@ class Dispatcher:
         plan = tracker.angle_plan = self._angle_plan(batch)
         chunks = [tuple(c) for c in split_chunks(batch.problems, batch.chunks)]
         admitted = Admitted([(c, plan) for c in chunks], [])
-        if self.board is not None:
+        if self.board is not None and self.device is None:  # a device run has no pilots
             assert batch.shape is not None
             admitted = self.board.admit(plan, batch.shape.digest, chunks)
             if admitted.piloting:
@@ -220,6 +222,7 @@ class Dispatcher:
             seed=quantum.seed,
             policy=self._policy(batch, len(chunk)),
             angle_plan=plan,
+            device=self.device,
         )
 
     def _references(self, tracker: _Tracker) -> None:

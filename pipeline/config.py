@@ -75,6 +75,13 @@ class QuantumSettings(_Section):
     confirm_problems: int = Field(default=50, ge=1)
     # How long a run waits for another run's pilots of a new class before its own.
     pilot_wait_s: float = Field(default=60.0, ge=0)
+    # On a device (a QPU, or a local stand-in for one): problems of one depth and shots share
+    # one circuit, each on its own region of the chip (multi-programming); false: one each.
+    packing: bool = True
+    # On a device every optimiser step is a billed job: by default a problem takes its class's
+    # angles (library or published) and is sampled at once; n > 0 samples n angle sets about
+    # them first (one job for the batch) and answers from the best.
+    device_evaluations: int = Field(default=0, ge=0, le=64)
 
 
 class ClassicalSettings(_Section):
@@ -106,6 +113,10 @@ class PriceSettings(_Section):
     qpu_seconds_per_job: float = Field(default=2.0, ge=0)
     qpu_seconds_per_shot: float = Field(default=250e-6, ge=0)
 
+    def qpu_seconds(self, jobs: int, executions: int) -> float:
+        """The QPU time ``jobs`` running ``executions`` (circuits times shots) take."""
+        return jobs * self.qpu_seconds_per_job + executions * self.qpu_seconds_per_shot
+
 
 class BudgetSettings(_Section):
     """Spending limits the router enforces before a batch runs and workers enforce while it runs."""
@@ -132,6 +143,22 @@ class TimeoutSettings(_Section):
 
     submit_s: float = Field(default=600.0, gt=0)
     execute_s: float = Field(default=900.0, gt=0)
+
+
+class BackendLimitSettings(_Section):
+    """One backend's provider limits in ``[backends.<name>]`` (the spec before ':', as in
+    ``[backends.aer-noisy]``), over what the backend declares (pipeline.backends.limits, where
+    each default is cited). A field left out keeps the declared value."""
+
+    executables_per_job: int | None = Field(default=None, ge=1)  # circuit x parameter-set bindings
+    shots_per_executable: int | None = Field(default=None, ge=1)
+    executions_per_job: int | None = Field(default=None, ge=1)  # executables x shots
+    payload_bytes: int | None = Field(default=None, ge=1)  # estimated size of a job's PUBs
+    jobs_in_flight: int | None = Field(default=None, ge=1)  # a call's jobs submitted at once
+
+    def given(self) -> dict[str, int]:
+        """The fields this table sets, by name."""
+        return self.model_dump(exclude_none=True)
 
 
 class RoutingSettings(_Section):
@@ -229,6 +256,23 @@ class Settings(_Section):
     results: ResultsSettings = ResultsSettings()
     dask: DaskSettings = DaskSettings()
     api: ApiSettings = ApiSettings()
+    backends: dict[str, BackendLimitSettings] = Field(default_factory=dict)
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(
+        cls, value: dict[str, BackendLimitSettings]
+    ) -> dict[str, BackendLimitSettings]:
+        # Imported here, not above: pipeline.backends imports this module.
+        from pipeline.backends.registry import known_backends
+
+        unknown = sorted(set(value) - set(known_backends()))
+        if unknown:
+            raise ValueError(
+                f"no backend named {', '.join(map(repr, unknown))}; "
+                f"tables are named after one of: {', '.join(known_backends())}"
+            )
+        return value
 
     @property
     def database_url(self) -> str:

@@ -15,9 +15,18 @@ from pipeline.backends.calls import CallPolicy
 from pipeline.fallback import Fallback
 from pipeline.formulation import Formulation
 from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
+from pipeline.qaoa.device import DeviceRun
 from pipeline.qaoa.templates import PackedTemplate
 
-__all__ = ["Answer", "ChunkResult", "ClassicalTask", "Fallback", "QuantumChunkTask", "WorkItem"]
+__all__ = [
+    "Answer",
+    "ChunkResult",
+    "ClassicalTask",
+    "DeviceRun",
+    "Fallback",
+    "QuantumChunkTask",
+    "WorkItem",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class QuantumChunkTask:
     seed: int
     policy: CallPolicy
     angle_plan: AnglePlan | None = None  # the batch's starting angles, from the angle library
+    device: DeviceRun | None = None  # on a device: no optimiser loop (see DeviceRun)
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class Answer:
     provider_job_id: str | None = None
     solver_status: str | None = None
     bound: float | None = None  # the classical solver's best bound, in the problem's sense
+    qubits: tuple[int, ...] = ()  # on a device: the physical qubits the problem ran on
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,9 @@ class ChunkResult:
     failures: int = 0
     max_attempts_per_call: int = 0
     job_ids: tuple[str, ...] = ()
+    jobs: int = 0  # provider jobs submitted, retries included
+    executions: int = 0  # circuits run times their shots, over the provider jobs that answered
+    qpu_seconds: float = 0.0  # on a device: the QPU time those jobs take (the price model's)
     fallback: Fallback | None = None
     # What its pilots found, for the class's other chunks; or what following them measured.
     learned: ClassAngles | TransferCheck | None = None

@@ -5,7 +5,11 @@ compilation meets routing and SWAPs as on hardware; the simulator then applies t
 device snapshot's gate, readout and relaxation errors. Expectations are exact over the
 noise (density matrix), which costs 16 * 4**n bytes, so the qubit limit is lower than
 the ideal simulator's. On a 127-qubit device each call pays ~1.5 s for the noise model;
-small devices (``fake_manila``, 5 qubits) take a few milliseconds.
+small devices (``fake_manila``, 5 qubits) take a few milliseconds. Shots are sampled one
+region of the circuit at a time (:mod:`pipeline.backends.regionwise`), exact for these noise
+models, which have no crosstalk: so a circuit packing problems side by side across a
+133-qubit chip samples as fast as its regions do, each at most ``STAND_IN_QUBITS``. It stands in for the IBM
+device, so its calls are cut into jobs within IBM's limits, as on the device.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import qiskit_aer
 from qiskit_aer.noise import NoiseModel
-from qiskit_aer.primitives import EstimatorV2, SamplerV2
+from qiskit_aer.primitives import EstimatorV2
 
 from pipeline.backends.aer import ERRORS
 from pipeline.backends.base import (
@@ -28,12 +32,12 @@ from pipeline.backends.base import (
     PrimitiveRunner,
     Workload,
 )
-from pipeline.backends.devices import DeviceTarget, fake_device
+from pipeline.backends.devices import STAND_IN_QUBITS, DeviceTarget, fake_device
+from pipeline.backends.limits import IBM_RUNTIME, ProviderLimits
+from pipeline.backends.regionwise import RegionwiseSampler
 from pipeline.config import PriceSettings
 from pipeline.errors import ConfigError
 from pipeline.vocabulary import SolverPath
-
-DENSITY_MATRIX_QUBITS = 12  # 16 * 4**12 bytes = 256 MiB per state
 
 
 class NoisyRunner(PrimitiveRunner):
@@ -56,19 +60,21 @@ class NoisyRunner(PrimitiveRunner):
             return EstimatorV2(
                 options={"backend_options": self._options, "run_options": {"seed_simulator": seed}}
             )
-        return SamplerV2(default_shots=shots, seed=seed, options={"backend_options": self._options})
+        # Shots come one region at a time: a packed circuit spans the whole chip.
+        return RegionwiseSampler(self._options["noise_model"], shots, seed)
 
 
 class DensityMatrixCosts(CostModel):
-    def __init__(self, device_qubits: int) -> None:
+    def __init__(self, device_qubits: int, limits: ProviderLimits) -> None:
         self.device_qubits = device_qubits
+        self.limits = limits
 
     def estimate(self, work: Workload, prices: PriceSettings, memory_limit: int) -> Estimate:
         memory = 16 * 4**work.n_qubits
         # A density matrix costs the square of a statevector's amplitudes, plus the noise
-        # model's fixed cost per call (large devices dominate here).
-        per_call = 0.005 + 0.012 * self.device_qubits
-        execute_s = work.calls * per_call + (work.evaluations + work.problems) * (
+        # model's fixed cost per job (large devices dominate here).
+        per_job = 0.005 + 0.012 * self.device_qubits
+        execute_s = work.jobs(self.limits) * per_job + (work.evaluations + work.problems) * (
             8e-9 * work.gates * 4**work.n_qubits
         )
         cost = execute_s * prices.cpu_usd_per_core_second
@@ -83,13 +89,14 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
         raise ConfigError("aer-noisy needs a fake device: aer-noisy:fake_brisbane")
     device = fake_device(argument)
     name = f"aer-noisy:{argument}"
-    limit = min(max_qubits, device.num_qubits, DENSITY_MATRIX_QUBITS)
+    limit = min(max_qubits, device.num_qubits, STAND_IN_QUBITS)
     return Backend(
         name=name,
         solver_path=SolverPath.SIMULATOR,
         target=DeviceTarget(name, limit, lambda: device, f"aer-noisy-{qiskit_aer.__version__}"),
         runner=NoisyRunner(device),
-        costs=DensityMatrixCosts(device.num_qubits),
+        costs=DensityMatrixCosts(device.num_qubits, IBM_RUNTIME),
         errors=ERRORS,
         capabilities=Capabilities(exact_statevector=False, local=True),
+        limits=IBM_RUNTIME,
     )

@@ -17,6 +17,9 @@ from pipeline.backends.base import CompileTarget
 from pipeline.errors import ConfigError
 
 OPTIMIZATION_LEVEL = 1
+# A local stand-in for a device samples each region of a circuit as a density matrix with the
+# device's noise: 16 * 4**12 bytes = 256 MiB per region at most.
+STAND_IN_QUBITS = 12
 
 
 @cache
@@ -34,6 +37,8 @@ def fake_device(name: str) -> Any:
 
 class DeviceTarget(CompileTarget):
     """A device's own target: its basis gates and coupling map, so routing adds SWAPs."""
+
+    is_device = True
 
     def __init__(
         self, name: str, max_qubits: int, load: Callable[[], Any], label_prefix: str

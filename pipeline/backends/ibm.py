@@ -6,8 +6,11 @@ block named by ``QHOPPER_IBM_SECRET_BLOCK``. They are held in memory only: never
 never written, masked in every repr.
 
 A device name starting with ``fake_`` (``ibm:fake_manila``) runs the runtime's own local
-testing mode: the same Batch, SamplerV2 and EstimatorV2 code path, executed on the fake
-provider's snapshot of that device, with no network and no credentials. Real devices are
+testing mode: the same Batch and EstimatorV2 code path, executed on the fake provider's
+snapshot of that device, with no network and no credentials. Its shots come from the
+device's noise model one region of the circuit at a time (pipeline.backends.regionwise): a
+circuit packing problems across a 133-qubit chip is out of reach of a whole simulation, and
+Aer's device noise models have no crosstalk, so sampling regions apart is exact. Real devices are
 billed for the QPU time the runtime reports (``job.usage()``). Either way the device's own
 qubit count bounds a problem, and calls are cut into jobs within IBM's limits.
 """
@@ -47,8 +50,9 @@ from pipeline.backends.base import (
     PrimitiveRunner,
     Workload,
 )
-from pipeline.backends.devices import DeviceTarget, fake_device
+from pipeline.backends.devices import STAND_IN_QUBITS, DeviceTarget, fake_device
 from pipeline.backends.limits import IBM_RUNTIME, ProviderLimits
+from pipeline.backends.regionwise import RegionwiseSampler
 from pipeline.config import PriceSettings
 from pipeline.errors import (
     BackendTimeout,
@@ -152,7 +156,15 @@ class RuntimeRunner(PrimitiveRunner):
                 return EstimatorV2(
                     mode=self.batch, options={**options, "default_precision": ESTIMATOR_PRECISION}
                 )
+            if self.local:  # a packed circuit spans the chip: sampled one region at a time
+                return RegionwiseSampler(self.noise_model, shots, seed)
             return SamplerV2(mode=self.batch, options={**options, "default_shots": shots})
+
+    @cached_property
+    def noise_model(self) -> Any:
+        from qiskit_aer.noise import NoiseModel
+
+        return NoiseModel.from_backend(self.target.device)
 
 
 class RuntimeCosts(CostModel):
@@ -194,9 +206,10 @@ def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> B
     local = argument.startswith("fake_")
     name = f"ibm:{argument}"
     target = DeviceTarget(name, max_qubits, lambda: connect(argument), "ibm")
-    # The device's own qubits, not quantum.max_qubits (the simulators' cap); connects to a
-    # real device.
-    target.max_qubits = target.device.num_qubits
+    # A device's own qubits, not quantum.max_qubits (the simulators' cap); connects to a
+    # real device. A fake one is simulated here, one region at a time.
+    qubits = target.device.num_qubits
+    target.max_qubits = min(qubits, STAND_IN_QUBITS) if local else qubits
     return Backend(
         name=name,
         solver_path=SolverPath.SIMULATOR if local else SolverPath.QPU,

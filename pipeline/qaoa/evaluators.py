@@ -37,6 +37,7 @@ class EvaluatorChoice(StrEnum):
     AUTO = "auto"  # the exact simulator where the backend allows it, else the Estimator
     FAST = "fast"  # the exact diagonal simulator; an error where it cannot stand in
     ESTIMATOR = "estimator"  # the backend's own Estimator primitive
+    SAMPLER = "sampler"  # a device's shots (pipeline.qaoa.device): no optimiser loop
 
 
 @dataclass(frozen=True)

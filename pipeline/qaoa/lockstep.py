@@ -70,6 +70,7 @@ class QuantumAnswer:
     betas: tuple[float, ...]
     evaluator: EvaluatorChoice  # FAST (the exact diagonal simulator) or ESTIMATOR
     simulated_s: float = 0.0  # its share of the fast simulator's time; backend calls bill apart
+    qubits: tuple[int, ...] = ()  # on a device: the physical qubits it ran on
 
     @property
     def angles(self) -> tuple[float, ...]:

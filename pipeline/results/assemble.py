@@ -111,6 +111,7 @@ def batch_row(
         e.message for e in finished.errors.values()
     ]
     template = finished.template
+    jobs = sum(r.jobs for r in results)
     return BatchRow(
         batch_id=batch.batch_id,
         run_id=context.run_id,
@@ -137,6 +138,9 @@ def batch_row(
         backend_attempts=sum(r.attempts for r in results),
         backend_failures=sum(r.failures for r in results),
         max_attempts_per_call=max((r.max_attempts_per_call for r in results), default=0),
+        jobs=jobs,
+        problems_per_job=sum(len(r.answers) for r in results) / jobs if jobs else None,
+        qpu_seconds=sum(r.qpu_seconds for r in results),
         quantum_cost_usd=sum(r.cost_usd for r in results),
         provider_job_ids=",".join(j for r in results for j in r.job_ids) or None,
         fallback_reason="; ".join(dict.fromkeys(errors))[:1000] or None,
@@ -296,6 +300,7 @@ def _quantum_row(
         proven_optimal=False,
         expected_objective=answer.expected_objective,
         angles=answer.angles,
+        qubits=answer.qubits or None,
         reference_objective=reference.objective,
         reference_solver=reference.solver,
         reference_proven=reference.proven,

@@ -44,6 +44,7 @@ class ProblemRow:
     gap: float | None = None  # |bound - objective| / max(1, |objective|)
     expected_objective: float | None = None  # quantum: the QAOA expectation at final angles
     angles: tuple[float, ...] | None = None  # quantum: gammas then betas
+    qubits: tuple[int, ...] | None = arrow(pa.list_(pa.int32()), None)  # a device's, where it ran
     # A classical answer to the same problem, so every quantum answer can be judged.
     reference_objective: float | None = None
     reference_solver: str | None = None
@@ -120,6 +121,9 @@ class BatchRow:
     backend_attempts: int = arrow(pa.int32(), 0)
     backend_failures: int = arrow(pa.int32(), 0)
     max_attempts_per_call: int = arrow(pa.int32(), 0)
+    jobs: int = arrow(pa.int32(), 0)  # provider jobs made for the batch, retries included
+    problems_per_job: float | None = None  # problems answered on the backend per job
+    qpu_seconds: float = 0.0  # on a device: its jobs' QPU time, by the price model
     quantum_cost_usd: float = 0.0
     provider_job_ids: str | None = None
     fallback_reason: str | None = None

@@ -27,6 +27,7 @@ from pipeline.errors import (
     TransientBackendError,
 )
 from pipeline.fallback import FallbackCode
+from pipeline.qaoa.device import run_on_device
 from pipeline.qaoa.evaluators import BatchProblem
 from pipeline.qaoa.lockstep import QuantumAnswer, optimise_chunk
 from pipeline.tasks import Answer, ChunkResult, Fallback, QuantumChunkTask
@@ -66,21 +67,33 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     answers: list[QuantumAnswer] = []
     learned = None
     try:
-        answers, learned = optimise_chunk(
-            task.template.unpack(),
-            problems,
-            caller,
-            task.max_iterations,
-            task.seed,
-            # The run core looks the batch's plan up in the angle library before dispatch.
-            start=getattr(task, "angle_plan", None),
-        )
+        if task.device is not None:
+            answers = run_on_device(
+                task.template.unpack(),
+                problems,
+                caller,
+                task.angle_plan,
+                task.device.evaluations,
+                task.device.packing,
+                task.seed,
+            )
+        else:
+            answers, learned = optimise_chunk(
+                task.template.unpack(),
+                problems,
+                caller,
+                task.max_iterations,
+                task.seed,
+                # The run core looks the batch's plan up in the angle library before dispatch.
+                start=task.angle_plan,
+            )
     except (BackendError, FallbackRequired) as exc:
         fallback = fallback_for(exc)
     # Backend calls bill themselves; the fast simulator, which stands in for the
     # simulator's statevector on this worker, bills the core-seconds it held.
     simulated_s = sum(answer.simulated_s for answer in answers)
-    cost = ledger.cost_usd + simulated_s * task.policy.prices.cpu_usd_per_core_second
+    prices = task.policy.prices
+    cost = ledger.cost_usd + simulated_s * prices.cpu_usd_per_core_second
     seconds = time.perf_counter() - started
     share = max(1, len(answers))
     return ChunkResult(
@@ -99,6 +112,7 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
                 reps=a.reps,
                 angles=a.gammas + a.betas,
                 provider_job_id=ledger.last_job_id,
+                qubits=a.qubits,
             )
             for a in answers
         ),
@@ -109,6 +123,9 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
         failures=ledger.failures,
         max_attempts_per_call=ledger.max_attempts_per_call,
         job_ids=tuple(ledger.job_ids),
+        jobs=ledger.jobs,
+        executions=ledger.executions,
+        qpu_seconds=prices.qpu_seconds(ledger.jobs, ledger.executions) if task.device else 0.0,
         fallback=fallback,
         learned=learned,
     )

@@ -1,0 +1,90 @@
+"""Packing: problems side by side on one device circuit, each reading back its own bits.
+
+The packed circuit is sampled here by Aer's ideal sampler (its idle qubits truncated), and
+each problem's outcome distribution is compared with an exact statevector of a QAOA circuit
+this test builds itself: a problem that read another region's bits, or its own in the wrong
+order, lands far outside the shot-noise bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Statevector
+from qiskit_aer.primitives import SamplerV2
+
+from pipeline.backends.devices import fake_device
+from pipeline.backends.regions import choose_regions
+from pipeline.qaoa.packing import SideBySide
+from pipeline.qaoa.shapes import ShapeKey
+
+N, REPS, SHOTS = 5, 1, 4000
+PAIRS = tuple(itertools.combinations(range(N), 2))
+# Three problems with different graphs and weights, so different distributions.
+GRAPHS = [
+    {(0, 1): 1.0, (1, 2): 0.5, (2, 3): 1.5, (3, 4): 1.0},
+    {(0, 2): 1.2, (0, 3): 0.7, (1, 4): 1.0, (2, 4): 0.4, (1, 3): 1.1},
+    {(0, 4): 0.9, (1, 2): 1.3, (3, 4): 0.6, (0, 1): 0.8},
+]
+ANGLES = [(0.4, -0.35), (0.7, -0.2), (0.25, -0.5)]  # (gamma, beta) per problem
+
+
+@pytest.fixture(scope="module")
+def target():  # type: ignore[no-untyped-def]
+    return fake_device("fake_kolkata").target  # 27 qubits: three 5-qubit regions fit
+
+
+def exact_distribution(
+    graph: dict[tuple[int, int], float], gamma: float, beta: float
+) -> np.ndarray:
+    """P(outcome), outcome bit k = qubit k, from a circuit built here, not the pipeline's."""
+    circuit = QuantumCircuit(N)
+    circuit.h(range(N))
+    for (i, j), w in graph.items():
+        circuit.rzz(2 * gamma * w, i, j)
+    circuit.rx(2 * beta, range(N))
+    return np.asarray(Statevector(circuit).probabilities())
+
+
+def test_each_packed_problem_reads_its_own_region(target) -> None:  # type: ignore[no-untyped-def]
+    regions = choose_regions(target, N)
+    assert len(regions) >= len(GRAPHS), "kolkata must hold three 5-qubit regions"
+    J = np.array([[graph.get(pair, 0.0) for pair in PAIRS] for graph in GRAPHS])
+    shape = ShapeKey(N, PAIRS, (), REPS, "test", pooled=True)
+    placement = SideBySide(target, shape, np.zeros((len(GRAPHS), 0)), J, [SHOTS] * len(GRAPHS))
+    gammas = np.array([[[g]] for g, _ in ANGLES])
+    betas = np.array([[[b]] for _, b in ANGLES])
+    pubs = placement.pubs(gammas, betas)
+    assert len(pubs) == 1, "three problems fit one circuit"
+    circuit = pubs[0][0]
+    assert circuit.num_qubits == target.num_qubits
+    result = SamplerV2(seed=11).run(pubs).result()
+    outcomes = placement.outcomes(result)
+    seats = [set(q) for q in placement.qubits]
+    assert all(not (a & b) for a, b in itertools.combinations(seats, 2))
+    # Total variation between 4,000 shots and the truth over 32 outcomes: ~0.03 expected.
+    bound = 3 * math.sqrt(2**N / SHOTS) / 2
+    truths = [exact_distribution(g, *a) for g, a in zip(GRAPHS, ANGLES, strict=True)]
+    for b, shots in enumerate(outcomes):
+        assert shots.shape == (1, SHOTS)
+        observed = np.bincount(shots[0], minlength=2**N) / SHOTS
+        distances = [0.5 * np.abs(observed - truth).sum() for truth in truths]
+        # Its own distribution within the bound; every other problem's well outside it.
+        assert distances[b] < bound, (b, distances, bound)
+        assert all(d > 2 * bound for k, d in enumerate(distances) if k != b), (b, distances)
+
+
+def test_problems_beyond_the_regions_go_to_another_circuit(target) -> None:  # type: ignore[no-untyped-def]
+    fits = len(choose_regions(target, N))
+    count = fits + 1
+    J = np.tile([1.0 if k < N else 0.0 for k in range(len(PAIRS))], (count, 1))
+    shape = ShapeKey(N, PAIRS, (), REPS, "test", pooled=True)
+    shots = [100] * (count - 1) + [200]  # the last asks for other shots: a circuit of its own
+    placement = SideBySide(target, shape, np.zeros((count, 0)), J, shots)
+    pubs = placement.pubs(np.full((count, 1, 1), 0.3), np.full((count, 1, 1), -0.3))
+    assert [p[2] for p in pubs] == [100, 200]
+    assert [p[0].num_clbits for p in pubs] == [N * fits, N]
