@@ -50,11 +50,14 @@ def exact_distribution(
     return np.asarray(Statevector(circuit).probabilities())
 
 
-def test_each_packed_problem_reads_its_own_region(target) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("template_reps", [1, 2])
+def test_each_packed_problem_reads_its_own_region(target, template_reps: int) -> None:  # type: ignore[no-untyped-def]
+    """One layer of angles on a template of ``template_reps``: a deeper template runs its
+    extra layer as the identity."""
     regions = choose_regions(target, N)
     assert len(regions) >= len(GRAPHS), "kolkata must hold three 5-qubit regions"
     J = np.array([[graph.get(pair, 0.0) for pair in PAIRS] for graph in GRAPHS])
-    shape = ShapeKey(N, PAIRS, (), REPS, "test", pooled=True)
+    shape = ShapeKey(N, PAIRS, (), template_reps, "test", pooled=True)
     placement = SideBySide(target, shape, np.zeros((len(GRAPHS), 0)), J, [SHOTS] * len(GRAPHS))
     gammas = np.array([[[g]] for g, _ in ANGLES])
     betas = np.array([[[b]] for _, b in ANGLES])
@@ -88,3 +91,18 @@ def test_problems_beyond_the_regions_go_to_another_circuit(target) -> None:  # t
     pubs = placement.pubs(np.full((count, 1, 1), 0.3), np.full((count, 1, 1), -0.3))
     assert [p[2] for p in pubs] == [100, 200]
     assert [p[0].num_clbits for p in pubs] == [N * fits, N]
+
+
+def test_a_problem_with_no_cost_term_samples_the_uniform_state(target) -> None:  # type: ignore[no-untyped-def]
+    """No edge, so no gamma in its circuit: its region gets only the mixer, and its shots
+    are uniform beside a neighbour that has a graph."""
+    J = np.array([[0.0] * len(PAIRS), [GRAPHS[0].get(pair, 0.0) for pair in PAIRS]])
+    shape = ShapeKey(N, PAIRS, (), REPS, "test", pooled=True)
+    placement = SideBySide(target, shape, np.zeros((2, 0)), J, [SHOTS] * 2)
+    pubs = placement.pubs(np.full((2, 1, 1), 0.4), np.full((2, 1, 1), -0.35))
+    empty, graph = placement.outcomes(SamplerV2(seed=3).run(pubs).result())
+    uniform = np.full(2**N, 2.0**-N)
+    bound = 3 * math.sqrt(2**N / SHOTS) / 2
+    assert 0.5 * np.abs(np.bincount(empty[0], minlength=2**N) / SHOTS - uniform).sum() < bound
+    truth = exact_distribution(GRAPHS[0], 0.4, -0.35)
+    assert 0.5 * np.abs(np.bincount(graph[0], minlength=2**N) / SHOTS - truth).sum() < bound

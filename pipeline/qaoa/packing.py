@@ -113,7 +113,6 @@ class SideBySide(Placement):
         regions = choose_regions(target, shape.n_qubits)
         if not regions:
             raise ValueError(f"no region of {shape.n_qubits} connected qubits on this device")
-        self.reps = shape.reps
         self.seats: list[_Seat] = [_Seat(0, 0, ())] * len(shots)
         self.qubits = [()] * len(shots)
         self.circuits: list[QuantumCircuit] = []  # one PUB each
@@ -154,8 +153,11 @@ class SideBySide(Placement):
             for b, seat in enumerate(self.seats):
                 if seat.pub != index:
                     continue
-                for layer in range(self.reps):
-                    values[:, columns[f"g{seat.slot}[{layer}]"]] = gammas[b, :, layer]
+                # Layers past the angles given stay 0, the identity; a problem with no cost
+                # term has no gamma in its circuit.
+                for layer in range(gammas.shape[2]):
+                    if (gamma := columns.get(f"g{seat.slot}[{layer}]")) is not None:
+                        values[:, gamma] = gammas[b, :, layer]
                     values[:, columns[f"b{seat.slot}[{layer}]"]] = betas[b, :, layer]
             pubs.append((circuit, values, self.pub_shots[index]))
         return pubs
