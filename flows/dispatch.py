@@ -371,5 +371,5 @@ class Dispatcher:
         if routing is not None and routing.decision == Route.QUANTUM:
             budget = routing.budget_allotted_usd * chunk_size / batch.size
         return CallPolicy.from_settings(
-            self.settings, deadline_at=min(ends) - reserve, budget_usd=budget
+            self.settings, min(ends) - reserve, budget, backend=self.backend.name
         )

@@ -170,7 +170,7 @@ def _run(
 ) -> list[Answer]:
     """Each chunk of stored quantum rows at its angles, on ``backend``'s template."""
     store = TemplateStore(settings.artifacts_dir)
-    policy = CallPolicy.from_settings(settings)
+    policy = CallPolicy.from_settings(settings, backend=backend.name)  # its own limits
     tasks = []
     for chunk in chunks:
         for shape, rows in _by_shape(chunk, formulations, backend).items():

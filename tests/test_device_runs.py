@@ -29,12 +29,14 @@ DEVICE, N = "fake_kolkata", 5  # 27 qubits: a few 5-qubit regions
 RECORDS = [problem("maxcut", N, seed=s, nonempty=True, key=f"d-{s}") for s in range(7)]
 
 
-def run(home: Path, **overrides: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run(
+    home: Path, family: str = "aer-noisy", **overrides: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The records through `run_once` on the stand-in: (problem rows, quantum batch rows)."""
     settings = load_settings(
         home,
         overrides={
-            "quantum.backend": f"aer-noisy:{DEVICE}",
+            "quantum.backend": f"{family}:{DEVICE}",
             "dask.inline_below_s": 1e9,
             "classical.time_limit_s": 2.0,
             **overrides,
@@ -69,12 +71,15 @@ def regions() -> int:
     return len(choose_regions(fake_device(DEVICE).target, N))
 
 
-def test_a_device_run_packs_its_batch_into_one_sampling_job(home: Path, regions: int) -> None:
+@pytest.mark.parametrize("family", ["aer-noisy", "ibm"])  # ibm:fake_*: local testing mode
+def test_a_device_run_packs_its_batch_into_one_sampling_job(
+    home: Path, regions: int, family: str
+) -> None:
     """Seven problems of seven graphs: one pool, one batch, its circuits each holding as
     many problems as the chip has regions, all in one job; no evaluation, the class's
     angles as they are."""
     assert 2 <= regions < len(RECORDS)
-    rows, batches = run(home)
+    rows, batches = run(home, family)
     check_answers(rows, evaluations=0)
     (batch,) = batches
     assert (batch["jobs"], batch["problems_per_job"]) == (1, len(RECORDS))
