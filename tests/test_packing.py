@@ -14,11 +14,15 @@ import math
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
+from qiskit.circuit import Measure
+from qiskit.circuit.library import CZGate
 from qiskit.quantum_info import Statevector
+from qiskit.transpiler import InstructionProperties, Target
 from qiskit_aer.primitives import SamplerV2
 
 from pipeline.backends.devices import fake_device
 from pipeline.backends.regions import choose_regions
+from pipeline.errors import FallbackRequired
 from pipeline.qaoa.packing import SideBySide
 from pipeline.qaoa.shapes import ShapeKey
 
@@ -106,3 +110,17 @@ def test_a_problem_with_no_cost_term_samples_the_uniform_state(target) -> None: 
     assert 0.5 * np.abs(np.bincount(empty[0], minlength=2**N) / SHOTS - uniform).sum() < bound
     truth = exact_distribution(GRAPHS[0], 0.4, -0.35)
     assert 0.5 * np.abs(np.bincount(graph[0], minlength=2**N) / SHOTS - truth).sum() < bound
+
+
+def test_no_region_to_pack_into_sends_the_batch_to_the_classical_solver() -> None:
+    """A 3-qubit line whose middle coupler is faulty holds no connected 3 working qubits:
+    the batch is refused with a reason (FallbackRequired: CP-SAT answers it), not crashed."""
+    line = Target(num_qubits=3)
+    line.add_instruction(
+        CZGate(),
+        {(0, 1): InstructionProperties(error=0.01), (1, 2): InstructionProperties(error=1.0)},
+    )
+    line.add_instruction(Measure(), {(q,): InstructionProperties(error=0.02) for q in range(3)})
+    shape = ShapeKey(3, ((0, 1), (1, 2)), (), 1, "test", pooled=True)
+    with pytest.raises(FallbackRequired, match="no region of 3 connected working qubits"):
+        SideBySide(line, shape, np.zeros((1, 0)), np.ones((1, 2)), [100])

@@ -30,6 +30,7 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
 
 from pipeline.backends.regions import Region, choose_regions
+from pipeline.errors import FallbackRequired
 from pipeline.qaoa.sampling import outcomes_as_integers
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import CompiledTemplate, build_ansatz
@@ -111,8 +112,10 @@ class SideBySide(Placement):
         shots: Sequence[int],
     ) -> None:
         regions = choose_regions(target, shape.n_qubits)
-        if not regions:
-            raise ValueError(f"no region of {shape.n_qubits} connected qubits on this device")
+        if not regions:  # the batch's problems go to CP-SAT, labelled with this
+            raise FallbackRequired(
+                f"no region of {shape.n_qubits} connected working qubits on the device to pack into"
+            )
         self.seats: list[_Seat] = [_Seat(0, 0, ())] * len(shots)
         self.qubits = [()] * len(shots)
         self.circuits: list[QuantumCircuit] = []  # one PUB each
