@@ -178,7 +178,10 @@ def _quantum_estimate(
     work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
     run = device_run(backend, settings.quantum)
     if run is not None:
-        per_circuit = problems_per_circuit(backend, n) if run.packing else 1
+        first = batch.problems[0].formulation.ising.pairs  # the batch's regions follow it
+        per_circuit = (
+            problems_per_circuit(backend, batch.shape, first, run.fidelity) if run.packing else 1
+        )
         work = device_workload(batch.shape, batch.problems, run, per_circuit)
     estimate = backend.costs.estimate(
         work, settings.prices, settings.routing.simulator_memory_bytes

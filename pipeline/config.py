@@ -78,6 +78,10 @@ class QuantumSettings(_Section):
     # On a device (a QPU, or a local stand-in for one): problems of one depth and shots share
     # one circuit, each on its own region of the chip (multi-programming); false: one each.
     packing: bool = True
+    # A region takes a problem only where the batch's circuit keeps this share of its estimated
+    # success probability in the best region (the product of 1 - error over its gates and
+    # readouts): fewer problems a circuit, none on the chip's poor qubits.
+    packing_fidelity: float = Field(default=0.75, ge=0, le=1)
     # On a device every optimiser step is a billed job: by default a problem takes its class's
     # angles (library or published) and is sampled at once; n > 0 samples n angle sets about
     # them first (one job for the batch) and answers from the best.

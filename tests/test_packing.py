@@ -23,7 +23,7 @@ from qiskit_aer.primitives import SamplerV2
 from pipeline.backends.devices import fake_device
 from pipeline.backends.regions import choose_regions
 from pipeline.errors import FallbackRequired
-from pipeline.qaoa.packing import SideBySide
+from pipeline.qaoa.packing import SideBySide, fitting_regions
 from pipeline.qaoa.shapes import ShapeKey
 
 N, REPS, SHOTS = 5, 1, 4000
@@ -124,3 +124,34 @@ def test_no_region_to_pack_into_sends_the_batch_to_the_classical_solver() -> Non
     shape = ShapeKey(3, ((0, 1), (1, 2)), (), 1, "test", pooled=True)
     with pytest.raises(FallbackRequired, match="no region of 3 connected working qubits"):
         SideBySide(line, shape, np.zeros((1, 0)), np.ones((1, 2)), [100])
+
+
+def test_regions_where_the_circuit_fares_poorly_are_left_out() -> None:
+    """On fake_torino a 10-node 3-regular circuit's estimated success probability ranges
+    widely over the chip's regions: ``fidelity`` keeps those within that share of the best,
+    best first; 0 keeps them all, 1 the best alone."""
+    torino = fake_device("fake_torino").target
+    pairs = (
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 4),
+        (1, 5),
+        (2, 6),
+        (2, 7),
+        (3, 8),
+        (3, 9),
+        (4, 6),
+        (4, 8),
+        (5, 7),
+        (5, 9),
+        (6, 9),
+        (7, 8),
+    )  # 3-regular on 10 nodes
+    shape = ShapeKey(10, pairs, (), 2, "test")
+    every = choose_regions(torino, 10)
+    assert set(fitting_regions(torino, shape, pairs, 0.0)) == set(every)
+    kept = {f: fitting_regions(torino, shape, pairs, f) for f in (0.0, 0.5, 0.75, 1.0)}
+    assert len(kept[1.0]) == 1 and kept[0.75][0] == kept[1.0][0] == kept[0.0][0]
+    assert len(kept[0.0]) > len(kept[0.5]) >= len(kept[0.75]) >= 1
+    assert set(kept[0.75]) <= set(kept[0.5]) <= set(kept[0.0])

@@ -23,13 +23,13 @@ import numpy.typing as npt
 from pipeline.backends.base import Backend
 from pipeline.backends.calls import BackendCaller
 from pipeline.backends.devices import DeviceTarget
-from pipeline.backends.regions import choose_regions
 from pipeline.config import QuantumSettings
 from pipeline.qaoa.angles import AnglePlan, usable
 from pipeline.qaoa.evaluators import BatchProblem, EvaluatorChoice, normalised_weights
 from pipeline.qaoa.lockstep import QuantumAnswer
-from pipeline.qaoa.packing import OnePerCircuit, Placement, SideBySide
+from pipeline.qaoa.packing import OnePerCircuit, Pairs, Placement, SideBySide, fitting_regions
 from pipeline.qaoa.sampling import Shots, best_sample, feasible_mean
+from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import CompiledTemplate
 
 FloatArray = npt.NDArray[np.float64]
@@ -45,6 +45,7 @@ class DeviceRun:
 
     packing: bool
     evaluations: int = 0
+    fidelity: float = 0.0  # quantum.packing_fidelity: see pipeline.qaoa.packing.fitting_regions
 
 
 def on_device(backend: Backend) -> bool:
@@ -56,13 +57,13 @@ def device_run(backend: Backend, quantum: QuantumSettings) -> DeviceRun | None:
     """How the run's quantum chunks run on ``backend``: None off a device (the optimiser loop)."""
     if not on_device(backend):
         return None
-    return DeviceRun(quantum.packing, quantum.device_evaluations)
+    return DeviceRun(quantum.packing, quantum.device_evaluations, quantum.packing_fidelity)
 
 
-def problems_per_circuit(backend: Backend, n_qubits: int) -> int:
-    """How many problems of ``n_qubits`` one packed circuit holds on ``backend``'s chip."""
+def problems_per_circuit(backend: Backend, shape: ShapeKey, pairs: Pairs, fidelity: float) -> int:
+    """How many problems like one with ``pairs`` one packed circuit holds on ``backend``."""
     assert isinstance(backend.target, DeviceTarget)
-    return max(1, len(choose_regions(backend.target.transpiler_target, n_qubits)))
+    return max(1, len(fitting_regions(backend.target.transpiler_target, shape, pairs, fidelity)))
 
 
 def run_on_device(
@@ -70,17 +71,17 @@ def run_on_device(
     problems: list[BatchProblem],
     caller: BackendCaller,
     plan: AnglePlan | None,
-    evaluations: int,
-    packing: bool,
+    run: DeviceRun,
     seed: int,
 ) -> list[QuantumAnswer]:
     """Every problem's answer from one sampler call (see the module's docstring)."""
     if not problems:
         return []
     reps = template.shape.reps if plan is None else min(plan.reps, template.shape.reps)
+    evaluations = run.evaluations
     sets = angle_sets(start_angles(plan, reps), evaluations)  # (S, 2 reps)
     _, h, J = normalised_weights(template, problems)
-    placement = _placement(template, caller, (h, J), [p.shots for p in problems], packing)
+    placement = _placement(template, caller, (h, J), [p.shots for p in problems], run)
     gammas = np.broadcast_to(sets[:, :reps], (len(problems), *sets[:, :reps].shape)).copy()
     betas = np.broadcast_to(sets[:, reps:], (len(problems), *sets[:, reps:].shape)).copy()
     result = caller.sample(placement.pubs(gammas, betas), max(p.shots for p in problems), seed)
@@ -117,12 +118,12 @@ def _placement(
     caller: BackendCaller,
     weights: tuple[FloatArray, FloatArray],
     shots: list[int],
-    packing: bool,
+    run: DeviceRun,
 ) -> Placement:
     h, J = weights
     target = caller.backend.target
-    if packing and isinstance(target, DeviceTarget):
-        return SideBySide(target.transpiler_target, template.shape, h, J, shots)
+    if run.packing and isinstance(target, DeviceTarget):
+        return SideBySide(target.transpiler_target, template.shape, h, J, shots, run.fidelity)
     return OnePerCircuit(template, h, J, shots)
 
 

@@ -73,8 +73,7 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
                 problems,
                 caller,
                 task.angle_plan,
-                task.device.evaluations,
-                task.device.packing,
+                task.device,
                 task.seed,
             )
         else:
