@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import problem
+from factories import planned, problem
 from truth import brute_force, objective
 
+from batching.economics import device_workload
 from flows.deps import open_deps
 from flows.run import run_once
-from pipeline.backends.devices import fake_device
+from pipeline.backends.devices import DeviceTarget, fake_device
+from pipeline.backends.ibm import RuntimeCosts
+from pipeline.backends.limits import IBM_RUNTIME
 from pipeline.backends.regions import choose_regions
+from pipeline.backends.registry import get_backend
+from pipeline.config import PriceSettings
 from pipeline.config_sources import load_settings
+from pipeline.qaoa.device import DeviceRun
+from pipeline.qaoa.shapes import pool_of
 from pipeline.results import query
 from pipeline.submit import submit_files
 
@@ -112,3 +119,27 @@ def test_a_small_executables_limit_splits_a_packed_batch(home: Path, regions: in
     check_answers(rows, evaluations=0)
     (batch,) = batches
     assert batch["jobs"] == math.ceil(len(RECORDS) / regions)
+
+
+def test_the_router_prices_a_device_batch_by_its_jobs_and_shots() -> None:
+    """On a QPU a batch is one sampling job whose shots run once a circuit: 40 problems ten
+    a circuit at 1,000 shots are 4,000 shots, three angle sets each triple them, and the
+    runtime's price model bills the job's fixed seconds plus 250 us a shot."""
+    problems = [
+        planned(i, problem("maxcut", 10, graph="regular", seed=i), reps=2, shots=1000)
+        for i in range(40)
+    ]
+    shape = pool_of(problems[0].formulation.ising, 2, "ibm")
+    packed = device_workload(shape, problems, DeviceRun(packing=True), per_circuit=10)
+    assert (packed.calls, packed.evaluations, packed.shots) == (1, 0, 4000)
+    scanned = device_workload(shape, problems, DeviceRun(True, evaluations=3), per_circuit=10)
+    assert scanned.shots == 12000
+    alone = device_workload(shape, problems, DeviceRun(packing=False), per_circuit=1)
+    target = get_backend("ibm:fake_torino", 20).target
+    assert isinstance(target, DeviceTarget)
+    qpu = RuntimeCosts(target, local=False, limits=IBM_RUNTIME)  # priced as the real device
+    prices = PriceSettings()
+    seconds = [qpu.estimate(w, prices, 1 << 30).execute_s for w in (packed, scanned, alone)]
+    assert seconds == pytest.approx(
+        [2.0 + 4000 * 250e-6, 2.0 + 12000 * 250e-6, 2.0 + 40000 * 250e-6]
+    )
