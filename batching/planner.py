@@ -6,9 +6,10 @@ Pure functions over plain data, so the invariants (every problem in exactly one 
 no batch over the limit, one shape per quantum batch) are easy to test.
 
 Where the backend is simulated exactly, or packs problems side by side on a device,
-problems of one kind, size and depth share a pool shape whatever their graphs (:func:`~pipeline.qaoa.shapes.batch_shape`); within a
-pool, problems of one angle class (degree sequence) are kept together, so a batch of one
-class starts from that class's angles.
+problems of one kind, size and depth share a pool shape whatever their graphs
+(:func:`~pipeline.qaoa.shapes.batch_shape`); within a pool, problems of one angle class
+(degree sequence) are kept together, so a batch of one class starts from that class's
+angles.
 """
 
 from __future__ import annotations
