@@ -19,12 +19,12 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import Parameter
 from qiskit.primitives import PrimitiveResult
 from qiskit_aer import AerError, AerSimulator
-from qiskit_aer.noise import NoiseModel
+from qiskit_aer.noise import NoiseModel, depolarizing_error
 from qiskit_aer.primitives import SamplerV2
 
 from pipeline.backends.devices import fake_device
 from pipeline.backends.regions import choose_regions
-from pipeline.backends.regionwise import RegionwiseSampler, _restricted, components
+from pipeline.backends.regionwise import RegionwiseSampler, _by_method, _restricted, components
 
 FAILURE = 1e-9
 
@@ -200,11 +200,32 @@ def test_a_packed_torino_circuit_comes_back_split_by_region() -> None:
 
 
 def test_a_component_aer_cannot_simulate_raises() -> None:
-    ghz = QuantumCircuit(30, 30)  # a 30-qubit density matrix: Aer refuses, it does not hang
+    """40 qubits: past the density matrix's reach it goes to statevector trajectories, and
+    2**40 amplitudes (16 TiB) are past those too: Aer refuses, it does not hang."""
+    ghz = QuantumCircuit(40, 40)
     ghz.h(0)
-    for q in range(29):
+    for q in range(39):
         ghz.cx(q, q + 1)
-    ghz.measure(range(30), range(30))
+    ghz.measure(range(40), range(40))
     job = RegionwiseSampler(NoiseModel(), 10, seed=1).run([ghz])
     with pytest.raises(AerError, match="Insufficient memory"):
         job.result()
+
+
+def test_a_component_past_the_density_matrix_samples_as_trajectories() -> None:
+    """14 qubits would need a 4 GiB density matrix: sampled as noisy statevector
+    trajectories instead, a GHZ state still reads all zeros or all ones under weak noise."""
+    ghz = QuantumCircuit(14, 14)
+    ghz.h(0)
+    for q in range(13):
+        ghz.cx(q, q + 1)
+    ghz.measure(range(14), range(14))
+    small = QuantumCircuit(14, 14)
+    small.cx(0, 1)
+    assert _by_method([ghz, small]) == {"statevector": [0], "density_matrix": [1]}
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(1e-3, 2), ["cx"])
+    result = RegionwiseSampler(noise, 200, seed=2).run([ghz]).result()
+    counts = result[0].data.c.get_counts()
+    assert sum(counts.values()) == 200
+    assert counts.get("0" * 14, 0) + counts.get("1" * 14, 0) >= 180, counts

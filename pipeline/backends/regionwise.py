@@ -41,6 +41,8 @@ from qiskit.result import Result
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.noise import NoiseModel
 
+from pipeline.backends.devices import STAND_IN_QUBITS
+
 
 class RegionwiseSampler(BaseSamplerV2):
     """SamplerV2 over a noise model whose errors are local: components sampled apart.
@@ -76,19 +78,32 @@ class RegionwiseSampler(BaseSamplerV2):
         return PrimitiveResult([results[i] for i in range(len(pubs))], metadata={"version": 2})
 
     def _sample(self, plans: list[_Plan], shots: int, seed: int) -> list[SamplerPubResult]:
-        """Every plan's experiments in one Aer call, then each pub's result from them."""
+        """Every plan's experiments in one Aer call per method, then each pub's result."""
         experiments = [circuit for plan in plans for circuit in plan.experiments()]
         touched = {q for plan in plans for part in plan.parts for q in part.qubits}
-        simulator = AerSimulator(
-            noise_model=_restricted(self.noise_model, touched),
-            method="density_matrix",
-            max_parallel_threads=1,
-        )
-        memories: Iterator[list[str]] = iter(())
-        if experiments:
-            result = simulator.run(experiments, shots=shots, seed_simulator=seed, memory=True)
-            memories = iter(_memories(result.result(), shots))
-        return [plan.result(memories, shots) for plan in plans]
+        noise = _restricted(self.noise_model, touched)
+        memories: list[list[str]] = [[] for _ in experiments]
+        for method, indices in _by_method(experiments).items():
+            simulator = AerSimulator(noise_model=noise, method=method, max_parallel_threads=1)
+            chosen = [experiments[i] for i in indices]
+            result = simulator.run(chosen, shots=shots, seed_simulator=seed, memory=True)
+            for i, memory in zip(indices, _memories(result.result(), shots), strict=True):
+                memories[i] = memory
+        stream = iter(memories)  # in the order of the plans' experiments
+        return [plan.result(stream, shots) for plan in plans]
+
+
+def _by_method(experiments: list[QuantumCircuit]) -> dict[str, list[int]]:
+    """Experiments by simulation method: a density matrix up to ``STAND_IN_QUBITS`` active
+    qubits (16 * 4**12 bytes = 256 MiB; the fastest there), noisy statevector trajectories
+    above, each shot one trajectory, as exact and 2**n in memory: a circuit routed through a
+    few extra qubits on the whole chip (unpacked) would need 4 GiB at 14 and 17 at 15."""
+    found: dict[str, list[int]] = defaultdict(list)
+    for index, circuit in enumerate(experiments):
+        active = {q for instruction in circuit.data for q in instruction.qubits}
+        method = "density_matrix" if len(active) <= STAND_IN_QUBITS else "statevector"
+        found[method].append(index)
+    return found
 
 
 def components(circuit: QuantumCircuit) -> list[tuple[list[int], list[int]]]:
