@@ -24,7 +24,7 @@ from pydantic import (
 
 from pipeline.redact import redact_text
 from pipeline.timebounds import LONGEST_DURATION_S
-from pipeline.vocabulary import RefineMode
+from pipeline.vocabulary import BackendFamily, RefineMode
 
 DEFAULT_HOME = Path(".qhopper")
 
@@ -267,14 +267,12 @@ class Settings(_Section):
     def _known_backends(
         cls, value: dict[str, BackendLimitSettings]
     ) -> dict[str, BackendLimitSettings]:
-        # Imported here, not above: pipeline.backends imports this module.
-        from pipeline.backends.registry import known_backends
-
-        unknown = sorted(set(value) - set(known_backends()))
+        known = sorted(str(family) for family in BackendFamily)
+        unknown = sorted(set(value) - set(known))
         if unknown:
             raise ValueError(
                 f"no backend named {', '.join(map(repr, unknown))}; "
-                f"tables are named after one of: {', '.join(known_backends())}"
+                f"tables are named after one of: {', '.join(known)}"
             )
         return value
 

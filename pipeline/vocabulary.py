@@ -59,3 +59,13 @@ class RefineMode(StrEnum):
     AUTO = "auto"  # nothing where the pilots showed transfer loses little, else what it warrants
     ALWAYS = "always"  # at least a line search along the gammas
     NEVER = "never"  # nothing: the class's angles as they are
+
+
+class BackendFamily(StrEnum):
+    """A backend spec's name, before any ':' (``aer-noisy:fake_torino``); ``[backends.<name>]``
+    tables are keyed by it."""
+
+    AER = "aer"
+    AER_NOISY = "aer-noisy"
+    FAULTY = "faulty"
+    IBM = "ibm"

@@ -20,21 +20,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
+from pipeline.vocabulary import BackendFamily
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
 
 _FACTORIES = {
-    "aer": "pipeline.backends.aer:make",
-    "aer-noisy": "pipeline.backends.aer_noisy:make",
-    "faulty": "pipeline.backends.faulty:make",
-    "ibm": "pipeline.backends.ibm:make",
+    BackendFamily.AER: "pipeline.backends.aer:make",
+    BackendFamily.AER_NOISY: "pipeline.backends.aer_noisy:make",
+    BackendFamily.FAULTY: "pipeline.backends.faulty:make",
+    BackendFamily.IBM: "pipeline.backends.ibm:make",
 }
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 def known_backends() -> list[str]:
-    return sorted(_FACTORIES)
+    return sorted(str(family) for family in _FACTORIES)
 
 
 def backend_family(spec: str) -> str:
@@ -51,7 +52,7 @@ def get_backend(spec: str, max_qubits: int) -> Backend:
     runtime's local testing mode), ``faulty:aer?transient=0.3&latency=10ms``.
     """
     name, argument = _split(spec)
-    module, _, factory = _FACTORIES[name].partition(":")
+    module, _, factory = _FACTORIES[BackendFamily(name)].partition(":")
     make: Callable[[str, int, Callable[[str], Backend]], Backend] = getattr(
         importlib.import_module(module), factory
     )
