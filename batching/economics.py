@@ -85,6 +85,25 @@ def device_workload(
     return dataclasses.replace(work, calls=1, evaluations=0, shots=shots)
 
 
+def batch_workload(
+    shape: ShapeKey,
+    problems: Sequence[PlannedProblem],
+    backend: Backend,
+    settings: Settings,
+    chunks: int,
+    typical: bool = False,
+) -> Workload:
+    """What a quantum batch asks of ``backend``: the optimiser's calls, or on a device its
+    one sampling call over the circuits its problems pack into."""
+    run = device_run(backend, settings.quantum)
+    if run is None:
+        exact = uses_fast_path(backend, shape.n_qubits)
+        return workload(shape, problems, chunks, settings.quantum.max_iterations, exact, typical)
+    first = problems[0].formulation.ising.pairs  # the batch's regions follow its first problem
+    per_circuit = problems_per_circuit(backend, shape, first, run.fidelity) if run.packing else 1
+    return device_workload(shape, problems, run, per_circuit)
+
+
 def route_batches(
     batches: Sequence[PlannedBatch],
     backend: Backend,
@@ -174,15 +193,7 @@ def _quantum_estimate(
     """What the batch would take on the quantum backend, as the batch rules read it."""
     assert batch.shape is not None
     n = batch.shape.n_qubits
-    exact = uses_fast_path(backend, n)
-    work = workload(batch.shape, batch.problems, chunks, settings.quantum.max_iterations, exact)
-    run = device_run(backend, settings.quantum)
-    if run is not None:
-        first = batch.problems[0].formulation.ising.pairs  # the batch's regions follow it
-        per_circuit = (
-            problems_per_circuit(backend, batch.shape, first, run.fidelity) if run.packing else 1
-        )
-        work = device_workload(batch.shape, batch.problems, run, per_circuit)
+    work = batch_workload(batch.shape, batch.problems, backend, settings, chunks)
     estimate = backend.costs.estimate(
         work, settings.prices, settings.routing.simulator_memory_bytes
     )

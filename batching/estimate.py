@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from batching.batches import Batch, PlannedBatch
-from batching.economics import workload
+from batching.economics import batch_workload
 from batching.sizing import classical_seconds
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.durations import duration
-from pipeline.qaoa.evaluators import uses_fast_path
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,7 @@ def _quantum_seconds(batch: Batch | PlannedBatch, backend: Backend, settings: Se
     """A quantum batch's typical core-seconds on the backend (compile excluded: a template
     compiles once per shape, on its own thread)."""
     assert batch.shape is not None
-    exact = uses_fast_path(backend, batch.shape.n_qubits)
-    work = workload(
-        batch.shape, batch.problems, 1, settings.quantum.max_iterations, exact, typical=True
-    )
+    work = batch_workload(batch.shape, batch.problems, backend, settings, 1, typical=True)
     estimate = backend.costs.estimate(
         work, settings.prices, settings.routing.simulator_memory_bytes
     )
