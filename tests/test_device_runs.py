@@ -98,7 +98,10 @@ def test_a_device_run_packs_its_batch_into_one_sampling_job(
     seats = Counter(tuple(r["qubits"]) for r in rows)
     circuits = math.ceil(len(RECORDS) / regions)
     expected = [len(range(slot, len(RECORDS), regions)) for slot in range(regions)]
-    assert [seats[region] for region in chosen] == expected
+    # Regions are ranked by how the batch's first problem fares there: which region is
+    # slot 0 follows that problem, so the counts are compared as a multiset.
+    assert set(seats) == set(chosen)
+    assert sorted(seats.values(), reverse=True) == expected
     assert batch["qpu_seconds"] == pytest.approx(2.0 + circuits * 1024 * 250e-6)
 
 
