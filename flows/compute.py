@@ -188,7 +188,11 @@ def local_cluster(n_workers: int) -> Iterator[Any]:
             # and metrics routes, by default on 8787, warning "Port 8787 is already in use"
             # whenever another cluster has it: a free loopback port never collides.
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            silence_logs=40,
+            # Workers log a failed heartbeat as an ERROR with its traceback when the scheduler
+            # closes first at shutdown (a race in every stop): nothing a user can act on; a
+            # task's own error reaches the run through its future, a lost worker as a
+            # KilledWorker there.
+            silence_logs=logging.CRITICAL,
             host="127.0.0.1",
             preload=["flows.worker_setup"],
         )
