@@ -27,6 +27,7 @@ from pipeline.errors import (
     TransientBackendError,
 )
 from pipeline.fallback import FallbackCode
+from pipeline.qaoa.angles import ClassAngles, TransferCheck
 from pipeline.qaoa.device import run_on_device
 from pipeline.qaoa.evaluators import BatchProblem
 from pipeline.qaoa.lockstep import QuantumAnswer, optimise_chunk
@@ -54,7 +55,8 @@ def fallback_for(error: BackendError | FallbackRequired) -> Fallback:
 
 
 def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
-    """Optimise ``task.problems`` in lockstep on its template; one Answer per problem.
+    """Optimise ``task.problems`` in lockstep on its template (on a device: sample them at
+    their class's angles); one Answer per problem.
 
     ``seconds`` and ``cost_usd`` of each answer are the chunk's time and bill (backend
     calls plus the fast simulator's core-seconds) split evenly among its problems.
@@ -67,25 +69,7 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     answers: list[QuantumAnswer] = []
     learned = None
     try:
-        if task.device is not None:
-            answers = run_on_device(
-                task.template.unpack(),
-                problems,
-                caller,
-                task.angle_plan,
-                task.device,
-                task.seed,
-            )
-        else:
-            answers, learned = optimise_chunk(
-                task.template.unpack(),
-                problems,
-                caller,
-                task.max_iterations,
-                task.seed,
-                # The run core looks the batch's plan up in the angle library before dispatch.
-                start=task.angle_plan,
-            )
+        answers, learned = _solve(task, problems, caller)
     except (BackendError, FallbackRequired) as exc:
         fallback = fallback_for(exc)
     # Backend calls bill themselves; the fast simulator, which stands in for the
@@ -97,24 +81,7 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     share = max(1, len(answers))
     return ChunkResult(
         problem_ids=tuple(p.problem_id for p in problems),
-        answers=tuple(
-            Answer(
-                problem_id=a.problem_id,
-                solution=a.solution,
-                objective=a.objective,
-                feasible=a.feasible,
-                proven_optimal=False,
-                seconds=seconds / share,
-                cost_usd=cost / share,
-                expected_objective=a.expected_objective,
-                evaluations=a.evaluations,
-                reps=a.reps,
-                angles=a.gammas + a.betas,
-                provider_job_id=ledger.last_job_id,
-                qubits=a.qubits,
-            )
-            for a in answers
-        ),
+        answers=tuple(_answer(a, seconds / share, cost / share, ledger) for a in answers),
         worker=f"{socket.gethostname()}:{os.getpid()}",
         seconds=seconds,
         cost_usd=cost,
@@ -127,4 +94,39 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
         qpu_seconds=prices.qpu_seconds(ledger.jobs, ledger.executions) if task.device else 0.0,
         fallback=fallback,
         learned=learned,
+    )
+
+
+def _solve(
+    task: QuantumChunkTask, problems: list[BatchProblem], caller: BackendCaller
+) -> tuple[list[QuantumAnswer], ClassAngles | TransferCheck | None]:
+    """The chunk's answers: sampled at once on a device, else optimised in lockstep; and
+    what its pilots found or following measured (nothing on a device)."""
+    template = task.template.unpack()
+    if task.device is not None:
+        return run_on_device(
+            template, problems, caller, task.angle_plan, task.device, task.seed
+        ), None
+    # The run core looks the batch's plan up in the angle library before dispatch.
+    return optimise_chunk(
+        template, problems, caller, task.max_iterations, task.seed, start=task.angle_plan
+    )
+
+
+def _answer(found: QuantumAnswer, seconds: float, cost_usd: float, ledger: Ledger) -> Answer:
+    """One problem's answer with its share of the chunk's time and bill."""
+    return Answer(
+        problem_id=found.problem_id,
+        solution=found.solution,
+        objective=found.objective,
+        feasible=found.feasible,
+        proven_optimal=False,
+        seconds=seconds,
+        cost_usd=cost_usd,
+        expected_objective=found.expected_objective,
+        evaluations=found.evaluations,
+        reps=found.reps,
+        angles=found.angles,
+        provider_job_id=ledger.last_job_id,
+        qubits=found.qubits,
     )
