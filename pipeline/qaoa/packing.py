@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from qiskit import ClassicalRegister, QuantumCircuit
-from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit import Parameter, ParameterVector, ParameterVectorElement
 from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
 
 from pipeline.backends.regions import Region, choose_regions
@@ -196,11 +196,12 @@ def _problem_circuit(shape: ShapeKey, h: FloatArray, J: FloatArray, slot: int) -
     weights = [w for w in J if w]
     gamma = ParameterVector(f"g{slot}", shape.reps)
     beta = ParameterVector(f"b{slot}", shape.reps)
-    binding: dict[Parameter, Any] = {}
-    for p in circuit.parameters:
-        name, index = p.name.rstrip("]").split("[")
-        value = {"J": weights, "h": list(h), "gamma": gamma, "beta": beta}[name][int(index)]
-        binding[p] = value
+    values = {"J": weights, "h": list(h), "gamma": gamma, "beta": beta}
+    binding: dict[Parameter, Any] = {
+        p: values[p.vector.name][p.index]  # build_ansatz's parameters are vector elements
+        for p in circuit.parameters
+        if isinstance(p, ParameterVectorElement)
+    }
     return circuit.assign_parameters(binding)
 
 
