@@ -7,7 +7,8 @@ its own process (:class:`InlineCompute`); above, it starts a LocalCluster of one
 single-threaded process per core (:class:`LocalClusterCompute`). Given a scheduler address
 (``--dask-address``, or the warm cluster ``serve`` keeps), it always uses that
 (:class:`DaskCompute`). Every kind runs the same task functions and hands back futures
-with ``add_done_callback`` and ``result(timeout)``.
+with ``add_done_callback`` and ``result(timeout)``. ``priority`` orders a scheduler's queue
+(higher first; the canary's tasks go below the run's own); in-process tasks run in order.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ class Compute(Protocol):
     @property
     def workers(self) -> int: ...
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture: ...
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, key: str, priority: int = 0
+    ) -> TaskFuture: ...
 
     def close(self) -> None: ...
 
@@ -81,7 +84,9 @@ class InlineCompute:
     def workers(self) -> int:
         return 1
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, key: str, priority: int = 0
+    ) -> Future[Any]:
         return self.thread.submit(fn, *args)
 
     def close(self) -> None:
@@ -99,8 +104,8 @@ class DaskCompute:
     def workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture:
-        future: TaskFuture = self.client.submit(fn, *args, key=key, pure=False)
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str, priority: int = 0) -> TaskFuture:
+        future: TaskFuture = self.client.submit(fn, *args, key=key, pure=False, priority=priority)
         return future
 
     def close(self) -> None:
@@ -155,8 +160,9 @@ class LocalClusterCompute:
         finally:
             self.waited_s += time.perf_counter() - started
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> TaskFuture:
-        future: TaskFuture = self.client().submit(fn, *args, key=key, pure=False)
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str, priority: int = 0) -> TaskFuture:
+        client = self.client()
+        future: TaskFuture = client.submit(fn, *args, key=key, pure=False, priority=priority)
         return future
 
     def close(self) -> None:

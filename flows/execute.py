@@ -22,12 +22,14 @@ from batching import (
     plan_claims,
     route_batches,
 )
+from flows.canary import Canary
 from flows.compiler import TemplateCompiler
 from flows.compute import Compute, InlineCompute, LocalClusterCompute
 from flows.dispatch import Dispatcher
 from flows.pilots import PilotBoard
 from flows.tally import Run, Stage
 from pipeline.backends import Backend
+from pipeline.canary.vocabulary import CanaryStatus
 from pipeline.config import Settings
 from pipeline.intake import ClaimedProblem
 from pipeline.qaoa.angle_store import AngleLibrary, record_batch
@@ -56,11 +58,12 @@ def execute_claims(
 ) -> str:
     """Plan, route, compile, dispatch and commit the claimed problems, claiming the next
     wave (unless ``waves`` is off) whenever less than half a wave is still out; returns the
-    executor. ``backlog``: how many problems were claimable when the run began."""
+    executor. ``backlog``: how many problems were claimable when the run began. A run with
+    waves off (a synchronous solve, whose caller waits for the run) runs no canary."""
     with run.clock.stage(Stage.PLAN):
         exhausted, planned = plan_claims(claims, backend, run.deps.settings)
     compute = run.deps.compute.open(estimate_run(planned, backend, run.deps.settings).core_seconds)
-    work = _Work(run, backend, compute, total=max(backlog, len(claims)))
+    work = _Work(run, backend, compute, total=max(backlog, len(claims)), canary=waves)
     try:
         while True:
             routed = work.route(planned)
@@ -73,6 +76,7 @@ def execute_claims(
             with run.clock.stage(Stage.PLAN):
                 exhausted, planned = plan_claims(claims, backend, run.deps.settings)
         work.drain()
+        work.finish_canary()
     finally:
         work.close()
     return compute.label
@@ -81,7 +85,9 @@ def execute_claims(
 class _Work:
     """The run's batches in flight: routing them, sending them out, committing them back."""
 
-    def __init__(self, run: Run, backend: Backend, compute: Compute, total: int) -> None:
+    def __init__(
+        self, run: Run, backend: Backend, compute: Compute, total: int, canary: bool = True
+    ) -> None:
         deps, settings = run.deps, run.deps.settings
         self.run = run
         self.total = total  # the problems the run expects to answer: its progress's total
@@ -114,6 +120,7 @@ class _Work:
         )
         self.wave = wave_size(settings, compute.workers)
         self.budgets = Budgets.for_run(settings)  # one run budget across all its waves
+        self.canary = _canary(run, compute) if canary else None
 
     def announce(self, routed: Sequence[Batch]) -> None:
         """Once, on the first wave: say the plan and how long it should take before
@@ -174,11 +181,24 @@ class _Work:
         run.tally.written(written)
         _log_batch(run.run_id, finished, written, run.deps.backend_spec)
         _learn(self.library, finished, written)
+        if self.canary is not None:
+            self.canary.consider(finished, written)
         if finished.template is not None:
             run.tally.template(finished.template)
             if finished.template.first:
                 run.clock.times.add(Stage.COMPILE, finished.template.compile_s)
         run.deps.progress.advance(finished.batch.size)
+
+    def finish_canary(self) -> None:
+        """Once every answer is committed: wait, bounded, for the canary's work still out."""
+        if self.canary is not None:
+            rows = self.canary.finish()
+            failed = sum(r.status == CanaryStatus.FAILED for r in rows)
+            if rows:
+                self.run.deps.progress.note(
+                    f"run {self.run.run_id}: canary on {self.canary.spec}: "
+                    f"{len(rows)} answers sampled, {failed} failed"
+                )
 
     def settle_exhausted(self, claims: list[ClaimedProblem]) -> None:
         """Problems that kept killing runs: one batch of failed rows that say so."""
@@ -195,6 +215,15 @@ class _Work:
         if isinstance(self.compute, LocalClusterCompute):
             self.run.clock.times.cluster_wait = self.compute.waited_s
         self.compute.close()
+
+
+def _canary(run: Run, compute: Compute) -> Canary | None:
+    """The run's canary, where ``[canary] backend`` names a candidate."""
+    settings = run.deps.settings
+    if settings.canary.backend is None:
+        return None
+    ends_at = run.started_at.timestamp() + settings.dask.run_timeout_s
+    return Canary(settings, run.run_id, run.deps.backend_spec, compute, ends_at)
 
 
 def _announce(run: Run, estimate: RunEstimate, workers: int, total: int) -> None:

@@ -26,13 +26,12 @@ from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
 from pipeline.intake import new_id
 from pipeline.model import spec_from_record
-from pipeline.qaoa.evaluators import uses_fast_path
-from pipeline.qaoa.shapes import ShapeKey, batch_shape, is_pool_label
+from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import PackedTemplate, TemplateStore
 from pipeline.results import DriftRow, ResultsLocation, open_files, query, to_table
 from pipeline.tasks import Answer, ChunkResult, ClassicalTask, WorkItem
 from pipeline.workers.classical import run_classical_task
-from pipeline.workers.rerun import ReplayTask, replay_chunk
+from pipeline.workers.rerun import ReplayTask, replay_chunk, rerun_shape
 
 TOLERANCE = 1e-9  # relative: objectives are recomputed from the bits, so they match exactly
 
@@ -198,9 +197,8 @@ def _by_shape(
     is simulated exactly, else each row's exact structure (a device needs it)."""
     groups: dict[ShapeKey, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        ising = formulations[row["problem_id"]].ising
-        pooled = is_pool_label(row["shape_key"]) and uses_fast_path(backend, ising.n)
-        groups[batch_shape(ising, int(row["reps"]), backend.name, pooled)].append(row)
+        formulation = formulations[row["problem_id"]]
+        groups[rerun_shape(formulation, int(row["reps"]), row["shape_key"], backend)].append(row)
     return groups
 
 

@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from pipeline.canary.vocabulary import ProblemKind
+from pipeline.errors import ConfigError
 from pipeline.redact import redact_text
 from pipeline.timebounds import LONGEST_DURATION_S
 from pipeline.vocabulary import BackendFamily, RefineMode
@@ -224,6 +226,41 @@ class DaskSettings(_Section):
     start_timeout_s: float = Field(default=120.0, gt=0)  # the longest a cluster may take to start
 
 
+class CanarySettings(_Section):
+    """``[canary]``: a seeded share of every run's quantum batches sampled again, whole, on a
+    candidate backend at the angles the main backend reached, beside the run and never in
+    its way (flows.canary); ``qhopper canary`` judges the candidate by ``tolerance`` and
+    ``min_samples``."""
+
+    backend: str | None = None  # the candidate's spec, e.g. "aer-noisy:fake_manila"; None: off
+    fraction: float = Field(default=0.1, gt=0, le=1)  # of the quantum batches, drawn per batch
+    kinds: tuple[ProblemKind, ...] | None = None  # only these kinds (None: every kind)
+    max_qubits: int | None = Field(default=None, ge=1)  # only problems this small (None: any)
+    # Agreement: the mean |difference| of the expectations, as a share of the classical
+    # reference (for a maximum answered below it: the difference of expectation ratios),
+    # at most this, over at least min_samples answers. 0.02: two points of ratio, well
+    # above Aer's own spread at the same angles (none) and below a noisy 5-qubit device's
+    # decoherence loss at p=2.
+    tolerance: float = Field(default=0.02, ge=0)
+    min_samples: int = Field(default=20, ge=1)
+    # How long a run waits at its very end, after its answers are committed, for canary work
+    # still out; what is not back by then is written as a failed canary row.
+    wait_s: float = Field(default=60.0, gt=0, le=LONGEST_DURATION_S)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pipeline.backends.registry import check_backend_spec  # no import circle
+
+        try:
+            check_backend_spec(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class ApiSettings(_Section):
     """The HTTP service (``qhopper api``): tenants and their token hashes, limits, solve bounds."""
 
@@ -260,6 +297,7 @@ class Settings(_Section):
     results: ResultsSettings = ResultsSettings()
     dask: DaskSettings = DaskSettings()
     api: ApiSettings = ApiSettings()
+    canary: CanarySettings = CanarySettings()
     backends: dict[str, BackendLimitSettings] = Field(default_factory=dict)
 
     @field_validator("backends")

@@ -54,6 +54,20 @@ def gap(value: float | None, reference: float | None, scale: float | None) -> fl
     return abs(reference - value)
 
 
+def relative_to(
+    difference: float | None, reference: float | None, scale: float | None
+) -> float | None:
+    """A difference of two values (in the problem's units) as a share of the reference, so
+    problems of every size and unit compare: of ``|reference|`` where a ratio against it means
+    something (for a maximum answered below its reference, this is the difference of the two
+    ratios), else of the objective's ``scale``; None with neither."""
+    if difference is None:
+        return None
+    if reference and (scale is None or abs(reference) >= NEAR_ZERO * scale):
+        return difference / abs(reference)
+    return difference / scale if scale else None
+
+
 def ratio_sql(value: str, reference: str = "reference_objective") -> str:
     """:func:`ratio` of column ``value`` against column ``reference`` as a DuckDB expression
     over a ``problems`` row (its ``objective_scale`` the scale)."""

@@ -7,6 +7,8 @@ none. Layout under the results folder::
     problems/date=YYYY-MM-DD/<batch_id>.parquet   one row per problem
     batches/date=YYYY-MM-DD/<batch_id>.parquet    one row per batch
     runs/date=YYYY-MM-DD/<run_id>.parquet         one row per flow run
+    drift/date=YYYY-MM-DD/<drift_id>.parquet      one row per replayed answer
+    canary/date=YYYY-MM-DD/<run_id>.parquet       one row per answer sampled on a candidate
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.private import make_folder
 
-DATASETS = ("problems", "batches", "runs", "drift")
+DATASETS = ("problems", "batches", "runs", "drift", "canary")
 
 
 def dataset_path(results_dir: Path, dataset: str, day: date, name: str) -> Path:

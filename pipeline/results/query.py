@@ -1,4 +1,5 @@
-"""DuckDB over the result datasets: the views ``problems``, ``batches``, ``runs`` and ``drift``.
+"""DuckDB over the result datasets: the views ``problems``, ``batches``, ``runs``, ``drift``
+and ``canary``.
 
 ``problems`` has one row per problem, its newest answer: a requeued problem's earlier row is
 hidden once a newer row names its batch in ``supersedes``. ``problems_all`` keeps every row.
@@ -13,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.results.location import ResultsLocation, open_files
-from pipeline.results.rows import BatchRow, DriftRow, ProblemRow, RunSummary
+from pipeline.results.rows import BatchRow, CanaryRow, DriftRow, ProblemRow, RunSummary
 from pipeline.results.schema import schema_of
 
 VIEWS: dict[str, type] = {
@@ -21,6 +22,7 @@ VIEWS: dict[str, type] = {
     "batches": BatchRow,
     "runs": RunSummary,
     "drift": DriftRow,
+    "canary": CanaryRow,
 }
 
 

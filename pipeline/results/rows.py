@@ -1,4 +1,4 @@
-"""Typed result records: one row per problem, per batch and per run.
+"""Typed result records: one row per problem, per batch and per run; drift and canary rows.
 
 The Parquet schemas are derived from these classes (:mod:`pipeline.results.schema`), so a
 new column is one new field here. Times are UTC; every ``t_*_s`` is in seconds.
@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
+from pipeline.canary.vocabulary import CanaryStatus
 from pipeline.fallback import FallbackCode
 from pipeline.results.schema import SCHEMA_VERSION, arrow
 from pipeline.vocabulary import Route, SolverPath, State
@@ -194,5 +195,42 @@ class DriftRow:
     replay_objective: float | None = None
     difference: float | None = None  # replay_expected - stored_expected, the problem's units
     reference_objective: float | None = None
+    created_at: datetime | None = None
+    schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)
+
+
+@dataclass(frozen=True)
+class CanaryRow:
+    """One quantum answer of a run, sampled again on a candidate backend beside the run at the
+    angles the main backend reached (flows.canary): both sides' expectation, best sample,
+    time and cost. A candidate that failed leaves the row ``failed`` with its ``error``."""
+
+    run_id: str
+    batch_id: str
+    problem_id: str
+    kind: str
+    n_variables: int = arrow(pa.int32())
+    reps: int | None = arrow(pa.int32(), None)
+    shots: int | None = arrow(pa.int32(), None)
+    main_backend: str = ""
+    canary_backend: str = ""
+    status: CanaryStatus = CanaryStatus.FAILED
+    error: str | None = None  # why the candidate gave no answer: "<where>: <Type>: <message>"
+    main_expected: float | None = None
+    canary_expected: float | None = None
+    expected_difference: float | None = None  # canary_expected - main_expected, problem units
+    # expected_difference as a share of |reference_objective| (pipeline.quality.relative_to),
+    # or of the objective's scale where the reference is near zero: what the verdict judges.
+    relative_difference: float | None = None
+    main_objective: float | None = None  # the best sample's objective, the problem's sense
+    canary_objective: float | None = None
+    main_solution: str | None = None  # '0'/'1' per variable, variable 0 first
+    canary_solution: str | None = None
+    reference_objective: float | None = None  # the classical reference of the problem row
+    objective_scale: float | None = None
+    main_seconds: float | None = None  # the seconds of the task that answered it, each side
+    canary_seconds: float | None = None
+    main_cost_usd: float | None = None  # the problem's share of its task's bill, each side
+    canary_cost_usd: float | None = None
     created_at: datetime | None = None
     schema_version: int = arrow(pa.int32(), SCHEMA_VERSION)

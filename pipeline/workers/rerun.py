@@ -1,4 +1,4 @@
-"""Stored quantum answers, executed again at their stored angles: replay and drift.
+"""Quantum answers executed again at their angles: replay, drift and the canary.
 
 A replay task carries problems with the angles their rows store; the worker evaluates
 the exact QAOA expectation there and samples the shots with the stored seed, exactly as
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.backends import BackendCaller, CallPolicy, Ledger, get_backend
-from pipeline.qaoa.evaluators import BatchProblem, EvaluatorChoice, choose_evaluator
+from pipeline.backends import Backend, BackendCaller, CallPolicy, Ledger, get_backend
+from pipeline.formulation import Formulation
+from pipeline.qaoa.evaluators import BatchProblem, EvaluatorChoice, choose_evaluator, uses_fast_path
 from pipeline.qaoa.sampling import best_sample, draw, expectations
+from pipeline.qaoa.shapes import ShapeKey, batch_shape, is_pool_label
 from pipeline.qaoa.templates import PackedTemplate
 from pipeline.tasks import Answer, ChunkResult, WorkItem
 
@@ -34,6 +36,17 @@ class ReplayTask:
     max_qubits: int
     seed: int
     policy: CallPolicy
+
+
+def rerun_shape(
+    formulation: Formulation, reps: int, stored_shape: str | None, backend: Backend
+) -> ShapeKey:
+    """The template an answer runs on again on ``backend``: its pool where it ran pooled
+    (``stored_shape``, its row's ``shape_key``) and ``backend`` is simulated exactly, else
+    its exact structure (a device needs it)."""
+    ising = formulation.ising
+    pooled = is_pool_label(stored_shape) and uses_fast_path(backend, ising.n)
+    return batch_shape(ising, reps, backend.name, pooled)
 
 
 def replay_chunk(task: ReplayTask) -> ChunkResult:
