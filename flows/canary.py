@@ -4,14 +4,15 @@ backend (``[canary] backend``), beside the run and never in its way.
 Once a quantum batch's answers are committed, the seeded draw (:func:`drawn`: the run and
 batch ids, so the same run draws the same batches) takes it with probability
 ``canary.fraction``; its answered problems of the configured kinds and sizes go to the
-candidate as one task at the angles the main backend reached
-(:mod:`pipeline.workers.canary`). On Dask the task goes out at once, at a lower priority
-than every task of the run's own; in-process (one thread, first come first served) it is
-held until the run's own work is done, so it never delays an answer. At its very end, after
-every answer is committed, the run waits at most ``canary.wait_s`` for what is still out
-and writes ``<results>/canary/date=<day>/<run_id>.parquet``. Nothing the candidate does
-(raise, time out, refuse the problems) reaches the run or its answers: it is a canary row
-with status ``failed`` and the error.
+candidate as one task at the angles the main backend reached (:mod:`pipeline.workers.canary`,
+which leaves out those the candidate's target cannot take). On Dask the task goes out at
+once, at a lower priority than every task of the run's own; in-process (one thread, first
+come first served) it is held until the run's own work is done, so it never delays an
+answer. At its very end, after every answer is committed, the run waits at most
+``canary.wait_s`` for what is still out and writes
+``<results>/canary/date=<day>/<run_id>.parquet``. Nothing the candidate does (raise, time
+out, lose its worker) reaches the run or its answers: it is a canary row with status
+``failed`` and the error.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ class Canary:
         return self.compute.submit(run_canary, sent.task, key=key, priority=CANARY_PRIORITY)
 
     def _collect(self, sent: _Sent, ends: float, limit: float) -> list[CanaryRow]:
-        """The rows of one task: its answers, what it skipped, or its failure for every one."""
+        """The rows of one task: its answers, or its failure for every problem; none for a
+        problem the candidate cannot take (``target.why_not``), which is no sample of it."""
         assert sent.future is not None
         try:
             result: CanaryResult = sent.future.result(timeout=max(0.0, ends - time.monotonic()))
@@ -177,9 +179,9 @@ class Canary:
             pid = side.row.problem_id
             if pid in answers:
                 rows.append(self._answered(side, answers[pid]))
-            else:
-                why = result.skipped.get(pid, "the candidate returned no answer for it")
-                rows.append(self._failed(side, "candidate", LookupError(why)))
+            elif pid not in result.skipped:  # too large for the candidate: not sampled at all
+                missing = LookupError("the candidate returned no answer for it")
+                rows.append(self._failed(side, "candidate", missing))
         return rows
 
     def _answered(self, side: MainSide, answer: Answer) -> CanaryRow:

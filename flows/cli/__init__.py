@@ -10,6 +10,7 @@ import os
 from flows.cli import (
     analysing,
     angles_cmd,
+    canarying,
     inspecting,
     replaying,
     requeueing,
@@ -25,6 +26,7 @@ __all__ = [
     "analysing",
     "angles_cmd",
     "app",
+    "canarying",
     "inspecting",
     "main",
     "replaying",

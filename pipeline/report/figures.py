@@ -1,7 +1,7 @@
 """The report's figures, one function per question an analyst asks of the results.
 
 Every figure is always on the page under a fixed id (``FIGURE_IDS``): when there is nothing
-to plot (no reference objective yet, no fallback, no drift data) it says so in its place,
+to plot (no reference objective yet, no fallback, no drift or canary data) it says so in its place,
 so a test, a reader and a diff of two reports can count on the same set.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.money import usd
 from pipeline.report import charts, svg
-from pipeline.report.data import STAGES, QualityPoint, ReportData
+from pipeline.report.data import CANARY_PANELS, STAGES, QualityPoint, ReportData
 
 FIGURE_IDS = (
     "fig-latency",
@@ -24,6 +24,7 @@ FIGURE_IDS = (
     "fig-first-attempt",
     "fig-queue-wait",
     "fig-drift",
+    "fig-canary",
 )
 MAX_RUNS = 40
 STATUS_COLORS = {"completed": svg.PALETTE[2], "degraded": svg.PALETTE[1], "failed": svg.PALETTE[3]}
@@ -49,6 +50,7 @@ def figures(data: ReportData) -> dict[str, Figure]:
         first_attempt(data),
         queue_wait(data),
         drift(data),
+        canary(data),
     )
     return {figure.fig_id: figure for figure in drawn}
 
@@ -237,3 +239,22 @@ def drift(data: ReportData) -> Figure:
             series.append(charts.Series(f"{a} → {b}", svg.color(i), points))
         panels.append(charts.Panel(name, "stored", "replayed", series, diagonal=True))
     return Figure(fig_id, title, charts.scatter_panels(fig_id, title, panels), False)
+
+
+def canary(data: ReportData) -> Figure:
+    fig_id = "fig-canary"
+    title = "Canary: the candidate's expectation difference, and each side's time and cost"
+    if not data.canary.boxes:
+        return _empty(fig_id, title, data.canary.note or "no canary data yet")
+    panels = [
+        (
+            panel,
+            [
+                charts.Box(b.label, b.n, b.minimum, b.p25, b.p50, b.p75, b.p95, b.maximum)
+                for b in data.canary.boxes
+                if b.panel == panel
+            ],
+        )
+        for panel in CANARY_PANELS
+    ]
+    return Figure(fig_id, title, charts.box_panels(fig_id, title, panels), False)

@@ -350,6 +350,57 @@ def _drift(data: ReportData, fig: Figure) -> str:
     )
 
 
+def _canary(data: ReportData, fig: Figure) -> str:
+    rows = [
+        (
+            c.canary_backend,
+            c.main_backend,
+            c.rows,
+            c.failed,
+            c.mean_difference,
+            c.mean_abs_difference,
+            c.max_abs_difference,
+            c.best_sample_agreement,
+            c.main_seconds_p50,
+            c.canary_seconds_p50,
+            Money(c.main_cost_usd),
+            Money(c.canary_cost_usd),
+        )
+        for c in data.canary.pairs
+    ]
+    headers = (
+        "candidate",
+        "main",
+        "answers",
+        "failed",
+        "mean diff",
+        "mean |diff|",
+        "max |diff|",
+        "same best sample",
+        "main s p50",
+        "candidate s p50",
+        "main USD",
+        "candidate USD",
+    )
+    text = (
+        "A seeded share of each run's quantum batches, sampled again on a candidate backend "
+        "(<code>[canary] backend</code>) at the angles the main backend reached, beside the "
+        "run (read from canary/). Difference: the candidate's expectation minus the main "
+        "one's, as a share of the classical reference (of the problem's scale where the "
+        "reference is near zero); seconds and USD: each side's per answer. "
+        "<code>qhopper canary</code> gives the verdict against the configured tolerance."
+    )
+    if data.canary.note:
+        text += f" <strong>{escape(data.canary.note)}</strong>."
+    return section(
+        "canary",
+        "Canary: candidate against main backend",
+        fig,
+        text,
+        [table("Canary", headers, rows)],
+    )
+
+
 def render(data: ReportData, location: ResultsLocation, generated: datetime | None = None) -> str:
     """The whole page as one string."""
     figs = figures(data)
@@ -375,6 +426,7 @@ def render(data: ReportData, location: ResultsLocation, generated: datetime | No
             ("first-attempt", "First attempts"),
             ("queue-wait", "Queue wait"),
             ("drift", "Drift"),
+            ("canary", "Canary"),
         )
     )
     body = "".join(
@@ -387,6 +439,7 @@ def render(data: ReportData, location: ResultsLocation, generated: datetime | No
             _quality_gap(data, figs["fig-quality-gap"]),
             _first_attempt(data, figs["fig-first-attempt"], figs["fig-queue-wait"]),
             _drift(data, figs["fig-drift"]),
+            _canary(data, figs["fig-canary"]),
         )
     )
     return (
