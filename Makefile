@@ -10,9 +10,10 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-braket.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps -r requirements-braket.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -67,5 +67,7 @@ class BackendFamily(StrEnum):
 
     AER = "aer"
     AER_NOISY = "aer-noisy"
+    BRAKET = "braket"
+    BRAKET_LOCAL = "braket-local"
     FAULTY = "faulty"
     IBM = "ibm"

@@ -66,9 +66,13 @@ def bell() -> QuantumCircuit:
 
 
 def test_known_backends_and_unknown_specs_name_the_known_ones() -> None:
-    assert known_backends() == ["aer", "aer-noisy", "faulty", "ibm"]
-    with pytest.raises(ConfigError, match="known backends: aer, aer-noisy, faulty, ibm"):
-        get_backend("braket:sv1", 16)
+    assert known_backends() == ["aer", "aer-noisy", "braket", "braket-local", "faulty", "ibm"]
+    with pytest.raises(ConfigError, match="known backends: aer, aer-noisy, braket, braket-local"):
+        get_backend("cirq:sv1", 16)
+    with pytest.raises(ConfigError, match="braket needs a device ARN"):
+        check_backend_spec("braket:sv1")
+    with pytest.raises(ConfigError, match="braket-local takes no argument or 'dm'"):
+        check_backend_spec("braket-local:mps")
     with pytest.raises(ConfigError, match="fake_brisbane"):
         get_backend("aer-noisy:fake_nowhere", 16)
 
@@ -138,7 +142,8 @@ def test_good_specs_pass_the_check(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("braket:sv1", "unknown backend 'braket:sv1'; known backends: aer, aer-noisy"),
+        ("cirq:sv1", "unknown backend 'cirq:sv1'; known backends: aer, aer-noisy, braket"),
+        ("braket:sv1", "braket needs a device ARN"),
         ("aer:gpu", "aer takes no argument"),
         ("aer-noisy", "needs a fake device"),
         ("aer-noisy:fake_nowhere", "unknown fake device 'fake_nowhere'; known: .*fake_brisbane"),
@@ -150,7 +155,7 @@ def test_good_specs_pass_the_check(
         ("faulty:aer?transient=lots", "not a number or duration"),
         ("faulty:aer?transient", "malformed options"),
         ("faulty:aer?latency=-1s", "must not be negative"),
-        ("faulty:braket?transient=0.1", "unknown backend 'braket'"),
+        ("faulty:cirq?transient=0.1", "unknown backend 'cirq'"),
     ],
 )
 def test_bad_specs_are_rejected_in_one_line(spec: str, message: str) -> None:

@@ -60,19 +60,24 @@ class AerTarget(CompileTarget):
         return self.simulator.target
 
     def _build_pass_manager(self) -> StagedPassManager:
-        target = self.transpiler_target
-        translate = BasisTranslator(SessionEquivalenceLibrary, target_basis=[], target=target)
-        return StagedPassManager(
-            stages=["translation"],
-            translation=PassManager(
-                [
-                    GatesInBasis(target=target),
-                    ConditionalController(
-                        translate, condition=lambda found: not found["all_gates_in_basis"]
-                    ),
-                ]
-            ),
-        )
+        return translation_pass_manager(self.transpiler_target)
+
+
+def translation_pass_manager(target: Target) -> StagedPassManager:
+    """Only translates gates outside ``target``'s basis: for simulators with every qubit
+    connected, where there is nothing to lay out or route."""
+    translate = BasisTranslator(SessionEquivalenceLibrary, target_basis=[], target=target)
+    return StagedPassManager(
+        stages=["translation"],
+        translation=PassManager(
+            [
+                GatesInBasis(target=target),
+                ConditionalController(
+                    translate, condition=lambda found: not found["all_gates_in_basis"]
+                ),
+            ]
+        ),
+    )
 
 
 class AerRunner(PrimitiveRunner):

@@ -118,11 +118,14 @@ class Capabilities:
 
     ``exact_statevector``: expectations equal an ideal statevector's, so the engine's exact
     diagonal simulator may stand in for estimator calls. ``local``: jobs run in this
-    process (a simulator), so they are polled tightly and bill CPU time.
+    process (a simulator), so they are polled tightly and bill CPU time. ``own_shots``: the
+    answers' shots are measured on the backend even where the engine's exact simulator computes
+    the expectations (a vendor's simulator, there to be used and compared).
     """
 
     exact_statevector: bool = False
     local: bool = False
+    own_shots: bool = False
 
 
 # -- the target ----------------------------------------------------------------------------

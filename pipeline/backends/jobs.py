@@ -74,7 +74,7 @@ def cut(
     whole = [PlannedJob(tuple(pubs), tuple(range(len(pubs))), seed)]
     if not limits.bounded:
         return whole
-    rows = [_weighed(_coerce(kind, pub, shots)) for pub in pubs]
+    rows = [_weighed(_coerce(kind, pub, shots), limits.estimator_shots) for pub in pubs]
     for index, weighed in enumerate(rows):
         _check_shots(index, weighed, limits)
     pieces = _pack(rows, limits)
@@ -112,7 +112,7 @@ def _coerce(kind: Primitive, pub: Any, shots: int) -> Pub:
     return EstimatorPub.coerce(pub)
 
 
-def _weighed(pub: Pub) -> _Rows:
+def _weighed(pub: Pub, estimator_shots: int | None) -> _Rows:
     shape = pub.shape
     rows = shape[0] if shape else 1
     executables = math.prod(shape[1:]) if shape else 1
@@ -127,7 +127,7 @@ def _weighed(pub: Pub) -> _Rows:
             cut_bytes += size
         else:
             fixed += size
-    shots = pub.shots if isinstance(pub, SamplerPub) else 0
+    shots = pub.shots if isinstance(pub, SamplerPub) else (estimator_shots or 0)
     return _Rows(pub, rows, executables, shots, fixed, cut_bytes / max(rows, 1))
 
 
@@ -164,6 +164,9 @@ def _pack(pubs: Sequence[_Rows], limits: ProviderLimits) -> list[list[tuple[int,
         if not pub.rows:  # no bindings: its (empty) result still has its place
             jobs[-1].append((index, 0, 0))
             continue
+        if limits.one_shot_count_per_job and jobs[-1] and pubs[jobs[-1][-1][0]].shots != pub.shots:
+            jobs.append([])  # a job runs one number of shots: another starts a job of its own
+            used = [0.0, 0.0, 0.0]
         start = 0
         while start < pub.rows:
             fit = min(pub.rows - start, _rows_fitting(pub, limits, used))

@@ -35,22 +35,30 @@ class ProviderLimits:
     executions_per_job: int | None = None
     payload_bytes: int | None = None
     jobs_in_flight: int = 1
+    # A provider that estimates from shots (Braket) counts an estimator executable's shots
+    # against its executions; None: estimator calls count none (IBM's runtime).
+    estimator_shots: int | None = None
+    # A job runs one number of shots for all its executables (a Braket program set).
+    one_shot_count_per_job: bool = False
 
-    def overridden(self, overrides: Mapping[str, int]) -> ProviderLimits:
+    def overridden(self, overrides: Mapping[str, Any]) -> ProviderLimits:
         """These limits with the fields ``overrides`` names replaced (a ``[backends.<name>]`` table)."""
         return dataclasses.replace(self, **overrides) if overrides else self
 
     @property
     def bounded(self) -> bool:
         """Whether a call may have to be checked or cut: some limit on a job is set."""
-        return any(
-            limit is not None
-            for limit in (
-                self.executables_per_job,
-                self.shots_per_executable,
-                self.executions_per_job,
-                self.payload_bytes,
+        return (
+            any(
+                limit is not None
+                for limit in (
+                    self.executables_per_job,
+                    self.shots_per_executable,
+                    self.executions_per_job,
+                    self.payload_bytes,
+                )
             )
+            or self.one_shot_count_per_job
         )
 
     def executables_fitting(self, shots: int, executable_bytes: float = 0.0) -> float:

@@ -28,10 +28,18 @@ if TYPE_CHECKING:
 _FACTORIES = {
     BackendFamily.AER: "pipeline.backends.aer:make",
     BackendFamily.AER_NOISY: "pipeline.backends.aer_noisy:make",
+    BackendFamily.BRAKET: "pipeline.backends.braket_aws:make",
+    BackendFamily.BRAKET_LOCAL: "pipeline.backends.braket:make_local",
     BackendFamily.FAULTY: "pipeline.backends.faulty:make",
     BackendFamily.IBM: "pipeline.backends.ibm:make",
 }
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
+# A Braket device's ARN: arn:aws:braket:<region>:<account>:device/<type>/<provider>/<device>
+# (region and account empty for the global managed simulators).
+BRAKET_ARN = re.compile(
+    r"arn:aws:braket:(?P<region>[a-z0-9-]*):(?P<account>\d*):device/"
+    r"(?P<type>qpu|quantum-simulator)/(?P<provider>[A-Za-z0-9_-]+)/(?P<device>[A-Za-z0-9_.-]+)"
+)
 
 
 def known_backends() -> list[str]:
@@ -49,7 +57,9 @@ def get_backend(spec: str, max_qubits: int) -> Backend:
     """Backend for ``name[:argument]``; one instance per process, so pass managers are reused.
 
     ``aer``, ``aer-noisy:fake_brisbane``, ``ibm:ibm_torino`` (``ibm:fake_manila`` runs the
-    runtime's local testing mode), ``faulty:aer?transient=0.3&latency=10ms``.
+    runtime's local testing mode), ``braket-local``, ``braket-local:dm``,
+    ``braket:arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet``,
+    ``faulty:aer?transient=0.3&latency=10ms``.
     """
     name, argument = _split(spec)
     module, _, factory = _FACTORIES[BackendFamily(name)].partition(":")
@@ -79,6 +89,13 @@ def check_backend_spec(spec: str) -> None:
             )
         if argument.startswith("fake_"):
             _check_fake_device(argument)
+    if name == "braket-local" and argument not in ("", "dm"):
+        raise ConfigError(f"braket-local takes no argument or 'dm', not {argument!r}")
+    if name == "braket" and not BRAKET_ARN.fullmatch(argument):
+        raise ConfigError(
+            "braket needs a device ARN such as "
+            f"braket:arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet, not {spec!r}"
+        )
     if name == "faulty":
         from pipeline.backends.faulty import parse_argument  # qiskit-free by design
 

@@ -44,7 +44,7 @@ def draw(
     seed: int,
 ) -> list[Shots]:
     """Each problem's shots at its final angles; releases the evaluator's data."""
-    if not isinstance(evaluator, DiagonalEvaluator):
+    if not isinstance(evaluator, DiagonalEvaluator) or caller.backend.capabilities.own_shots:
         evaluator.release()  # its data go before the backend samples
         return sample(evaluator, problems, caller, gammas, betas, seed)
     caller.check_budget_and_deadline()  # drawing the shots stands for the sampling call
