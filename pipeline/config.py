@@ -161,6 +161,9 @@ class BackendLimitSettings(_Section):
     executions_per_job: int | None = Field(default=None, ge=1)  # executables x shots
     payload_bytes: int | None = Field(default=None, ge=1)  # estimated size of a job's PUBs
     jobs_in_flight: int | None = Field(default=None, ge=1)  # a call's jobs submitted at once
+    # Shots an estimator executable takes where the provider estimates from shots (Braket).
+    estimator_shots: int | None = Field(default=None, ge=1)
+    one_shot_count_per_job: bool | None = None  # a job runs one shots count (Braket)
 
     def given(self) -> dict[str, int]:
         """The fields this table sets, by name."""
