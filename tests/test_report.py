@@ -23,8 +23,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.canary.vocabulary import CanaryStatus
 from pipeline.report import FIGURE_IDS, build_report, write_report
-from pipeline.results import BatchRow, ProblemRow, RunSummary, query, to_table, write_table
+from pipeline.results import (
+    BatchRow,
+    CanaryRow,
+    ProblemRow,
+    RunSummary,
+    query,
+    to_table,
+    write_table,
+)
 from pipeline.results.files import dataset_path
 
 QHOPPER = Path(sys.executable).parent / "qhopper"
@@ -45,8 +54,11 @@ CHROMIUM_FLAGS = (
 TOTAL_IDS = ("problems", "answered", "completed", "degraded", "failed")
 
 
-def write_rich_results(results_dir: Path, references: bool = True, drift: bool = True) -> None:
-    """Two runs on two days, two tenants, references, fallbacks, a failure and drift rows."""
+def write_rich_results(
+    results_dir: Path, references: bool = True, drift: bool = True, canary: bool = True
+) -> None:
+    """Two runs on two days, two tenants, references, fallbacks, a failure, drift rows and
+    canary rows."""
     day1 = datetime(2026, 3, 1, 12, tzinfo=UTC)
     day2 = day1 + timedelta(days=1)
     problems: dict[tuple[date, str], list[ProblemRow]] = {}
@@ -144,6 +156,8 @@ def write_rich_results(results_dir: Path, references: bool = True, drift: bool =
         write_table(
             dataset_path(results_dir, "problems", day, batch_id), to_table(rows, ProblemRow)
         )
+    if canary:
+        write_canary_rows(results_dir, day2)
     if not drift:
         return
     replayed = pa.table(
@@ -159,6 +173,37 @@ def write_rich_results(results_dir: Path, references: bool = True, drift: bool =
         }
     )
     write_table(results_dir / "drift" / "date=2026-03-02" / "d-1.parquet", replayed)
+
+
+def write_canary_rows(results_dir: Path, at: datetime) -> None:
+    """Run r-two's canary: six answers on a candidate, the last one failed."""
+    rows = [
+        CanaryRow(
+            run_id="r-two",
+            batch_id="b-r-two",
+            problem_id=f"p-r-two-{i}",
+            kind="maxcut",
+            n_variables=6,
+            main_backend="aer-noisy",
+            canary_backend="cand-x",
+            status=CanaryStatus.OK if i < 5 else CanaryStatus.FAILED,
+            error=None if i < 5 else "candidate: RuntimeError: down",
+            main_expected=10.0,
+            canary_expected=10.0 - 0.1 * i if i < 5 else None,
+            expected_difference=-0.1 * i if i < 5 else None,
+            relative_difference=-0.01 * i if i < 5 else None,
+            main_objective=12.0,
+            canary_objective=12.0 - (i % 2) if i < 5 else None,
+            reference_objective=10.0,
+            main_seconds=0.5,
+            canary_seconds=2.0 if i < 5 else None,
+            main_cost_usd=0.001,
+            canary_cost_usd=0.25 if i < 5 else None,
+            created_at=at,
+        )
+        for i in range(6)
+    ]
+    write_table(dataset_path(results_dir, "canary", at.date(), "r-two"), to_table(rows, CanaryRow))
 
 
 def near_zero_reference(row: ProblemRow, references: bool) -> ProblemRow:
@@ -375,14 +420,31 @@ def test_an_empty_home_and_missing_references_and_drift_say_so(tmp_path: Path) -
     assert page.count('class="figure empty"') == len(FIGURE_IDS)
     assert "no drift data yet" in page
     results = tmp_path / "more"
-    write_rich_results(results, references=False, drift=False)
+    write_rich_results(results, references=False, drift=False, canary=False)
     page = build_report(results)
     assert "no reference objective yet" in page
     # 24 quantum answers lack one; the 2 classical answers are references, not missing one.
     assert "No reference objective yet for 24 of 24 quantum answer(s)" in page
     assert "2 classical answer(s) are not judged" in page
     assert "no drift data yet" in page
-    assert page.count('class="figure empty"') == 3  # quality, its gaps and drift
+    assert "no canary data yet" in page
+    assert page.count('class="figure empty"') == 4  # quality, its gaps, drift and canary
+
+
+def test_the_canary_section_sets_both_backends_side_by_side(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_rich_results(results)
+    section = build_report(results).split('<section id="canary">', 1)[1].split("</section>")[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    # candidate, main, answers, failed, mean diff, mean |diff|, max |diff|, same best sample,
+    # main s p50, candidate s p50, main USD, candidate USD
+    assert cells[:4] == ["cand-x", "aer-noisy", "6", "1"]
+    assert [float(c) for c in cells[4:10]] == pytest.approx([-0.02, 0.02, 0.04, 0.6, 0.5, 2.0])
+    assert cells[10:] == ["$0.0060", "$1.25"]
+    for label in ("aer-noisy (main)", "cand-x vs aer-noisy", "seconds per answer"):
+        assert label in section, label
+    one = build_report(results, run_id="r-one")
+    assert "canary/ has no rows for these runs" in one.split('<section id="canary">', 1)[1]
 
 
 def test_the_cli_writes_the_report_to_the_home_by_default(tmp_path: Path) -> None:
