@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from pipeline.backends.base import Backend, BackendJob, Capabilities, CostModel, Estimate, Workload
 from pipeline.backends.braket import (
     ERRORS,
@@ -103,11 +105,16 @@ def parse_arn(arn: str) -> re.Match[str]:
 def aws_device(arn: str) -> Any:
     """``AwsDevice`` in the ARN's region; boto3 finds the credentials (never qhopper)."""
     import boto3
+    from botocore.config import Config
     from braket.aws import AwsDevice, AwsSession
 
     region = parse_arn(arn)["region"] or boto3.Session().region_name or "us-east-1"
     log.info("connecting to Amazon Braket device %s in %s", arn, region)
-    session = AwsSession(boto_session=boto3.Session(region_name=region))
+    # One HTTP attempt a request: qhopper retries each job under its own policy
+    # (pipeline.backends.calls); botocore's legacy retries (5 attempts, sleeping seconds)
+    # would multiply that bound, hide throttling from it and sleep past its deadline.
+    once = Config(retries={"total_max_attempts": 1})
+    session = AwsSession(boto_session=boto3.Session(region_name=region), config=once)
     return AwsDevice(arn, aws_session=session)
 
 
@@ -120,7 +127,10 @@ AWS_TASKS_IN_FLIGHT = 5
 def make(argument: str, max_qubits: int, resolve: Callable[[str], Backend]) -> Backend:
     found = parse_arn(argument)
     name = f"braket:{argument}"
-    device = aws_device(argument)
+    try:
+        device = aws_device(argument)
+    except (BotoCoreError, ClientError, ValueError) as exc:  # no credentials, refused, not found
+        raise ERRORS.translate(exc) from exc
     qpu = found["type"] == "qpu"
     limits = program_set_limits(device, jobs_in_flight=AWS_TASKS_IN_FLIGHT)
     qubits = int(getattr(device.properties.paradigm, "qubitCount", max_qubits))
