@@ -84,6 +84,7 @@ class Canary:
         self.hold = isinstance(compute, InlineCompute)  # one thread: wait for the run's work
         self.sent: list[_Sent] = []
         self.rows: list[CanaryRow] = []
+        self.waited_s = 0.0  # how long the run waited for its canary at its end
 
     def consider(self, finished: FinishedBatch, written: Sequence[ProblemRow]) -> None:
         """Send the committed batch to the candidate if the draw takes it."""
@@ -106,7 +107,8 @@ class Canary:
         """Send what was held, wait at most ``wait_s`` (``canary.wait_s``) for what is out,
         and write the run's canary rows; returns them."""
         limit = self.config.wait_s if wait_s is None else wait_s
-        ends = time.monotonic() + limit
+        started = time.monotonic()
+        ends = started + limit
         for sent in self.sent:
             if sent.future is None:
                 try:
@@ -117,6 +119,7 @@ class Canary:
             if sent.future is not None:
                 self.rows += self._collect(sent, ends, limit)
         self.sent = []
+        self.waited_s = time.monotonic() - started
         self._write()
         return self.rows
 
@@ -243,7 +246,7 @@ class Canary:
         failed = sum(r.status == CanaryStatus.FAILED for r in self.rows)
         fields: dict[str, object] = {"event": "canary", "run_id": self.run_id}
         fields["backend"] = self.spec
-        fields |= {"rows": len(self.rows), "failed": failed}
+        fields |= {"rows": len(self.rows), "failed": failed, "waited_s": self.waited_s}
         try:
             files = open_files(self.settings.results_location)
             day = datetime.now(UTC).date()
@@ -252,10 +255,11 @@ class Canary:
             log.error("run %s: its canary rows could not be written: %s", self.run_id, exc)
             return
         log.info(
-            "run %s canary on %s: %d rows, %d failed",
+            "run %s canary on %s: %d rows, %d failed; waited %.2f s for it at the end",
             self.run_id,
             self.spec,
             len(self.rows),
             failed,
+            self.waited_s,
             extra={"fields": fields},
         )

@@ -197,7 +197,8 @@ class _Work:
             if rows:
                 self.run.deps.progress.note(
                     f"run {self.run.run_id}: canary on {self.canary.spec}: "
-                    f"{len(rows)} answers sampled, {failed} failed"
+                    f"{len(rows)} answers sampled, {failed} failed; "
+                    f"waited {self.canary.waited_s:.1f} s for it"
                 )
 
     def settle_exhausted(self, claims: list[ClaimedProblem]) -> None:
