@@ -95,10 +95,12 @@ def main() -> None:
         times: dict[str, list[float]] = {"without": [], "with": []}
         for repeat in range(args.repeats):
             for name, options in (("without", {}), ("with", canary)):
+                wait.waited_s = 0.0
                 wall, batches, rows = timed_run(queued, root / f"{name}-{repeat}", options)
                 times[name].append(wall)
                 print(
-                    f"{name:7} canary: {wall:6.2f} s, {batches} quantum batches, {rows} canary rows"
+                    f"{name:7} canary: {wall:6.2f} s, {batches} quantum batches, {rows} canary "
+                    f"rows, {wait.waited_s:.2f} s of it waiting for them at the end"
                 )
         base, with_canary = (statistics.median(times[k]) for k in ("without", "with"))
         print(
