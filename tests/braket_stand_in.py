@@ -50,6 +50,7 @@ ERRORS = {
     "AccessDeniedException": (403, "User is not authorized to perform: braket:CreateQuantumTask"),
     "ResourceNotFoundException": (404, "Resource not found"),
     "ConflictException": (409, "Quantum task is already in a terminal state"),
+    "InternalServiceException": (500, "The stand-in failed"),
 }
 _CREDENTIAL_SCOPE = re.compile(
     r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request"
@@ -375,7 +376,10 @@ class _Handler(BaseHTTPRequestHandler):
             dict(self.headers.items()),
             self.rfile.read(length),
         )
-        answer = self.service.answer(request)
+        try:
+            answer = self.service.answer(request)
+        except Exception as exc:  # the stand-in's own fault: an answer, not a dropped socket
+            answer = aws_error("InternalServiceException", f"stand-in: {exc!r}")
         payload = json.dumps(answer.body).encode()
         self.send_response(answer.status)
         for name, value in {

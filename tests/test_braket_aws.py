@@ -48,7 +48,7 @@ from pipeline.backends.braket_aws import (
 )
 from pipeline.backends.calls import BackendCaller, CallPolicy
 from pipeline.backends.registry import get_backend
-from pipeline.config import PriceSettings, RetrySettings
+from pipeline.config import PriceSettings, RetrySettings, TimeoutSettings
 from pipeline.errors import BackendUnavailable, PermanentBackendError, TransientBackendError
 
 QUBITS = 3
@@ -56,7 +56,10 @@ SHOTS = 2000
 # Sampled against exact: P(TV >= t) <= 2**K * exp(-2 * shots * t**2) for K outcomes (the
 # L1 deviation bound of Weissman et al. 2003): 2**8 * exp(-25.6) ~ 2e-9 at 2,000 shots.
 TV_BOUND = 0.08
-FAST = CallPolicy(retry=RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005))
+FAST = CallPolicy(
+    retry=RetrySettings(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.005),
+    timeouts=TimeoutSettings(submit_s=10.0, execute_s=10.0),  # a stuck task fails its test
+)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -330,6 +333,22 @@ def test_throttling_and_unavailability_are_retried_by_the_call_policy(
     assert len(aws.braket.recorded("CreateQuantumTask")) == 3
     assert (caller.ledger.attempts, caller.ledger.failures, caller.ledger.jobs) == (3, 2, 1)
     assert result[0].data.meas.num_shots == 10
+
+
+def test_a_qpu_outside_the_chains_region_keeps_the_call_policys_retries(
+    aws: BraketEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the stand-in: the session is opened in the ARN's region, not copied there by
+    the SDK (its copy drops qhopper's botocore config), so a throttled CreateQuantumTask on
+    Garnet is still one attempt of the call policy: two requests, two attempts."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    backend = get_backend(f"braket:{GARNET}", 16)
+    aws.braket.refuse_next(1, "ThrottlingException")
+    caller = BackendCaller(backend, FAST)
+    caller.sample(one_shot_circuit(backend), 10)
+
+    assert len(aws.braket.recorded("CreateQuantumTask")) == 2
+    assert caller.ledger.attempts == 2
 
 
 @pytest.mark.parametrize(("code", "kind"), [(c, k) for c, _, k in ERROR_KINDS[:2]])
