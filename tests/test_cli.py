@@ -320,7 +320,7 @@ def test_an_unknown_backend_is_one_line_and_exit_2_before_anything_starts(tmp_pa
     result = runner.invoke(app, ["run", "--backend", "foo", "--home", str(home)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "configuration error: unknown backend 'foo'; known backends: aer, aer-noisy, faulty, ibm"
+        "configuration error: unknown backend 'foo'; known backends: aer, aer-noisy, braket, braket-local, faulty, ibm"
     ]
 
 

@@ -71,8 +71,9 @@ class Translated:
 
 
 def translate(circuit: QuantumCircuit) -> Translated:
-    """The Braket circuit of a transpiled Qiskit circuit; its measurements become a record of
-    which qubit each classical bit reads (Braket measures the circuit's qubits at the end)."""
+    """The Braket circuit of a transpiled Qiskit circuit, measured at the end (the qubits its
+    classical bits read, or every qubit it uses: an estimator's circuit), with a record of
+    which qubit each classical bit reads."""
     names = {parameter: f"p{index}" for index, parameter in enumerate(circuit.parameters)}
     braket = Circuit()
     reads: dict[int, int] = {}
@@ -85,10 +86,13 @@ def translate(circuit: QuantumCircuit) -> Translated:
             method, angles = _gate(name)
             arguments = [_angle(p, names) for p in instruction.operation.params[:angles]]
             getattr(braket, method)(*qubits, *arguments)
-    used = {q for instr in braket.instructions for q in instr.target}
-    for qubit in range(circuit.num_qubits):  # Braket drops idle qubits: keep every one measured
-        if qubit not in used and qubit in reads.values():
+    used = {int(q) for instr in braket.instructions for q in instr.target}
+    measured = sorted(set(reads.values()) if reads else used)
+    for qubit in measured:  # Braket drops idle qubits: one measured keeps its place
+        if qubit not in used:
             braket.i(qubit)
+    if measured:  # measured explicitly, where a noise model's readout errors apply
+        braket.measure(measured)
     return Translated(
         braket,
         tuple(names[p] for p in circuit.parameters),
