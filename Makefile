@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library bench-devices
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library bench-devices bench-vendors
 
 setup: $(STAMP)
 
@@ -100,3 +100,7 @@ bench-intake: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .qhopper .pytest_cache .mypy_cache .ruff_cache
+
+# Every vendor on one queue (aer, braket-local, ibm:fake_manila, braket-local:dm), and a 10 % canary's cost (issue 27).
+bench-vendors: $(STAMP)
+	$(BIN)/python benchmarks/bench_vendors.py

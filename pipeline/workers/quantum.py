@@ -63,13 +63,13 @@ def run_quantum_chunk(task: QuantumChunkTask) -> ChunkResult:
     """
     started = time.perf_counter()
     ledger = Ledger()
-    caller = BackendCaller(get_backend(task.backend_spec, task.max_qubits), task.policy, ledger)
     problems = [BatchProblem(w.problem_id, w.formulation, w.shots) for w in task.problems]
     fallback: Fallback | None = None
     answers: list[QuantumAnswer] = []
     learned = None
-    try:
-        answers, learned = _solve(task, problems, caller)
+    try:  # a backend that cannot be reached from this worker (credentials, network) falls back
+        backend = get_backend(task.backend_spec, task.max_qubits)
+        answers, learned = _solve(task, problems, BackendCaller(backend, task.policy, ledger))
     except (BackendError, FallbackRequired) as exc:
         fallback = fallback_for(exc)
     # Backend calls bill themselves; the fast simulator, which stands in for the
