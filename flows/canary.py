@@ -8,8 +8,14 @@ candidate as one task at the angles the main backend reached (:mod:`pipeline.wor
 which leaves out those the candidate's target cannot take). On Dask the task goes out at
 once, at a lower priority than every task of the run's own; in-process (one thread, first
 come first served) it is held until the run's own work is done, so it never delays an
-answer. At its very end, after every answer is committed, the run waits at most
-``canary.wait_s`` for what is still out and writes
+answer. On a cluster the run does not own (``dask.address``: a warm cluster, as ``serve`` keeps
+one) the canary's tasks go out as the run ends, after its own work, and a background thread
+collects them (at most ``canary.wait_s``) and closes the run's client once the run has ended
+(:func:`release`): the run returns as soon as it is done, and the canary takes the cluster's
+idle time after it (on two
+busy cores, any canary work during the run would slow it by what it costs). On a cluster the
+run owns (its LocalCluster, closed with it), the run waits at most ``canary.wait_s`` at its
+very end, after every answer is committed. Either way the rows go to
 ``<results>/canary/date=<day>/<run_id>.parquet``. Nothing the candidate does (raise, time
 out, lose its worker) reaches the run or its answers: it is a canary row with status
 ``failed`` and the error.
@@ -17,15 +23,17 @@ out, lose its worker) reaches the run or its answers: it is a canary row with st
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batching.batches import FinishedBatch
-from flows.compute import Compute, InlineCompute, TaskFuture
+from flows.compute import Compute, DaskCompute, InlineCompute, TaskFuture
 from pipeline.backends import CallPolicy
 from pipeline.canary.vocabulary import CanaryStatus
 from pipeline.config import CanarySettings, Settings
@@ -38,6 +46,27 @@ from pipeline.workers.canary import CanaryResult, CanaryTask, run_canary
 log = logging.getLogger("qhopper.canary")
 # Dask runs higher priorities first: every task of the run's own (priority 0) before a canary.
 CANARY_PRIORITY = -10
+# Deferred canaries by run id: the thread that sends and collects one, and the event that
+# tells it its run has ended.
+_OUTSTANDING: dict[str, tuple[threading.Thread, threading.Event]] = {}
+
+
+def release(run_id: str) -> None:
+    """The run has ended: its deferred canary (if any) may use the cluster now."""
+    if run_id in _OUTSTANDING:
+        _OUTSTANDING[run_id][1].set()
+
+
+def settle(timeout_s: float | None = None) -> None:
+    """Wait for the deferred canaries (each bounded by its wait_s, twice): at a process's
+    exit, so their rows are written, and wherever rows are read right after a run."""
+    while _OUTSTANDING:
+        _, (thread, ended) = _OUTSTANDING.popitem()
+        ended.set()
+        thread.join(timeout_s)
+
+
+atexit.register(settle)
 
 
 def drawn(run_id: str, batch_id: str, fraction: float) -> bool:
@@ -82,6 +111,10 @@ class Canary:
         self.compute = compute
         self.ends_at = ends_at  # epoch seconds: no candidate call starts that cannot end by then
         self.hold = isinstance(compute, InlineCompute)  # one thread: wait for the run's work
+        # A cluster the run does not own outlives it: the canary follows the run there.
+        self.defer = isinstance(compute, DaskCompute)
+        self.keeps_compute = False  # a background collection closes the run's client itself
+        self.released = threading.Event()  # set by release(run_id) once the run has ended
         self.sent: list[_Sent] = []
         self.rows: list[CanaryRow] = []
         self.waited_s = 0.0  # how long the run waited for its canary at its end
@@ -96,7 +129,7 @@ class Canary:
             return
         try:
             sent = _Sent(batch_id, sides, self._task(finished, sides))
-            if not self.hold:
+            if not (self.hold or self.defer):
                 sent.future = self._submit(sent)
         except Exception as exc:
             self.rows += [self._failed(side, "sending", exc) for side in sides]
@@ -105,23 +138,45 @@ class Canary:
 
     def finish(self, wait_s: float | None = None) -> list[CanaryRow]:
         """Send what was held, wait at most ``wait_s`` (``canary.wait_s``) for what is out,
-        and write the run's canary rows; returns them."""
+        and write the run's canary rows; returns them. Deferred (a cluster the run does not
+        own), a background thread does all that once the run has ended (:func:`release`),
+        and this returns no rows: :func:`settle` waits for them."""
         limit = self.config.wait_s if wait_s is None else wait_s
-        started = time.monotonic()
-        ends = started + limit
+        if self.defer and self.sent:
+            self.keeps_compute = True
+            thread = threading.Thread(target=self._after_run, args=(limit,), name=self.run_id)
+            _OUTSTANDING[self.run_id] = (thread, self.released)
+            thread.start()
+            return []
+        self._send_held()
+        self._collect_all(limit)
+        return self.rows
+
+    def _after_run(self, limit: float) -> None:
+        """The deferred canary: sent once the run has ended (or ``limit`` passed), collected."""
+        try:
+            self.released.wait(limit)
+            self._send_held()
+            self._collect_all(limit)
+        finally:
+            self.compute.close()
+
+    def _send_held(self) -> None:
         for sent in self.sent:
             if sent.future is None:
                 try:
                     sent.future = self._submit(sent)
                 except Exception as exc:
                     self.rows += [self._failed(side, "sending", exc) for side in sent.sides]
+
+    def _collect_all(self, limit: float) -> None:
+        started = time.monotonic()
         for sent in self.sent:
             if sent.future is not None:
-                self.rows += self._collect(sent, ends, limit)
+                self.rows += self._collect(sent, started + limit, limit)
         self.sent = []
         self.waited_s = time.monotonic() - started
         self._write()
-        return self.rows
 
     def _sides(
         self, finished: FinishedBatch, written: Sequence[ProblemRow]

@@ -200,6 +200,11 @@ class _Work:
                     f"{len(rows)} answers sampled, {failed} failed; "
                     f"waited {self.canary.waited_s:.1f} s for it"
                 )
+            elif self.canary.keeps_compute:
+                self.run.deps.progress.note(
+                    f"run {self.run.run_id}: canary on {self.canary.spec}: sampling after the "
+                    "run on the cluster, its rows written when back"
+                )
 
     def settle_exhausted(self, claims: list[ClaimedProblem]) -> None:
         """Problems that kept killing runs: one batch of failed rows that say so."""
@@ -215,7 +220,8 @@ class _Work:
         self.compiler.close()
         if isinstance(self.compute, LocalClusterCompute):
             self.run.clock.times.cluster_wait = self.compute.waited_s
-        self.compute.close()
+        if self.canary is None or not self.canary.keeps_compute:
+            self.compute.close()  # else the canary's collection closes it when done
 
 
 def _canary(run: Run, compute: Compute) -> Canary | None:

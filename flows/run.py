@@ -49,6 +49,10 @@ def run_once(deps: RunDeps, only: Sequence[str] | None = None) -> RunSummary:
             run.tally.released = _release(deps.intake, run.run_id, status)
         summary = _summary(run, executor, recovered, (status, error))
         _record(deps, summary)
+        if deps.settings.canary.backend is not None:
+            from flows.canary import release  # a canary deferred on the cluster may start now
+
+            release(run.run_id)
     return summary
 
 

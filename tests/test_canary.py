@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 import truth
+from distributed.diagnostics.plugin import SchedulerPlugin
 from factories import problem
 from typer.testing import CliRunner
 
-from flows.canary import drawn
+from flows.canary import drawn, settle
 from flows.cli import app
 from flows.deps import open_deps
 from flows.run import run_once
@@ -224,6 +225,48 @@ def test_an_aer_candidate_beside_aer_on_a_cluster_agrees(root: Path) -> None:
         0,
     )
     assert judgement["max_abs_difference"] <= 1e-9
+
+
+def test_on_a_cluster_the_run_does_not_own_the_canary_samples_after_the_run(root: Path) -> None:
+    """With ``dask.address`` (a warm cluster, as serve keeps one) the canary's tasks go out only
+    once the run has ended (every task of the run's own before the first of the canary's), and
+    its rows are written in the background, there once settled."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        seen: list[str] = []
+        cluster.scheduler.add_plugin(_TaskKeys(seen))  # in this process: every task key, in order
+        settings, summary = run_home(
+            root,
+            "warm",
+            **{
+                "canary.backend": "aer",
+                "canary.fraction": 1.0,
+                "dask.address": cluster.scheduler_address,
+            },
+        )
+        settle(60.0)
+    assert summary.executor != "local-cluster"
+    canary = [i for i, key in enumerate(seen) if key.startswith("canary-")]
+    own = [i for i, key in enumerate(seen) if not key.startswith("canary-")]
+    assert canary and own and max(own) < min(canary)
+    found = rows(settings)
+    quantum = [r for r in by_key(settings).values() if r["route"] == "quantum"]
+    assert sorted(r["problem_id"] for r in found) == sorted(r["problem_id"] for r in quantum)
+    assert all(r["status"] == "ok" for r in found)
+
+
+class _TaskKeys(SchedulerPlugin):  # type: ignore[misc]
+    """A Dask scheduler plugin recording every task key as it is submitted (the scheduler runs
+    in this process: the list is ours)."""
+
+    name = "task-keys"
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def update_graph(self, scheduler: Any, *, keys: Any = (), **kwargs: Any) -> None:
+        self.seen.extend(str(k) for k in keys)
 
 
 def test_verdicts_with_their_numbers_and_exit_codes(
