@@ -91,7 +91,9 @@ def vendor_row(queued: Path, home: Path, backend: str, iterations: int) -> dict[
         "SELECT sum(jobs) AS jobs, sum(est_quantum_cost_usd) AS estimated FROM batches "
         "WHERE route = 'quantum'",
     ).to_pylist()[0]
-    return {"backend": backend, "wall_s": wall, **problems, **batches}
+    row = {"backend": backend, "wall_s": wall, **problems, **batches}
+    print(json.dumps(row, default=str), flush=True)  # each backend's figures as they come
+    return row
 
 
 def print_vendors(rows: list[dict[str, Any]]) -> None:
@@ -100,10 +102,15 @@ def print_vendors(rows: list[dict[str, Any]]) -> None:
         f"{'E ratio':>8} {'best=ref':>9} {'not quantum':>12}"
     )
     for r in rows:
+        jobs, estimated, billed = (
+            int(r["jobs"] or 0),
+            float(r["estimated"] or 0),
+            float(r["billed"] or 0),
+        )
         print(
-            f"{r['backend']:18} {r['wall_s']:8.1f} {r['jobs'] or 0:6d} {r['estimated'] or 0:10.6f} "
-            f"{r['billed'] or 0:11.6f} {r['ratio'] or 0:8.4f} {r['best']:>4}/{r['n']:<4} "
-            f"{r['elsewhere']:12d}"
+            f"{r['backend']:18} {r['wall_s']:8.1f} {jobs:6d} {estimated:10.6f} {billed:11.6f} "
+            f"{float(r['ratio'] or 0):8.4f} {int(r['best'] or 0):>4}/{int(r['n']):<4} "
+            f"{int(r['elsewhere']):12d}"
         )
 
 
