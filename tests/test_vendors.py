@@ -40,9 +40,9 @@ SMALL = [
     problem("portfolio", 5, seed=5, key="portfolio-5", route="quantum"),
 ]
 TINY = [  # for the noisy simulators, where every evaluation is a density matrix's shots
-    problem("maxcut", 4, seed=9, nonempty=True, key="maxcut-4", route="quantum"),
+    problem("maxcut", 3, seed=9, nonempty=True, key="maxcut-3", route="quantum"),
     problem("qubo", 3, seed=10, key="qubo-3", route="quantum"),
-    problem("portfolio", 4, seed=11, key="portfolio-4", route="quantum"),
+    problem("portfolio", 3, seed=11, key="portfolio-3", route="quantum"),
 ]
 LARGER = [
     problem("maxcut", 7, seed=6, nonempty=True, key="maxcut-7", route="quantum"),
