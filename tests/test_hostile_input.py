@@ -359,7 +359,12 @@ def without_key_conflicts(verdicts: list[tuple[bool, Any]]) -> list[tuple[bool, 
 
 
 def _compact_size(obj: Any) -> int:
-    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+    """A record's compact size; one that cannot be encoded (a lone surrogate from a ``\\ud800``
+    escape) has none, and its validity alone decides."""
+    try:
+        return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+    except ValueError:
+        return 0
 
 
 def _line_verdicts(text: str, limit: int) -> list[tuple[bool, Any]]:
