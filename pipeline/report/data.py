@@ -18,20 +18,10 @@ from typing import Any
 import duckdb
 
 from pipeline.quality import gap_sql, ratio_sql, size_bin_sql
-from pipeline.results import ResultsLocation, connect, open_files
+from pipeline.report.replays import CanaryData, Drift, load_canary, load_drift
+from pipeline.results import ResultsLocation, connect
 
 STAGES = ("queue", "compile", "execute", "post", "total")
-# The replayed answers `qhopper drift` writes: the columns the drift figure reads.
-DRIFT_COLUMNS = (
-    "problem_id",
-    "stored_backend",
-    "replay_backend",
-    "stored_expected",
-    "replay_expected",
-    "stored_objective",
-    "replay_objective",
-    "difference",
-)
 
 
 @dataclass(frozen=True)
@@ -153,69 +143,6 @@ class FirstAttempt:
 
 
 @dataclass(frozen=True)
-class DriftPoint:
-    problem_id: str
-    stored_backend: str
-    replay_backend: str
-    stored_expected: float | None
-    replay_expected: float | None
-    stored_objective: float | None
-    replay_objective: float | None
-    difference: float | None
-
-
-@dataclass(frozen=True)
-class Drift:
-    """The drift rows, or why there are none (``note``)."""
-
-    points: tuple[DriftPoint, ...]
-    note: str | None
-
-
-@dataclass(frozen=True)
-class CanaryPair:
-    """A candidate backend against the main one, over the canary rows: the expectation's
-    difference as a share of the reference, and each side's time and cost per answer."""
-
-    main_backend: str
-    canary_backend: str
-    rows: int
-    failed: int
-    mean_difference: float | None
-    mean_abs_difference: float | None
-    max_abs_difference: float | None
-    best_sample_agreement: float | None
-    main_seconds_p50: float | None
-    canary_seconds_p50: float | None
-    main_cost_usd: float
-    canary_cost_usd: float
-
-
-@dataclass(frozen=True)
-class CanaryBox:
-    """One distribution of the canary figure: a panel (difference, seconds, USD) and a side."""
-
-    panel: str
-    label: str
-    n: int
-    minimum: float
-    p25: float
-    p50: float
-    p75: float
-    p95: float
-    maximum: float
-
-
-@dataclass(frozen=True)
-class CanaryData:
-    """The canary rows by pair of backends and as distributions, or why there are none."""
-
-    pairs: tuple[CanaryPair, ...]
-    boxes: tuple[CanaryBox, ...]
-    note: str | None
-
-
-@dataclass(frozen=True)
 class ReportData:
     since: date | None
     run_id: str | None
@@ -255,8 +182,8 @@ def load(
             classical_answers=_count(con, f"route = 'classical' AND {_ANSWER}"),
             first_attempts=tuple(FirstAttempt(*row) for row in _rows(con, _FIRST)),
             queue_waits=tuple(float(v) for (v,) in _rows(con, "SELECT t_queue_s FROM p")),
-            drift=_drift(con, location, filtered=since is not None or bool(run_id)),
-            canary=_canary(con, location),
+            drift=load_drift(con, location, filtered=since is not None or bool(run_id)),
+            canary=load_canary(con, location),
         )
 
 
@@ -384,57 +311,3 @@ _FIRST = """
            coalesce(max(t_queue_s), 0)
     FROM p GROUP BY ALL ORDER BY 1, 2
 """
-
-
-def _drift(con: duckdb.DuckDBPyConnection, location: ResultsLocation, filtered: bool) -> Drift:
-    """The drift rows when ``qhopper drift`` has written any; else why the figure is empty."""
-    if not open_files(location).has_data("drift"):
-        return Drift((), "no drift data yet: run `qhopper drift --backend SPEC` to write drift/")
-    where = "WHERE problem_id IN (SELECT problem_id FROM p)" if filtered else ""
-    rows = _rows(con, f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift {where} ORDER BY problem_id")
-    points = tuple(DriftPoint(*row) for row in rows)
-    return Drift(points, None if points else "drift/ has no rows for these problems")
-
-
-CANARY_PANELS = ("difference (share of reference)", "seconds per answer", "USD per answer")
-_CANARY_PAIRS = """
-    SELECT main_backend, canary_backend, count(*), count(*) FILTER (status = 'failed'),
-           avg(relative_difference), avg(abs(relative_difference)), max(abs(relative_difference)),
-           avg(CASE WHEN status <> 'ok' THEN NULL WHEN abs(canary_objective - main_objective)
-                    <= 1e-9 * greatest(1, abs(main_objective)) THEN 1.0 ELSE 0.0 END),
-           quantile_cont(main_seconds, 0.5) FILTER (status = 'ok'),
-           quantile_cont(canary_seconds, 0.5) FILTER (status = 'ok'),
-           coalesce(sum(main_cost_usd), 0), coalesce(sum(canary_cost_usd), 0)
-    FROM c GROUP BY ALL ORDER BY 1, 2
-"""
-# Each side of a pair beside the other: the main backend labelled "(main)", so a candidate
-# of the main backend's own kind (aer against aer) still has two boxes.
-_CANARY_BOXES = f"""
-    WITH long AS (
-        SELECT '{CANARY_PANELS[0]}' AS panel,
-               canary_backend || ' vs ' || main_backend AS label, relative_difference AS v
-        FROM c WHERE status = 'ok'
-        UNION ALL SELECT '{CANARY_PANELS[1]}', main_backend || ' (main)', main_seconds
-        FROM c WHERE status = 'ok'
-        UNION ALL SELECT '{CANARY_PANELS[1]}', canary_backend, canary_seconds
-        FROM c WHERE status = 'ok'
-        UNION ALL SELECT '{CANARY_PANELS[2]}', main_backend || ' (main)', main_cost_usd FROM c
-        UNION ALL SELECT '{CANARY_PANELS[2]}', canary_backend, canary_cost_usd FROM c
-    )
-    SELECT panel, label, count(v), min(v), quantile_cont(v, 0.25), quantile_cont(v, 0.5),
-           quantile_cont(v, 0.75), quantile_cont(v, 0.95), max(v)
-    FROM long WHERE v IS NOT NULL GROUP BY ALL ORDER BY 1, 2
-"""
-
-
-def _canary(con: duckdb.DuckDBPyConnection, location: ResultsLocation) -> CanaryData:
-    """The canary rows when a run has written any; else why the figure is empty."""
-    if not open_files(location).has_data("canary"):
-        note = "no canary data yet: set [canary] backend to sample a candidate beside each run"
-        return CanaryData((), (), note)
-    pairs = tuple(CanaryPair(*row) for row in _rows(con, _CANARY_PAIRS))
-    boxes = tuple(
-        CanaryBox(r[0], r[1], int(r[2]), *(float(v) for v in r[3:]))
-        for r in _rows(con, _CANARY_BOXES)
-    )
-    return CanaryData(pairs, boxes, None if pairs else "canary/ has no rows for these runs")

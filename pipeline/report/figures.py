@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from pipeline.money import usd
 from pipeline.report import charts, svg
-from pipeline.report.data import CANARY_PANELS, STAGES, QualityPoint, ReportData
+from pipeline.report.data import STAGES, QualityPoint, ReportData
+from pipeline.report.replays import CANARY_PANELS
 
 FIGURE_IDS = (
     "fig-latency",
@@ -247,14 +248,7 @@ def canary(data: ReportData) -> Figure:
     if not data.canary.boxes:
         return _empty(fig_id, title, data.canary.note or "no canary data yet")
     panels = [
-        (
-            panel,
-            [
-                charts.Box(b.label, b.n, b.minimum, b.p25, b.p50, b.p75, b.p95, b.maximum)
-                for b in data.canary.boxes
-                if b.panel == panel
-            ],
-        )
+        (panel, [box for name, box in data.canary.boxes if name == panel])
         for panel in CANARY_PANELS
     ]
     return Figure(fig_id, title, charts.box_panels(fig_id, title, panels), False)
