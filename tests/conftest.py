@@ -8,6 +8,7 @@ independent oracle: objectives and the one brute force, sharing no code with pip
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import secrets
 import shutil
@@ -54,6 +55,18 @@ def _postgres_reason() -> str | None:
 
 
 _PG_SKIP_REASON = _postgres_reason()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Logging as each test found it: the CLI's ``configure_logging`` points the root logger
+    at the stream the test's runner gave it, which is closed once that test ends."""
+    root, qhopper = logging.getLogger(), logging.getLogger("qhopper")
+    handlers, levels = list(root.handlers), (root.level, qhopper.level)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(levels[0])
+    qhopper.setLevel(levels[1])
 
 
 @pytest.fixture

@@ -109,6 +109,13 @@ def noisy(root: Path) -> tuple[Settings, RunSummary]:
     return run_home(root, "noisy", **{"canary.backend": NOISY, "canary.fraction": 0.5})
 
 
+@pytest.fixture(scope="module")
+def everything(root: Path) -> tuple[Settings, RunSummary]:
+    """Every quantum batch drawn: the rows' contents checked over all of them, not over
+    whichever half a random run id draws."""
+    return run_home(root, "everything", **{"canary.backend": NOISY, "canary.fraction": 1.0})
+
+
 def canary_cli(
     settings: Settings, root: Path, *args: str, **canary: Any
 ) -> tuple[int, str, list[dict[str, Any]]]:
@@ -149,9 +156,9 @@ def test_rows_cover_the_drawn_batches_answers_that_fit_the_candidate_only(
 
 
 def test_each_row_holds_both_sides_and_its_objectives_recompute(
-    noisy: tuple[Settings, RunSummary],
+    everything: tuple[Settings, RunSummary],
 ) -> None:
-    settings, _ = noisy
+    settings, _ = everything
     answers = by_key(settings)
     submitted = {r["key"]: r for r in records()}
     found = rows(settings)
@@ -175,18 +182,22 @@ def test_each_row_holds_both_sides_and_its_objectives_recompute(
         )
         assert row["canary_seconds"] > 0 and row["main_seconds"] > 0
         assert row["canary_cost_usd"] >= 0 and row["main_cost_usd"] >= 0
-    # At 8 shots a best sample is one of a few draws: where the draw took an 8-shot batch, the
-    # two backends' best samples differ somewhere (a row storing the main side's is caught).
+    # At 8 shots a best sample is one of a few draws: over the six 8-shot problems the two
+    # backends' best samples differ somewhere (a row storing the main side's is caught).
     eight = [r for r in found if r["shots"] == 8]
-    assert len(eight) < 4 or any(r["canary_solution"] != r["main_solution"] for r in eight)
-    # Decoherence pulls the noisy device's expectations towards the uniform average, away
-    # from the reference: every answer drifts the same way, in its problem's own sense.
-    worse = [
-        (r["expected_difference"] < 0)
-        == (truth.sense(submitted[answers[r["problem_id"]]["key"]]) == "max")
+    assert len(eight) == 6 and any(r["canary_solution"] != r["main_solution"] for r in eight)
+    # Noise changes every expectation, and decoherence pulls them towards the uniform
+    # average, away from the reference: on the whole the answers drift the worse way, in each
+    # problem's own sense (one small problem's may not: readout and relaxation are not
+    # uniform, and a short optimisation's angles can sit near the average).
+    worse_by = [
+        r["expected_difference"]
+        * (-1 if truth.sense(submitted[answers[r["problem_id"]]["key"]]) == "max" else 1)
+        / abs(r["reference_objective"])
         for r in found
     ]
-    assert all(worse)
+    assert all(d != 0 for d in worse_by)
+    assert sum(worse_by) / len(worse_by) > 0 and sum(d > 0 for d in worse_by) > len(found) / 2
 
 
 def test_the_answers_are_the_same_with_and_without_a_canary(

@@ -68,8 +68,10 @@ def answers(home: Path, backend: str, records: list[dict[str, Any]]) -> list[dic
     submit_files(settings, [source])
     with open_deps(settings) as deps:
         summary = run_once(deps)
-    assert summary.completed == len(records)
-    return query(settings.results_location, "SELECT * FROM problems ORDER BY key").to_pylist()
+    rows = query(settings.results_location, "SELECT * FROM problems ORDER BY key").to_pylist()
+    why = [(r["key"], r["status"], r["fallback_code"], r["fallback_reason"]) for r in rows]
+    assert summary.completed == len(records), (summary, why)
+    return rows
 
 
 def check_against_truth(
