@@ -1,6 +1,6 @@
 """Planning: each claim formulated once, then grouped into batches: by shape where the
 quantum route is open to them (by kind where a problem rule refused it), cut at the size
-limit.
+limit (a run's: each group's by expected compute, :mod:`batching.batch_sizes`).
 
 Pure functions over plain data, so the invariants (every problem in exactly one batch,
 no batch over the limit, one shape per quantum batch) are easy to test.
@@ -21,6 +21,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from batching.batch_sizes import BatchSizes
 from batching.batches import PlannedBatch, PlannedProblem
 from batching.rules import ProblemFacts, Refusal, problem_refusal
 from pipeline.backends import Backend
@@ -35,6 +36,7 @@ from pipeline.qaoa.shapes import ShapeKey, batch_shape
 from pipeline.reference import known_instance
 
 Member = tuple[PlannedProblem, str, Refusal | None]  # the problem, why its route, refusal
+SizeLimit = Callable[[ShapeKey | None, Sequence[PlannedProblem]], int]  # a group's batch size
 
 
 def new_batch_id() -> str:
@@ -45,12 +47,13 @@ def plan_batches(
     problems: Sequence[PlannedProblem],
     backend: str,
     why_not: Callable[[int], str | None],
-    max_batch_size: int,
+    max_batch_size: int | SizeLimit,
     pooled: Callable[[int], bool] | None = None,
 ) -> list[PlannedBatch]:
     """Apply the problem rules, group the problems quantum is open to by shape and the others
     by kind, then cut each group into as few batches as the size limit allows, their sizes at
-    most one apart.
+    most one apart. The limit is one number for every group, or each group's own
+    (:class:`~batching.batch_sizes.BatchSizes`: by expected compute).
 
     ``why_not(n_qubits)`` is the backend's reason a problem of that size cannot run on it;
     ``pooled(n_qubits)`` whether the backend is simulated exactly at that size, so that
@@ -69,7 +72,12 @@ def plan_batches(
     batches: list[PlannedBatch] = []
     for (group, _), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
         ordered = _by_class(members) if group is not None and group.pooled else members
-        count = math.ceil(len(ordered) / max_batch_size)
+        limit = (
+            max_batch_size
+            if isinstance(max_batch_size, int)
+            else max_batch_size(group, [p for p, _, _ in ordered])
+        )
+        count = math.ceil(len(ordered) / limit)
         bounds = [len(ordered) * k // count for k in range(count + 1)]
         batches += [_batch(group, ordered[a:b]) for a, b in itertools.pairwise(bounds)]
     return batches
@@ -127,7 +135,7 @@ def plan_claims(
         planned,
         backend.name,
         backend.target.why_not,
-        settings.quantum.max_batch_size,
+        BatchSizes(backend, settings),
         pooled=lambda n: packing or uses_fast_path(backend, n),
     )
     return exhausted, batches

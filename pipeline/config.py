@@ -59,7 +59,11 @@ class QuantumSettings(_Section):
         default=2, ge=1, le=10
     )  # p=2: ~0.86 vs ~0.79 expectation ratio for ~2x the work
     default_shots: int = Field(default=1024, ge=1, le=1_000_000)
-    max_batch_size: int = Field(default=64, ge=1)
+    # A batch holds as many problems as make batch_seconds of expected compute on the
+    # backend (batching.batch_sizes), at most max_batch_size: a batch's bookkeeping costs
+    # the same whatever its size, so small problems go in large batches.
+    max_batch_size: int = Field(default=1024, ge=1)
+    batch_seconds: float = Field(default=2.0, gt=0)
     max_iterations: int = Field(default=40, ge=1)
     seed: int = 7
     # Stay one layer shallower when the angle library shows the extra layer raised the
@@ -92,6 +96,9 @@ class QuantumSettings(_Section):
 
 class ClassicalSettings(_Section):
     time_limit_s: float = Field(default=10.0, gt=0)
+    # Classical batches are sized like quantum ones: batch_seconds of CP-SAT's expected time.
+    max_batch_size: int = Field(default=1024, ge=1)
+    batch_seconds: float = Field(default=2.0, gt=0)
     workers: int = Field(default=1, ge=1)
     # Every quantum answer gets a classical reference: exact enumeration up to this size,
     # a CP-SAT task with the short limit beside the quantum batch up to the next, none above.

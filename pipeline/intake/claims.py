@@ -21,8 +21,8 @@ from pipeline.intake.schema import (
     QUEUED,
     chunks,
     claim_candidates,
-    problem_events,
     problems,
+    record_events,
 )
 from pipeline.intake.types import ClaimedProblem
 from pipeline.vocabulary import ACTIVE_STATES
@@ -93,19 +93,8 @@ def take(
 
 def record_claims(tx: sa.Connection, rows: Sequence[Any], owner: str, now: datetime) -> None:
     """One ``claimed`` event per problem taken, naming the owner and the attempt."""
-    if rows:
-        tx.execute(
-            problem_events.insert(),
-            [
-                {
-                    "problem_id": r.id,
-                    "state": CLAIMED,
-                    "at": now,
-                    "detail": f"owner={owner} attempt={r.attempts}",
-                }
-                for r in rows
-            ],
-        )
+    attempt = sa.literal(f"owner={owner} attempt=") + sa.cast(problems.c.attempts, sa.String)
+    record_events(tx, [r.id for r in rows], CLAIMED, now, attempt)
 
 
 def claimed(rows: Sequence[Any], now: datetime) -> list[ClaimedProblem]:

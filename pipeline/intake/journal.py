@@ -33,8 +33,8 @@ from pipeline.intake.schema import (
     NO_LEASE,
     batch_problems,
     chunks,
-    problem_events,
     problems,
+    record_events,
     result_batches,
     update_held,
 )
@@ -240,15 +240,5 @@ def _finalise(
             )
     if not members or finalised != members:
         raise _Torn(batch_id)
-    tx.execute(
-        problem_events.insert(),
-        [
-            {
-                "problem_id": o.problem_id,
-                "state": o.status,
-                "at": now,
-                "detail": f"batch={batch_id}",
-            }
-            for o in done
-        ],
-    )
+    for (status, _, _, _), ids in groups.items():
+        record_events(tx, ids, status, now, f"batch={batch_id}")

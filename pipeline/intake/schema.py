@@ -195,16 +195,26 @@ def update_held(
 
 
 def record_events(
-    tx: Connection, problem_ids: list[str], state: str, at: datetime, detail: str | None
+    tx: Connection,
+    problem_ids: list[str],
+    state: str,
+    at: datetime,
+    detail: str | sa.ColumnElement[str] | None,
 ) -> None:
-    """Append one history event per problem (nothing when there is none)."""
-    if problem_ids:
+    """Append one history event per problem (nothing when there is none), one INSERT ...
+    SELECT per slice of ids: a run moving thousands of problems at once binds no row of
+    them in Python, and the database takes each slice in one step. ``detail`` may be an
+    expression over the problem's row (the attempt a claim took)."""
+    when = sa.literal(at, sa.DateTime())
+    text = detail if isinstance(detail, sa.ColumnElement) else sa.literal(detail, sa.Text())
+    for chunk in chunks(problem_ids):
         tx.execute(
-            problem_events.insert(),
-            [
-                {"problem_id": pid, "state": state, "at": at, "detail": detail}
-                for pid in problem_ids
-            ],
+            problem_events.insert().from_select(
+                ["problem_id", "state", "at", "detail"],
+                sa.select(problems.c.id, sa.literal(state, sa.String()), when, text).where(
+                    problems.c.id.in_(chunk)
+                ),
+            )
         )
 
 

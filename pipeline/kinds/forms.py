@@ -30,6 +30,16 @@ class Qubo:
     offset: float
     sense: str  # "min" | "max"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return _qubo, (
+            self.n,
+            _packed(self.linear),
+            self.pairs,
+            _packed(self.quad),
+            self.offset,
+            self.sense,
+        )
+
     def evaluate(self, bits: npt.ArrayLike) -> FloatArray:
         """Objective of each row of 0/1 bits (shape (..., n))."""
         x = np.asarray(bits, dtype=np.float64)
@@ -85,6 +95,16 @@ class Ising:
     constant: float
     sign: float  # objective = sign * energy
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return _ising, (
+            self.n,
+            _packed(self.h),
+            self.pairs,
+            _packed(self.J),
+            self.constant,
+            self.sign,
+        )
+
     @property
     def linear_support(self) -> tuple[int, ...]:
         return tuple(int(i) for i in np.flatnonzero(self.h != 0.0))
@@ -97,3 +117,31 @@ def assemble(
     pairs = tuple(sorted(p for p, c in quad.items() if c != 0.0))
     coefficients = np.array([quad[p] for p in pairs], dtype=np.float64)
     return Qubo(n, linear, pairs, coefficients, float(offset), sense)
+
+
+# Pickled with their arrays as bytes, in the pickle itself: Dask sends every NumPy array of a
+# payload as a frame of its own, and a classical task of a thousand small problems carried
+# five thousand frames of a few dozen bytes each (the cached pair index is not sent either).
+def _packed(array: FloatArray) -> bytes:
+    return np.ascontiguousarray(array, dtype=np.float64).tobytes()
+
+
+def _unpacked(data: bytes) -> FloatArray:
+    return np.frombuffer(data, dtype=np.float64).copy()
+
+
+def _qubo(
+    n: int,
+    linear: bytes,
+    pairs: tuple[tuple[int, int], ...],
+    quad: bytes,
+    offset: float,
+    sense: str,
+) -> Qubo:
+    return Qubo(n, _unpacked(linear), pairs, _unpacked(quad), offset, sense)
+
+
+def _ising(
+    n: int, h: bytes, pairs: tuple[tuple[int, int], ...], J: bytes, constant: float, sign: float
+) -> Ising:
+    return Ising(n, _unpacked(h), pairs, _unpacked(J), constant, sign)
