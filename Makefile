@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library bench-devices bench-vendors
+.PHONY: demo test lint typecheck setup clean browser bench-engine bench-pipeline bench-fallback bench-intake bench-startup bench-scale bench-classical bench-api bench-memory bench-fastpath bench-estimate bench-library bench-devices bench-vendors bench-throughput
 
 setup: $(STAMP)
 
@@ -84,6 +84,11 @@ SCALE_PROBLEMS ?= 5000
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py --problems $(SCALE_PROBLEMS)
 	$(BIN)/python benchmarks/bench_scale.py --problems $(SCALE_PROBLEMS) --database-url $(PG_URL)
+
+# Issue 26: a drain of 200,000 small problems, this checkout beside a worktree of the commit
+# before the work (benchmarks/bench_throughput.py --help), on SQLite and PostgreSQL.
+bench-throughput: $(STAMP)
+	cd benchmarks && ../$(BIN)/python bench_throughput.py
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py

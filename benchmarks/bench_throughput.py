@@ -117,12 +117,14 @@ def worktree(ref: str) -> Iterator[Path]:
         )
 
 
-class PeakMemory:
-    """The largest RSS a process and, separately, any one of its descendants reached."""
+class Watch:
+    """A process and its descendants while they run: the largest RSS the process and any one
+    descendant reached, and the CPU seconds each has used (last seen: whose limit a run is)."""
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.own = self.child = 0
+        self.cpu: dict[int, float] = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -131,14 +133,21 @@ class PeakMemory:
         while not self.stopped.wait(0.2):
             try:
                 self.own = max(self.own, self.process.memory_info().rss)
+                self.cpu[self.process.pid] = sum(self.process.cpu_times()[:2])
                 for child in self.process.children(recursive=True):
                     self.child = max(self.child, child.memory_info().rss)
+                    self.cpu[child.pid] = sum(child.cpu_times()[:2])
             except psutil.Error:
                 continue
 
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join()
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """The process's CPU seconds, and its descendants' together."""
+        own = self.cpu.get(self.process.pid, 0.0)
+        return own, sum(self.cpu.values()) - own
 
 
 def first_answer(results: Path, started: float, stop: threading.Event) -> list[float]:
@@ -167,7 +176,9 @@ def drain(
     env = {**os.environ, "PYTHONPATH": str(root), "QHOPPER_RESULTS_URL": str(results)}
     env.pop("PREFECT_API_URL", None)
     launcher = work / "qhopper_cli.py"  # the console script's body, run by this interpreter
-    launcher.write_text("import sys\nfrom flows.cli import main\nsys.exit(main())\n")
+    launcher.write_text(  # guarded: Dask's worker processes import it again as they start
+        "import sys\nfrom flows.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+    )
     cli = [sys.executable, str(launcher)]
     profiled = (
         cli
@@ -195,7 +206,7 @@ def drain(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            memory = PeakMemory(run.pid)
+            memory = Watch(run.pid)
             _, stderr = run.communicate(timeout=4 * 3600)
             seconds = time.perf_counter() - started
             stop.set()
@@ -213,6 +224,8 @@ def drain(
         "first_answer_s": first[0] if first else float("nan"),
         "run_rss_mib": memory.own / 2**20,
         "worker_rss_mib": memory.child / 2**20,
+        "run_cpu_s": memory.cpu_seconds()[0],
+        "workers_cpu_s": memory.cpu_seconds()[1],
         **figures,
     }
 
@@ -227,13 +240,10 @@ def check_and_read(results: Path, count: int) -> dict[str, float]:
     assert len(answered) == count and set(answered.values()) == {1}, "not exactly one row a problem"
     statuses = Counter(r["status"] for r in rows)
     assert statuses.get("failed", 0) == 0, statuses
-    work = query(
-        results, "SELECT route, sum(t_execute_s) AS s, count(*) AS n FROM batches GROUP BY route"
-    ).to_pylist()
+    batches = query(results, "SELECT route, count(*) AS n FROM batches GROUP BY route").to_pylist()
     [run] = query(results, "SELECT * FROM runs").to_pylist()
-    spent = {f"worker_{w['route']}_s": float(w["s"]) for w in work}
-    spent |= {f"batches_{w['route']}": float(w["n"]) for w in work}
-    return spent | {k: float(v) for k, v in run.items() if k.startswith("t_") and v}
+    counts = {f"batches_{b['route']}": float(b["n"]) for b in batches}
+    return counts | {k: float(v) for k, v in run.items() if k.startswith("t_") and v}
 
 
 def show_profile(path: Path) -> None:

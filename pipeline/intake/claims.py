@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pipeline.intake.leases import dead_local_owners, host_identity
 from pipeline.intake.schema import (
     CLAIMED,
+    ID_SLICE,
     QUEUED,
     chunks,
     claim_candidates,
@@ -26,9 +27,6 @@ from pipeline.intake.schema import (
 )
 from pipeline.intake.types import ClaimedProblem
 from pipeline.vocabulary import ACTIVE_STATES
-
-ID_SLICE = 10_000  # ids per UPDATE: a claim may hold more than a statement's parameters
-
 
 def claimable(
     tx: sa.Connection, now: datetime, limit: int, only: Sequence[str] | None, lock: bool

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import dead_local_owners
 from pipeline.intake.schema import (
+    ID_SLICE,
     NO_LEASE,
     batch_problems,
     chunks,
@@ -86,7 +87,7 @@ class ResultJournal:
             unbatched = problems.c.batch_id.is_(None)
             held = set(update_held(tx, list(problem_ids), run_id, values, unbatched))
             if held:
-                for chunk in chunks(sorted(held)):  # each problem's epoch as it joins
+                for chunk in chunks(sorted(held), ID_SLICE):  # each problem's epoch as it joins
                     tx.execute(
                         batch_problems.insert().from_select(
                             ["batch_id", "problem_id", "epoch"],
@@ -221,7 +222,7 @@ def _finalise(
         groups[(o.status, o.route, o.solver_path, o.fallback_reason)].append(o.problem_id)
     finalised: set[str] = set()
     for (status, route, solver_path, reason), ids in groups.items():
-        for chunk in chunks(ids):
+        for chunk in chunks(ids, ID_SLICE):
             finalised.update(
                 tx.execute(
                     problems.update()

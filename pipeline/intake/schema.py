@@ -153,8 +153,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
+# Ids one ``IN (...)`` list binds: within SQLite's 32,766 parameters and PostgreSQL's 65,535
+# with room for the statement's own, and few statements for a run moving thousands at once.
+ID_SLICE = 10_000
+
+
 def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    """Slices small enough for any database's parameter limit."""
+    """Slices small enough for any database's parameter limit (500 rows of a dozen columns;
+    ``ID_SLICE`` for lists of ids)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -178,7 +184,7 @@ def update_held(
     """Update the problems among ``problem_ids`` that ``owner`` holds (and match ``also``);
     their ids. In chunks, so no statement outgrows the database's parameter limit."""
     taken: list[str] = []
-    for chunk in chunks(problem_ids):
+    for chunk in chunks(problem_ids, ID_SLICE):
         taken += (
             tx.execute(
                 problems.update()
@@ -207,7 +213,7 @@ def record_events(
     expression over the problem's row (the attempt a claim took)."""
     when = sa.literal(at, sa.DateTime())
     text = detail if isinstance(detail, sa.ColumnElement) else sa.literal(detail, sa.Text())
-    for chunk in chunks(problem_ids):
+    for chunk in chunks(problem_ids, ID_SLICE):
         tx.execute(
             problem_events.insert().from_select(
                 ["problem_id", "state", "at", "detail"],
