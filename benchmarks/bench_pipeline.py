@@ -44,6 +44,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from batching.batch_sizes import BatchSizes
 from batching.batches import PlannedProblem
 from batching.planner import plan_batches
 from flows.compute import local_cluster
@@ -225,7 +226,7 @@ def engine_alone(problems: list[dict], home: Path) -> float:
             planned,
             backend.name,
             backend.target.why_not,
-            settings.quantum.max_batch_size,
+            BatchSizes(backend, settings),
             pooled=lambda n: uses_fast_path(backend, n),  # as the run core plans them
         )
         store = TemplateStore(home / "artifacts")

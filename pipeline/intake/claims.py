@@ -28,6 +28,7 @@ from pipeline.intake.schema import (
 from pipeline.intake.types import ClaimedProblem
 from pipeline.vocabulary import ACTIVE_STATES
 
+
 def claimable(
     tx: sa.Connection, now: datetime, limit: int, only: Sequence[str] | None, lock: bool
 ) -> list[str]:

@@ -80,7 +80,11 @@ class Qubo:
         h[np.abs(h) <= CANCELLATION_TOLERANCE * scale] = 0.0
         constant = s * self.offset + a.sum() / 2.0 + b.sum() / 4.0
         keep = b != 0.0
-        pairs = tuple(p for p, k in zip(self.pairs, keep, strict=True) if k)
+        pairs = (
+            self.pairs
+            if keep.all()
+            else tuple(p for p, k in zip(self.pairs, keep, strict=True) if k)
+        )
         return Ising(self.n, h, pairs, b[keep] / 4.0, float(constant), s)
 
 

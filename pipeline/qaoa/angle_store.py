@@ -123,10 +123,17 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 class AngleLibrary:
-    """The ``angle_library`` table on an engine (the intake's: ``IntakeStore.engine``)."""
+    """The ``angle_library`` table on an engine (the intake's: ``IntakeStore.engine``).
+
+    Each class's best entry is read once and remembered (a run makes one library and asks
+    for the same classes wave after wave); what this library adds to a class is read again.
+    Other processes' additions meanwhile show in the next run's library: within a run, a
+    class's later batches follow its pilots' finding rather than the library.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._best: dict[str, AngleEntry | None] = {}
         self.create()
 
     def create(self) -> None:
@@ -175,6 +182,11 @@ class AngleLibrary:
 
     def best(self, angle_class: AngleClass) -> AngleEntry | None:
         """The class's best sound entry: highest ratio (at most 1), newest among equals."""
+        if angle_class.key not in self._best:
+            self._best[angle_class.key] = self._read_best(angle_class)
+        return self._best[angle_class.key]
+
+    def _read_best(self, angle_class: AngleClass) -> AngleEntry | None:
         for entry in self.entries(angle_class.key, limit=KEEP_PER_CLASS + 5):
             if entry.ratio is not None and entry.ratio > 1.0 + 1e-9:
                 continue  # an expectation above the optimum: not a measurement, ignore it
@@ -192,6 +204,7 @@ class AngleLibrary:
         evaluations: float,
         started_from: str,
     ) -> None:
+        self._best.pop(angle_class.key, None)
         with self.engine.begin() as tx:
             tx.execute(
                 angle_library.insert().values(
