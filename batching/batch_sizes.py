@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from batching.batches import PlannedProblem
 from batching.economics import batch_workload
-from batching.sizing import classical_seconds
+from batching.sizing import classical_seconds, even_cuts
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.qaoa.shapes import ShapeKey
@@ -26,14 +26,16 @@ from pipeline.qaoa.shapes import ShapeKey
 
 @dataclass
 class BatchSizes:
-    """Each group's batch size limit, for one run's backend and settings."""
+    """How a run cuts each group of problems into batches (a planner's ``Cutter``)."""
 
     backend: Backend
     settings: Settings
     _per_problem: dict[ShapeKey, float] = field(default_factory=dict)
 
-    def __call__(self, shape: ShapeKey | None, problems: Sequence[PlannedProblem]) -> int:
-        """The most problems one batch of this group takes (at least one)."""
+    def __call__(
+        self, shape: ShapeKey | None, problems: Sequence[PlannedProblem]
+    ) -> list[Sequence[int]]:
+        """The group's batches, as positions in ``problems``."""
         if shape is None:
             return self._classical(problems)
         quantum = self.settings.quantum
@@ -41,13 +43,24 @@ class BatchSizes:
         fits = (
             math.floor(quantum.batch_seconds / seconds) if seconds > 0 else quantum.max_batch_size
         )
-        return max(1, min(quantum.max_batch_size, fits))
+        return list(even_cuts(len(problems), max(1, min(quantum.max_batch_size, fits))))
 
-    def _classical(self, problems: Sequence[PlannedProblem]) -> int:
+    def _classical(self, problems: Sequence[PlannedProblem]) -> list[Sequence[int]]:
+        """Cheapest first, each batch filled until it holds ``batch_seconds`` of CP-SAT's
+        expected time (or the cap): tiny problems share a batch, ones at the time limit get
+        one each, and a slow problem never holds up a batch of fast ones."""
         classical = self.settings.classical
-        total = sum(classical_seconds(p, classical.time_limit_s) for p in problems)
-        batches = max(1, math.ceil(total / classical.batch_seconds))
-        return max(1, min(classical.max_batch_size, math.ceil(len(problems) / batches)))
+        seconds = [classical_seconds(p, classical.time_limit_s) for p in problems]
+        batches: list[list[int]] = []
+        held = math.inf
+        for position in sorted(range(len(problems)), key=lambda i: seconds[i]):
+            full = len(batches[-1]) >= classical.max_batch_size if batches else True
+            if full or held + seconds[position] > classical.batch_seconds:
+                batches.append([])
+                held = 0.0
+            batches[-1].append(position)
+            held += seconds[position]
+        return [sorted(batch) for batch in batches]
 
     def _marginal_seconds(self, shape: ShapeKey, problem: PlannedProblem) -> float:
         """What one more problem like ``problem`` adds to a batch of its shape: the

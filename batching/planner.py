@@ -14,9 +14,7 @@ angles.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -24,6 +22,7 @@ from collections.abc import Callable, Sequence
 from batching.batch_sizes import BatchSizes
 from batching.batches import PlannedBatch, PlannedProblem
 from batching.rules import ProblemFacts, Refusal, problem_refusal
+from batching.sizing import even_cuts
 from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.formulation import formulate
@@ -36,7 +35,8 @@ from pipeline.qaoa.shapes import ShapeKey, batch_shape
 from pipeline.reference import known_instance
 
 Member = tuple[PlannedProblem, str, Refusal | None]  # the problem, why its route, refusal
-SizeLimit = Callable[[ShapeKey | None, Sequence[PlannedProblem]], int]  # a group's batch size
+# A group's batches, as positions in the group: how a run cuts it (batching.batch_sizes).
+Cutter = Callable[[ShapeKey | None, Sequence[PlannedProblem]], Sequence[Sequence[int]]]
 
 
 def new_batch_id() -> str:
@@ -47,13 +47,13 @@ def plan_batches(
     problems: Sequence[PlannedProblem],
     backend: str,
     why_not: Callable[[int], str | None],
-    max_batch_size: int | SizeLimit,
+    max_batch_size: int | Cutter,
     pooled: Callable[[int], bool] | None = None,
 ) -> list[PlannedBatch]:
     """Apply the problem rules, group the problems quantum is open to by shape and the others
-    by kind, then cut each group into as few batches as the size limit allows, their sizes at
-    most one apart. The limit is one number for every group, or each group's own
-    (:class:`~batching.batch_sizes.BatchSizes`: by expected compute).
+    by kind, then cut each group into batches: with a number, as few as that size limit
+    allows, their sizes at most one apart; with a :data:`Cutter`, as it says (a run's:
+    :class:`~batching.batch_sizes.BatchSizes`, by expected compute).
 
     ``why_not(n_qubits)`` is the backend's reason a problem of that size cannot run on it;
     ``pooled(n_qubits)`` whether the backend is simulated exactly at that size, so that
@@ -69,17 +69,16 @@ def plan_batches(
         shape = batch_shape(ising, problem.reps, backend, pooled is not None and pooled(ising.n))
         part = _pool_part(problem) if shape.pooled else ""
         groups[(shape, part)].append((problem, f"fits {backend} ({ising.n} qubits)", None))
+    cut = (
+        (lambda _, group: even_cuts(len(group), max_batch_size))
+        if isinstance(max_batch_size, int)
+        else max_batch_size
+    )
     batches: list[PlannedBatch] = []
     for (group, _), members in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
         ordered = _by_class(members) if group is not None and group.pooled else members
-        limit = (
-            max_batch_size
-            if isinstance(max_batch_size, int)
-            else max_batch_size(group, [p for p, _, _ in ordered])
-        )
-        count = math.ceil(len(ordered) / limit)
-        bounds = [len(ordered) * k // count for k in range(count + 1)]
-        batches += [_batch(group, ordered[a:b]) for a, b in itertools.pairwise(bounds)]
+        for positions in cut(group, [p for p, _, _ in ordered]):
+            batches.append(_batch(group, [ordered[i] for i in positions]))
     return batches
 
 

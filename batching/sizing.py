@@ -8,6 +8,7 @@ problem and one for all the small ones that are enumerated. Routing sizes each b
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import TypeVar
@@ -29,6 +30,14 @@ def chunk_count(size: int, n_qubits: int, workers: int, exact: bool, memory_byte
             per_chunk *= 2
         chunks = max(chunks, math.ceil(size / per_chunk))
     return chunks
+
+
+def even_cuts(count: int, limit: int) -> list[range]:
+    """``count`` consecutive positions cut into as few runs of at most ``limit`` as can be,
+    their lengths at most one apart."""
+    pieces = math.ceil(count / limit)
+    bounds = [count * k // pieces for k in range(pieces + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def split_chunks(problems: Sequence[T], count: int) -> list[list[T]]:

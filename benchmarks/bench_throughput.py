@@ -125,6 +125,7 @@ class Watch:
         self.process = psutil.Process(pid)
         self.own = self.child = 0
         self.cpu: dict[int, float] = {}
+        self.threads: dict[int, float] = {}  # the run process's threads' CPU seconds
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -134,6 +135,7 @@ class Watch:
             try:
                 self.own = max(self.own, self.process.memory_info().rss)
                 self.cpu[self.process.pid] = sum(self.process.cpu_times()[:2])
+                self.threads = {t.id: t.user_time + t.system_time for t in self.process.threads()}
                 for child in self.process.children(recursive=True):
                     self.child = max(self.child, child.memory_info().rss)
                     self.cpu[child.pid] = sum(child.cpu_times()[:2])
@@ -143,6 +145,12 @@ class Watch:
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join()
+
+    def main_thread_share(self) -> float:
+        """The run process's main thread's share of its CPU (the rest: Dask's client, the
+        progress display, the lease keeper)."""
+        total = sum(self.threads.values())
+        return self.threads.get(self.process.pid, 0.0) / total if total else float("nan")
 
     def cpu_seconds(self) -> tuple[float, float]:
         """The process's CPU seconds, and its descendants' together."""
@@ -226,6 +234,7 @@ def drain(
         "worker_rss_mib": memory.child / 2**20,
         "run_cpu_s": memory.cpu_seconds()[0],
         "workers_cpu_s": memory.cpu_seconds()[1],
+        "run_main_thread_share": memory.main_thread_share(),
         **figures,
     }
 

@@ -387,6 +387,23 @@ def test_corrupt_rows_in_the_table_are_skipped(library: AngleLibrary) -> None:
     assert best is not None and best.gammas == (0.2, 0.3) and best.ratio == 0.8
 
 
+def test_a_library_reads_each_class_once_and_again_after_its_own_additions(
+    library: AngleLibrary,
+) -> None:
+    """A run's library remembers each class's best entry (a run asks wave after wave); what
+    it adds itself is read again, another process's addition shows in the next library."""
+    shape = shape_of(maxcut(8, regular_graph(8, 3, 2)).ising, 2, "aer")
+    angle_class = class_of("maxcut", shape)
+    assert library.best(angle_class) is None
+    other = AngleLibrary(library.engine)  # another run, on the same intake
+    other.add(angle_class, [0.21, 0.4], [-0.5, -0.3], 0.83, 10, 5.0, "fixed")
+    assert library.best(angle_class) is None
+    library.add(angle_class, [0.22, 0.41], [-0.51, -0.31], 0.82, 10, 5.0, "fixed")
+    best = library.best(angle_class)
+    assert best is not None and best.gammas == (0.21, 0.4)  # the better one, read afresh
+    assert AngleLibrary(library.engine).best(angle_class) == best
+
+
 def test_depth_stays_lower_when_a_layer_does_not_pay() -> None:
     assert choose_reps({1: 0.80, 2: 0.805, 3: 0.81}, 3, 0.01)[0] == 1
     assert choose_reps({1: 0.70, 2: 0.78, 3: 0.785}, 3, 0.01)[0] == 2

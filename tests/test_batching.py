@@ -7,6 +7,7 @@ from factories import planned, problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching.batch_sizes import BatchSizes
 from batching.batches import PlannedProblem
 from batching.estimate import estimate_run
 from batching.planner import plan_batches
@@ -15,6 +16,7 @@ from pipeline.backends import get_backend
 from pipeline.config_sources import load_settings
 from pipeline.durations import duration
 from pipeline.model import MaxCutSpec
+from pipeline.qaoa.evaluators import uses_fast_path
 from pipeline.qaoa.shapes import shape_of
 
 
@@ -132,3 +134,46 @@ def test_the_eta_starts_from_the_estimate_and_moves_to_the_observed_rate(
     assert eta.remaining(100) == 0.0
     assert Eta(total=10, estimate_s=None).text(0) == "ETA unknown"
     assert duration(3725) == "1 h 02 min" and duration(200) == "3 min 20 s"
+
+
+def sized(problems: list[PlannedProblem], **overrides: float) -> list[int]:
+    """Batch sizes the run would plan ``problems`` into under ``overrides``."""
+    settings = load_settings(overrides=overrides)
+    backend = get_backend("aer", settings.quantum.max_qubits)
+    batches = plan_batches(
+        problems,
+        "aer",
+        backend.target.why_not,
+        BatchSizes(backend, settings),
+        pooled=lambda n: uses_fast_path(backend, n),
+    )
+    assert sorted(p.problem_id for b in batches for p in b.problems) == sorted(
+        p.problem_id for p in problems
+    )
+    return sorted(len(b.problems) for b in batches)
+
+
+def test_batches_hold_their_expected_compute_not_a_fixed_count() -> None:
+    small = [path(i, 6, 1.0 + i % 3) for i in range(2500)]
+    # Milliseconds each on the fast path: the cap decides, far above the old fixed 64.
+    assert sized(small) == [833, 833, 834]
+    assert max(sized(small, **{"quantum.max_batch_size": 100})) == 100
+    # Below the cap a batch holds batch_seconds of compute: half the seconds, twice the batches.
+    few = len(sized(small, **{"quantum.batch_seconds": 0.2}))
+    assert few >= 4 and len(sized(small, **{"quantum.batch_seconds": 0.1})) in (
+        2 * few - 1,
+        2 * few,
+        2 * few + 1,
+    )
+    # CP-SAT at its 10 s limit on each large problem: a batch each; tiny ones share one.
+    large = [
+        planned(
+            9000 + i,
+            problem(
+                "maxcut", 150, seed=i, density=0.1, nonempty=True, weights=1, route="classical"
+            ),
+        )
+        for i in range(3)
+    ]
+    tiny = [path(5000 + i, 4, 1.0, route="classical") for i in range(300)]
+    assert sized([*tiny[:150], *large, *tiny[150:]]) == [1, 1, 1, 300]

@@ -111,3 +111,40 @@ def test_formulation_objective_matches_independent_truth(name: str, seed: int) -
             penalised[~allowed] > best if formulation.sense == "min" else penalised[~allowed] < best
         )
         assert worse.all()
+
+
+@pytest.mark.parametrize("name", ["maxcut", "qubo", "portfolio"])
+def test_a_formulation_travels_whole_in_one_pickle_frame(name: str) -> None:
+    """Dask pickles task payloads with out-of-band buffers: a problem's arrays go inside the
+    pickle, not as frames of their own, and come back equal (and writable)."""
+    import pickle
+
+    formulation = formulate(spec_from_record(problem(name, 6, seed=3)))
+    formulation.qubo.evaluate(np.zeros((1, 6)))  # caches the pair index: not sent either
+    frames: list[pickle.PickleBuffer] = []
+    back = pickle.loads(pickle.dumps(formulation, protocol=5, buffer_callback=frames.append))
+    assert frames == []
+    for before, after in [
+        (formulation.qubo, back.qubo),
+        (formulation.objective_qubo, back.objective_qubo),
+    ]:
+        assert (after.n, after.pairs, after.offset, after.sense) == (
+            before.n,
+            before.pairs,
+            before.offset,
+            before.sense,
+        )
+        assert np.array_equal(after.linear, before.linear) and after.linear.flags.writeable
+        assert np.array_equal(after.quad, before.quad)
+    ising, again = formulation.ising, back.ising
+    assert (again.n, again.pairs, again.constant, again.sign) == (
+        ising.n,
+        ising.pairs,
+        ising.constant,
+        ising.sign,
+    )
+    assert np.array_equal(again.h, ising.h) and np.array_equal(again.J, ising.J)
+    bits = np.array(list(itertools.product([0, 1], repeat=6)))
+    assert np.array_equal(
+        back.objective_qubo.evaluate(bits), formulation.objective_qubo.evaluate(bits)
+    )
