@@ -24,12 +24,18 @@ from pipeline.errors import ServiceUnavailable
 
 log = logging.getLogger("qhopper.compute")
 
-SINGLE_THREAD_ENV = {
+# BLAS reads these as NumPy loads, before a worker could set them: they go in this process's
+# environment for the workers to inherit. Numba reads its own as it is imported, after a
+# worker has set its environment; in this process a changed NUMBA_NUM_THREADS makes Numba's
+# next compilation fail once its threads run ("Cannot set NUMBA_NUM_THREADS ..."): it is
+# given to the workers alone.
+BLAS_SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
 }
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1"}
+SINGLE_THREAD_ENV = {**BLAS_SINGLE_THREAD_ENV, **WORKER_ENV}  # for a worker's own process
 
 # Every comm keeps its last messages (1,000 by default) for debugging: with task arguments
 # inside, that held ~600 MiB of formulations in a 100,000-problem run. Our clusters and our
@@ -182,7 +188,7 @@ def local_cluster(n_workers: int) -> Iterator[Any]:
 
     # Our own cluster: its shutdown chatter (slow nanny closes) is not actionable by users.
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    for name, value in SINGLE_THREAD_ENV.items():
+    for name, value in BLAS_SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     with dask.config.set(QUIET_CLUSTER_CONFIG):  # read as the servers start; workers inherit it
         cluster = LocalCluster(
@@ -201,6 +207,7 @@ def local_cluster(n_workers: int) -> Iterator[Any]:
             silence_logs=logging.CRITICAL,
             host="127.0.0.1",
             preload=["flows.worker_setup"],
+            env=WORKER_ENV,
         )
         client = Client(cluster, set_as_default=False)
     try:

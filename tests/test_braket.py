@@ -5,6 +5,10 @@ Qiskit results out, checked against exact statevectors computed by Qiskit's own 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +181,57 @@ def test_an_estimator_pub_with_a_precision_takes_its_shots() -> None:
         Primitive.ESTIMATOR, [(expectation, observable, values(expectation, 1)[0], 0.05)], 0, 1024
     )
     assert found[0].shots == math.ceil(0.05**-2)
+
+
+NUMBA_AFTER_BRAKET = """
+import numba, numpy as np
+from qiskit import QuantumCircuit
+from flows.compute import local_cluster
+from pipeline.backends import BackendCaller, get_backend
+
+
+def main():
+    circuit = QuantumCircuit(2, 2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure([0, 1], [0, 1])
+    # Braket's parallel kernels compile (a fresh cache) and start Numba's threads.
+    BackendCaller(get_backend("braket-local:dm", 8)).sample([(circuit,)], 50)
+    with local_cluster(1):  # as a run starts its cluster
+        pass
+
+    @numba.njit(parallel=True)
+    def total(x):
+        s = 0.0
+        for i in numba.prange(x.shape[0]):
+            s += x[i]
+        return s
+
+    print("compiled after:", total(np.ones(10)))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_numba_compiles_after_braket_and_a_cluster_in_one_process(tmp_path: Path) -> None:
+    """Braket's simulator sets Numba's thread count to -1 as it loads, and a LocalCluster
+    used to put NUMBA_NUM_THREADS in this process's environment: the next compilation then
+    failed ("Cannot set NUMBA_NUM_THREADS ..."), which CI saw as a braket-local:dm run whose
+    every batch fell back. In a fresh interpreter with a fresh Numba cache, as on a new
+    machine."""
+    script = tmp_path / "numba_after_braket.py"
+    script.write_text(NUMBA_AFTER_BRAKET)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "compiled after: 10.0" in done.stdout

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -250,7 +251,26 @@ def program_set_limits(device: Any, jobs_in_flight: int) -> ProviderLimits:
 def local_device(density_matrix: bool) -> Any:
     from braket.devices import LocalSimulator
 
-    return LocalSimulator("braket_dm" if density_matrix else "braket_sv")
+    with numba_settings_kept():
+        import braket.default_simulator.linalg_utils  # noqa: F401  (what changes them)
+
+        return LocalSimulator("braket_dm" if density_matrix else "braket_sv")
+
+
+@contextmanager
+def numba_settings_kept() -> Iterator[None]:
+    """Numba's process-wide thread count and threading layer as they were: Braket's default
+    simulator sets them (-1 and "workqueue") as it is imported, and with a thread count
+    that no longer matches the environment Numba's next compilation in this process fails
+    once its threads have started ("Cannot set NUMBA_NUM_THREADS ...")."""
+    from numba.core import config
+
+    kept = {name: getattr(config, name) for name in ("NUMBA_NUM_THREADS", "THREADING_LAYER")}
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(config, name, value)
 
 
 def noise_model() -> Any:
