@@ -43,6 +43,8 @@ from pathlib import Path
 import psutil
 from bench_intake import intake_url
 
+from pipeline.results import query
+
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = "4f91999"  # main before issue 26: the commit every figure is compared against
 PG_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -214,11 +216,11 @@ def drain(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            memory = Watch(run.pid)
+            watch = Watch(run.pid)
             _, stderr = run.communicate(timeout=4 * 3600)
             seconds = time.perf_counter() - started
             stop.set()
-            memory.stop()
+            watch.stop()
             if run.returncode != 0:
                 raise SystemExit(
                     f"qhopper run failed ({run.returncode}):\n{stderr.decode()[-3000:]}"
@@ -230,20 +232,17 @@ def drain(
         "seconds": seconds,
         "problems_per_s": count / seconds,
         "first_answer_s": first[0] if first else float("nan"),
-        "run_rss_mib": memory.own / 2**20,
-        "worker_rss_mib": memory.child / 2**20,
-        "run_cpu_s": memory.cpu_seconds()[0],
-        "workers_cpu_s": memory.cpu_seconds()[1],
-        "run_main_thread_share": memory.main_thread_share(),
+        "run_rss_mib": watch.own / 2**20,
+        "worker_rss_mib": watch.child / 2**20,
+        "run_cpu_s": watch.cpu_seconds()[0],
+        "workers_cpu_s": watch.cpu_seconds()[1],
+        "run_main_thread_share": watch.main_thread_share(),
         **figures,
     }
 
 
 def check_and_read(results: Path, count: int) -> dict[str, float]:
     """Every problem answered exactly once; the run's stage timings."""
-    sys.path.insert(0, str(REPO))
-    from pipeline.results import query
-
     rows = query(results, "SELECT problem_id, status FROM problems").to_pylist()
     answered = Counter(r["problem_id"] for r in rows)
     assert len(answered) == count and set(answered.values()) == {1}, "not exactly one row a problem"

@@ -7,8 +7,9 @@ Spin convention: bit x_i = 1 <-> z_i = -1 (qubit |1>), so x_i = (1 - z_i) / 2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,14 +32,7 @@ class Qubo:
     sense: str  # "min" | "max"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return _qubo, (
-            self.n,
-            _packed(self.linear),
-            self.pairs,
-            _packed(self.quad),
-            self.offset,
-            self.sense,
-        )
+        return _in_band(self)
 
     def evaluate(self, bits: npt.ArrayLike) -> FloatArray:
         """Objective of each row of 0/1 bits (shape (..., n))."""
@@ -100,14 +94,7 @@ class Ising:
     sign: float  # objective = sign * energy
 
     def __reduce__(self) -> tuple[object, ...]:
-        return _ising, (
-            self.n,
-            _packed(self.h),
-            self.pairs,
-            _packed(self.J),
-            self.constant,
-            self.sign,
-        )
+        return _in_band(self)
 
     @property
     def linear_support(self) -> tuple[int, ...]:
@@ -126,26 +113,17 @@ def assemble(
 # Pickled with their arrays as bytes, in the pickle itself: Dask sends every NumPy array of a
 # payload as a frame of its own, and a classical task of a thousand small problems carried
 # five thousand frames of a few dozen bytes each (the cached pair index is not sent either).
-def _packed(array: FloatArray) -> bytes:
-    return np.ascontiguousarray(array, dtype=np.float64).tobytes()
+def _in_band(form: Qubo | Ising) -> tuple[object, ...]:
+    values = [getattr(form, f.name) for f in fields(form) if f.init]
+    packed = tuple(
+        np.ascontiguousarray(v, dtype=np.float64).tobytes() if isinstance(v, np.ndarray) else v
+        for v in values
+    )
+    return _rebuilt, (type(form), packed)
 
 
-def _unpacked(data: bytes) -> FloatArray:
-    return np.frombuffer(data, dtype=np.float64).copy()
-
-
-def _qubo(
-    n: int,
-    linear: bytes,
-    pairs: tuple[tuple[int, int], ...],
-    quad: bytes,
-    offset: float,
-    sense: str,
-) -> Qubo:
-    return Qubo(n, _unpacked(linear), pairs, _unpacked(quad), offset, sense)
-
-
-def _ising(
-    n: int, h: bytes, pairs: tuple[tuple[int, int], ...], J: bytes, constant: float, sign: float
-) -> Ising:
-    return Ising(n, _unpacked(h), pairs, _unpacked(J), constant, sign)
+def _rebuilt(cls: type[Qubo] | type[Ising], values: tuple[Any, ...]) -> Qubo | Ising:
+    arrays: list[Any] = [
+        np.frombuffer(v, dtype=np.float64).copy() if isinstance(v, bytes) else v for v in values
+    ]
+    return cls(*arrays)
