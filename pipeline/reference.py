@@ -75,12 +75,9 @@ def best_assignment(formulation: Formulation) -> tuple[float, BitArray] | None:
     maximise = formulation.sense == "max"
     best: tuple[float, BitArray] | None = None
     low = min(n, BLOCK_BITS)
-    low_bits = ((np.arange(2**low)[:, None] >> np.arange(low)) & 1).astype(np.int8)
+    low_bits = _assignments(low)
     for high in range(2 ** (n - low)):
-        high_bits = np.broadcast_to(
-            ((high >> np.arange(n - low)) & 1).astype(np.int8), (len(low_bits), n - low)
-        )
-        bits = np.concatenate([low_bits, high_bits], axis=1)
+        bits = low_bits if n == low else _with_high_bits(low_bits, high, n - low)
         feasible = np.flatnonzero(formulation.feasible(bits))
         if not feasible.size:
             continue
@@ -90,6 +87,21 @@ def best_assignment(formulation: Formulation) -> tuple[float, BitArray] | None:
         if best is None or (value > best[0] if maximise else value < best[0]):
             best = (value, bits[feasible[pick]].copy())
     return best
+
+
+def _with_high_bits(low_bits: BitArray, high: int, count: int) -> BitArray:
+    """``low_bits`` with the ``count`` bits of ``high`` appended to every row."""
+    high_bits = ((high >> np.arange(count)) & 1).astype(np.int8)
+    return np.concatenate([low_bits, np.broadcast_to(high_bits, (len(low_bits), count))], axis=1)
+
+
+@cache
+def _assignments(n: int) -> BitArray:
+    """Every assignment of ``n`` bits, variable 0 first, in enumeration order (read-only:
+    shared by every call, a run judges thousands of small problems)."""
+    bits = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.int8)
+    bits.setflags(write=False)
+    return bits
 
 
 @cache

@@ -62,7 +62,10 @@ def batch_rows(finished: FinishedBatch, context: RowContext) -> list[ProblemRow]
         pid = problem.problem_id
         why = finished.fallbacks.get(pid)
         if pid in quantum and why is None:
-            rows.append(_quantum_row(context, finished, problem, quantum[pid], completed_at))
+            chunk_s = before[pid].seconds
+            rows.append(
+                _quantum_row(context, finished, problem, quantum[pid], chunk_s, completed_at)
+            )
         elif pid in classical:
             spent = before.get(pid, _Attempt())
             answer = classical[pid]
@@ -275,10 +278,10 @@ def _quantum_row(
     finished: FinishedBatch,
     problem: PlannedProblem,
     answer: Answer,
+    chunk_s: float,  # the seconds of the chunk it ran in
     completed_at: datetime,
 ) -> ProblemRow:
     batch = finished.batch
-    chunk_s = next(r.seconds for r in finished.results if problem.problem_id in r.problem_ids)
     assert batch.shape is not None and finished.template is not None
     cpsat = finished.references.get(problem.problem_id)
     reference = judge(
