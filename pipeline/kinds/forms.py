@@ -122,7 +122,7 @@ def _in_band(form: Qubo | Ising) -> tuple[object, ...]:
 
 
 @cache
-def _init_fields(cls: type[Qubo] | type[Ising]) -> tuple[str, ...]:
+def _init_fields(cls: type) -> tuple[str, ...]:
     """The fields a form is built from, in order (looked up once a class: a large batch
     pickles thousands of forms)."""
     return tuple(f.name for f in fields(cls) if f.init)
