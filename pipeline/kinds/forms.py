@@ -8,7 +8,7 @@ Spin convention: bit x_i = 1 <-> z_i = -1 (qubit |1>), so x_i = (1 - z_i) / 2.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -121,11 +121,16 @@ def _in_band(form: Qubo | Ising) -> tuple[object, ...]:
     return _rebuilt, (type(form), packed)
 
 
-@cache
-def _init_fields(cls: type) -> tuple[str, ...]:
+def _init_fields(cls: type[Qubo] | type[Ising]) -> tuple[str, ...]:
     """The fields a form is built from, in order (looked up once a class: a large batch
     pickles thousands of forms)."""
-    return tuple(f.name for f in fields(cls) if f.init)
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in fields(cls) if f.init)
+    return names
+
+
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _rebuilt(cls: type[Qubo] | type[Ising], values: tuple[Any, ...]) -> Qubo | Ising:
