@@ -14,7 +14,6 @@ angles.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from pipeline.backends import Backend
 from pipeline.config import Settings
 from pipeline.formulation import formulate
 from pipeline.intake.types import ClaimedProblem
-from pipeline.model import spec_from_record
+from pipeline.model import spec_from_json
 from pipeline.qaoa.angles import degree_sequence
 from pipeline.qaoa.device import device_run
 from pipeline.qaoa.evaluators import uses_fast_path
@@ -141,7 +140,7 @@ def plan_claims(
 
 
 def _planned(claim: ClaimedProblem, settings: Settings) -> PlannedProblem:
-    spec = spec_from_record(json.loads(claim.spec_json))
+    spec = spec_from_json(claim.spec_json)
     return PlannedProblem(
         problem_id=claim.id,
         key=claim.key,

@@ -10,7 +10,6 @@ simulator, a device) at their stored angles and writes ``drift/`` rows.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from pipeline.config import Settings
 from pipeline.errors import QhopperError
 from pipeline.formulation import Formulation, formulate
 from pipeline.intake import new_id
-from pipeline.model import spec_from_record
+from pipeline.model import spec_from_json
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.qaoa.templates import PackedTemplate, TemplateStore
 from pipeline.results import DriftRow, ResultsLocation, open_files, query, to_table
@@ -228,7 +227,7 @@ def _formulations(settings: Settings, problem_ids: Sequence[str]) -> dict[str, F
     if missing:
         raise NothingToReplay(f"the intake has no spec for {len(missing)} problems: {missing[:3]}")
     return {
-        pid: formulate(spec_from_record(json.loads(row["spec_json"])))
+        pid: formulate(spec_from_json(row["spec_json"]))
         for pid, row in found.items()
         if row is not None
     }

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from pipeline.kinds import KINDS, MaxCutSpec, PortfolioSpec, ProblemSpec, QuboSpec, get, kind_of
 from pipeline.kinds.base import KEY_MAX_LENGTH, OPTION_FIELDS, Issues
@@ -35,6 +36,7 @@ __all__ = [
     "idempotency_key",
     "n_variables",
     "semantic_issues",
+    "spec_from_json",
     "spec_from_record",
     "spec_to_record",
 ]
@@ -90,3 +92,22 @@ def semantic_issues(spec: ProblemSpec, max_variables: int, max_terms: int) -> Is
     if n > max_variables:
         return [(kind.size_field, f"{n} variables is over the configured limit of {max_variables}")]
     return kind.term_issues(spec, max_terms) or kind.magnitude_issues(spec)
+
+
+def spec_from_json(text: str) -> ProblemSpec:
+    """A stored spec (its JSON text) validated as its kind's spec: parsed and validated in
+    one pass, about half the time of :func:`spec_from_record` on ``json.loads`` (a run reads
+    every problem it claims). Where that fails, :func:`spec_from_record` says why, in its
+    own words (an unknown kind raises UnknownKindError)."""
+    try:
+        spec: ProblemSpec = _any_spec().validate_json(text)
+    except ValidationError:
+        return spec_from_record(json.loads(text))
+    return spec
+
+
+@cache
+def _any_spec() -> TypeAdapter[Any]:
+    """Every kind's spec, told apart by its ``kind``."""
+    union = Union[tuple(SPEC_TYPES.values())]  # type: ignore[valid-type]  # noqa: UP007
+    return TypeAdapter(Annotated[union, Field(discriminator="kind")])  # type: ignore[arg-type]

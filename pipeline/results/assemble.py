@@ -9,7 +9,6 @@ to the queue for another attempt while it has attempts left, and only then ends 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from batching.planner import new_batch_id
 from pipeline.config import ClassicalSettings, PriceSettings
 from pipeline.fallback import Fallback, FallbackCode
 from pipeline.intake import COMPLETED, DEGRADED, FAILED, ClaimedProblem
-from pipeline.model import n_variables, spec_from_record
+from pipeline.model import n_variables, spec_from_json
 from pipeline.quality import objective_scale
 from pipeline.reference import judge
 from pipeline.results.rows import BatchRow, ProblemRow
@@ -161,7 +160,7 @@ def exhausted_rows(
     completed_at = datetime.now(UTC)
     rows = []
     for claim in claims:
-        spec = spec_from_record(json.loads(claim.spec_json))
+        spec = spec_from_json(claim.spec_json)
         why = Fallback(
             FallbackCode.ATTEMPT_LIMIT,
             f"attempt limit reached: claimed {claim.attempts - 1} times (limit {limit}) "
