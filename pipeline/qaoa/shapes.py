@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pipeline.formulation import Ising
 
@@ -64,10 +64,15 @@ def shape_of(ising: Ising, reps: int, target: str) -> ShapeKey:
 def pool_of(ising: Ising, reps: int, target: str) -> ShapeKey:
     """The pool a problem joins where the backend is simulated exactly: its size, depth,
     target and whether it has a linear field (which halves the simulator's work when absent)."""
-    n = ising.n
-    linear = tuple(range(n)) if ising.linear_support else ()
+    return _pool(ising.n, bool(ising.linear_support), reps, target)
+
+
+@lru_cache(maxsize=1024)
+def _pool(n: int, linear: bool, reps: int, target: str) -> ShapeKey:
+    """One key a pool (planning puts every claimed problem in one: the same key, hashed
+    and compared by identity first, instead of a new one built for each)."""
     pairs = tuple((i, j) for i in range(n) for j in range(i + 1, n))
-    return ShapeKey(n, pairs, linear, reps, target, pooled=True)
+    return ShapeKey(n, pairs, tuple(range(n)) if linear else (), reps, target, pooled=True)
 
 
 def batch_shape(ising: Ising, reps: int, target: str, pooled: bool) -> ShapeKey:
