@@ -39,9 +39,9 @@ from pipeline.results import ProblemRow
 from pipeline.results.assemble import (
     CLASSICAL_BACKEND,
     RowContext,
-    commit_exhausted,
     commit_finished,
 )
+from pipeline.results.exhausted import commit_exhausted
 from pipeline.vocabulary import Route, State
 
 log = logging.getLogger("qhopper.run")
