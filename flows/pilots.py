@@ -10,7 +10,9 @@ taking one problem's optimum for another's loses in the class (:class:`~pipeline
 the run ends). A class confirmed by ``confirm_problems`` such measurements with a mean
 under ``free_loss`` has two pilots on each run's graph (they refine the entry there), and
 the chunks on that graph take their mean optimum with no evaluation; ``refine = "never"``
-with any entry needs no pilot at all.
+with any entry needs no pilot at all. A class whose followers fitted a model of their optima
+(:mod:`pipeline.qaoa.angle_model`, recorded when the run ends) and is not confirmed needs no
+pilot either: its chunks start from the model's prediction for each problem.
 
 Across runs on one intake, the pilots of a class new to the library run in one run at a
 time: the others wait (``pilot_wait_s``) for its finding and follow it.
@@ -25,8 +27,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from batching.batches import PlannedProblem
 from pipeline.config import QuantumSettings
+from pipeline.qaoa.angle_model import AngleModel, ModelSamples
 from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
 from pipeline.qaoa.findings import Findings
 from pipeline.qaoa.starts import PILOTS
@@ -58,6 +63,7 @@ class _Class:
     confirmed: TransferCheck | None = None  # read once a run; None: not (yet) confirmed
     read: bool = False  # whether ``confirmed`` was read
     measured: TransferCheck = field(default_factory=lambda: TransferCheck(0, 0.0))
+    samples: ModelSamples = field(default_factory=lambda: ModelSamples((), ()))
 
 
 @dataclass
@@ -114,16 +120,22 @@ class PilotBoard:
         total = state.measured.problems + check.problems
         mean = (state.measured.loss * state.measured.problems + check.loss * check.problems) / total
         state.measured = TransferCheck(total, mean)
+        if check.samples is not None:
+            state.samples += check.samples
 
     def close(self) -> None:
-        """Record what this run's followers measured; give back the pilot leases this run
-        still holds (its pilots never came back)."""
+        """Record what this run's followers measured, and the angle model their optima fit;
+        give back the pilot leases this run still holds (its pilots never came back)."""
         if self.findings is None:
             return
         for class_key, state in self.classes.items():
             if state.measured.problems:
                 self.findings.add_check(class_key, state.measured, self.run_id)
                 state.measured = TransferCheck(0, 0.0)
+            model = self._fitted(state)
+            if model is not None:
+                self.findings.add_model(class_key, model, self.run_id)
+            state.samples = ModelSamples((), ())
             if state.leased:
                 self.findings.release(class_key, self.run_id)
                 state.leased = False
@@ -138,6 +150,17 @@ class PilotBoard:
         held = [first, *chunks[1:]] if first else list(chunks[1:])
         pilot_plan = dataclasses.replace(plan, warm_pilots=pilots)
         return Admitted([(tuple(problems[:pilots]), pilot_plan)], held, piloting=True)
+
+    @staticmethod
+    def _fitted(state: _Class) -> AngleModel | None:
+        """The model of the class's optima its followers sampled in this run, if enough did
+        (on the curvature they stepped with)."""
+        found = state.found
+        if found is None or not found.curvature or not len(state.samples):
+            return None
+        dims = 2 * found.reps
+        hessian = np.asarray(found.curvature).reshape(dims, dims)
+        return AngleModel.fit(state.samples, hessian)
 
     def _pilots(self, plan: AnglePlan) -> int:
         """From the grid, or for a class with linear fields (whose optima concentrate less:
@@ -158,7 +181,9 @@ class PilotBoard:
         if plan.refine is RefineMode.NEVER and plan.refined:
             entry = plan.candidates[0]
             return ClassAngles(entry.gammas, entry.betas, (), 0.0)
-        if plan.refined or self.findings is None:
+        if plan.refined:
+            return self._modelled(plan, state)
+        if self.findings is None:
             return None
         earlier = self.findings.latest(plan.class_key)  # recorded before its library entry
         if earlier is not None:
@@ -170,6 +195,18 @@ class PilotBoard:
             return None
         log.info("class %s: waiting for another run's pilots", plan.class_key)
         return self.findings.wait(plan.class_key, since, self.settings.pilot_wait_s)
+
+    def _modelled(self, plan: AnglePlan, state: _Class) -> ClassAngles | None:
+        """A class known to the library whose followers fitted a model of its optima, and
+        whose measured transfer loss is too high to take its entry as it is: its problems
+        need no pilots, they start from the model (None: the class pilots as before)."""
+        if self.findings is None or plan.fields or self._confirmed(plan.class_key, state):
+            return None
+        model = self.findings.model(plan.class_key)
+        if model is None or len(model.direction) != 2 * plan.reps:
+            return None
+        entry = plan.candidates[0]
+        return ClassAngles(entry.gammas, entry.betas, model.curvature, math.inf, model)
 
     def _follower(self, plan: AnglePlan, state: _Class, shape: str) -> AnglePlan:
         """The plan of a chunk that follows the class's finding, with the loss following it

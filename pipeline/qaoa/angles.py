@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.qaoa.angle_model import AngleModel, ModelSamples
 from pipeline.qaoa.shapes import ShapeKey
 from pipeline.vocabulary import RefineMode
 
@@ -126,12 +127,15 @@ class ClassAngles:
     (the Hessian of the normalised energy, flattened; empty when not measured) and a loss
     (relative energy; inf: not known). From pilots, what transferring one pilot's optimum
     to another lost in their batch; on a following chunk's plan, what the pilot board knows
-    following costs (the class's ``TransferCheck``)."""
+    following costs (the class's ``TransferCheck``). ``model``: where an earlier run's
+    followers fitted one, each problem's angles from its features (followers then take
+    its prediction and one line search instead of a Newton step)."""
 
     gammas: tuple[float, ...]
     betas: tuple[float, ...]
     curvature: tuple[float, ...] = ()
     loss: float = math.inf
+    model: AngleModel | None = None
 
     @property
     def reps(self) -> int:
@@ -143,10 +147,12 @@ class TransferCheck:
     """What following measured in a chunk: how many of its problems, and what taking one
     problem's optimum of the class for another's loses on average (relative energy; see
     :func:`pipeline.qaoa.transfer.spread`). Costs no evaluation: it is read off the
-    followers' Newton steps and the energies their answers need anyway."""
+    followers' Newton steps and the energies their answers need anyway; so are
+    ``samples``, their features and optima, which the class's angle model is fitted on."""
 
     problems: int
     loss: float
+    samples: ModelSamples | None = None
 
 
 @dataclass(frozen=True)

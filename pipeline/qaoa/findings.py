@@ -1,11 +1,12 @@
 """What a class's pilots found, kept for every run, and which run is finding it now.
 
-Three tables beside the angle library, in the intake database: ``angle_findings`` (one row
+Four tables beside the angle library, in the intake database: ``angle_findings`` (one row
 per set of pilots: their mean optimum, curvature and measured transfer loss, see
 :class:`~pipeline.qaoa.angles.ClassAngles`), ``angle_transfer_checks`` (one row per class a
 run followed with steps: how many problems measured what following lost, and their mean,
-see :class:`~pipeline.qaoa.angles.TransferCheck`) and ``angle_pilot_leases`` (one row per
-class whose pilots a run is running now). A run that finds another holding a class's lease
+see :class:`~pipeline.qaoa.angles.TransferCheck`), ``angle_models`` (one row per class a
+run's followers fitted a model of their optima on: :mod:`pipeline.qaoa.angle_model`) and
+``angle_pilot_leases`` (one row per class whose pilots a run is running now). A run that finds another holding a class's lease
 waits, within a bounded time, for that run's finding instead of paying for pilots of its
 own: across concurrent runs on one intake, one set of pilots per new class at a time.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Engine
 from pipeline.intake.database import server_now
 from pipeline.intake.leases import host_identity, process_alive
 from pipeline.intake.schema import problems
+from pipeline.qaoa.angle_model import AngleModel
 from pipeline.qaoa.angles import ClassAngles, TransferCheck
 from pipeline.vocabulary import ACTIVE_STATES
 
@@ -55,6 +57,17 @@ angle_transfer_checks = sa.Table(
     sa.Column("class_key", sa.String(300), nullable=False, index=True),
     sa.Column("problems", sa.Integer, nullable=False),
     sa.Column("loss", sa.Float, nullable=False),  # their mean (TransferCheck)
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+angle_models = sa.Table(
+    "angle_models",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("class_key", sa.String(300), nullable=False, index=True),
+    sa.Column("model_json", sa.Text, nullable=False),  # AngleModel.to_json
+    sa.Column("problems", sa.Integer, nullable=False),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
@@ -107,6 +120,33 @@ class Findings:
                     created_at=server_now(tx),
                 )
             )
+
+    def add_model(self, class_key: str, model: AngleModel, run_id: str) -> None:
+        with self.engine.begin() as tx:
+            tx.execute(
+                angle_models.insert().values(
+                    class_key=class_key,
+                    model_json=model.to_json(),
+                    problems=model.problems,
+                    run_id=run_id,
+                    created_at=server_now(tx),
+                )
+            )
+
+    def model(self, class_key: str) -> AngleModel | None:
+        """The class's newest angle model; None where there is none or it is unreadable
+        (logged: the class then follows its pilots as before, at their price)."""
+        models = angle_models.c
+        query = sa.select(models.model_json).where(models.class_key == class_key)
+        with self.engine.connect() as connection:
+            text = connection.execute(query.order_by(models.id.desc()).limit(1)).scalar()
+        if text is None:
+            return None
+        try:
+            return AngleModel.from_json(text)
+        except ValueError as exc:
+            log.warning("class %s: its angle model is ignored: %s", class_key, exc)
+            return None
 
     def checked(self, class_key: str) -> TransferCheck | None:
         """Every check of the class together: the problems that measured and their mean loss."""
