@@ -11,8 +11,9 @@ the run ends). A class confirmed by ``confirm_problems`` such measurements with 
 under ``free_loss`` has two pilots on each run's graph (they refine the entry there), and
 the chunks on that graph take their mean optimum with no evaluation; ``refine = "never"``
 with any entry needs no pilot at all. A class whose followers fitted a model of their optima
-(:mod:`pipeline.qaoa.angle_model`, recorded when the run ends) and is not confirmed needs no
-pilot either: its chunks start from the model's prediction for each problem.
+(:mod:`pipeline.qaoa.angle_model`, recorded when the run ends) needs no pilot either: its
+chunks start from the model's prediction for each problem, on any graph of the class (with
+no evaluation where the class is confirmed, else 2 a problem on average).
 
 Across runs on one intake, the pilots of a class new to the library run in one run at a
 time: the others wait (``pilot_wait_s``) for its finding and follow it.
@@ -197,10 +198,10 @@ class PilotBoard:
         return self.findings.wait(plan.class_key, since, self.settings.pilot_wait_s)
 
     def _modelled(self, plan: AnglePlan, state: _Class) -> ClassAngles | None:
-        """A class known to the library whose followers fitted a model of its optima, and
-        whose measured transfer loss is too high to take its entry as it is: its problems
-        need no pilots, they start from the model (None: the class pilots as before)."""
-        if self.findings is None or plan.fields or self._confirmed(plan.class_key, state):
+        """A class known to the library whose followers fitted a model of its optima: its
+        problems need no pilots, they start from the model's prediction (None: the class
+        pilots as before)."""
+        if self.findings is None or plan.fields:
             return None
         model = self.findings.model(plan.class_key)
         if model is None or len(model.direction) != 2 * plan.reps:
@@ -211,12 +212,14 @@ class PilotBoard:
     def _follower(self, plan: AnglePlan, state: _Class, shape: str) -> AnglePlan:
         """The plan of a chunk that follows the class's finding, with the loss following it
         is known to cost: the class's measured loss where the class is confirmed and the
-        chunk is on the graph its pilots ran on (``auto`` then takes the angles as they are
-        if that loss is under ``free_loss``); else unknown (a young class, or another graph
-        of it than the pilots': ``auto`` steps)."""
+        chunk is on the graph its pilots ran on, or follows a model, whose prediction reads
+        each problem's own graph (``auto`` then takes the angles as they are if that loss is
+        under ``free_loss``); else unknown (a young class, or another graph of it than the
+        pilots': ``auto`` steps)."""
         found = state.found
         assert found is not None
-        check = self._confirmed(plan.class_key, state) if state.shape == shape else None
+        here = state.shape == shape or found.model is not None
+        check = self._confirmed(plan.class_key, state) if here else None
         loss = math.inf if check is None else check.loss
         return dataclasses.replace(plan, shared=dataclasses.replace(found, loss=loss))
 

@@ -31,6 +31,7 @@ from pipeline.model import spec_from_record
 from pipeline.qaoa.angle_store import AngleLibrary, plan_for
 from pipeline.qaoa.angles import AngleSet, ClassAngles, TransferCheck
 from pipeline.qaoa.evaluators import BatchProblem
+from pipeline.qaoa.features import features
 from pipeline.qaoa.findings import Findings, angle_pilot_leases
 from pipeline.qaoa.lockstep import optimise_chunk
 from pipeline.qaoa.refine import FD_STEP, newton_step
@@ -98,8 +99,9 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
     model puts them at measure the class: twice their mean quadratic-model loss at their
     centre (under the pilot's curvature) relative to their energy, recomputed here from an
     independent statevector's energies. Once that record covers ``confirm_problems``
-    problems under ``free_loss``, the next run on another graph pilots twice and its other
-    problems take the pilots' mean optimum with no evaluation."""
+    problems under ``free_loss``, the next run on another graph needs no pilot: its problems
+    take the class model's prediction (fitted on the first run's 29 followers) with no
+    evaluation, each its own (features computed here from its weights)."""
     settings = load_settings(
         home,
         overrides={
@@ -121,6 +123,7 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
             findings = Findings(deps.intake.engine)
             if records is first:
                 check, shared = findings.checked(class_key), findings.latest(class_key)
+                model = findings.model(class_key)
     rows = {
         r["key"]: r for r in query(settings.results_location, "SELECT * FROM problems").to_pylist()
     }
@@ -134,7 +137,38 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
     assert check.problems == 29 and check.loss == pytest.approx(expected, rel=1e-4)
     assert check.loss > 0  # the followers' optima differ: the class has a spread
     assert np.mean(gained) > 0 and min(gained) > -1e-3 * max(map(abs, gained))  # steps pay
-    spent = sorted(rows[r["key"]]["evaluations"] for r in second)
+    assert model is not None and model.problems == 29
+    for record in second:
+        row = rows[record["key"]]
+        weights = np.array([w for _, _, w in record["edges"]])
+        pairs = [(min(u, v), max(u, v)) for u, v, _ in record["edges"]]
+        own = features(8, pairs, weights[None, :] / np.sqrt(np.mean(weights**2)))
+        assert row["evaluations"] == 0
+        assert row["angles"] == pytest.approx(model.predict(own)[0].tolist(), abs=1e-9)
+
+
+def test_a_confirmed_class_with_no_model_pilots_twice_and_follows_free(home: Path) -> None:
+    """Too few followers for a model (14 < 20): once their record confirms the class, the
+    next run on another graph pilots twice and its other problems take the pilots' mean
+    optimum with no evaluation."""
+    settings = load_settings(
+        home,
+        overrides={
+            "quantum.max_batch_size": 15,
+            "quantum.confirm_problems": 10,
+            "quantum.free_loss": 1.0,
+        },
+    )
+    for records in (one_graph(15, seed=5), one_graph(30, seed=6)):
+        source = home / f"{records[0]['key']}.jsonl"
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        submit_files(settings, [source])
+        with open_deps(settings) as deps:
+            assert run_once(deps).completed == len(records)
+    rows = query(
+        settings.results_location, "SELECT * FROM problems WHERE key LIKE 'g6-%'"
+    ).to_pylist()
+    spent = sorted(r["evaluations"] for r in rows)
     assert spent[:-2] == [0] * 28 and min(spent[-2:]) > STEP  # two pilots, then free
 
 

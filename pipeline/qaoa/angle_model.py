@@ -55,6 +55,10 @@ class AngleModel:
     # outside them a new problem is (:meth:`risk`), where its prediction is least sure.
     feature_mean: tuple[float, ...] = ()
     feature_precision: tuple[float, ...] = ()
+    # The least and greatest of each angle among the optima fitted on: a prediction stays
+    # within them (a problem with extreme features would otherwise be sent far off).
+    lowest: tuple[float, ...] = ()
+    highest: tuple[float, ...] = ()
 
     @classmethod
     def fit(cls, samples: ModelSamples, hessian: FloatArray) -> AngleModel | None:
@@ -77,12 +81,15 @@ class AngleModel:
             len(samples),
             tuple(features.mean(axis=0).tolist()),
             tuple(np.linalg.pinv(np.cov(features, rowvar=False)).ravel().tolist()),
+            tuple(optima.min(axis=0).tolist()),
+            tuple(optima.max(axis=0).tolist()),
         )
 
     def predict(self, features: FloatArray) -> FloatArray:
-        """Each problem's predicted optimum (problems, 2p)."""
+        """Each problem's predicted optimum (problems, 2p), within the optima fitted on."""
         design = np.column_stack([np.ones(len(features)), features])
-        return np.asarray(design @ np.asarray(self.coefficients), dtype=np.float64)
+        predicted = design @ np.asarray(self.coefficients)
+        return np.asarray(np.clip(predicted, self.lowest, self.highest), dtype=np.float64)
 
     def risk(self, features: FloatArray) -> FloatArray:
         """Each problem's squared Mahalanobis distance from the features fitted on."""
@@ -105,12 +112,15 @@ class AngleModel:
                 int(fields["problems"]),
                 tuple(float(v) for v in fields["feature_mean"]),
                 tuple(float(v) for v in fields["feature_precision"]),
+                tuple(float(v) for v in fields["lowest"]),
+                tuple(float(v) for v in fields["highest"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an angle model: {exc}") from exc
         dims = len(model.direction)
         sizes = {len(row) for row in model.coefficients}
-        if sizes != {dims} or len(model.curvature) != dims * dims:
+        bounds = {len(model.lowest), len(model.highest)}
+        if sizes != {dims} or len(model.curvature) != dims * dims or bounds != {dims}:
             raise ValueError(f"an angle model of inconsistent sizes: {sizes}, {dims}")
         return model
 

@@ -43,10 +43,11 @@ def follow(
     """Angles for problems whose class's pilots already ran (``plan.shared``), each spending
     only what the class's measured loss warrants, and what following measured:
 
+    - where an earlier run fitted the class's angle model: its prediction for each problem
+      (:func:`from_model`), as it is where following is free (below), else corrected for
+      2 evaluations a problem on average;
     - ``never``, or ``auto`` with the loss under ``plan.free_loss``: the shared angles as
       they are, no evaluation (the energy there is what sampling shows anyway);
-    - otherwise, where an earlier run fitted the class's angle model: its prediction for
-      each problem, corrected for 2 evaluations a problem on average (:func:`from_model`);
     - with the pilots' curvature known: one Newton step each on a forward-difference
       gradient, 2p + 1 evaluations (:func:`step_from_shared`);
     - no curvature known: a full refinement from the shared angles.
@@ -59,12 +60,12 @@ def follow(
     free = plan.refine is RefineMode.NEVER or (
         plan.refine is RefineMode.AUTO and shared.loss <= plan.free_loss
     )
+    dims = 2 * shared.reps
+    model = shared.model
+    if model is not None and not np.any(engine.h) and len(model.direction) == dims:
+        return from_model(engine, rows, model, free), None
     if free:
         return (gammas, betas, engine.untuned_energies(rows, np.hstack([gammas, betas]))), None
-    dims = 2 * shared.reps
-    no_field = not np.any(engine.h)
-    if shared.model is not None and no_field and len(shared.model.direction) == dims:
-        return from_model(engine, rows, shared.model), None
     if shared.curvature:
         hint = np.asarray(shared.curvature).reshape(dims, dims)
         return step_from_shared(engine, rows, np.hstack([gammas, betas]), hint)
@@ -79,36 +80,33 @@ def problem_features(engine: Evaluator, rows: npt.NDArray[np.intp]) -> FloatArra
 
 
 def from_model(
-    engine: Evaluator, rows: npt.NDArray[np.intp], model: AngleModel
+    engine: Evaluator, rows: npt.NDArray[np.intp], model: AngleModel, free: bool
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Each problem from the class model's prediction, 2 evaluations a problem on average:
+    """Each problem from the class model's prediction: as it is where following is ``free``
+    (the class is confirmed), else for 2 evaluations a problem on average:
 
     - the ``NEWTON_SHARE`` whose features lie farthest from those the model was fitted on
-      take one Newton step (2p + 1), and the mean of their full steps is how this graph's
-      optima lie off the model (a shift every other problem takes);
-    - the next ``LINE_SHARE`` move from there along the model's direction to the minimum of
-      a parabola: slope from energies at +-``PROBE`` (2), curvature from the class's
-      Hessian (the lower probe where it shows none);
-    - the rest take the prediction and the shift as they are (0).
+      take one Newton step (2p + 1, within ``INITIAL_RADIUS``);
+    - the next ``LINE_SHARE`` one line search along the model's direction (2);
+    - the rest take the prediction as it is (0).
 
-    Measured on exponential-weight 12-node 3-regular MaxCut over five pairs of graphs (the
-    model fitted on one, used on the other): 0.0035-0.0044 of expectation ratio under each
-    problem's p=2 ceiling, where the prediction alone lost 0.005-0.007."""
+    Measured on exponential-weight 12-node 3-regular MaxCut over three pairs of graphs (the
+    model fitted on one, used on the other): 0.0030-0.0044 of expectation ratio under each
+    problem's p=2 ceiling, where the prediction alone lost 0.0039-0.0057 and one line
+    search each 0.0032-0.0047. Shifting every problem by the Newton steps' mean (this
+    graph's offset from the model) lost more on uniform weights: the riskiest problems'
+    steps are no sample of the rest."""
     found = problem_features(engine, rows)
-    theta = model.predict(found)
-    order = np.argsort(-model.risk(found), kind="stable")
-    newton = order[: int(NEWTON_SHARE * len(rows))]
-    line = order[len(newton) : len(newton) + round(LINE_SHARE * len(rows))]
-    moved = theta.copy()
-    if newton.size:
-        moved[newton], full, _, _ = _newton_steps(
-            engine, rows[newton], theta[newton], model.hessian
-        )
-        rest = np.setdiff1d(order, newton)
-        moved[rest] += full.mean(axis=0)
-    if line.size:
-        moved[line] = _line_search(engine, rows[line], moved[line], model)
-    reps = theta.shape[1] // 2
+    moved = model.predict(found)
+    if not free:
+        order = np.argsort(-model.risk(found), kind="stable")
+        newton = order[: int(NEWTON_SHARE * len(rows))]
+        line = order[len(newton) : len(newton) + round(LINE_SHARE * len(rows))]
+        if newton.size:
+            moved[newton] = _newton_steps(engine, rows[newton], moved[newton], model.hessian)[0]
+        if line.size:
+            moved[line] = _line_search(engine, rows[line], moved[line], model)
+    reps = moved.shape[1] // 2
     return moved[:, :reps].copy(), moved[:, reps:].copy(), engine.untuned_energies(rows, moved)
 
 
@@ -124,7 +122,7 @@ def _line_search(
     slope = (values[:, 0] - values[:, 1]) / (2 * PROBE)
     curvature = float(direction @ model.hessian @ direction)
     if curvature > 0:
-        moves = np.clip(-slope / curvature, -MAX_RADIUS, MAX_RADIUS)
+        moves = np.clip(-slope / curvature, -INITIAL_RADIUS, INITIAL_RADIUS)
     else:
         moves = np.where(values[:, 0] < values[:, 1], PROBE, -PROBE)
     return np.asarray(theta + moves[:, None] * direction)
@@ -153,20 +151,21 @@ def _staged_steps(
     engine: Evaluator, rows: npt.NDArray[np.intp], theta: FloatArray, hessian: FloatArray
 ) -> tuple[tuple[FloatArray, FloatArray, FloatArray], TransferCheck | None]:
     """Unchecked steps (no linear field), in two stages where the chunk has at least 2
-    ``STAGE`` problems (the second from a model fitted on the first's optima: no evaluation
-    more); the check carries every problem's features and optimum, samples for the class's
-    angle model."""
+    ``STAGE`` problems, the second from a model fitted on the first's optima (no evaluation
+    more); the check carries the problems' features and optima, samples for the class's
+    angle model, from the stages whose start was centred on their optima
+    (:func:`_centred`). A first stage that was not (the pilot found another basin than
+    its followers') leaves no samples, and the second starts from its optima's mean."""
     found = problem_features(engine, rows)
     stages = [np.arange(len(rows))]
     if len(rows) >= 2 * STAGE:
         stages = [np.arange(STAGE), np.arange(STAGE, len(rows))]
     start, moved, optima = theta.copy(), theta.copy(), theta.copy()
     energy = np.empty(len(rows))
+    trusted = np.ones(len(rows), dtype=bool)
     for index, stage in enumerate(stages):
-        done = np.concatenate([stages[0][:0], *stages[:index]])
-        model = AngleModel.fit(_samples(found[done], optima[done]), hessian)
-        if model is not None:
-            start[stage] = model.predict(found[stage])
+        if index:
+            _restart(stage, stages[index - 1], found, (start, optima, trusted), hessian)
         moved[stage], full, _, energy[stage] = _newton_steps(
             engine, rows[stage], start[stage], hessian
         )
@@ -174,12 +173,41 @@ def _staged_steps(
         # a step cut to the radius leaves points crowded along one direction, the class
         # looking tighter than it is.
         optima[stage] = start[stage] + full
+        trusted[stage] = _centred(full)
     known = np.isfinite(energy)
     check = spread(optima[known], energy[known], hessian) if known.sum() >= 2 else None
     if check is not None:
-        check = TransferCheck(check.problems, check.loss, _samples(found, optima))
+        sampled = _samples(found[trusted], optima[trusted])
+        check = TransferCheck(check.problems, check.loss, sampled)
     reps = theta.shape[1] // 2
     return (moved[:, :reps].copy(), moved[:, reps:].copy(), energy), check
+
+
+def _restart(
+    stage: npt.NDArray[np.intp],
+    before: npt.NDArray[np.intp],
+    found: FloatArray,
+    state: tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]],
+    hessian: FloatArray,
+) -> None:
+    """Where a stage starts (``state``: every problem's start, optimum, whether its stage
+    was centred; updated in place): from the model the stage ``before`` fits where it was
+    centred, else from its optima's mean."""
+    start, optima, trusted = state
+    if not trusted[before].all():
+        start[stage] = optima[before].mean(axis=0)
+        return
+    model = AngleModel.fit(_samples(found[before], optima[before]), hessian)
+    if model is not None:
+        start[stage] = model.predict(found[stage])
+
+
+def _centred(steps: FloatArray) -> bool:
+    """Whether a stage's Newton steps (their full length) are centred within
+    ``INITIAL_RADIUS``: only then do their optima sample the class, the Newton model being
+    good near where it was measured. On 8-node 3-regular exponential-weight MaxCut, a pilot
+    in another basin put its followers' mean step at 0.18; the other pilots, 0.01-0.08."""
+    return bool(np.linalg.norm(steps.mean(axis=0)) <= INITIAL_RADIUS)
 
 
 def _samples(found: FloatArray, optima: FloatArray) -> ModelSamples:
