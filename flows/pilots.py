@@ -34,6 +34,7 @@ from batching.batches import PlannedProblem
 from pipeline.config import QuantumSettings
 from pipeline.qaoa.angle_model import AngleModel, ModelSamples
 from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
+from pipeline.qaoa.features import most_typical
 from pipeline.qaoa.findings import Findings
 from pipeline.qaoa.starts import PILOTS
 from pipeline.vocabulary import RefineMode
@@ -142,15 +143,21 @@ class PilotBoard:
                 state.leased = False
 
     def _pilot(self, plan: AnglePlan, state: _Class, chunks: Sequence[Chunk]) -> Admitted:
-        """This run pilots the class: its first problems alone, the rest held (a batch no
-        larger than its pilots is all pilots, and later batches of the class follow it)."""
+        """This run pilots the class: its most typical problems alone (with no linear
+        field, by :func:`~pipeline.qaoa.features.most_typical`; else its first), the rest
+        held (a batch no larger than its pilots is all pilots, and later batches of the
+        class follow it)."""
         problems = [p for chunk in chunks for p in chunk]
-        pilots = min(self._pilots(plan), len(problems))
+        count = min(self._pilots(plan), len(problems))
+        chosen: Sequence[int] = range(count)
+        if not plan.fields:
+            chosen = most_typical([p.formulation.ising for p in problems], count)
+        pilots = tuple(problems[i] for i in chosen)
+        ids = {p.problem_id for p in pilots}
         state.flying = True
-        first = chunks[0][pilots:]
-        held = [first, *chunks[1:]] if first else list(chunks[1:])
-        pilot_plan = dataclasses.replace(plan, warm_pilots=pilots)
-        return Admitted([(tuple(problems[:pilots]), pilot_plan)], held, piloting=True)
+        held = [rest for c in chunks if (rest := tuple(p for p in c if p.problem_id not in ids))]
+        pilot_plan = dataclasses.replace(plan, warm_pilots=count)
+        return Admitted([(pilots, pilot_plan)], held, piloting=True)
 
     @staticmethod
     def _fitted(state: _Class) -> AngleModel | None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import truth
-from factories import problem
+from factories import planned, problem
 from test_qaoa import true_qaoa_expectation
 
 from flows.deps import open_deps
@@ -219,12 +219,13 @@ def test_concurrent_runs_pay_for_a_new_class_once(postgres_url: str) -> None:
         quantum = QuantumSettings(pilot_wait_s=30)
         first = PilotBoard("r-first", quantum, findings)
         second = PilotBoard("r-second", quantum, findings)
-        chunks = [tuple(range(6)), tuple(range(6, 12))]  # stand-ins: only sizes are read
-        piloting = first.admit(plan, shape.digest, chunks)  # type: ignore[arg-type]
+        claimed = [planned(i, record, reps=2) for i, record in enumerate(records)]
+        chunks = [tuple(claimed[:6]), tuple(claimed[6:])]
+        piloting = first.admit(plan, shape.digest, chunks)
         assert piloting.piloting and len(piloting.now) == 1 and len(piloting.held) == 2
         waited: list = []
         waiter = threading.Thread(
-            target=lambda: waited.append(second.admit(plan, shape.digest, chunks))  # type: ignore[arg-type]
+            target=lambda: waited.append(second.admit(plan, shape.digest, chunks))
         )
         waiter.start()
         found = ClassAngles((0.2, 0.4), (0.5, 0.3), (1.0,) * 16, 0.001)
@@ -373,12 +374,13 @@ def test_a_batch_no_larger_than_its_pilots_pilots_its_class_for_the_run(tmp_path
         shape = shape_of(formulation.ising, 2, BACKEND.target.label)
         plan = plan_for(library, "maxcut", shape)
         board = PilotBoard("r-1", QuantumSettings(pilot_wait_s=30), findings)
-        first = board.admit(plan, shape.digest, [(0,)])  # type: ignore[list-item]
+        claimed = [planned(i, record, reps=2) for i, record in enumerate(one_graph(3))]
+        first = board.admit(plan, shape.digest, [(claimed[0],)])
         assert first.piloting and len(first.now) == 1 and not first.held
         assert findings.take_lease(plan.class_key, "r-1", 30) is None  # its own: no wait
         learned = ClassAngles((0.2, 0.4), (0.5, 0.3), (1.0,) * 16, 0.001)
         assert board.found(plan, shape.digest, learned, pilots=1)
-        later = board.admit(plan, shape.digest, [(1,), (2,)])  # type: ignore[list-item]
+        later = board.admit(plan, shape.digest, [(claimed[1],), (claimed[2],)])
         assert not later.piloting and not later.held
         assert all(p.shared is not None for _, p in later.now)
         board.close()
@@ -403,8 +405,46 @@ def test_a_class_with_fields_has_three_pilots_where_others_have_one(
             plan_for(None, "maxcut", shape), candidates=(entry,), fields=fields
         )
         board = PilotBoard("r-1", QuantumSettings(), Findings(store.engine))
-        admitted = board.admit(plan, shape.digest, [tuple(range(10))])  # type: ignore[list-item]
+        claimed = tuple(planned(i, record, reps=2) for i, record in enumerate(one_graph(10)))
+        admitted = board.admit(plan, shape.digest, [claimed])
         assert admitted.piloting and len(admitted.now[0][0]) == pilots
         assert sum(len(chunk) for chunk in admitted.held) == 10 - pilots
+    finally:
+        store.close()
+
+
+def test_a_class_is_piloted_by_its_most_typical_problem_not_its_first(tmp_path: Path) -> None:
+    """The batch's first problem has weights unlike the others' (one edge 50 times the
+    rest): its optimum lies off its class's centre, so it is not the pilot; the pilot is
+    the problem whose features lie nearest the others' mean, and every other problem is
+    held, once, in its own chunk's order."""
+    store = IntakeStore.open(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        running(store, "r-1")
+        records = one_graph(12)
+        records[0]["edges"][0][2] = 50.0
+        claimed = [planned(i, record, reps=2) for i, record in enumerate(records)]
+        shape = shape_of(claimed[0].formulation.ising, 2, BACKEND.target.label)
+        board = PilotBoard("r-1", QuantumSettings(), Findings(store.engine))
+        admitted = board.admit(
+            plan_for(None, "maxcut", shape), shape.digest, [tuple(claimed[:6]), tuple(claimed[6:])]
+        )
+        [(pilots, _)] = admitted.now
+        found = np.array(
+            [
+                features(
+                    8,
+                    p.formulation.ising.pairs,
+                    p.formulation.ising.J[None, :] / np.sqrt(np.mean(p.formulation.ising.J**2)),
+                )[0]
+                for p in claimed
+            ]
+        )
+        offsets = found - found.mean(axis=0)
+        distance = np.einsum("ij,jk,ik->i", offsets, np.linalg.pinv(np.cov(found.T)), offsets)
+        assert [p.problem_id for p in pilots] == [claimed[int(np.argmin(distance))].problem_id]
+        assert claimed[0].problem_id not in {p.problem_id for p in pilots}
+        held = [p.problem_id for chunk in admitted.held for p in chunk]
+        assert held == [p.problem_id for p in claimed if p is not pilots[0]]
     finally:
         store.close()

@@ -25,11 +25,14 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.kinds.forms import Ising
+
 FloatArray = npt.NDArray[np.float64]
 
 FEATURES = ("mean |J|", "adjacent |J J|", "gamma1*", "beta1*", "E1* per edge", "E1'' / |E1*|")
 GAMMA_GRID = np.linspace(0.02, 1.2, 80)  # where a normalised problem's depth-1 optimum lies
 BEND_STEP = 0.02  # the gamma step of the depth-1 curvature's central difference
+TYPICAL_AMONG = 64  # how many of a batch's problems a choice of its most typical reads
 
 
 def couplings(n_qubits: int, pairs: Sequence[tuple[int, int]], J: FloatArray) -> FloatArray:
@@ -112,3 +115,28 @@ def _bend(matrix: FloatArray, gamma: FloatArray, energy: FloatArray) -> FloatArr
     envelope = C / 2 - np.sqrt(A**2 + C**2 / 4)
     bend = (envelope[:, 0] + envelope[:, 1] - 2 * energy) / BEND_STEP**2
     return np.asarray(bend / np.maximum(np.abs(energy), 1e-12))
+
+
+def most_typical(isings: Sequence[Ising], count: int) -> list[int]:
+    """The indices of the ``count`` problems whose features lie nearest the others' mean
+    (Mahalanobis distance), among the first ``TYPICAL_AMONG``: pilots whose optimum lies
+    near their class's centre. On exponential-weight 12-node 3-regular MaxCut, one pilot
+    drawn at random left its 99 followers 0.0023-0.0262 of expectation ratio under the p=2
+    ceiling (15 draws, mean 0.0064: some pilots' optima lie in another basin); the most
+    typical of 50, 0.0021-0.0043 (mean 0.0030)."""
+    among = list(isings[:TYPICAL_AMONG])
+    if len(among) <= count:
+        return list(range(len(among)))
+    found = np.vstack([features(i.n, i.pairs, _normalised(i)[None, :]) for i in among])
+    offsets = found - found.mean(axis=0)
+    precision = np.linalg.pinv(np.cov(found, rowvar=False))
+    distance = np.einsum("ij,jk,ik->i", offsets, precision, offsets)
+    return sorted(np.argsort(distance, kind="stable")[:count].tolist())
+
+
+def _normalised(ising: Ising) -> FloatArray:
+    """Its couplings divided by the RMS of its nonzero weights, as the engine scales them."""
+    weights = np.concatenate([ising.h, ising.J])
+    weights = weights[weights != 0]
+    rms = float(np.sqrt(np.mean(weights**2))) if weights.size else 1.0
+    return np.asarray(ising.J / rms, dtype=np.float64)
