@@ -101,7 +101,8 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
     independent statevector's energies. Once that record covers ``confirm_problems``
     problems under ``free_loss``, the next run on another graph needs no pilot: its problems
     take the class model's prediction (fitted on the first run's 29 followers) with no
-    evaluation, each its own (features computed here from its weights)."""
+    evaluation, each its own (features computed here from its weights), its expectation an
+    independent statevector's at those angles."""
     settings = load_settings(
         home,
         overrides={
@@ -145,6 +146,8 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
         own = features(8, pairs, weights[None, :] / np.sqrt(np.mean(weights**2)))
         assert row["evaluations"] == 0
         assert row["angles"] == pytest.approx(model.predict(own)[0].tolist(), abs=1e-9)
+        exact = true_qaoa_expectation(record, row["angles"][:2], row["angles"][2:])
+        assert row["expected_objective"] == pytest.approx(exact, rel=1e-9)
 
 
 def test_a_confirmed_class_with_no_model_pilots_twice_and_follows_free(home: Path) -> None:
