@@ -32,7 +32,7 @@ import numpy as np
 
 from batching.batches import PlannedProblem
 from pipeline.config import QuantumSettings
-from pipeline.qaoa.angle_model import AngleModel, ModelSamples
+from pipeline.qaoa.angle_model import MAX_SAMPLES, AngleModel, ModelSamples
 from pipeline.qaoa.angles import AnglePlan, ClassAngles, TransferCheck
 from pipeline.qaoa.features import most_typical
 from pipeline.qaoa.findings import Findings
@@ -122,7 +122,7 @@ class PilotBoard:
         total = state.measured.problems + check.problems
         mean = (state.measured.loss * state.measured.problems + check.loss * check.problems) / total
         state.measured = TransferCheck(total, mean)
-        if check.samples is not None:
+        if check.samples is not None and len(state.samples) < MAX_SAMPLES:
             state.samples += check.samples
 
     def close(self) -> None:

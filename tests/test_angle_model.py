@@ -24,7 +24,7 @@ from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.intake import IntakeStore
 from pipeline.model import spec_from_record
-from pipeline.qaoa.angle_model import AngleModel, ModelSamples
+from pipeline.qaoa.angle_model import MAX_SAMPLES, AngleModel, ModelSamples
 from pipeline.qaoa.angle_store import plan_for
 from pipeline.qaoa.angles import ClassAngles, TransferCheck
 from pipeline.qaoa.evaluators import BatchProblem
@@ -167,6 +167,10 @@ def test_a_model_fitted_on_exact_linear_optima_recovers_them_and_their_main_resi
     assert (
         AngleModel.fit(ModelSamples(samples.features[:19], samples.optima[:19]), np.eye(4)) is None
     )
+    pooled = ModelSamples((), ())
+    for _ in range(MAX_SAMPLES // 60 + 2):  # a large run's chunks: the first MAX_SAMPLES kept
+        pooled += samples
+    assert len(pooled) == MAX_SAMPLES and pooled.optima[:60] == samples.optima
 
 
 def test_an_unreadable_stored_model_is_ignored_with_a_warning(

@@ -23,6 +23,7 @@ FloatArray = npt.NDArray[np.float64]
 
 RIDGE = 1e-8  # keeps the fit solvable where a feature is constant (one graph, equal weights)
 MIN_SAMPLES = 20  # fewer followers than this fit no model
+MAX_SAMPLES = 2_000  # a run keeps no more for a class (a large run's would fill memory)
 PROBE = 0.03  # the line search's half-step along its direction (radians)
 FLOOR = 1e-3  # the smallest curvature eigenvalue the metric keeps
 
@@ -36,7 +37,9 @@ class ModelSamples:
     optima: tuple[tuple[float, ...], ...]
 
     def __add__(self, other: ModelSamples) -> ModelSamples:
-        return ModelSamples(self.features + other.features, self.optima + other.optima)
+        """Both, up to ``MAX_SAMPLES`` (the first ones)."""
+        features = (self.features + other.features)[:MAX_SAMPLES]
+        return ModelSamples(features, (self.optima + other.optima)[:MAX_SAMPLES])
 
     def __len__(self) -> int:
         return len(self.optima)
