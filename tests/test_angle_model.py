@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import truth
+from factories import problem
 from test_pilots import BACKEND
 from test_qaoa import true_qaoa_expectation
 
@@ -28,7 +29,13 @@ from pipeline.qaoa.angle_model import MAX_SAMPLES, AngleModel, ModelSamples
 from pipeline.qaoa.angle_store import plan_for
 from pipeline.qaoa.angles import ClassAngles, TransferCheck
 from pipeline.qaoa.evaluators import BatchProblem
-from pipeline.qaoa.features import couplings, depth_one_optimum, depth_one_terms, features
+from pipeline.qaoa.features import (
+    couplings,
+    depth_one_optimum,
+    depth_one_terms,
+    features,
+    most_typical,
+)
 from pipeline.qaoa.findings import Findings, angle_models
 from pipeline.qaoa.lockstep import optimise_chunk
 from pipeline.qaoa.refine import FD_STEP, newton_step
@@ -322,3 +329,19 @@ def test_a_second_run_on_a_new_graph_starts_from_the_model_at_two_evaluations_a_
         at_shared = true_qaoa_expectation(record, shared.gammas, shared.betas)
         gains.append((exact - at_shared) / truth.brute_force(record))
     assert np.mean(gains) > 0
+
+
+def test_the_most_typical_of_a_pool_reads_each_problem_on_its_own_graph() -> None:
+    """A pool's problems each have their own graph: their features, read together over
+    every pair any of them has, are each one's own (computed here one problem at a time),
+    and the most typical are those nearest the mean."""
+    records = [problem("maxcut", 6, seed=i, graph="random") for i in range(30)]
+    isings = [formulate(spec_from_record(r)).ising for r in records]
+    one_by_one = np.vstack(
+        [features(6, i.pairs, (i.J / np.sqrt(np.mean(i.J**2)))[None, :]) for i in isings]
+    )
+    offsets = one_by_one - one_by_one.mean(axis=0)
+    precision = np.linalg.pinv(np.cov(one_by_one, rowvar=False))
+    distance = np.einsum("ij,jk,ik->i", offsets, precision, offsets)
+    assert len({i.pairs for i in isings}) > 1  # a pool, not one graph
+    assert most_typical(isings, 3) == sorted(np.argsort(distance)[:3].tolist())

@@ -127,7 +127,14 @@ def most_typical(isings: Sequence[Ising], count: int) -> list[int]:
     among = list(isings[:TYPICAL_AMONG])
     if len(among) <= count:
         return list(range(len(among)))
-    found = np.vstack([features(i.n, i.pairs, _normalised(i)[None, :]) for i in among])
+    # One call for all: every pair any of them has (a pool's problems have their own graphs),
+    # weighing 0 where a problem has no such pair.
+    pairs = sorted({pair for ising in among for pair in ising.pairs})
+    column = {pair: index for index, pair in enumerate(pairs)}
+    J = np.zeros((len(among), len(pairs)))
+    for row, ising in enumerate(among):
+        J[row, [column[pair] for pair in ising.pairs]] = _normalised(ising)
+    found = features(among[0].n, pairs, J)
     offsets = found - found.mean(axis=0)
     precision = np.linalg.pinv(np.cov(found, rowvar=False))
     distance = np.einsum("ij,jk,ik->i", offsets, precision, offsets)
