@@ -82,12 +82,18 @@ def normalised_weights(
         if not fits or (ising.linear_support and not shape.linear):
             raise ValueError(f"problem {problem.problem_id} does not fit shape {shape.label}")
         linear = ising.h[list(shape.linear)] if shape.linear else np.zeros(0)
-        weights = np.concatenate([linear, ising.J])
-        weights = weights[weights != 0.0]
-        scale[b] = _rms(weights) if weights.size else 1.0
+        scale[b] = weight_scale(linear, ising.J)
         h[b] = linear / scale[b]
         J[b, [column[pair] for pair in ising.pairs]] = ising.J / scale[b]
     return scale, h, J
+
+
+def weight_scale(h: FloatArray, J: FloatArray) -> float:
+    """What a problem's weights are divided by: the RMS of its nonzero linear and pair
+    weights (1 where it has none)."""
+    weights = np.concatenate([h, J])
+    weights = weights[weights != 0.0]
+    return _rms(weights) if weights.size else 1.0
 
 
 def _rms(weights: FloatArray) -> float:

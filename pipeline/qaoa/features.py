@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.kinds.forms import Ising
+from pipeline.qaoa.evaluators import weight_scale
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -133,17 +134,9 @@ def most_typical(isings: Sequence[Ising], count: int) -> list[int]:
     column = {pair: index for index, pair in enumerate(pairs)}
     J = np.zeros((len(among), len(pairs)))
     for row, ising in enumerate(among):
-        J[row, [column[pair] for pair in ising.pairs]] = _normalised(ising)
+        J[row, [column[pair] for pair in ising.pairs]] = ising.J / weight_scale(ising.h, ising.J)
     found = features(among[0].n, pairs, J)
     offsets = found - found.mean(axis=0)
     precision = np.linalg.pinv(np.cov(found, rowvar=False))
     distance = np.einsum("ij,jk,ik->i", offsets, precision, offsets)
     return sorted(np.argsort(distance, kind="stable")[:count].tolist())
-
-
-def _normalised(ising: Ising) -> FloatArray:
-    """Its couplings divided by the RMS of its nonzero weights, as the engine scales them."""
-    weights = np.concatenate([ising.h, ising.J])
-    weights = weights[weights != 0]
-    rms = float(np.sqrt(np.mean(weights**2))) if weights.size else 1.0
-    return np.asarray(ising.J / rms, dtype=np.float64)
