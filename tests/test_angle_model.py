@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 import truth
 from factories import problem
-from test_pilots import BACKEND
+from test_pilots import BACKEND, findings_in, submit_and_run
 from test_qaoa import true_qaoa_expectation
 
-from flows.deps import open_deps
-from flows.run import run_once
 from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.intake import IntakeStore
@@ -42,7 +40,6 @@ from pipeline.qaoa.refine import FD_STEP, newton_step
 from pipeline.qaoa.shapes import shape_of
 from pipeline.qaoa.templates import compile_template
 from pipeline.results import query
-from pipeline.submit import submit_files
 from pipeline.vocabulary import RefineMode
 
 PAIRS_8 = [(0, 1), (0, 4), (0, 7), (1, 2), (1, 5), (2, 3), (2, 6), (3, 4), (3, 7), (4, 5), (5, 6)]
@@ -298,19 +295,11 @@ def test_a_second_run_on_a_new_graph_starts_from_the_model_at_two_evaluations_a_
     settings = load_settings(home, overrides={"quantum.free_loss": 1e-9})
     first = exponential_graph(60, graph_seed=10, prefix="one", law="uniform")
     second = exponential_graph(60, graph_seed=11, prefix="two", law="uniform")
-    for records in (first, second):
-        source = home / f"{records[0]['key']}.jsonl"
-        source.write_text("".join(json.dumps(r) + "\n" for r in records))
-        submit_files(settings, [source])
-        with open_deps(settings) as deps:
-            assert run_once(deps).completed == 60
-            formulation = formulate(spec_from_record(records[0]))
-            shape = shape_of(formulation.ising, 2, BACKEND.target.label)
-            findings = Findings(deps.intake.engine)
-            class_key = plan_for(None, "maxcut", shape).class_key
-            model = findings.model(class_key)
-            shared = findings.latest(class_key)
-            assert model is not None and shared is not None
+    class_key = submit_and_run(home, settings, first)
+    submit_and_run(home, settings, second)
+    with findings_in(settings) as findings:
+        model, shared = findings.model(class_key), findings.latest(class_key)
+    assert model is not None and shared is not None
     assert model.problems == 59  # every follower of run 1; run 2 adds none
     rows = query(
         settings.results_location, "SELECT * FROM problems WHERE key LIKE 'two-%'"

@@ -9,6 +9,8 @@ import math
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from flows.deps import open_deps
 from flows.pilots import PilotBoard
 from flows.run import run_once
 from pipeline.backends import get_backend
-from pipeline.config import QuantumSettings
+from pipeline.config import QuantumSettings, Settings
 from pipeline.config_sources import load_settings
 from pipeline.formulation import formulate
 from pipeline.intake import IntakeStore
@@ -59,6 +61,28 @@ def one_graph(count: int, seed: int = 5) -> list[dict]:
         }
         for i in range(count)
     ]
+
+
+def submit_and_run(home: Path, settings: Settings, records: list[dict]) -> str:
+    """Submit ``records`` as a file and run them once, as `qhopper submit` and `qhopper
+    run` do (every one answered); the key of their MaxCut class at p=2."""
+    source = home / f"{records[0]['key']}.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    submit_files(settings, [source])
+    with open_deps(settings) as deps:
+        assert run_once(deps).completed == len(records)
+    formulation = formulate(spec_from_record(records[0]))
+    return plan_for(None, "maxcut", shape_of(formulation.ising, 2, BACKEND.target.label)).class_key
+
+
+@contextmanager
+def findings_in(settings: Settings) -> Iterator[Findings]:
+    """The class findings of the settings' intake."""
+    store = IntakeStore.open(settings.database_url)
+    try:
+        yield Findings(store.engine)
+    finally:
+        store.close()
 
 
 def running(store: IntakeStore, *run_ids: str, lease_seconds: float = 600) -> None:
@@ -112,19 +136,11 @@ def test_followers_measure_what_following_loses_and_a_confirmed_class_follows_fr
         },
     )
     first, second = one_graph(30, seed=5), one_graph(30, seed=6)
-    for records in (first, second):
-        source = home / f"{records[0]['key']}.jsonl"
-        source.write_text("".join(json.dumps(r) + "\n" for r in records))
-        submit_files(settings, [source])
-        with open_deps(settings) as deps:
-            assert run_once(deps).completed == 30
-            formulation = formulate(spec_from_record(records[0]))
-            shape = shape_of(formulation.ising, 2, BACKEND.target.label)
-            class_key = plan_for(None, "maxcut", shape).class_key
-            findings = Findings(deps.intake.engine)
-            if records is first:
-                check, shared = findings.checked(class_key), findings.latest(class_key)
-                model = findings.model(class_key)
+    class_key = submit_and_run(home, settings, first)
+    with findings_in(settings) as findings:
+        check, shared = findings.checked(class_key), findings.latest(class_key)
+        model = findings.model(class_key)
+    submit_and_run(home, settings, second)
     rows = {
         r["key"]: r for r in query(settings.results_location, "SELECT * FROM problems").to_pylist()
     }
@@ -163,11 +179,7 @@ def test_a_confirmed_class_with_no_model_pilots_twice_and_follows_free(home: Pat
         },
     )
     for records in (one_graph(15, seed=5), one_graph(30, seed=6)):
-        source = home / f"{records[0]['key']}.jsonl"
-        source.write_text("".join(json.dumps(r) + "\n" for r in records))
-        submit_files(settings, [source])
-        with open_deps(settings) as deps:
-            assert run_once(deps).completed == len(records)
+        submit_and_run(home, settings, records)
     rows = query(
         settings.results_location, "SELECT * FROM problems WHERE key LIKE 'g6-%'"
     ).to_pylist()
@@ -315,12 +327,8 @@ def test_refine_never_answers_a_known_class_with_no_evaluation(home: Path) -> No
     its entry as it is (no pilots, no evaluation), and each answer is its problem's cut."""
     settings = load_settings(home, overrides={"quantum.refine": "never"})
     for seed in (5, 6):  # a first run fills the library; the second takes it
-        source = home / f"problems-{seed}.jsonl"
         records = one_graph(12, seed=seed)
-        source.write_text("".join(json.dumps(r) + "\n" for r in records))
-        submit_files(settings, [source])
-        with open_deps(settings) as deps:
-            assert run_once(deps).completed == 12
+        submit_and_run(home, settings, records)
     rows = query(
         settings.results_location, "SELECT * FROM problems WHERE key LIKE 'g6-%'"
     ).to_pylist()
